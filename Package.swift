@@ -1,0 +1,55 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Kernels are 4x slower on baseline x86-64 (SSE2): build for a real CPU level (DESIGN.md §6).
+#if arch(x86_64)
+let cpuFlags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+let cpuCFlags: [CSetting] = [.unsafeFlags(["-march=x86-64-v3", "-O3"])]
+#else
+let cpuFlags: [SwiftSetting] = []
+let cpuCFlags: [CSetting] = []
+#endif
+let fast: [SwiftSetting] = cpuFlags + [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "Auscult",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "auscult", targets: ["auscult"]),
+        .library(name: "AuscultWhisper", targets: ["AuscultWhisper"]),
+        .library(name: "AuscultAudio", targets: ["AuscultAudio"]),
+        .library(name: "AuscultTensor", targets: ["AuscultTensor"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
+    ],
+    targets: [
+        // C system libraries (Debian -dev packages, installed by scripts/setup.sh).
+        .systemLibrary(name: "CAuscultBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CSndfile", pkgConfig: "sndfile", providers: [.apt(["libsndfile1-dev"])]),
+        .systemLibrary(name: "CSoxr", pkgConfig: "soxr", providers: [.apt(["libsoxr-dev"])]),
+
+        // Layer 1: tensor core.
+        .target(name: "AuscultTensor",
+                dependencies: ["CAuscultBLAS", .product(name: "RealModule", package: "swift-numerics")],
+                swiftSettings: fast),
+        // Layer 2: audio, then the Whisper model on top of it.
+        .target(name: "AuscultAudio", dependencies: ["AuscultTensor", "CSndfile", "CSoxr"],
+                swiftSettings: fast),
+        .target(name: "AuscultWhisper", dependencies: ["AuscultTensor", "AuscultAudio"],
+                resources: [.copy("Resources")], swiftSettings: fast),
+        // Top: the command-line tool.
+        .executableTarget(name: "auscult",
+                          dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: fast),
+
+        .target(name: "_TestSupport", dependencies: ["AuscultTensor", "AuscultWhisper"], swiftSettings: cpuFlags),
+        .testTarget(name: "AuscultTensorTests", dependencies: ["AuscultTensor", "_TestSupport"], swiftSettings: cpuFlags),
+        .testTarget(name: "AuscultAudioTests", dependencies: ["AuscultAudio", "_TestSupport"], swiftSettings: cpuFlags),
+        .testTarget(name: "AuscultWhisperTests",
+                    dependencies: ["AuscultWhisper", "AuscultAudio", "_TestSupport"], swiftSettings: cpuFlags),
+    ]
+)

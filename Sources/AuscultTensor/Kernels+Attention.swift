@@ -1,0 +1,79 @@
+// Scaled dot-product attention over strided head views, one head at a time.
+import Dispatch
+
+/// Multi-head attention on row-major activations whose heads are column blocks of width `dh`.
+public enum Attention {
+    /// Attention for one sequence: `out[nq, h·dh] = softmax(q kᵀ / √dh + mask) v`, head by head.
+    ///
+    /// - q: `[nq, ·]` rows with stride `ldq`; k, v: `[nk, ·]` with strides `ldk`, `ldv`.
+    /// - causalOffset: when given, query row r sits at absolute position `causalOffset + r` and sees
+    ///   keys `0…causalOffset + r` only (decoder self-attention with a KV cache).
+    /// - scores: scratch of at least `nq · nk` floats.
+    /// - patternOut: if given, receives the softmax pattern `[h, nq, nk]`.
+    /// - scoresOut: if given, receives the pre-softmax scores `[h, nq, nk]` (masked entries −∞).
+    ///
+    /// Queries and keys are scaled once by 1/√dh through GEMM's alpha instead of dh^−¼ on each side
+    /// as openai-whisper does: identical in exact arithmetic, within float32 rounding otherwise.
+    public static func forward(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
+                               v: UnsafePointer<Float>, ldv: Int, nq: Int, nk: Int, heads: Int, dh: Int,
+                               causalOffset: Int?, out: UnsafeMutablePointer<Float>, ldo: Int,
+                               scores: UnsafeMutablePointer<Float>,
+                               patternOut: UnsafeMutablePointer<Float>? = nil,
+                               scoresOut: UnsafeMutablePointer<Float>? = nil) {
+        let alpha = 1 / Float(dh).squareRoot()
+        for h in 0..<heads {
+            let qh = q + h * dh, kh = k + h * dh, vh = v + h * dh, oh = out + h * dh
+            if nq == 1 {
+                BLAS.gemv(n: nk, k: dh, alpha: alpha, w: kh, ldw: ldk, x: qh, y: scores)
+            } else {
+                BLAS.gemmNT(m: nq, n: nk, k: dh, alpha: alpha, a: qh, lda: ldq, b: kh, ldb: ldk, c: scores, ldc: nk)
+            }
+            if let off = causalOffset {
+                for r in 0..<nq {
+                    let first = off + r + 1
+                    if first < nk { for j in first..<nk { scores[r * nk + j] = -.infinity } }
+                }
+            }
+            if let s = scoresOut { (s + h * nq * nk).update(from: scores, count: nq * nk) }
+            softmaxRowsParallel(scores, rows: nq, cols: nk)
+            if let p = patternOut { (p + h * nq * nk).update(from: scores, count: nq * nk) }
+            if nq == 1 {
+                // out_h[dh] = Vᵀ p: one gemv with V rows of stride ldv.
+                BLAS.gemvT(n: nk, k: dh, w: vh, ldw: ldv, x: scores, y: oh)
+            } else {
+                BLAS.gemmNN(m: nq, n: dh, k: nk, a: scores, lda: nk, b: vh, ldb: ldv, c: oh, ldc: ldo)
+            }
+        }
+    }
+
+    /// Softmax over rows, split across cores when the block is large (encoder: 1500×1500 per head).
+    public static func softmaxRowsParallel(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+        let workers = rows * cols >= 1 << 18 ? Threading.workers : 1
+        if workers <= 1 {
+            Kernels.softmaxRows(x, rows: rows, cols: cols, stride: cols)
+            return
+        }
+        let p = UnsafeMutableSendablePointer(x)
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let r0 = rows * w / workers, r1 = rows * (w + 1) / workers
+            Kernels.softmaxRows(p.pointer + r0 * cols, rows: r1 - r0, cols: cols, stride: cols)
+        }
+    }
+}
+
+/// How many threads the Swift kernels split work across (the BLAS has its own pool).
+public enum Threading {
+    /// Defaults to the number of active processors; `AUSCULT_THREADS` overrides it.
+    public static let workers: Int = {
+        if let s = ProcessInfo.processInfo.environment["AUSCULT_THREADS"], let n = Int(s), n > 0 { return n }
+        return ProcessInfo.processInfo.activeProcessorCount
+    }()
+}
+
+/// A raw pointer that may cross into `concurrentPerform` workers writing disjoint ranges.
+public struct UnsafeMutableSendablePointer: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Float>
+    public init(_ p: UnsafeMutablePointer<Float>) { pointer = p }
+}
+
+import Foundation

@@ -1,0 +1,137 @@
+// Reading and writing the safetensors format (8-byte header length, JSON header, raw data).
+import Foundation
+
+/// An error reading or writing a tensor file: a code, a message naming the file, the cause.
+public struct TensorFileError: Error, CustomStringConvertible, Sendable {
+    public enum Code: String, Sendable { case unreadable, corrupt, unsupportedDType, writeFailed }
+    public var code: Code
+    public var message: String
+    public var path: String
+    public var description: String { "\(path): \(message)" }
+    public init(_ code: Code, _ message: String, path: String) {
+        self.code = code; self.message = message; self.path = path
+    }
+}
+
+/// A safetensors file, memory-mapped; tensors are converted to Float32 on access.
+public struct SafeTensorsFile: Sendable {
+    /// One entry of the header.
+    public struct Entry: Sendable {
+        public var dtype: String
+        public var shape: [Int]
+        public var range: Range<Int>
+    }
+    public let path: String
+    public let entries: [String: Entry]
+    public let metadata: [String: String]
+    private let data: Data
+    private let base: Int
+
+    /// Maps `path` and parses its header; throws a `TensorFileError` naming the file on any defect.
+    public init(path: String) throws {
+        self.path = path
+        guard let d = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) else {
+            throw TensorFileError(.unreadable, "cannot read the file (missing or not readable)", path: path)
+        }
+        guard d.count >= 8 else { throw TensorFileError(.corrupt, "too short for a safetensors header", path: path) }
+        let n = d.withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
+        guard n > 0, 8 + n <= d.count,
+              let json = try? JSONSerialization.jsonObject(with: d.subdata(in: 8..<(8 + n))) as? [String: Any] else {
+            throw TensorFileError(.corrupt, "the header is not valid safetensors JSON", path: path)
+        }
+        var entries = [String: Entry]()
+        var meta = [String: String]()
+        for (k, v) in json {
+            if k == "__metadata__" { meta = (v as? [String: String]) ?? [:]; continue }
+            guard let e = v as? [String: Any], let dt = e["dtype"] as? String, let sh = e["shape"] as? [Int],
+                  let off = e["data_offsets"] as? [Int], off.count == 2, off[0] <= off[1], 8 + n + off[1] <= d.count else {
+                throw TensorFileError(.corrupt, "entry '\(k)' is malformed or points past the end of the file", path: path)
+            }
+            entries[k] = Entry(dtype: dt, shape: sh, range: off[0]..<off[1])
+        }
+        self.entries = entries
+        self.metadata = meta
+        self.data = d
+        self.base = 8 + n
+    }
+
+    /// Names of all tensors, sorted.
+    public var names: [String] { entries.keys.sorted() }
+
+    /// The tensor `name` as Float32 (F32, F16, BF16, I32, I64 and U8/I8 stored types are converted).
+    public func tensor(_ name: String) throws -> Tensor {
+        guard let e = entries[name] else {
+            throw TensorFileError(.corrupt, "no tensor named '\(name)'", path: path)
+        }
+        let count = e.shape.reduce(1, *)
+        let width: Int
+        switch e.dtype {
+        case "F32", "I32": width = 4
+        case "F16", "BF16": width = 2
+        case "I64", "F64": width = 8
+        case "U8", "I8", "BOOL": width = 1
+        default: throw TensorFileError(.unsupportedDType, "tensor '\(name)' has unsupported dtype \(e.dtype)", path: path)
+        }
+        guard e.range.count == count * width else {
+            throw TensorFileError(.corrupt, "tensor '\(name)' holds \(e.range.count) bytes, shape \(e.shape) needs \(count * width)", path: path)
+        }
+        let start = base + e.range.lowerBound
+        return data.withUnsafeBytes { raw in
+            let p = raw.baseAddress! + start
+            return Tensor(shape: e.shape) { out in
+                switch e.dtype {
+                case "F32": for i in 0..<count { out[i] = p.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) }
+                case "I32": for i in 0..<count { out[i] = Float(p.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
+                case "I64": for i in 0..<count { out[i] = Float(p.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)) }
+                case "F64": for i in 0..<count { out[i] = Float(p.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
+                case "F16": HalfPrecision.toFloat(p, count: count, out: out.baseAddress!)
+                case "BF16": for i in 0..<count {
+                    out[i] = Float(bitPattern: UInt32(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16) }
+                case "U8", "BOOL": for i in 0..<count { out[i] = Float(p.load(fromByteOffset: i, as: UInt8.self)) }
+                default: for i in 0..<count { out[i] = Float(p.load(fromByteOffset: i, as: Int8.self)) }
+                }
+            }
+        }
+    }
+
+    /// Integer tensor `name` (I32 or I64) as `[Int]`.
+    public func integers(_ name: String) throws -> [Int] {
+        try tensor(name).storage.map { Int($0) }
+    }
+
+    /// Writes `tensors` (Float32) to `path` as a safetensors file, keys sorted.
+    public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to path: String) throws {
+        var header = [String: Any]()
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        let keys = tensors.keys.sorted()
+        for k in keys {
+            let t = tensors[k]!
+            header[k] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + 4 * t.count]] as [String: Any]
+            offset += 4 * t.count
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while (json.count + 8) % 8 != 0 { json.append(0x20) }
+        var out = Data()
+        out.reserveCapacity(8 + json.count + offset)
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        for k in keys { tensors[k]!.storage.withUnsafeBytes { out.append(contentsOf: $0) } }
+        do { try out.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw TensorFileError(.writeFailed, "cannot write: \(error.localizedDescription)", path: path)
+        }
+    }
+}
+
+/// IEEE half-precision conversion.
+public enum HalfPrecision {
+    /// Converts `count` little-endian Float16 values at `p` to Float32 (F16C instructions on x86-64-v3).
+    @inlinable
+    public static func toFloat(_ p: UnsafeRawPointer, count: Int, out: UnsafeMutablePointer<Float>) {
+        #if arch(x86_64) || arch(arm64)
+        for i in 0..<count { out[i] = Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+        #else
+        fatalError("Float16 unsupported on this architecture")
+        #endif
+    }
+}

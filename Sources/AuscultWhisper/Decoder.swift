@@ -1,0 +1,96 @@
+// DecodingTask of openai-whisper `decoding.py`: greedy and beam-search decoding of 30 s windows,
+// batched over clips, with its logit filters, no-speech probability and sequence ranking.
+import AuscultTensor
+import Foundation
+
+/// Decodes audio features into tokens and text with a model and its tokenizer.
+public struct WhisperDecoder: Sendable {
+    public let model: Whisper
+    public let tokenizer: WhisperTokenizer
+
+    public init(model: Whisper, tokenizer: WhisperTokenizer) {
+        self.model = model
+        self.tokenizer = tokenizer
+    }
+
+    /// Tokens suppressed for `options.suppressTokens` (openai-whisper `_get_suppress_tokens`).
+    public func suppressTokens(_ options: DecodingOptions) -> [Int] {
+        var s = options.suppressTokens.filter { $0 >= 0 }
+        if options.suppressTokens.contains(-1) { s += tokenizer.nonSpeechTokens }
+        s += [tokenizer.transcribe, tokenizer.translate, tokenizer.sot, tokenizer.sotPrev, tokenizer.sotLM, tokenizer.noSpeech]
+        return Array(Set(s)).sorted()
+    }
+
+    /// The prompt every sequence starts with: [`<|startofprev|>` prompt] sot-sequence [notimestamps] [prefix].
+    public func initialTokens(_ options: DecodingOptions, language: String?) -> [Int] {
+        var t = tokenizer.sotSequence(language: language, task: options.task)
+        if options.withoutTimestamps { t.append(tokenizer.noTimestamps) }
+        let nCtx = model.dims.n_text_ctx
+        let sampleLen = options.sampleLen ?? nCtx / 2
+        if let p = options.prefix { t += p.suffix(max(0, nCtx / 2 - sampleLen)) }
+        if let p = options.prompt { t = [tokenizer.sotPrev] + p.suffix(nCtx / 2 - 1) + t }
+        return t
+    }
+
+    /// Most likely language of each clip of `audio` `[A, F, d]`: code and per-language probabilities.
+    public func detectLanguage(_ audio: Tensor) throws -> [(code: String, probs: [String: Double])] {
+        guard tokenizer.isMultilingual else {
+            return (0..<audio.shape[0]).map { _ in ("en", ["en": 1.0]) }
+        }
+        let a = audio.shape[0]
+        let cache = try model.makeCache(audio: audio, audioIndex: Array(0..<a))
+        let logits = try model.decode([[Int]](repeating: [tokenizer.sot], count: a), cache: cache)
+        let v = model.dims.n_vocab
+        return logits.storage.withUnsafeBufferPointer { buf in
+            (0..<a).map { i in
+                let row = buf.baseAddress! + i * v
+                var m = -Float.infinity
+                for t in tokenizer.languageTokens { m = max(m, row[t]) }
+                var z = 0.0
+                for t in tokenizer.languageTokens { z += exp(Double(row[t] - m)) }
+                var probs = [String: Double]()
+                var best = (code: "en", p: -1.0)
+                for (code, t) in zip(tokenizer.languageCodes, tokenizer.languageTokens) {
+                    let p = exp(Double(row[t] - m)) / z
+                    probs[code] = p
+                    if p > best.p { best = (code, p) }
+                }
+                return (best.code, probs)
+            }
+        }
+    }
+
+    /// Decodes every clip of `audio` `[A, F, d]` (one 30 s window each) with `options`.
+    public func decode(audio: Tensor, options: DecodingOptions = DecodingOptions(),
+                       hooks: HookHandler? = nil) throws -> [DecodingResult] {
+        let a = audio.shape[0]
+        if let l = options.language, tokenizer.isMultilingual, tokenizer.languageToken(l) == nil {
+            throw WhisperError(.invalidArgument, "unknown language '\(l)'; known: \(tokenizer.languageCodes.joined(separator: ", "))")
+        }
+        if let b = options.beamSize, b < 1 { throw WhisperError(.invalidArgument, "beam size must be at least 1, got \(b)") }
+        let languages: [String]
+        if options.language == nil && tokenizer.isMultilingual {
+            languages = try detectLanguage(audio).map(\.code)
+        } else {
+            languages = [String](repeating: tokenizer.isMultilingual ? (options.language ?? "en") : "en", count: a)
+        }
+        let prompts = languages.map { initialTokens(options, language: $0) }
+        let sampleBegin = prompts[0].count
+        let filters = LogitFilters(
+            tokenizer: tokenizer, sampleBegin: sampleBegin, suppress: options.suppressTokens.isEmpty ? [] : suppressTokens(options),
+            blank: options.suppressBlank ? tokenizer.encode(" ") + [tokenizer.eot] : [],
+            timestamps: !options.withoutTimestamps,
+            maxInitialTimestampIndex: options.maxInitialTimestamp.map { Int(($0 / 0.02).rounded()) })
+        let search = BeamSearch(decoder: self, options: options, filters: filters, sampleBegin: sampleBegin,
+                                sotIndex: prompts[0].firstIndex(of: tokenizer.sot) ?? 0)
+        let outcome = options.beamSize != nil
+            ? try search.beam(audio: audio, prompts: prompts, width: options.beamSize!, hooks: hooks)
+            : try search.greedy(audio: audio, prompts: prompts, hooks: hooks)
+        return (0..<a).map { i in
+            let (toks, sum) = outcome.best[i]
+            return DecodingResult(tokens: toks, text: tokenizer.decode(toks).trimmingCharacters(in: .whitespaces),
+                                  language: languages[i], sumLogprob: sum, avgLogprob: sum / Double(toks.count + 1),
+                                  noSpeechProb: outcome.noSpeech[i], temperature: options.temperature)
+        }
+    }
+}

@@ -1,0 +1,100 @@
+// Options and results of decoding one 30 s window, as openai-whisper `decoding.py` names them.
+
+/// How to decode a 30 s window (`DecodingOptions` of openai-whisper; defaults match its `decode`
+/// except `language`, which defaults to English as the reference runs use).
+public struct DecodingOptions: Sendable {
+    public var task: String = "transcribe"
+    /// Language code; `nil` detects it (multilingual models only).
+    public var language: String? = "en"
+    /// At most this many sampled tokens; `nil` means n_text_ctx / 2 (224).
+    public var sampleLen: Int? = nil
+    /// Beam width; `nil` decodes greedily.
+    public var beamSize: Int? = nil
+    public var patience: Double? = nil
+    /// Google NMT length penalty α in [0, 1]; `nil` ranks by logprob / length.
+    public var lengthPenalty: Double? = nil
+    public var suppressBlank: Bool = true
+    /// Token ids to suppress; `-1` stands for the non-speech symbol set.
+    public var suppressTokens: [Int] = [-1]
+    public var withoutTimestamps: Bool = true
+    public var maxInitialTimestamp: Double? = 1.0
+    /// Previous-context tokens (preceded by `<|startofprev|>`) and a forced prefix for the output.
+    public var prompt: [Int]? = nil
+    public var prefix: [Int]? = nil
+    /// Sampling temperature: 0 is greedy (argmax); above 0 samples with `seed`.
+    public var temperature: Double = 0
+    public var seed: UInt64 = 0
+
+    public init() {}
+}
+
+/// The outcome of decoding one clip (openai-whisper `DecodingResult`).
+public struct DecodingResult: Sendable, Codable {
+    /// Sampled token ids, prompt and end-of-text excluded.
+    public var tokens: [Int]
+    public var text: String
+    public var language: String
+    public var sumLogprob: Double
+    public var avgLogprob: Double
+    public var noSpeechProb: Double
+    public var temperature: Double
+}
+
+/// The logit filters of openai-whisper (`SuppressBlank`, `SuppressTokens`, `ApplyTimestampRules`).
+struct LogitFilters {
+    let tokenizer: WhisperTokenizer
+    let sampleBegin: Int
+    let suppress: [Int]
+    let blank: [Int]
+    let timestamps: Bool
+    let maxInitialTimestampIndex: Int?
+
+    /// Applies every filter to one row of logits for a sequence whose tokens so far are `tokens`.
+    func apply(_ logits: UnsafeMutablePointer<Float>, vocab: Int, tokens: [Int]) {
+        if tokens.count == sampleBegin { for t in blank { logits[t] = -.infinity } }
+        for t in suppress { logits[t] = -.infinity }
+        if timestamps { applyTimestampRules(logits, vocab: vocab, tokens: tokens) }
+    }
+
+    private func applyTimestampRules(_ logits: UnsafeMutablePointer<Float>, vocab: Int, tokens: [Int]) {
+        let tb = tokenizer.timestampBegin, eot = tokenizer.eot
+        logits[tokenizer.noTimestamps] = -.infinity
+        let seq = Array(tokens[sampleBegin...])
+        let lastWas = seq.count >= 1 && seq[seq.count - 1] >= tb
+        let penultimateWas = seq.count < 2 || seq[seq.count - 2] >= tb
+        if lastWas {
+            if penultimateWas { for t in tb..<vocab { logits[t] = -.infinity } }
+            else { for t in 0..<eot { logits[t] = -.infinity } }
+        }
+        if let lastTs = seq.last(where: { $0 >= tb }) {
+            let limit = (lastWas && !penultimateWas) ? lastTs : lastTs + 1
+            if limit > tb { for t in tb..<min(limit, vocab) { logits[t] = -.infinity } }
+        }
+        if tokens.count == sampleBegin {
+            for t in 0..<tb { logits[t] = -.infinity }
+            if let m = maxInitialTimestampIndex, tb + m + 1 < vocab {
+                for t in (tb + m + 1)..<vocab { logits[t] = -.infinity }
+            }
+        }
+        // If the timestamps together outweigh every text token, force a timestamp.
+        let lse = LogSoftmax.logSumExp(logits, 0..<vocab)
+        let tsLogprob = LogSoftmax.logSumExp(logits, tb..<vocab) - lse
+        var maxText = -Double.infinity
+        for t in 0..<tb { maxText = max(maxText, Double(logits[t])) }
+        if tsLogprob > maxText - lse { for t in 0..<tb { logits[t] = -.infinity } }
+    }
+}
+
+/// log-softmax helpers in double precision over Float logits.
+enum LogSoftmax {
+    static func logSumExp(_ x: UnsafePointer<Float>, _ r: Range<Int>) -> Double {
+        var m = -Float.infinity
+        for i in r { m = max(m, x[i]) }
+        if m == -.infinity { return -.infinity }
+        var s = 0.0
+        for i in r { s += Foundation.exp(Double(x[i] - m)) }
+        return Double(m) + Foundation.log(s)
+    }
+}
+
+import Foundation

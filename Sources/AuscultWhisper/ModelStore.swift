@@ -1,0 +1,72 @@
+// Finding models by name: the ones scripts/setup.sh fetched into `models/`.
+import Foundation
+
+/// Resolves `--model NAME|PATH` to a directory on disk.
+public enum ModelStore {
+    /// Names the setup script installs, and the default.
+    public static let knownNames = ["tiny.en", "base"]
+    public static let defaultName = "tiny.en"
+
+    /// The `models/` directory: `$AUSCULT_MODELS`, else `./models`, else a `models/` beside or above
+    /// the running executable (so `.build/release/auscult` finds the checkout's models).
+    public static func modelsDirectory() -> String? {
+        let fm = FileManager.default
+        if let env = ProcessInfo.processInfo.environment["AUSCULT_MODELS"] { return env }
+        if fm.fileExists(atPath: "models") { return (fm.currentDirectoryPath as NSString).appendingPathComponent("models") }
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<6 {
+            let c = dir.appendingPathComponent("models").path
+            if fm.fileExists(atPath: c) { return c }
+            dir = dir.deletingLastPathComponent()
+        }
+        return nil
+    }
+
+    /// A path for `nameOrPath`: an existing path is used as is; a known name maps into `models/`.
+    public static func resolve(_ nameOrPath: String?) throws -> String {
+        let name = nameOrPath ?? defaultName
+        if FileManager.default.fileExists(atPath: name) { return name }
+        if let dir = modelsDirectory() {
+            let p = (dir as NSString).appendingPathComponent(name)
+            if FileManager.default.fileExists(atPath: p) { return p }
+        }
+        if knownNames.contains(name) {
+            throw WhisperError(.modelNotFound, "model '\(name)' is not installed; run scripts/setup.sh to fetch it into models/")
+        }
+        throw WhisperError(.modelNotFound, "'\(name)' is neither a model path nor a known model name (\(knownNames.joined(separator: ", ")))")
+    }
+
+    /// The directory holding the tokenizer for a model at `path` (its own directory, else the
+    /// installed model of the same kind: tiny.en for English-only, base for multilingual).
+    public static func tokenizerDirectory(for path: String, multilingual: Bool) -> String? {
+        var isDir: ObjCBool = false
+        FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
+        let dir = isDir.boolValue ? path : (path as NSString).deletingLastPathComponent
+        if FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("tokenizer.json")) { return dir }
+        if let models = modelsDirectory() {
+            let p = (models as NSString).appendingPathComponent(multilingual ? "base" : "tiny.en")
+            if FileManager.default.fileExists(atPath: (p as NSString).appendingPathComponent("tokenizer.json")) { return p }
+        }
+        return nil
+    }
+}
+
+/// A model ready to transcribe: weights, tokenizer and decoder.
+public struct LoadedModel: Sendable {
+    public let path: String
+    public let model: Whisper
+    public let tokenizer: WhisperTokenizer
+    public var decoder: WhisperDecoder { WhisperDecoder(model: model, tokenizer: tokenizer) }
+
+    /// Loads `nameOrPath` (nil: the embedded default tiny.en).
+    public init(_ nameOrPath: String?) throws {
+        let path = try ModelStore.resolve(nameOrPath)
+        let model = try Whisper(contentsOf: path)
+        guard let tdir = ModelStore.tokenizerDirectory(for: path, multilingual: model.dims.isMultilingual) else {
+            throw WhisperError(.tokenizerMissing, "\(path): no tokenizer.json beside the model, and no installed model to borrow one from; run scripts/setup.sh")
+        }
+        self.path = path
+        self.model = model
+        self.tokenizer = try WhisperTokenizer(directory: tdir, multilingual: model.dims.isMultilingual, vocabularySize: model.dims.n_vocab)
+    }
+}

@@ -1,0 +1,59 @@
+// Batched transcription of many files: load audio, log-mel, encode a batch, decode it.
+import AuscultAudio
+import AuscultTensor
+import Foundation
+
+/// Transcribes clips in batches (one 30 s window each), reporting each result as it is ready.
+public struct BatchTranscriber: Sendable {
+    public let loaded: LoadedModel
+    public let options: DecodingOptions
+    public let batchSize: Int
+
+    public init(loaded: LoadedModel, options: DecodingOptions, batchSize: Int = 8) {
+        self.loaded = loaded; self.options = options; self.batchSize = batchSize
+    }
+
+    /// Runs every item; a file that fails to load is reported as a failure and the rest go on.
+    public func run(_ items: [DatasetItem], progress: Progress? = nil,
+                    _ report: (DatasetItem, Result<DecodingResult, Error>) throws -> Void) throws {
+        let mel = LogMel(nMels: loaded.model.dims.n_mels)
+        var start = 0
+        while start < items.count {
+            let batch = Array(items[start..<min(items.count, start + batchSize)])
+            start += batch.count
+            var good = [(DatasetItem, Tensor)]()
+            for item in batch {
+                do { good.append((item, mel.window(try AudioClip(contentsOf: item.path).samples))) }
+                catch { try report(item, .failure(error)) }
+            }
+            if !good.isEmpty {
+                let features = try loaded.model.encode(Tensor.stack(good.map(\.1)))
+                let results = try loaded.decoder.decode(audio: features, options: options)
+                for (g, r) in zip(good, results) { try report(g.0, .success(r)) }
+            }
+            progress?.advance(by: batch.count)
+        }
+        progress?.finish()
+    }
+}
+
+/// Prints "done / total, rate, ETA" to standard error for long jobs.
+public final class Progress: @unchecked Sendable {
+    let total: Int
+    let label: String
+    var done = 0
+    let started = Date()
+    public init(total: Int, label: String) { self.total = total; self.label = label }
+    public func advance(by n: Int) {
+        done += n
+        let el = Date().timeIntervalSince(started)
+        let rate = Double(done) / max(el, 1e-9)
+        let eta = rate > 0 ? Double(total - done) / rate : 0
+        let line = String(format: "\r%@ %d/%d  %.2f/s  ETA %.0fs   ", label, done, total, rate, eta)
+        FileHandle.standardError.write(line.data(using: .utf8)!)
+    }
+    public func finish() {
+        let el = Date().timeIntervalSince(started)
+        FileHandle.standardError.write(String(format: "\r%@ %d/%d done in %.1fs                \n", label, done, total, el).data(using: .utf8)!)
+    }
+}

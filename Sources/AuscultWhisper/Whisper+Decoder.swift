@@ -1,0 +1,207 @@
+// TextDecoder.forward of openai-whisper model.py with its kv_cache, batched over sequences.
+import AuscultTensor
+
+/// Keys and values a decoding run keeps between steps.
+///
+/// Cross-attention keys|values are computed once per clip (`[A, F, 2d]` per layer); self-attention
+/// keys and values grow by the positions each step adds (`[S, n_text_ctx, d]` per layer).
+public final class DecoderCache {
+    /// For each sequence, the clip (row of the audio features) it attends to.
+    public private(set) var audioIndex: [Int]
+    /// Positions already in the cache (the same for every sequence).
+    public private(set) var length: Int = 0
+    var crossKV: [Tensor]
+    var selfK: [[Float]]
+    var selfV: [[Float]]
+    let capacity: Int
+    let d: Int
+
+    init(crossKV: [Tensor], audioIndex: [Int], capacity: Int, d: Int, layers: Int) {
+        self.crossKV = crossKV
+        self.audioIndex = audioIndex
+        self.capacity = capacity
+        self.d = d
+        let n = audioIndex.count * capacity * d
+        selfK = (0..<layers).map { _ in [Float](repeating: 0, count: n) }
+        selfV = selfK
+    }
+
+    /// Number of sequences.
+    public var sequences: Int { audioIndex.count }
+
+    /// Keeps sequence `source[i]`'s cache as new sequence `i` (beam search reordering / pruning).
+    public func reorder(_ source: [Int]) {
+        let stride = capacity * d, used = length * d
+        for l in selfK.indices {
+            for which in 0..<2 {
+                let old = which == 0 ? selfK[l] : selfV[l]
+                var new = [Float](repeating: 0, count: source.count * stride)
+                for (i, s) in source.enumerated() {
+                    new.withUnsafeMutableBufferPointer { dst in old.withUnsafeBufferPointer { src in
+                        (dst.baseAddress! + i * stride).update(from: src.baseAddress! + s * stride, count: used)
+                    } }
+                }
+                if which == 0 { selfK[l] = new } else { selfV[l] = new }
+            }
+        }
+        audioIndex = source.map { audioIndex[$0] }
+    }
+}
+
+extension Whisper {
+    /// Prepares a cache whose sequence i attends to clip `audioIndex[i]` of `audio` `[A, F, d]`,
+    /// computing every layer's cross-attention keys and values once.
+    public func makeCache(audio: Tensor, audioIndex: [Int], hooks: HookHandler? = nil) throws -> DecoderCache {
+        let d = dims.n_text_state, heads = dims.n_text_head
+        guard audio.rank == 3, audio.shape[2] == d else {
+            throw WhisperError(.invalidArgument, "audio features have shape \(audio.shape), expected [A, F, \(d)]")
+        }
+        var kvs = [Tensor]()
+        for (i, block) in decoderBlocks.enumerated() {
+            var kv = audio.linear(block.crossKV!)  // [A, F, 2d]
+            try hookColumns(&kv, width: 2 * d, parts: ["k", "v"], prefix: "decoder.blocks.\(i).cross_attn", heads: heads,
+                            hooks: hooks, ctx: HookContext())
+            kvs.append(kv)
+        }
+        return DecoderCache(crossKV: kvs, audioIndex: audioIndex, capacity: dims.n_text_ctx, d: d, layers: dims.n_text_layer)
+    }
+
+    /// Runs the decoder on `tokens` `[S][n]` (n new positions for every sequence, appended after
+    /// the `cache.length` positions already cached) and returns logits `[S, n, V]`,
+    /// or `[S, 1, V]` for the last position only when `lastOnly` (generation: saves n−1 vocab GEMVs).
+    public func decode(_ tokens: [[Int]], cache: DecoderCache, lastOnly: Bool = false, step: Int = 0,
+                       hooks: HookHandler? = nil) throws -> Tensor {
+        let s = tokens.count, n = tokens.first?.count ?? 0, d = dims.n_text_state
+        let offset = cache.length
+        guard s == cache.sequences, n > 0, tokens.allSatisfy({ $0.count == n }) else {
+            throw WhisperError(.invalidArgument, "decoder: \(s) sequences of unequal or zero length for a cache of \(cache.sequences)")
+        }
+        guard offset + n <= dims.n_text_ctx else {
+            throw WhisperError(.invalidArgument, "decoder: \(offset + n) positions exceed the text context of \(dims.n_text_ctx)")
+        }
+        let ctx = HookContext(step: step, positionOffset: offset)
+        var tok = Tensor(shape: [s, n, d]) { out in
+            tokenEmbedding.storage.withUnsafeBufferPointer { e in
+                for (i, seq) in tokens.enumerated() {
+                    for (j, t) in seq.enumerated() {
+                        precondition(t >= 0 && t < dims.n_vocab, "token id \(t) outside the vocabulary")
+                        (out.baseAddress! + (i * n + j) * d).initialize(from: e.baseAddress! + t * d, count: d)
+                    }
+                }
+            }
+        }
+        try hooks.run("decoder.hook_embed", &tok, ctx)
+        var pos = Tensor(shape: [s, n, d]) { out in
+            decoderPositions.storage.withUnsafeBufferPointer { p in
+                for i in 0..<s { (out.baseAddress! + i * n * d).initialize(from: p.baseAddress! + offset * d, count: n * d) }
+            }
+        }
+        try hooks.run("decoder.hook_pos_embed", &pos, ctx)
+        var x = tok
+        x.addInPlace(pos)
+        for (li, block) in decoderBlocks.enumerated() {
+            x = try residualBlock(block, x, prefix: "decoder.blocks.\(li)", hooks: hooks, ctx: ctx,
+                                  cross: { h, p in try self.crossAttention(block, layer: li, h, cache: cache, prefix: p, hooks: hooks, ctx: ctx) },
+                                  attention: { h, p in try self.selfAttention(block, layer: li, h, cache: cache, prefix: p, hooks: hooks, ctx: ctx) })
+        }
+        cache.advance(by: n)
+        if lastOnly && n > 1 {
+            x = Tensor(shape: [s, 1, d]) { out in
+                x.storage.withUnsafeBufferPointer { src in
+                    for i in 0..<s { (out.baseAddress! + i * d).initialize(from: src.baseAddress! + (i * n + n - 1) * d, count: d) }
+                }
+            }
+        }
+        var y = x.layerNorm(lnFinal)
+        try hooks.run("decoder.ln_final.hook_normalized", &y, lastOnly && n > 1 ? HookContext(step: step, positionOffset: offset + n - 1) : ctx)
+        var logits = y.linear(tokenEmbedding)
+        try hooks.run("decoder.hook_logits", &logits, lastOnly && n > 1 ? HookContext(step: step, positionOffset: offset + n - 1) : ctx)
+        return logits
+    }
+
+    func selfAttention(_ block: Block, layer: Int, _ h: Tensor, cache: DecoderCache, prefix: String,
+                       hooks: HookHandler?, ctx: HookContext) throws -> Tensor {
+        let s = h.shape[0], n = h.shape[1], d = dims.n_text_state, heads = dims.n_text_head
+        let offset = cache.length, cap = cache.capacity, total = offset + n
+        var qkv = h.linear(block.qkv)
+        try hookColumns(&qkv, width: 3 * d, parts: ["q", "k", "v"], prefix: prefix + ".attn", heads: heads, hooks: hooks, ctx: ctx)
+        // Append this step's keys and values to the cache.
+        qkv.storage.withUnsafeBufferPointer { src in
+            cache.selfK[layer].withUnsafeMutableBufferPointer { kc in
+                cache.selfV[layer].withUnsafeMutableBufferPointer { vc in
+                    for i in 0..<s {
+                        for j in 0..<n {
+                            let row = src.baseAddress! + (i * n + j) * 3 * d
+                            (kc.baseAddress! + (i * cap + offset + j) * d).update(from: row + d, count: d)
+                            (vc.baseAddress! + (i * cap + offset + j) * d).update(from: row + 2 * d, count: d)
+                        }
+                    }
+                }
+            }
+        }
+        let wantPattern = hooks.isActive(prefix + ".attn.hook_pattern")
+        var pattern = wantPattern ? Tensor(zeros: [s, heads, n, total]) : Tensor(zeros: [0])
+        var z = Tensor(zeros: [s, n, d])
+        var scratch = [Float](repeating: 0, count: n * total)
+        qkv.storage.withUnsafeBufferPointer { q in
+            cache.selfK[layer].withUnsafeBufferPointer { kc in
+                cache.selfV[layer].withUnsafeBufferPointer { vc in
+                    z.storage.withUnsafeMutableBufferPointer { o in
+                        scratch.withUnsafeMutableBufferPointer { sc in
+                            pattern.storage.withUnsafeMutableBufferPointer { p in
+                                for i in 0..<s {
+                                    Attention.forward(q: q.baseAddress! + i * n * 3 * d, ldq: 3 * d,
+                                                      k: kc.baseAddress! + i * cap * d, ldk: d,
+                                                      v: vc.baseAddress! + i * cap * d, ldv: d,
+                                                      nq: n, nk: total, heads: heads, dh: d / heads, causalOffset: offset,
+                                                      out: o.baseAddress! + i * n * d, ldo: d, scores: sc.baseAddress!,
+                                                      patternOut: wantPattern ? p.baseAddress! + i * heads * n * total : nil)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if wantPattern { try hooks.run(prefix + ".attn.hook_pattern", &pattern, ctx) }
+        try hookHeads(&z, name: prefix + ".attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
+        return z.linear(block.attnOut)
+    }
+
+    func crossAttention(_ block: Block, layer: Int, _ h: Tensor, cache: DecoderCache, prefix: String,
+                        hooks: HookHandler?, ctx: HookContext) throws -> Tensor {
+        let s = h.shape[0], n = h.shape[1], d = dims.n_text_state, heads = dims.n_text_head
+        let kv = cache.crossKV[layer]
+        let f = kv.shape[1]
+        var q = h.linear(block.crossQ!)
+        try hookHeads(&q, name: prefix + ".cross_attn.hook_q", heads: heads, hooks: hooks, ctx: ctx)
+        let wantPattern = hooks.isActive(prefix + ".cross_attn.hook_pattern")
+        var pattern = wantPattern ? Tensor(zeros: [s, heads, n, f]) : Tensor(zeros: [0])
+        var z = Tensor(zeros: [s, n, d])
+        var scratch = [Float](repeating: 0, count: n * f)
+        q.storage.withUnsafeBufferPointer { qp in
+            kv.storage.withUnsafeBufferPointer { kvp in
+                z.storage.withUnsafeMutableBufferPointer { o in
+                    scratch.withUnsafeMutableBufferPointer { sc in
+                        pattern.storage.withUnsafeMutableBufferPointer { p in
+                            for i in 0..<s {
+                                let a = kvp.baseAddress! + cache.audioIndex[i] * f * 2 * d
+                                Attention.forward(q: qp.baseAddress! + i * n * d, ldq: d, k: a, ldk: 2 * d, v: a + d, ldv: 2 * d,
+                                                  nq: n, nk: f, heads: heads, dh: d / heads, causalOffset: nil,
+                                                  out: o.baseAddress! + i * n * d, ldo: d, scores: sc.baseAddress!,
+                                                  patternOut: wantPattern ? p.baseAddress! + i * heads * n * f : nil)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if wantPattern { try hooks.run(prefix + ".cross_attn.hook_pattern", &pattern, ctx) }
+        try hookHeads(&z, name: prefix + ".cross_attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
+        return z.linear(block.crossOut!)
+    }
+}
+
+extension DecoderCache {
+    func advance(by n: Int) { length += n }
+}

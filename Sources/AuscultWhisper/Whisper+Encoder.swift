@@ -1,0 +1,150 @@
+// AudioEncoder.forward of openai-whisper model.py, batched over clips, with hook points.
+import AuscultTensor
+
+extension Whisper {
+    /// Encodes log-mel windows `[B, n_mels, 2·n_audio_ctx]` into audio features `[B, F, d]`
+    /// (the output of `ln_post`, F = n_audio_ctx = 1500).
+    public func encode(_ mel: Tensor, hooks: HookHandler? = nil) throws -> Tensor {
+        let f = dims.n_audio_ctx
+        guard mel.rank == 3, mel.shape[1] == dims.n_mels, mel.shape[2] == 2 * f else {
+            throw WhisperError(.invalidArgument, "encoder input has shape \(mel.shape), expected [B, \(dims.n_mels), \(2 * f)]")
+        }
+        let b = mel.shape[0]
+        let ctx = HookContext()
+        var mel = mel
+        try hooks.run("audio.hook_mel", &mel, ctx)
+        var convs = [Tensor]()
+        for i in 0..<b {
+            let h1 = mel.row(i).conv1d(weight: conv1.weight, bias: conv1.bias, stride: 1, padding: 1).gelu()
+            convs.append(h1.conv1d(weight: conv2.weight, bias: conv2.bias, stride: 2, padding: 1, framesFirst: true).gelu())
+        }
+        var x = Tensor.stack(convs)   // [B, F, d]
+        try hooks.run("encoder.hook_conv_out", &x, ctx)
+        var pos = Tensor.stack([Tensor](repeating: encoderPositions, count: b))
+        try hooks.run("encoder.hook_pos_embed", &pos, ctx)
+        x.addInPlace(pos)
+        for (i, block) in encoderBlocks.enumerated() {
+            x = try residualBlock(block, x, prefix: "encoder.blocks.\(i)", hooks: hooks, ctx: ctx) { h, prefix in
+                try self.encoderSelfAttention(block, h, batch: b, frames: f, prefix: prefix, hooks: hooks, ctx: ctx)
+            }
+        }
+        var out = x.layerNorm(lnPost)
+        try hooks.run("encoder.ln_post.hook_normalized", &out, ctx)
+        return out
+    }
+
+    /// Self-attention of one encoder block over `h` `[B, F, d]` (already layer-normed): `[B, F, d]`.
+    func encoderSelfAttention(_ block: Block, _ h: Tensor, batch: Int, frames f: Int, prefix: String,
+                              hooks: HookHandler?, ctx: HookContext) throws -> Tensor {
+        let d = dims.n_audio_state, heads = dims.n_audio_head, dh = d / heads
+        var qkv = h.linear(block.qkv)   // [B, F, 3d]
+        try hookColumns(&qkv, width: 3 * d, parts: ["q", "k", "v"], prefix: prefix + ".attn", heads: heads, hooks: hooks, ctx: ctx)
+        let wantPattern = hooks.isActive(prefix + ".attn.hook_pattern")
+        let wantScores = hooks.isActive(prefix + ".attn.hook_attn_scores")
+        var pattern = wantPattern ? Tensor(zeros: [batch, heads, f, f]) : Tensor(zeros: [0])
+        var scoresT = wantScores ? Tensor(zeros: [batch, heads, f, f]) : Tensor(zeros: [0])
+        var z = Tensor(zeros: [batch, f, d])
+        var scratch = [Float](repeating: 0, count: f * f)
+        qkv.storage.withUnsafeBufferPointer { a in
+            z.storage.withUnsafeMutableBufferPointer { o in
+                scratch.withUnsafeMutableBufferPointer { s in
+                    pattern.storage.withUnsafeMutableBufferPointer { p in
+                        scoresT.storage.withUnsafeMutableBufferPointer { sc in
+                            for bi in 0..<batch {
+                                let base = a.baseAddress! + bi * f * 3 * d
+                                Attention.forward(q: base, ldq: 3 * d, k: base + d, ldk: 3 * d, v: base + 2 * d, ldv: 3 * d,
+                                                  nq: f, nk: f, heads: heads, dh: dh, causalOffset: nil,
+                                                  out: o.baseAddress! + bi * f * d, ldo: d, scores: s.baseAddress!,
+                                                  patternOut: wantPattern ? p.baseAddress! + bi * heads * f * f : nil,
+                                                  scoresOut: wantScores ? sc.baseAddress! + bi * heads * f * f : nil)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if wantScores { try hooks.run(prefix + ".attn.hook_attn_scores", &scoresT, ctx) }
+        if wantPattern { try hooks.run(prefix + ".attn.hook_pattern", &pattern, ctx) }
+        try hookHeads(&z, name: prefix + ".attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
+        return z.linear(block.attnOut)
+    }
+
+    /// The pre-LN residual block shared by encoder and decoder: attention (and cross-attention)
+    /// then MLP, each added to the residual stream, with every hook point on the way.
+    func residualBlock(_ block: Block, _ input: Tensor, prefix p: String, hooks: HookHandler?, ctx: HookContext,
+                       cross: ((Tensor, String) throws -> Tensor)? = nil,
+                       attention: (Tensor, String) throws -> Tensor) throws -> Tensor {
+        var x = input
+        try hooks.run(p + ".hook_resid_pre", &x, ctx)
+        let h1 = try normed(x, block.attnLN, name: p + ".ln1", hooks: hooks, ctx: ctx)
+        var a = try attention(h1, p)
+        try hooks.run(p + ".hook_attn_out", &a, ctx)
+        x.addInPlace(a)
+        try hooks.run(p + ".hook_resid_mid", &x, ctx)
+        var lnName = p + ".ln2"
+        if let cross, let crossLN = block.crossLN {
+            let h2 = try normed(x, crossLN, name: p + ".ln2", hooks: hooks, ctx: ctx)
+            var c = try cross(h2, p)
+            try hooks.run(p + ".hook_cross_attn_out", &c, ctx)
+            x.addInPlace(c)
+            try hooks.run(p + ".hook_resid_mid_cross", &x, ctx)
+            lnName = p + ".ln3"
+        }
+        let h3 = try normed(x, block.mlpLN, name: lnName, hooks: hooks, ctx: ctx)
+        var pre = h3.linear(block.fc1)
+        try hooks.run(p + ".mlp.hook_pre", &pre, ctx)
+        pre.storage.withUnsafeMutableBufferPointer { Kernels.gelu($0.baseAddress!, count: $0.count) }
+        try hooks.run(p + ".mlp.hook_post", &pre, ctx)
+        var m = pre.linear(block.fc2)
+        try hooks.run(p + ".hook_mlp_out", &m, ctx)
+        x.addInPlace(m)
+        try hooks.run(p + ".hook_resid_post", &x, ctx)
+        return x
+    }
+
+    /// LayerNorm with its hook points `<name>.hook_scale` (σ per row, `[…, 1]`) and `<name>.hook_normalized`.
+    func normed(_ x: Tensor, _ n: Norm, name: String, hooks: HookHandler?, ctx: HookContext) throws -> Tensor {
+        guard hooks != nil else { return x.layerNorm(n) }
+        let rows = x.count / x.shape.last!
+        var inv = [Float](repeating: 0, count: rows)
+        var y = inv.withUnsafeMutableBufferPointer { x.layerNorm(n, scale: $0.baseAddress!) }
+        if hooks.isActive(name + ".hook_scale") {
+            var shape = x.shape
+            shape[shape.count - 1] = 1
+            var s = Tensor(shape: shape, storage: inv.map { 1 / $0 })
+            try hooks.run(name + ".hook_scale", &s, ctx)
+        }
+        try hooks.run(name + ".hook_normalized", &y, ctx)
+        return y
+    }
+
+    /// Offers column blocks of a fused `[…, parts·d]` projection as `[…, h, dh]` hook points
+    /// (`<prefix>.hook_q` …), writing back what the hooks return. Only active points are copied.
+    func hookColumns(_ fused: inout Tensor, width: Int, parts: [String], prefix: String, heads: Int,
+                     hooks: HookHandler?, ctx: HookContext) throws {
+        guard hooks != nil else { return }
+        let d = width / parts.count, rows = fused.count / width
+        for (pi, part) in parts.enumerated() where hooks.isActive(prefix + ".hook_" + part) {
+            var lead = Array(fused.shape.dropLast())
+            lead += [heads, d / heads]
+            var t = Tensor(shape: lead) { out in
+                fused.storage.withUnsafeBufferPointer { src in
+                    for r in 0..<rows { for j in 0..<d { out[r * d + j] = src[r * width + pi * d + j] } }
+                }
+            }
+            try hooks.run(prefix + ".hook_" + part, &t, ctx)
+            fused.storage.withUnsafeMutableBufferPointer { dst in
+                for r in 0..<rows { for j in 0..<d { dst[r * width + pi * d + j] = t.storage[r * d + j] } }
+            }
+        }
+    }
+
+    /// Offers `[…, d]` as `[…, h, dh]` at `name` (the per-head view of z).
+    func hookHeads(_ x: inout Tensor, name: String, heads: Int, hooks: HookHandler?, ctx: HookContext) throws {
+        guard hooks.isActive(name) else { return }
+        let shape = x.shape
+        var t = x.reshaped(Array(shape.dropLast()) + [heads, shape.last! / heads])
+        try hooks.run(name, &t, ctx)
+        x = t.reshaped(shape)
+    }
+}

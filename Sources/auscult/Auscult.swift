@@ -1,0 +1,20 @@
+// The `auscult` command: subcommands for each job (DESIGN.md §1).
+import ArgumentParser
+
+struct Auscult: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "auscult",
+        abstract: "Mechanistic interpretability for Whisper: exact inference with hook points.",
+        discussion: """
+        Models: --model takes a name the setup fetched (tiny.en, base) or a path to a CTranslate2
+        directory, a Hugging Face directory (config.json + model.safetensors) or an openai-whisper
+        .pt checkpoint; the format is detected. Without --model the embedded tiny.en is used.
+        """,
+        subcommands: [Transcribe.self, Convert.self])
+}
+
+/// Options every model-using subcommand shares.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "Model name (tiny.en, base) or path; default: the embedded tiny.en.")
+    var model: String?
+}

