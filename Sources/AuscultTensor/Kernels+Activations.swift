@@ -11,20 +11,43 @@ public enum Kernels {
 
     /// Softmax of each of `rows` rows of `cols` floats (stride `stride`), in place.
     /// `-infinity` entries get probability 0; a row of all `-infinity` gives NaN as in PyTorch.
+    ///
+    /// Written on `SIMD8` lanes: the scalar form's max and sum reductions do not vectorise,
+    /// and 1500×1500 rows per encoder head made it ~25 % of the encoder's time.
     @inlinable
     public static func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, stride: Int) {
+        let vec = cols / 8 * 8
         for r in 0..<rows {
             let p = x + r * stride
-            var m = -Float.infinity
-            for j in 0..<cols { m = max(m, p[j]) }
-            var s: Float = 0
-            for j in 0..<cols {
-                let e = FastMath.exp(p[j] - m)
-                p[j] = e
-                s = Relaxed.sum(s, e)
+            var mv = SIMD8<Float>(repeating: -.infinity)
+            var j = 0
+            while j < vec {
+                let v = UnsafeRawPointer(p + j).loadUnaligned(as: SIMD8<Float>.self)
+                mv.replace(with: v, where: v .> mv)
+                j += 8
             }
+            var m = mv.max()
+            while j < cols { m = Swift.max(m, p[j]); j += 1 }
+            let mm = SIMD8<Float>(repeating: m)
+            var sv = SIMD8<Float>()
+            j = 0
+            while j < vec {
+                let e = FastMath.exp(UnsafeRawPointer(p + j).loadUnaligned(as: SIMD8<Float>.self) - mm)
+                UnsafeMutableRawPointer(p + j).storeBytes(of: e, as: SIMD8<Float>.self)
+                sv += e
+                j += 8
+            }
+            var s = sv.sum()
+            while j < cols { let e = FastMath.exp(p[j] - m); p[j] = e; s += e; j += 1 }
             let inv = 1 / s
-            for j in 0..<cols { p[j] *= inv }
+            let iv = SIMD8<Float>(repeating: inv)
+            j = 0
+            while j < vec {
+                let v = UnsafeRawPointer(p + j).loadUnaligned(as: SIMD8<Float>.self) * iv
+                UnsafeMutableRawPointer(p + j).storeBytes(of: v, as: SIMD8<Float>.self)
+                j += 8
+            }
+            while j < cols { p[j] *= inv; j += 1 }
         }
     }
 

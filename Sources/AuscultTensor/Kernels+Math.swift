@@ -6,11 +6,15 @@
 /// polynomial forms take ~0.5 ms and stay within a few ulp of the libm results (tested).
 public enum FastMath {
     /// e^x for x in Float range: Cody–Waite range reduction, degree-6 polynomial, 2^n by exponent bits.
-    /// Relative error < 2e-7 on [-87, 88]; saturates outside.
-    @inline(__always)
+    /// Relative error < 3e-7 on [-87.3, 88.7]; 0 below (so a −∞ mask gives exactly 0, as PyTorch),
+    /// saturating above.
+    @inlinable @inline(__always)
     public static func exp(_ x: Float) -> Float {
         let xc = min(max(x, -87.3), 88.7)
-        let n = (xc * 1.44269504088896341).rounded(.toNearestOrEven)
+        // Adding 1.5·2²³ rounds to an integer held in the low mantissa bits: no float→int
+        // conversion (which would carry a range check and stop vectorisation).
+        let shifted = xc * 1.44269504088896341 + 12_582_912
+        let n = shifted - 12_582_912
         var r = xc - n * 0.693359375
         r = r + n * 2.12194440e-4
         // Taylor-like minimax coefficients for e^r on |r| <= ln2/2.
@@ -21,12 +25,12 @@ public enum FastMath {
         p = p * r + 1.6666665459e-1
         p = p * r + 5.0000001201e-1
         let e = (p * r * r + r) + 1
-        let bits = UInt32(bitPattern: Int32(n) + 127) << 23
-        return e * Float(bitPattern: bits)
+        let bits = (shifted.bitPattern &+ 127) &<< 23
+        return x < -87.3 ? 0 : e * Float(bitPattern: bits)
     }
 
     /// erf(x) as a rational function clamped to [-4, 4] (outside that erf rounds to ±1 in Float32).
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func erf(_ a: Float) -> Float {
         let x = min(max(a, -4), 4)
         let x2 = x * x
@@ -47,8 +51,33 @@ public enum FastMath {
     }
 
     /// Exact (erf) GELU: x · ½ · (1 + erf(x/√2)), as PyTorch's `F.gelu` default.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func gelu(_ x: Float) -> Float {
         0.5 * x * (1 + erf(x * 0.70710678118654752))
+    }
+}
+
+extension FastMath {
+    /// e^x on eight lanes, the same polynomial as the scalar `exp`.
+    @inlinable @inline(__always)
+    public static func exp(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        var xc = x
+        xc.replace(with: SIMD8(repeating: -87.3), where: xc .< -87.3)
+        xc.replace(with: SIMD8(repeating: 88.7), where: xc .> 88.7)
+        let shifted = xc * 1.44269504088896341 + 12_582_912
+        let n = shifted - 12_582_912
+        var r = xc - n * 0.693359375
+        r = r + n * 2.12194440e-4
+        var p = SIMD8<Float>(repeating: 1.9875691500e-4)
+        p = p * r + 1.3981999507e-3
+        p = p * r + 8.3334519073e-3
+        p = p * r + 4.1665795894e-2
+        p = p * r + 1.6666665459e-1
+        p = p * r + 5.0000001201e-1
+        let e = (p * r * r + r) + 1
+        let bits = (unsafeBitCast(shifted, to: SIMD8<UInt32>.self) &+ 127) &<< 23
+        var y = e * unsafeBitCast(bits, to: SIMD8<Float>.self)
+        y.replace(with: 0, where: x .< -87.3)
+        return y
     }
 }

@@ -1,5 +1,19 @@
 // Matrix products through CBLAS (Debian's OpenBLAS).
 import CAuscultBLAS
+import Dispatch
+import Foundation
+
+/// The three operands of a product, handed to workers that write disjoint parts of `c`.
+struct GemmPointers: @unchecked Sendable {
+    let a: UnsafePointer<Float>, w: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>
+}
+
+extension DispatchQueue {
+    /// `concurrentPerform`, or a plain call when there is one part.
+    static func concurrentPerformIfNeeded(_ parts: Int, _ body: @Sendable (Int) -> Void) {
+        if parts <= 1 { body(0) } else { concurrentPerform(iterations: parts, execute: body) }
+    }
+}
 
 /// Thin wrappers over `cblas_sgemm` / `cblas_sgemv` with PyTorch's `[out, in]` weight layout.
 ///
@@ -43,6 +57,30 @@ public enum BLAS {
 
     /// Threads OpenBLAS may use (it reads `OPENBLAS_NUM_THREADS` at start-up otherwise).
     public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+
+    /// Puts OpenBLAS in single-threaded mode once per process; Auscult splits large products
+    /// across `Threading.workers` itself. OpenBLAS's own pool spins in `sched_yield` between
+    /// calls and took ~27 % of the encoder's CPU from the Swift kernels running in between.
+    public static let configured: Bool = {
+        openblas_set_num_threads(1)
+        return true
+    }()
+
+    /// The OpenBLAS core type this process should use when OpenBLAS fell back to its generic
+    /// Prescott kernels on a CPU with AVX-512 ("SkylakeX") or AVX2 ("Haswell") and the user set no
+    /// `OPENBLAS_CORETYPE`; nil when nothing needs changing.
+    public static func preferredCoreType() -> String? {
+        guard ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil, coreName == "Prescott",
+              let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let flagsLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
+        let flags = Set(flagsLine.split(separator: " ").map(String.init))
+        if flags.contains("avx512f") && flags.contains("avx512bw") && flags.contains("avx512vl") { return "SkylakeX" }
+        if flags.contains("avx2") && flags.contains("fma") { return "Haswell" }
+        return nil
+    }
+
+    /// Which kernel family OpenBLAS picked for this CPU (e.g. "SkylakeX", "Haswell", "Prescott").
+    public static var coreName: String { String(cString: openblas_get_corename()) }
     /// Threads OpenBLAS uses now.
     public static var threads: Int { Int(openblas_get_num_threads()) }
 }
@@ -67,18 +105,32 @@ extension Tensor {
                 buf.initialize(repeating: 0)
             }
         }
-        storage.withUnsafeBufferPointer { a in
-            weight.storage.withUnsafeBufferPointer { w in
-                out.storage.withUnsafeMutableBufferPointer { c in
-                    if m == 1 {
-                        BLAS.gemv(n: n, k: k, w: w.baseAddress!, ldw: k, x: a.baseAddress!, beta: 1, y: c.baseAddress!)
-                    } else {
-                        BLAS.gemmNT(m: m, n: n, k: k, a: a.baseAddress!, lda: k, b: w.baseAddress!, ldb: k,
-                                    beta: 1, c: c.baseAddress!, ldc: n)
+        _ = BLAS.configured
+        // Split rows (or, for M=1, weight rows) across workers when the product is large.
+        let workers = m * n * k >= 1 << 21 ? Threading.workers : 1
+        storage.withUnsafeBufferPointer { ab in weight.storage.withUnsafeBufferPointer { wb in
+            out.storage.withUnsafeMutableBufferPointer { cb in
+                let p = GemmPointers(a: ab.baseAddress!, w: wb.baseAddress!, c: cb.baseAddress!)
+                if m == 1 {
+                    DispatchQueue.concurrentPerformIfNeeded(workers) { i in
+                        let n0 = n * i / workers, n1 = n * (i + 1) / workers
+                        BLAS.gemv(n: n1 - n0, k: k, w: p.w + n0 * k, ldw: k, x: p.a, beta: 1, y: p.c + n0)
+                    }
+                } else if m >= 2 * workers {
+                    DispatchQueue.concurrentPerformIfNeeded(workers) { i in
+                        let m0 = m * i / workers, m1 = m * (i + 1) / workers
+                        BLAS.gemmNT(m: m1 - m0, n: n, k: k, a: p.a + m0 * k, lda: k, b: p.w, ldb: k,
+                                    beta: 1, c: p.c + m0 * n, ldc: n)
+                    }
+                } else {
+                    DispatchQueue.concurrentPerformIfNeeded(workers) { i in
+                        let n0 = n * i / workers, n1 = n * (i + 1) / workers
+                        BLAS.gemmNT(m: m, n: n1 - n0, k: k, a: p.a, lda: k, b: p.w + n0 * k, ldb: k,
+                                    beta: 1, c: p.c + n0, ldc: n)
                     }
                 }
             }
-        }
+        } }
         return out
     }
 }

@@ -58,6 +58,11 @@ public struct LoadedModel: Sendable {
     public let tokenizer: WhisperTokenizer
     public var decoder: WhisperDecoder { WhisperDecoder(model: model, tokenizer: tokenizer) }
 
+    /// Wraps parts already loaded.
+    public init(path: String, model: Whisper, tokenizer: WhisperTokenizer) {
+        self.path = path; self.model = model; self.tokenizer = tokenizer
+    }
+
     /// Loads `nameOrPath` (nil: the embedded default tiny.en).
     public init(_ nameOrPath: String?) throws {
         let path = try ModelStore.resolve(nameOrPath)

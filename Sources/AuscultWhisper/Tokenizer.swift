@@ -7,7 +7,6 @@ public struct WhisperTokenizer: Sendable {
     /// Token strings in GPT-2's byte-to-unicode alphabet, indexed by id (specials as `<|…|>`).
     public let vocabulary: [String]
     private let ids: [String: Int]
-    private let ranks: [String: Int]
     public let isMultilingual: Bool
 
     public let eot: Int, sot: Int, translate: Int, transcribe: Int, sotLM: Int, sotPrev: Int
@@ -29,10 +28,6 @@ public struct WhisperTokenizer: Sendable {
         for t in (json["added_tokens"] as? [[String: Any]]) ?? [] {
             if let i = t["id"] as? Int, let s = t["content"] as? String, i < vocabularySize { byId[i] = s }
         }
-        var ranks = [String: Int]()
-        for (r, m) in ((model["merges"] as? [Any]) ?? []).enumerated() {
-            if let s = m as? String { ranks[s] = r } else if let p = m as? [String], p.count == 2 { ranks[p[0] + " " + p[1]] = r }
-        }
         let notimestamps = byId.firstIndex(of: "<|notimestamps|>") ?? -1
         guard notimestamps > 0 else {
             throw WhisperError(.tokenizerMissing, "\(path): tokenizer.json has no <|notimestamps|> token; not a Whisper tokenizer")
@@ -42,15 +37,14 @@ public struct WhisperTokenizer: Sendable {
             byId[i] = String(format: "<|%.2f|>", Double(i - notimestamps - 1) * 0.02)
         }
         let vocabulary = byId.enumerated().map { $0.element ?? "<|unused\($0.offset)|>" }
-        try self.init(vocabulary: vocabulary, ranks: ranks, multilingual: multilingual, path: path)
+        try self.init(vocabulary: vocabulary, multilingual: multilingual, path: path)
     }
 
-    init(vocabulary: [String], ranks: [String: Int], multilingual: Bool, path: String) throws {
+    init(vocabulary: [String], multilingual: Bool, path: String) throws {
         self.vocabulary = vocabulary
         var ids = [String: Int]()
         for (i, s) in vocabulary.enumerated() where ids[s] == nil { ids[s] = i }
         self.ids = ids
-        self.ranks = ranks
         self.isMultilingual = multilingual
         func special(_ s: String...) throws -> Int {
             for name in s { if let i = ids[name] { return i } }
@@ -131,21 +125,20 @@ public struct WhisperTokenizer: Sendable {
         return out
     }
 
+    /// tiktoken's byte-pair merging: repeatedly join the adjacent pair whose concatenation has
+    /// the lowest token id. Whisper's vocabularies are tiktoken rank-ordered, so this reproduces
+    /// openai-whisper's encoding; the merge list in tokenizer.json is incomplete for the
+    /// multilingual vocabulary (no "Ġ t", so " the" would not become 264 through it).
     private func bpe(_ start: [String]) -> [String] {
         var word = start
         while word.count > 1 {
             var best = Int.max, at = -1
             for i in 0..<(word.count - 1) {
-                if let r = ranks[word[i] + " " + word[i + 1]], r < best { best = r; at = i }
+                if let r = ids[word[i] + word[i + 1]], r < best { best = r; at = i }
             }
             if at < 0 { break }
-            let a = word[at], b = word[at + 1]
-            var merged = [String]()
-            var i = 0
-            while i < word.count {
-                if i + 1 < word.count && word[i] == a && word[i + 1] == b { merged.append(a + b); i += 2 } else { merged.append(word[i]); i += 1 }
-            }
-            word = merged
+            word[at] += word[at + 1]
+            word.remove(at: at + 1)
         }
         return word
     }

@@ -44,20 +44,16 @@ extension Whisper {
         var pattern = wantPattern ? Tensor(zeros: [batch, heads, f, f]) : Tensor(zeros: [0])
         var scoresT = wantScores ? Tensor(zeros: [batch, heads, f, f]) : Tensor(zeros: [0])
         var z = Tensor(zeros: [batch, f, d])
-        var scratch = [Float](repeating: 0, count: f * f)
         qkv.storage.withUnsafeBufferPointer { a in
             z.storage.withUnsafeMutableBufferPointer { o in
-                scratch.withUnsafeMutableBufferPointer { s in
-                    pattern.storage.withUnsafeMutableBufferPointer { p in
-                        scoresT.storage.withUnsafeMutableBufferPointer { sc in
-                            for bi in 0..<batch {
-                                let base = a.baseAddress! + bi * f * 3 * d
-                                Attention.forward(q: base, ldq: 3 * d, k: base + d, ldk: 3 * d, v: base + 2 * d, ldv: 3 * d,
-                                                  nq: f, nk: f, heads: heads, dh: dh, causalOffset: nil,
-                                                  out: o.baseAddress! + bi * f * d, ldo: d, scores: s.baseAddress!,
-                                                  patternOut: wantPattern ? p.baseAddress! + bi * heads * f * f : nil,
-                                                  scoresOut: wantScores ? sc.baseAddress! + bi * heads * f * f : nil)
-                            }
+                pattern.storage.withUnsafeMutableBufferPointer { p in
+                    scoresT.storage.withUnsafeMutableBufferPointer { sc in
+                        for bi in 0..<batch {
+                            let base = a.baseAddress! + bi * f * 3 * d
+                            Attention.forwardHeadsParallel(q: base, ldq: 3 * d, k: base + d, ldk: 3 * d, v: base + 2 * d, ldv: 3 * d,
+                                                           n: f, heads: heads, dh: dh, out: o.baseAddress! + bi * f * d, ldo: d,
+                                                           patternOut: wantPattern ? p.baseAddress! + bi * heads * f * f : nil,
+                                                           scoresOut: wantScores ? sc.baseAddress! + bi * heads * f * f : nil)
                         }
                     }
                 }

@@ -40,7 +40,7 @@ public struct WordErrorRate: Sendable, Equatable, Codable {
 
     /// Corpus WER over (reference, hypothesis) pairs, both normalised with `EnglishTextNormalizer`.
     public static func corpus(_ pairs: [(reference: String, hypothesis: String)],
-                              normalizer: EnglishTextNormalizer = EnglishTextNormalizer()) -> WordErrorRate {
+                              normalizer: EnglishTextNormalizer) -> WordErrorRate {
         var total = WordErrorRate()
         for (r, h) in pairs {
             total += align(reference: normalizer(r).split(separator: " "), hypothesis: normalizer(h).split(separator: " "))

@@ -10,7 +10,7 @@ struct Auscult: ParsableCommand {
         directory, a Hugging Face directory (config.json + model.safetensors) or an openai-whisper
         .pt checkpoint; the format is detected. Without --model the embedded tiny.en is used.
         """,
-        subcommands: [Transcribe.self, Convert.self])
+        subcommands: [Transcribe.self, Convert.self, Bench.self])
 }
 
 /// Options every model-using subcommand shares.

@@ -66,7 +66,7 @@ struct Transcribe: ParsableCommand {
                 guard let ref = r["reference"] as? String, let hyp = r["text"] as? String else { return nil }
                 return (ref, hyp)
             }
-            let w = WordErrorRate.corpus(pairs)
+            let w = WordErrorRate.corpus(pairs, normalizer: try EnglishTextNormalizer())
             FileHandle.standardError.write(String(format: "WER %.2f %% over %d clips (S %d, D %d, I %d, N %d)%@\n",
                                                   100 * w.rate, pairs.count, w.substitutions, w.deletions, w.insertions, w.referenceWords,
                                                   failures > 0 ? ", \(failures) files failed" : "").data(using: .utf8)!)

@@ -1,0 +1,106 @@
+// Paths and readers for the test fixtures; tolerance asserts that report at the caller's line.
+import AuscultTensor
+import AuscultWhisper
+import Foundation
+import Testing
+
+/// Where the project's fixtures and installed models are.
+public enum Fixtures {
+    /// The package root (found from this file's location).
+    public static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+    public static func path(_ rel: String) -> String { (root as NSString).appendingPathComponent(rel) }
+    public static let reference = path("Tests/Fixtures/reference")
+    public static let clips = path("data/clips")
+    public static let models = path("models")
+
+    /// A model installed by scripts/setup.sh (`tiny.en`, `base`).
+    public static func model(_ name: String) -> String { (models as NSString).appendingPathComponent(name) }
+
+    /// The reference transcript records of `model` (openai-whisper, greedy, one padded window).
+    public static func transcripts(_ model: String) throws -> [ReferenceTranscript] {
+        let text = try String(contentsOfFile: "\(reference)/\(model)/transcripts.jsonl", encoding: .utf8)
+        return try text.split(separator: "\n").map { try JSONDecoder().decode(ReferenceTranscript.self, from: Data($0.utf8)) }
+    }
+
+    /// The clip file of reference id `id`.
+    public static func clip(_ id: String) -> String { "\(clips)/\(id).wav" }
+
+    /// The activations openai-whisper recorded on jfk.wav with tiny.en.
+    public static func jfkActivations() throws -> SafeTensorsFile {
+        try SafeTensorsFile(path: "\(reference)/activations/tiny.en/jfk.safetensors")
+    }
+
+    /// Loaded models are shared between tests (loading base takes ~1 s).
+    nonisolated(unsafe) private static var cache = [String: LoadedModel]()
+    private static let lock = NSLock()
+    public static func loaded(_ name: String) throws -> LoadedModel {
+        lock.lock(); defer { lock.unlock() }
+        if let m = cache[name] { return m }
+        let m = try LoadedModel(model(name))
+        cache[name] = m
+        return m
+    }
+
+    /// A fresh temporary directory.
+    public static func temporaryDirectory() throws -> String {
+        let p = (NSTemporaryDirectory() as NSString).appendingPathComponent("auscult-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
+        return p
+    }
+}
+
+/// One line of `reference/<model>/transcripts.jsonl`.
+public struct ReferenceTranscript: Decodable, Sendable {
+    public var id: String
+    public var kind: String
+    public var prompt: [Int]
+    public var tokens: [Int]
+    public var text: String
+    public var sum_logprob: Double
+    public var avg_logprob: Double
+    public var no_speech_prob: Double
+    public var reference: String
+    public var ref_norm: String
+    public var hyp_norm: String
+    public var S: Int
+    public var D: Int
+    public var I: Int
+    public var N: Int
+}
+
+/// Expects `actual` to match `expected` element-wise within `atol + rtol·|expected|`, reporting
+/// the worst element at the caller's source location.
+public func expectClose(_ actual: Tensor, _ expected: Tensor, rtol: Float = 1e-4, atol: Float = 1e-5,
+                        _ what: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(actual.shape == expected.shape, "\(what): shape \(actual.shape) vs \(expected.shape)", sourceLocation: sourceLocation)
+    guard actual.shape == expected.shape else { return }
+    var worst = (excess: Float(0), index: -1)
+    for i in 0..<actual.count {
+        let e = expected.storage[i], a = actual.storage[i]
+        let excess = abs(a - e) - (atol + rtol * abs(e))
+        if excess > worst.excess || a.isNaN { worst = (a.isNaN ? .infinity : excess, i) }
+    }
+    #expect(worst.index < 0, "\(what): element \(worst.index) is \(worst.index >= 0 ? actual.storage[worst.index] : 0), expected \(worst.index >= 0 ? expected.storage[worst.index] : 0) (rtol \(rtol), atol \(atol))", sourceLocation: sourceLocation)
+}
+
+/// Expects |actual − expected| ≤ tolerance.
+public func expectClose(_ actual: Double, _ expected: Double, tolerance: Double, _ what: String = "",
+                        sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(abs(actual - expected) <= tolerance, "\(what): \(actual) vs \(expected) (±\(tolerance))", sourceLocation: sourceLocation)
+}
+
+/// Writes a 16-bit PCM WAV file of `channels` interleaved channels at `rate` Hz.
+public func writeWAV(_ path: String, samples: [Float], rate: Int, channels: Int = 1) throws {
+    var d = Data()
+    func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { d.append(contentsOf: $0) } }
+    func u16(_ v: Int) { withUnsafeBytes(of: UInt16(v).littleEndian) { d.append(contentsOf: $0) } }
+    d.append(contentsOf: Array("RIFF".utf8)); u32(36 + 2 * samples.count); d.append(contentsOf: Array("WAVE".utf8))
+    d.append(contentsOf: Array("fmt ".utf8)); u32(16); u16(1); u16(channels); u32(rate); u32(rate * channels * 2); u16(channels * 2); u16(16)
+    d.append(contentsOf: Array("data".utf8)); u32(2 * samples.count)
+    for s in samples { withUnsafeBytes(of: Int16(max(-32768, min(32767, (s * 32768).rounded()))).littleEndian) { d.append(contentsOf: $0) } }
+    try d.write(to: URL(fileURLWithPath: path))
+}

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Times Auscult and its peers on the same inputs in one process tree and prints ratios.
+
+Stages (per model): log-mel of a 30 s window; encoder forward on one 30 s window; greedy
+transcription of all bundled clips (openai-whisper `decode` settings: one padded window, no
+timestamps, suppress blank/non-speech tokens, at most 224 tokens). Peers get the same weights:
+Auscult converts the CTranslate2 model to a Hugging Face directory, from which the openai-whisper
+state dict is derived; CTranslate2 runs the original directory with compute_type=float32.
+"""
+import argparse, glob, json, os, subprocess, sys, time
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AUSCULT = os.path.join(ROOT, ".build/release/auscult")
+CLIPS = sorted(glob.glob(os.path.join(ROOT, "data/clips/*.wav")))
+JFK = os.path.join(ROOT, "data/clips/jfk.wav")
+
+
+def best(fn, repeats):
+    fn()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
+    return min(ts)
+
+
+def load_audio(path):
+    import soundfile as sf
+    a, sr = sf.read(path, dtype="int16")
+    return a.astype(np.float32) / 32768.0
+
+
+def hf_dir(model):
+    out = os.path.join(ROOT, "models", ".hf-" + model)
+    if not os.path.exists(os.path.join(out, "model.safetensors")):
+        subprocess.run([AUSCULT, "convert", "--model", model, "--out", out], check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def openai_model(hfpath):
+    """openai-whisper Whisper built from the Hugging Face safetensors (inverse key mapping)."""
+    import torch
+    from safetensors.torch import load_file
+    from whisper.model import ModelDimensions, Whisper
+    cfg = json.load(open(os.path.join(hfpath, "config.json")))
+    sd = load_file(os.path.join(hfpath, "model.safetensors"))
+    pairs = [(".layers.", ".blocks."), (".final_layer_norm.", ".mlp_ln."), (".fc1.", ".mlp.0."), (".fc2.", ".mlp.2."),
+             (".encoder_attn_layer_norm.", ".cross_attn_ln."), (".self_attn_layer_norm.", ".attn_ln."),
+             (".encoder_attn.q_proj.", ".cross_attn.query."), (".encoder_attn.k_proj.", ".cross_attn.key."),
+             (".encoder_attn.v_proj.", ".cross_attn.value."), (".encoder_attn.out_proj.", ".cross_attn.out."),
+             (".self_attn.q_proj.", ".attn.query."), (".self_attn.k_proj.", ".attn.key."),
+             (".self_attn.v_proj.", ".attn.value."), (".self_attn.out_proj.", ".attn.out."),
+             ("encoder.layer_norm.", "encoder.ln_post."), ("decoder.layer_norm.", "decoder.ln."),
+             ("decoder.embed_tokens.", "decoder.token_embedding.")]
+    out = {}
+    for k, v in sd.items():
+        k = k[len("model."):]
+        for a, b in pairs: k = k.replace(a, b)
+        k = {"encoder.embed_positions.weight": "encoder.positional_embedding",
+             "decoder.embed_positions.weight": "decoder.positional_embedding"}.get(k, k)
+        out[k] = v
+    dims = ModelDimensions(n_mels=cfg["num_mel_bins"], n_audio_ctx=cfg["max_source_positions"], n_audio_state=cfg["d_model"],
+                           n_audio_head=cfg["encoder_attention_heads"], n_audio_layer=cfg["encoder_layers"],
+                           n_vocab=cfg["vocab_size"], n_text_ctx=cfg["max_target_positions"], n_text_state=cfg["d_model"],
+                           n_text_head=cfg["decoder_attention_heads"], n_text_layer=cfg["decoder_layers"])
+    m = Whisper(dims)
+    m.load_state_dict(out)
+    return m.eval()
+
+
+def auscult(model, stages, repeats):
+    r = subprocess.run([AUSCULT, "bench", "--model", model, "--stages", stages, "--repeats", str(repeats),
+                        "--batch-size", "16"] + CLIPS, check=True, capture_output=True, text=True)
+    return json.loads(r.stdout)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="tiny.en,base")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--skip", default="", help="comma-separated peers to skip: torch,hf,ct2,numpy")
+    args = ap.parse_args()
+    skip = set(args.skip.split(","))
+    import torch
+    torch.set_num_threads(os.cpu_count())
+    import whisper
+    rows = []
+    for model in args.models.split(","):
+        print(f"== {model} ({len(CLIPS)} clips, {os.cpu_count()} cores)", flush=True)
+        hf = hf_dir(model)
+        lang = "en"
+        a = auscult(model, "mel,encoder,transcribe", args.repeats)
+        res = {"auscult": {"mel": a["mel_s"], "encoder": a["encoder_s"], "transcribe": a["transcribe_s"]}}
+        audio = load_audio(JFK)
+        padded = whisper.pad_or_trim(audio)
+        if "torch" not in skip:
+            m = openai_model(hf)
+            mel_t = whisper.log_mel_spectrogram(torch.from_numpy(padded), m.dims.n_mels)
+            with torch.no_grad():
+                enc = best(lambda: m.encoder(mel_t[None]), args.repeats)
+                opts = whisper.DecodingOptions(task="transcribe", language=lang, temperature=0.0, without_timestamps=True, fp16=False)
+                def run_all():
+                    for c in CLIPS:
+                        mel = whisper.log_mel_spectrogram(torch.from_numpy(whisper.pad_or_trim(load_audio(c))), m.dims.n_mels)
+                        whisper.decode(m, mel, opts)
+                t = time.perf_counter(); run_all(); tr = time.perf_counter() - t
+            res["openai-whisper"] = {"mel": best(lambda: whisper.log_mel_spectrogram(torch.from_numpy(padded), m.dims.n_mels), args.repeats),
+                                     "encoder": enc, "transcribe": tr}
+        if "hf" not in skip:
+            try:
+                from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
+                fe = WhisperFeatureExtractor(feature_size=80)
+                hm = WhisperForConditionalGeneration.from_pretrained(hf, torch_dtype=torch.float32).eval()
+                feats = torch.from_numpy(fe(padded, sampling_rate=16000, return_tensors="np").input_features)
+                with torch.no_grad():
+                    enc = best(lambda: hm.model.encoder(feats), args.repeats)
+                    prompt = [50257, 50362] if model.endswith(".en") else [50258, 50259, 50359, 50363]
+                    eot = prompt[0] - 1
+                    def run_all():
+                        for i in range(0, len(CLIPS), 16):
+                            batch = [load_audio(c) for c in CLIPS[i:i + 16]]
+                            f = torch.from_numpy(fe(batch, sampling_rate=16000, return_tensors="np").input_features)
+                            hm.generate(input_features=f, decoder_input_ids=torch.tensor([prompt] * len(batch)),
+                                        max_new_tokens=224, do_sample=False, num_beams=1, eos_token_id=eot, pad_token_id=eot)
+                    t = time.perf_counter(); run_all(); tr = time.perf_counter() - t
+                res["transformers"] = {"mel": best(lambda: fe(padded, sampling_rate=16000, return_tensors="np"), args.repeats),
+                                       "encoder": enc, "transcribe": tr}
+            except Exception as e:  # a peer failing must not hide the others
+                print(f"  transformers: skipped ({type(e).__name__}: {str(e)[:120]})")
+        if "ct2" not in skip:
+            import ctranslate2
+            cm = ctranslate2.models.Whisper(os.path.join(ROOT, "models", model), device="cpu", compute_type="float32",
+                                            intra_threads=os.cpu_count())
+            f = ctranslate2.StorageView.from_array(whisper.log_mel_spectrogram(torch.from_numpy(padded), 80).numpy()[None])
+            enc = best(lambda: cm.encode(f), args.repeats)
+            prompt = [50257, 50362] if model.endswith(".en") else [50258, 50259, 50359, 50363]
+            def run_all():
+                for i in range(0, len(CLIPS), 16):
+                    mels = np.stack([whisper.log_mel_spectrogram(torch.from_numpy(whisper.pad_or_trim(load_audio(c))), 80).numpy()
+                                     for c in CLIPS[i:i + 16]])
+                    cm.generate(ctranslate2.StorageView.from_array(mels), [prompt] * len(mels), beam_size=1, max_length=224,
+                                suppress_blank=True)
+            t = time.perf_counter(); run_all(); tr = time.perf_counter() - t
+            res["ctranslate2-fp32"] = {"encoder": enc, "transcribe": tr}
+        for stage in ["mel", "encoder", "transcribe"]:
+            peers = {k: v[stage] for k, v in res.items() if k != "auscult" and stage in v}
+            mine = res["auscult"][stage]
+            line = f"  {stage:<11} auscult {mine*1e3:9.1f} ms"
+            for k, v in peers.items():
+                line += f" | {k} {v*1e3:9.1f} ms (auscult/peer {mine / v:5.2f}x)"
+            print(line, flush=True)
+            rows.append({"model": model, "stage": stage, "auscult_s": mine, "peers_s": peers})
+    out = os.path.join(ROOT, "out", "benchmark.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    json.dump(rows, open(out, "w"), indent=1)
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()
