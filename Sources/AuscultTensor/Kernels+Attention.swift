@@ -36,14 +36,23 @@ public enum Attention {
                 }
             }
             if let s = scoresOut { (s + h * nq * nk).update(from: scores, count: nq * nk) }
-            if parallelSoftmax { softmaxRowsParallel(scores, rows: nq, cols: nk) }
-            else { Kernels.softmaxRows(scores, rows: nq, cols: nk, stride: nk) }
-            if let p = patternOut { (p + h * nq * nk).update(from: scores, count: nq * nk) }
-            if nq == 1 {
-                // out_h[dh] = Vᵀ p: one gemv with V rows of stride ldv.
-                BLAS.gemvT(n: nk, k: dh, w: vh, ldw: ldv, x: scores, y: oh)
+            if parallelSoftmax || patternOut != nil || nq == 1 {
+                if parallelSoftmax { softmaxRowsParallel(scores, rows: nq, cols: nk) }
+                else { Kernels.softmaxRows(scores, rows: nq, cols: nk, stride: nk) }
+                if let p = patternOut { (p + h * nq * nk).update(from: scores, count: nq * nk) }
+                if nq == 1 {
+                    // out_h[dh] = Vᵀ p: one gemv with V rows of stride ldv.
+                    BLAS.gemvT(n: nk, k: dh, w: vh, ldw: ldv, x: scores, y: oh)
+                } else {
+                    BLAS.gemmNN(m: nq, n: dh, k: nk, a: scores, lda: nk, b: vh, ldb: ldv, c: oh, ldc: ldo)
+                }
             } else {
+                // Unnormalised exp, PV, then scale the dh-wide output rows by 1/Σ.
+                let inv = UnsafeMutablePointer<Float>.allocate(capacity: nq)
+                Kernels.expRows(scores, rows: nq, cols: nk, stride: nk, inverseSums: inv)
                 BLAS.gemmNN(m: nq, n: dh, k: nk, a: scores, lda: nk, b: vh, ldb: ldv, c: oh, ldc: ldo)
+                for r in 0..<nq { Kernels.scale(oh + r * ldo, count: dh, by: inv[r]) }
+                inv.deallocate()
             }
         }
     }

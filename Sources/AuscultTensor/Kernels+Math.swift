@@ -68,13 +68,13 @@ extension FastMath {
         let n = shifted - 12_582_912
         var r = xc - n * 0.693359375
         r = r + n * 2.12194440e-4
-        var p = SIMD8<Float>(repeating: 1.9875691500e-4)
-        p = p * r + 1.3981999507e-3
-        p = p * r + 8.3334519073e-3
-        p = p * r + 4.1665795894e-2
-        p = p * r + 1.6666665459e-1
-        p = p * r + 5.0000001201e-1
-        let e = (p * r * r + r) + 1
+        // Fused multiply-adds (vfmadd on haswell): half the instructions of separate * and +.
+        var p = SIMD8<Float>(repeating: 1.3981999507e-3).addingProduct(SIMD8(repeating: 1.9875691500e-4), r)
+        p = SIMD8(repeating: 8.3334519073e-3).addingProduct(p, r)
+        p = SIMD8(repeating: 4.1665795894e-2).addingProduct(p, r)
+        p = SIMD8(repeating: 1.6666665459e-1).addingProduct(p, r)
+        p = SIMD8(repeating: 5.0000001201e-1).addingProduct(p, r)
+        let e = r.addingProduct(p, r * r) + 1
         let bits = (unsafeBitCast(shifted, to: SIMD8<UInt32>.self) &+ 127) &<< 23
         var y = e * unsafeBitCast(bits, to: SIMD8<Float>.self)
         y.replace(with: 0, where: x .< -87.3)
