@@ -1,0 +1,106 @@
+import AuscultAudio
+import AuscultTensor
+import AuscultWhisper
+import Foundation
+import Testing
+import _TestSupport
+
+/// Beam search, timestamps and language detection against openai-whisper run on the same weights
+/// (Tests/Fixtures/reference/decoding.jsonl, made by make_decoding_reference.py beside it).
+@Suite("Decoding modes agree with openai-whisper")
+struct DecodingModesTests {
+    struct Record: Decodable { var model: String; var id: String; var mode: String; var tokens: [Int]; var language: String }
+
+    static func records() throws -> [Record] {
+        let text = try String(contentsOfFile: Fixtures.reference + "/decoding.jsonl", encoding: .utf8)
+        return try text.split(separator: "\n").map { try JSONDecoder().decode(Record.self, from: Data($0.utf8)) }
+    }
+
+    func run(_ model: String, mode: String) throws {
+        let recs = try Self.records().filter { $0.model == model && $0.mode == mode }
+        #expect(recs.count == 8)
+        let loaded = try Fixtures.loaded(model)
+        var options = DecodingOptions()
+        switch mode {
+        case "beam5": options.beamSize = 5
+        case "timestamps": options.withoutTimestamps = false
+        case "detect": options.language = nil
+        default: Issue.record("unknown mode \(mode)")
+        }
+        var got = [String: DecodingResult]()
+        try BatchTranscriber(loaded: loaded, options: options, batchSize: 4)
+            .run(recs.map { DatasetItem(id: $0.id, path: Fixtures.clip($0.id), reference: nil) }) { item, r in got[item.id] = try r.get() }
+        for rec in recs {
+            let r = try #require(got[rec.id])
+            #expect(r.tokens == rec.tokens, "\(model) \(mode) \(rec.id): \(loaded.tokenizer.decodeWithSpecials(r.tokens)) | reference \(loaded.tokenizer.decodeWithSpecials(rec.tokens))")
+            #expect(r.language == rec.language, "\(rec.id)")
+        }
+    }
+
+    @Test("beam search (beam 5, patience 1) picks the same sequences", arguments: ["tiny.en", "base"])
+    func beam(model: String) throws { try run(model, mode: "beam5") }
+
+    @Test("timestamp decoding follows the timestamp rules token for token", arguments: ["tiny.en", "base"])
+    func timestamps(model: String) throws { try run(model, mode: "timestamps") }
+
+    @Test("language detection on the multilingual model finds English and decodes the same tokens")
+    func detect() throws { try run("base", mode: "detect") }
+
+    @Test("an unknown language or a zero beam width is refused with a message")
+    func badOptions() throws {
+        let loaded = try Fixtures.loaded("base")
+        let audio = Tensor(zeros: [1, 1500, 512])
+        var o = DecodingOptions()
+        o.language = "xx"
+        #expect { try loaded.decoder.decode(audio: audio, options: o) } throws: { "\($0)".contains("unknown language 'xx'") }
+        o = DecodingOptions()
+        o.beamSize = 0
+        #expect { try loaded.decoder.decode(audio: audio, options: o) } throws: { "\($0)".contains("beam size") }
+    }
+}
+
+@Suite("Datasets")
+struct DatasetTests {
+    @Test("the bundled manifest lists 38 clips with transcripts, and a bad file is reported while the rest carry on")
+    func manifestAndBadFile() throws {
+        let ds = try Dataset.load(Fixtures.clips)
+        #expect(ds.items.count == 38)
+        #expect(ds.items.first { $0.id == "jfk" }?.reference?.hasPrefix("And so my fellow Americans") == true)
+        let dir = try Fixtures.temporaryDirectory()
+        try "not audio".write(toFile: dir + "/broken.wav", atomically: true, encoding: .utf8)
+        let items = [DatasetItem(id: "jfk", path: Fixtures.clip("jfk"), reference: nil),
+                     DatasetItem(id: "broken", path: dir + "/broken.wav", reference: nil),
+                     DatasetItem(id: "missing", path: dir + "/missing.flac", reference: nil),
+                     DatasetItem(id: "cards", path: Fixtures.clip("ps_cards_003"), reference: nil)]
+        var ok = [String](), failed = [String: String]()
+        try BatchTranscriber(loaded: try Fixtures.loaded("tiny.en"), options: DecodingOptions(), batchSize: 8).run(items) { item, r in
+            switch r {
+            case .success: ok.append(item.id)
+            case .failure(let e): failed[item.id] = "\(e)"
+            }
+        }
+        #expect(ok.sorted() == ["cards", "jfk"])
+        #expect(failed["broken"]?.contains("broken.wav") == true)
+        #expect(failed["missing"]?.contains("missing.flac") == true)
+    }
+
+    @Test("LibriSpeech folders and AudioFolder metadata.csv are read")
+    func formats() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let ls = dir + "/ls/1089/134686"
+        try FileManager.default.createDirectory(atPath: ls, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Fixtures.clip("ls_1089-134686-0000"), toPath: ls + "/1089-134686-0000.wav")
+        try "1089-134686-0000 HE HOPED THERE WOULD BE STEW\n".write(toFile: ls + "/1089-134686.trans.txt", atomically: true, encoding: .utf8)
+        let a = try Dataset.load(dir + "/ls")
+        #expect(a.items == [DatasetItem(id: "1089-134686-0000", path: ls + "/1089-134686-0000.wav", reference: "HE HOPED THERE WOULD BE STEW")])
+        let af = dir + "/af"
+        try FileManager.default.createDirectory(atPath: af, withIntermediateDirectories: true)
+        try "file_name,transcription\nx.wav,\"hello, world\"\n".write(toFile: af + "/metadata.csv", atomically: true, encoding: .utf8)
+        let b = try Dataset.load(af)
+        #expect(b.items == [DatasetItem(id: "x", path: af + "/x.wav", reference: "hello, world")])
+        let jl = dir + "/m.jsonl"
+        try "{\"path\": \"/abs/y.flac\", \"text\": \"hi\", \"id\": \"y1\"}\n".write(toFile: jl, atomically: true, encoding: .utf8)
+        #expect(try Dataset.load(jl).items == [DatasetItem(id: "y1", path: "/abs/y.flac", reference: "hi")])
+        #expect(throws: WhisperError.self) { try Dataset.load(dir + "/nothing-here") }
+    }
+}
