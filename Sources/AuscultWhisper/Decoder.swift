@@ -27,8 +27,9 @@ public struct WhisperDecoder: Sendable {
         if options.withoutTimestamps { t.append(tokenizer.noTimestamps) }
         let nCtx = model.dims.n_text_ctx
         let sampleLen = options.sampleLen ?? nCtx / 2
-        if let p = options.prefix { t += p.suffix(max(0, nCtx / 2 - sampleLen)) }
-        if let p = options.prompt { t = [tokenizer.sotPrev] + p.suffix(nCtx / 2 - 1) + t }
+        // An empty prompt or prefix counts as none (Python's truthiness in `_get_initial_tokens`).
+        if let p = options.prefix, !p.isEmpty { t += p.suffix(max(0, nCtx / 2 - sampleLen)) }
+        if let p = options.prompt, !p.isEmpty { t = [tokenizer.sotPrev] + p.suffix(nCtx / 2 - 1) + t }
         return t
     }
 

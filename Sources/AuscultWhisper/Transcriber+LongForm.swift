@@ -1,0 +1,165 @@
+// Long audio in successive 30 s windows, following openai-whisper `transcribe.py`: one log-mel of
+// the whole (30 s-padded) audio, a seek pointer advanced by the last timestamp of each window,
+// the previous text as prompt, temperature fallback on repetitive or unlikely output, and
+// no-speech skipping. (Word timestamps and clip_timestamps are not implemented.)
+import AuscultAudio
+import AuscultTensor
+import CZlib
+import Foundation
+
+/// One timed piece of a long-form transcript.
+public struct Segment: Sendable, Codable, Equatable {
+    public var id: Int
+    public var seek: Int
+    public var start: Double
+    public var end: Double
+    public var text: String
+    /// Tokens of the segment including its timestamp tokens.
+    public var tokens: [Int]
+    public var temperature: Double
+    public var avgLogprob: Double
+    public var compressionRatio: Double
+    public var noSpeechProb: Double
+}
+
+/// The result of transcribing a whole file.
+public struct Transcript: Sendable, Codable {
+    public var text: String
+    public var segments: [Segment]
+    public var language: String
+}
+
+/// openai-whisper's `transcribe()` settings.
+public struct TranscribeOptions: Sendable {
+    public var decoding = DecodingOptions()
+    public var temperatures: [Double] = [0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    public var compressionRatioThreshold: Double? = 2.4
+    public var logprobThreshold: Double? = -1
+    public var noSpeechThreshold: Double? = 0.6
+    public var conditionOnPreviousText = true
+    /// Sampled candidates per window when the temperature is above 0.
+    public var bestOf: Int = 5
+    public init() { decoding.withoutTimestamps = false }
+}
+
+/// gzip-style compression ratio of `text` (UTF-8 bytes over zlib-compressed bytes), as
+/// openai-whisper's `compression_ratio`: above 2.4 means the text repeats itself.
+public func compressionRatio(_ text: String) -> Double {
+    let bytes = Array(text.utf8)
+    guard !bytes.isEmpty else { return 0 }
+    var destLen = compressBound(uLong(bytes.count))
+    var dest = [UInt8](repeating: 0, count: Int(destLen))
+    let rc = compress(&dest, &destLen, bytes, uLong(bytes.count))
+    return rc == Z_OK ? Double(bytes.count) / Double(destLen) : 0
+}
+
+extension LoadedModel {
+    /// Transcribes all of `samples` (16 kHz) window by window; `progress` gets frames done / total.
+    public func transcribe(_ samples: [Float], options: TranscribeOptions = TranscribeOptions(),
+                           progress: ((Int, Int) -> Void)? = nil) throws -> Transcript {
+        let nFrames = LogMel.windowFrames
+        let mel = LogMel(nMels: model.dims.n_mels).compute(samples + [Float](repeating: 0, count: LogMel.windowSamples))
+        let contentFrames = mel.shape[1] - nFrames
+        let timePrecision = 0.02, inputStride = 2
+        var language = options.decoding.language ?? "en"
+        if options.decoding.language == nil && model.dims.isMultilingual {
+            let first = try model.encode(Self.window(mel, from: 0, count: min(nFrames, contentFrames)))
+            language = try decoder.detectLanguage(first)[0].code
+        }
+        var seek = 0
+        var allTokens = [Int]()
+        var segments = [Segment]()
+        var promptResetSince = 0
+        while seek < contentFrames {
+            let timeOffset = Double(seek) * 0.01
+            let segmentSize = min(nFrames, contentFrames - seek)
+            let audio = try model.encode(Self.window(mel, from: seek, count: segmentSize))
+            var opts = options.decoding
+            opts.language = language
+            opts.prompt = Array(allTokens[promptResetSince...])
+            let result = try decodeWithFallback(audio, opts, options)
+            if let nst = options.noSpeechThreshold, result.noSpeechProb > nst,
+               !(options.logprobThreshold.map { result.avgLogprob > $0 } ?? false) {
+                seek += segmentSize
+                progress?(min(seek, contentFrames), contentFrames)
+                continue
+            }
+            let tokens = result.tokens
+            let tb = tokenizer.timestampBegin
+            let isTs = tokens.map { $0 >= tb }
+            let singleTimestampEnding = isTs.count >= 2 && !isTs[isTs.count - 2] && isTs[isTs.count - 1]
+            var consecutive = [Int]()
+            if isTs.count >= 2 { for i in 0..<(isTs.count - 1) where isTs[i] && isTs[i + 1] { consecutive.append(i + 1) } }
+            var current = [Segment]()
+            func segment(_ start: Double, _ end: Double, _ toks: [Int]) -> Segment {
+                Segment(id: 0, seek: seek, start: start, end: end, text: tokenizer.decode(toks.filter { $0 < tokenizer.eot }),
+                        tokens: toks, temperature: result.temperature, avgLogprob: result.avgLogprob,
+                        compressionRatio: compressionRatio(result.text), noSpeechProb: result.noSpeechProb)
+            }
+            if !consecutive.isEmpty {
+                var slices = consecutive
+                if singleTimestampEnding { slices.append(tokens.count) }
+                var last = 0
+                for cur in slices {
+                    let piece = Array(tokens[last..<cur])
+                    current.append(segment(timeOffset + Double(piece.first! - tb) * timePrecision,
+                                           timeOffset + Double(piece.last! - tb) * timePrecision, piece))
+                    last = cur
+                }
+                if singleTimestampEnding { seek += segmentSize } else { seek += (tokens[last - 1] - tb) * inputStride }
+            } else {
+                var duration = Double(segmentSize) * 0.01
+                if let lastTs = tokens.last(where: { $0 >= tb }), lastTs != tb { duration = Double(lastTs - tb) * timePrecision }
+                current.append(segment(timeOffset, timeOffset + duration, tokens))
+                seek += segmentSize
+            }
+            for i in current.indices where current[i].start == current[i].end || current[i].text.trimmingCharacters(in: .whitespaces).isEmpty {
+                current[i].text = ""; current[i].tokens = []
+            }
+            for var s in current { s.id = segments.count; segments.append(s); allTokens += s.tokens }
+            if !options.conditionOnPreviousText || result.temperature > 0.5 { promptResetSince = allTokens.count }
+            progress?(min(seek, contentFrames), contentFrames)
+        }
+        return Transcript(text: segments.map(\.text).joined(), segments: segments, language: language)
+    }
+
+    /// `mel[:, from : from + count]` padded with zeros (in log-mel space, as `pad_or_trim` does) to 3000 frames.
+    static func window(_ mel: Tensor, from: Int, count: Int) -> Tensor {
+        let nMels = mel.shape[0], total = mel.shape[1], n = LogMel.windowFrames
+        return Tensor(shape: [1, nMels, n]) { out in
+            out.initialize(repeating: 0)
+            for m in 0..<nMels {
+                for t in 0..<min(count, total - from) { out[m * n + t] = mel.storage[m * total + from + t] }
+            }
+        }
+    }
+
+    /// `decode_with_fallback`: retry at higher temperatures while the result is too repetitive
+    /// (compression ratio) or too unlikely (average log-probability), unless it is silence.
+    func decodeWithFallback(_ audio: Tensor, _ base: DecodingOptions, _ t: TranscribeOptions) throws -> DecodingResult {
+        var result: DecodingResult?
+        for (i, temp) in t.temperatures.enumerated() {
+            var o = base
+            o.temperature = temp
+            o.seed = UInt64(i)
+            if temp > 0 {
+                o.beamSize = nil
+                // best_of: sample several candidates and keep the most likely (length-normalised).
+                let batch = Tensor.concatenate([Tensor](repeating: audio, count: t.bestOf))
+                let cands = try decoder.decode(audio: batch, options: o)
+                result = cands.max { a, b in
+                    a.sumLogprob / Double(max(1, a.tokens.count)) < b.sumLogprob / Double(max(1, b.tokens.count))
+                }
+            } else {
+                result = try decoder.decode(audio: audio, options: o)[0]
+            }
+            let r = result!
+            var fallback = false
+            if let c = t.compressionRatioThreshold, compressionRatio(r.text) > c { fallback = true }
+            if let l = t.logprobThreshold, r.avgLogprob < l { fallback = true }
+            if let n = t.noSpeechThreshold, r.noSpeechProb > n, let l = t.logprobThreshold, r.avgLogprob < l { fallback = false }
+            if !fallback { break }
+        }
+        return result!
+    }
+}
