@@ -20,10 +20,15 @@ struct Transcribe: ParsableCommand {
     @Option(help: "Beam width (default: greedy).") var beamSize: Int?
     @Option(help: "Language code; omit on multilingual models to detect it.") var language: String?
     @Option(help: "Clips decoded together in one batch.") var batchSize: Int = 8
+    @Option(help: ArgumentHelp("window: one padded 30 s window per file (openai-whisper decode); long: successive windows with timestamps, prompts and fallback (openai-whisper transcribe); auto: long for files over 30 s.",
+                               valueName: "auto|window|long"))
+    var mode: Mode = .auto
+    @Flag(help: "Decode with timestamp tokens (window mode; long mode always uses them).") var timestamps = false
     @Option(help: "Dataset folder (LibriSpeech *.trans.txt, metadata.csv or a CSV/JSONL manifest).") var data: String?
     @Argument(help: "Audio files (wav, flac, ogg, mp3).") var files: [String] = []
 
     enum OutputFormat: String, ExpressibleByArgument { case text, json, jsonl }
+    enum Mode: String, ExpressibleByArgument { case auto, window, long }
 
     func validate() throws {
         if files.isEmpty && data == nil { throw ValidationError("give audio files or --data DIR") }
@@ -36,12 +41,40 @@ struct Transcribe: ParsableCommand {
         var options = DecodingOptions()
         options.beamSize = beamSize
         options.language = loaded.model.dims.isMultilingual ? language : "en"
+        options.withoutTimestamps = !timestamps
         let items: [DatasetItem]
         if let data { items = try Dataset.load(data).items } else { items = files.map { DatasetItem(id: $0, path: $0, reference: nil) } }
-        let runner = BatchTranscriber(loaded: loaded, options: options, batchSize: batchSize)
         var rows = [[String: Any]]()
         var failures = 0
-        try runner.run(items) { item, result in
+        // Files longer than one window go through the long-form path (auto), or all of them (long).
+        var windowItems = [DatasetItem]()
+        for item in items {
+            if mode == .window { windowItems.append(item); continue }
+            do {
+                let clip = try AudioClip(contentsOf: item.path)
+                if mode == .auto && clip.duration <= 30 { windowItems.append(item); continue }
+                var topts = TranscribeOptions()
+                topts.decoding.beamSize = beamSize
+                topts.decoding.language = options.language
+                let t = try loaded.transcribe(clip.samples, options: topts)
+                let textTokens = t.segments.flatMap(\.tokens).filter { $0 < loaded.tokenizer.eot }
+                let segs: [[String: Any]] = t.segments.map {
+                    ["id": $0.id, "start": $0.start, "end": $0.end, "text": $0.text, "tokens": $0.tokens,
+                     "avg_logprob": $0.avgLogprob, "no_speech_prob": $0.noSpeechProb, "temperature": $0.temperature]
+                }
+                var row: [String: Any] = ["file": item.path, "id": item.id, "text": t.text.trimmingCharacters(in: .whitespaces),
+                                          "tokens": textTokens, "language": t.language, "segments": segs]
+                if let ref = item.reference { row["reference"] = ref }
+                emit(row, item: item)
+                rows.append(row)
+            } catch {
+                failures += 1
+                FileHandle.standardError.write("error: \(error)\n".data(using: .utf8)!)
+            }
+        }
+        let runner = BatchTranscriber(loaded: loaded, options: options, batchSize: batchSize)
+        let progress = data != nil ? Progress(total: windowItems.count, label: "transcribe") : nil
+        try runner.run(windowItems, progress: progress) { item, result in
             switch result {
             case .failure(let e):
                 failures += 1
@@ -50,11 +83,7 @@ struct Transcribe: ParsableCommand {
                 var row: [String: Any] = ["file": item.path, "id": item.id, "text": r.text, "tokens": r.tokens,
                                           "avg_logprob": r.avgLogprob, "no_speech_prob": r.noSpeechProb, "language": r.language]
                 if let ref = item.reference { row["reference"] = ref }
-                switch format {
-                case .text: print(data == nil && files.count == 1 ? r.text : "\(item.id)\t\(r.text)")
-                case .jsonl: print(String(data: try! JSONSerialization.data(withJSONObject: row, options: [.sortedKeys, .withoutEscapingSlashes]), encoding: .utf8)!)
-                case .json: break
-                }
+                emit(row, item: item)
                 rows.append(row)
             }
         }
@@ -72,5 +101,17 @@ struct Transcribe: ParsableCommand {
                                                   failures > 0 ? ", \(failures) files failed" : "").data(using: .utf8)!)
         }
         if failures > 0 && rows.isEmpty { throw ExitCode(1) }
+    }
+
+    /// Prints one result as it arrives (json collects them for the end instead).
+    func emit(_ row: [String: Any], item: DatasetItem) {
+        switch format {
+        case .text:
+            let text = row["text"] as? String ?? ""
+            print(data == nil && files.count == 1 ? text : "\(item.id)\t\(text)")
+        case .jsonl:
+            print(String(data: try! JSONSerialization.data(withJSONObject: row, options: [.sortedKeys, .withoutEscapingSlashes]), encoding: .utf8)!)
+        case .json: break
+        }
     }
 }
