@@ -30,18 +30,33 @@ public final class DecoderCache {
     public var sequences: Int { audioIndex.count }
 
     /// Keeps sequence `source[i]`'s cache as new sequence `i` (beam search reordering / pruning).
+    ///
+    /// Only the `length` filled positions move. Pruning (increasing `source`) compacts in place;
+    /// a general gather goes through one scratch copy per layer.
     public func reorder(_ source: [Int]) {
         let stride = capacity * d, used = length * d
+        let increasing = zip(source, source.dropFirst()).allSatisfy { $0 < $1 } && source.enumerated().allSatisfy { $0.offset <= $0.element }
         for l in selfK.indices {
             for which in 0..<2 {
-                let old = which == 0 ? selfK[l] : selfV[l]
-                var new = [Float](repeating: 0, count: source.count * stride)
-                for (i, s) in source.enumerated() {
-                    new.withUnsafeMutableBufferPointer { dst in old.withUnsafeBufferPointer { src in
-                        (dst.baseAddress! + i * stride).update(from: src.baseAddress! + s * stride, count: used)
-                    } }
+                func move(_ buf: inout [Float]) {
+                    if increasing {
+                        buf.withUnsafeMutableBufferPointer { b in
+                            for (i, s) in source.enumerated() where i != s {
+                                (b.baseAddress! + i * stride).update(from: b.baseAddress! + s * stride, count: used)
+                            }
+                        }
+                        buf.removeLast(buf.count - source.count * stride)
+                    } else {
+                        let old = buf
+                        buf = [Float](repeating: 0, count: source.count * stride)
+                        buf.withUnsafeMutableBufferPointer { dst in old.withUnsafeBufferPointer { src in
+                            for (i, s) in source.enumerated() {
+                                (dst.baseAddress! + i * stride).update(from: src.baseAddress! + s * stride, count: used)
+                            }
+                        } }
+                    }
                 }
-                if which == 0 { selfK[l] = new } else { selfV[l] = new }
+                if which == 0 { move(&selfK[l]) } else { move(&selfV[l]) }
             }
         }
         audioIndex = source.map { audioIndex[$0] }

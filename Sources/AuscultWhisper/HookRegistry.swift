@@ -1,0 +1,122 @@
+// Every hook point of a Whisper model with its shape (DESIGN.md §3), name resolution with the
+// aliases users type, and filters (name, list, glob, predicate).
+import Foundation
+
+/// One named place in the forward pass where activations can be read or replaced.
+public struct HookPoint: Sendable, Equatable, Codable {
+    public var name: String
+    /// Shape without the batch axis, with symbolic axes: "F" audio frames, "T" token positions.
+    public var shape: [String]
+    /// Computed only when something listens (attention patterns and scores).
+    public var optIn: Bool
+}
+
+/// The hook points of a model with given dimensions.
+public struct HookRegistry: Sendable {
+    public let dims: ModelDimensions
+    public let points: [HookPoint]
+    private let index: [String: Int]
+
+    public init(dims: ModelDimensions) {
+        self.dims = dims
+        var p = [HookPoint]()
+        let da = String(dims.n_audio_state), dt = String(dims.n_text_state)
+        let ha = String(dims.n_audio_head), ht = String(dims.n_text_head)
+        let dha = String(dims.n_audio_state / dims.n_audio_head), dht = String(dims.n_text_state / dims.n_text_head)
+        func add(_ n: String, _ s: [String], optIn: Bool = false) { p.append(HookPoint(name: n, shape: s, optIn: optIn)) }
+        add("audio.hook_mel", [String(dims.n_mels), String(2 * dims.n_audio_ctx)])
+        add("encoder.hook_conv_out", ["F", da])
+        add("encoder.hook_pos_embed", ["F", da])
+        func block(_ b: String, seq: String, d: String, h: String, dh: String, cross: Bool) {
+            add(b + ".hook_resid_pre", [seq, d])
+            add(b + ".ln1.hook_scale", [seq, "1"]); add(b + ".ln1.hook_normalized", [seq, d])
+            for q in ["q", "k", "v", "z"] { add(b + ".attn.hook_\(q)", [seq, h, dh]) }
+            add(b + ".attn.hook_attn_scores", [h, seq, seq], optIn: true)
+            add(b + ".attn.hook_pattern", [h, seq, seq], optIn: true)
+            add(b + ".hook_attn_out", [seq, d]); add(b + ".hook_resid_mid", [seq, d])
+            add(b + ".ln2.hook_scale", [seq, "1"]); add(b + ".ln2.hook_normalized", [seq, d])
+            var mlpLN = ".ln2"
+            if cross {
+                add(b + ".cross_attn.hook_q", [seq, h, dh])
+                add(b + ".cross_attn.hook_k", ["F", h, dh]); add(b + ".cross_attn.hook_v", ["F", h, dh])
+                add(b + ".cross_attn.hook_pattern", [h, seq, "F"], optIn: true)
+                add(b + ".cross_attn.hook_z", [seq, h, dh])
+                add(b + ".hook_cross_attn_out", [seq, d]); add(b + ".hook_resid_mid_cross", [seq, d])
+                add(b + ".ln3.hook_scale", [seq, "1"]); add(b + ".ln3.hook_normalized", [seq, d])
+                mlpLN = ".ln3"
+            }
+            _ = mlpLN
+            let d4 = String(4 * Int(d)!)
+            add(b + ".mlp.hook_pre", [seq, d4]); add(b + ".mlp.hook_post", [seq, d4])
+            add(b + ".hook_mlp_out", [seq, d]); add(b + ".hook_resid_post", [seq, d])
+        }
+        for i in 0..<dims.n_audio_layer { block("encoder.blocks.\(i)", seq: "F", d: da, h: ha, dh: dha, cross: false) }
+        add("encoder.ln_post.hook_normalized", ["F", da])
+        add("decoder.hook_embed", ["T", dt]); add("decoder.hook_pos_embed", ["T", dt])
+        for i in 0..<dims.n_text_layer { block("decoder.blocks.\(i)", seq: "T", d: dt, h: ht, dh: dht, cross: true) }
+        add("decoder.ln_final.hook_normalized", ["T", dt])
+        add("decoder.hook_logits", ["T", String(dims.n_vocab)])
+        points = p
+        index = Dictionary(uniqueKeysWithValues: p.enumerated().map { ($1.name, $0) })
+    }
+
+    public var names: [String] { points.map(\.name) }
+
+    public func point(_ name: String) -> HookPoint? { index[name].map { points[$0] } }
+
+    /// The canonical name for `name`, accepting the module-style aliases of PyTorch users:
+    /// `encoder.blocks.2` → `encoder.blocks.2.hook_resid_post`, `encoder.blocks.2.mlp.1` →
+    /// `encoder.blocks.2.mlp.hook_post` (the GELU output), `encoder.blocks.2.mlp.0` → `mlp.hook_pre`.
+    public func canonical(_ name: String) -> String {
+        if index[name] != nil { return name }
+        if Regex.matches("^(encoder|decoder)\\.blocks\\.\\d+$", name) { return name + ".hook_resid_post" }
+        if name.hasSuffix(".mlp.1") { return String(name.dropLast(2)) + ".hook_post" }
+        if name.hasSuffix(".mlp.0") { return String(name.dropLast(2)) + ".hook_pre" }
+        if name == "encoder" || name == "encoder.ln_post" { return "encoder.ln_post.hook_normalized" }
+        return name
+    }
+
+    /// Resolves a name, alias or glob (`*` any run of characters, `?` one) to hook point names,
+    /// or throws naming the closest valid names.
+    public func resolve(_ pattern: String) throws -> [String] {
+        let c = canonical(pattern)
+        if index[c] != nil { return [c] }
+        if pattern.contains("*") || pattern.contains("?") {
+            let re = "^" + NSRegularExpression.escapedPattern(for: pattern)
+                .replacingOccurrences(of: "\\*", with: ".*").replacingOccurrences(of: "\\?", with: ".") + "$"
+            let hits = names.filter { Regex.matches(re, $0) }
+            if !hits.isEmpty { return hits }
+            throw WhisperError(.invalidArgument, "hook pattern '\(pattern)' matches no hook point; for example: \(closest(pattern).joined(separator: ", "))")
+        }
+        throw WhisperError(.invalidArgument, "unknown hook point '\(pattern)'; closest valid names: \(closest(pattern).joined(separator: ", ")) (auscult hooks lists them all)")
+    }
+
+    /// Resolves a comma-separated list of names, aliases and globs.
+    public func resolveList(_ patterns: String) throws -> [String] {
+        var out = [String]()
+        for p in patterns.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !p.isEmpty {
+            for n in try resolve(p) where !out.contains(n) { out.append(n) }
+        }
+        return out
+    }
+
+    /// The three names with the smallest edit distance to `name`.
+    public func closest(_ name: String, count: Int = 3) -> [String] {
+        let target = Array(canonical(name).utf8)
+        let scored: [(name: String, distance: Int)] = names.map { ($0, Self.editDistance(Array($0.utf8), target)) }
+        let sorted = scored.sorted { a, b in a.distance != b.distance ? a.distance < b.distance : a.name < b.name }
+        return sorted.prefix(count).map { $0.name }
+    }
+
+    static func editDistance(_ a: [UInt8], _ b: [UInt8]) -> Int {
+        var prev = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var cur = [i] + [Int](repeating: 0, count: b.count)
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            prev = cur
+        }
+        return a.isEmpty ? b.count : prev[b.count]
+    }
+}
