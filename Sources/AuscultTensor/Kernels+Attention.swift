@@ -22,6 +22,8 @@ public enum Attention {
                                scoresOut: UnsafeMutablePointer<Float>? = nil,
                                parallelSoftmax: Bool = true) {
         let alpha = 1 / Float(dh).squareRoot()
+        let inv = UnsafeMutablePointer<Float>.allocate(capacity: nq)
+        defer { inv.deallocate() }
         for h in 0..<heads {
             let qh = q + h * dh, kh = k + h * dh, vh = v + h * dh, oh = out + h * dh
             if nq == 1 {
@@ -36,24 +38,22 @@ public enum Attention {
                 }
             }
             if let s = scoresOut { (s + h * nq * nk).update(from: scores, count: nq * nk) }
-            if parallelSoftmax || patternOut != nil || nq == 1 {
-                if parallelSoftmax { softmaxRowsParallel(scores, rows: nq, cols: nk) }
-                else { Kernels.softmaxRows(scores, rows: nq, cols: nk, stride: nk) }
-                if let p = patternOut { (p + h * nq * nk).update(from: scores, count: nq * nk) }
-                if nq == 1 {
-                    // out_h[dh] = Vᵀ p: one gemv with V rows of stride ldv.
-                    BLAS.gemvT(n: nk, k: dh, w: vh, ldw: ldv, x: scores, y: oh)
-                } else {
-                    BLAS.gemmNN(m: nq, n: dh, k: nk, a: scores, lda: nk, b: vh, ldb: ldv, c: oh, ldc: ldo)
-                }
-            } else {
-                // Unnormalised exp, PV, then scale the dh-wide output rows by 1/Σ.
-                let inv = UnsafeMutablePointer<Float>.allocate(capacity: nq)
-                Kernels.expRows(scores, rows: nq, cols: nk, stride: nk, inverseSums: inv)
-                BLAS.gemmNN(m: nq, n: dh, k: nk, a: scores, lda: nk, b: vh, ldb: ldv, c: oh, ldc: ldo)
-                for r in 0..<nq { Kernels.scale(oh + r * ldo, count: dh, by: inv[r]) }
-                inv.deallocate()
+            // Unnormalised exp, PV, then the dh-wide output rows scaled by 1/Σ: one pass fewer
+            // over the nq×nk block than normalising first. The same arithmetic runs whether or
+            // not a pattern is requested, so observing a run never changes its output.
+            if parallelSoftmax { expRowsParallel(scores, rows: nq, cols: nk, inverseSums: inv) }
+            else { Kernels.expRows(scores, rows: nq, cols: nk, stride: nk, inverseSums: inv) }
+            if let p = patternOut {
+                let dst = p + h * nq * nk
+                for r in 0..<nq { for j in 0..<nk { dst[r * nk + j] = scores[r * nk + j] * inv[r] } }
             }
+            if nq == 1 {
+                // out_h[dh] = Vᵀ p: one gemv with V rows of stride ldv.
+                BLAS.gemvT(n: nk, k: dh, w: vh, ldw: ldv, x: scores, y: oh)
+            } else {
+                BLAS.gemmNN(m: nq, n: dh, k: nk, a: scores, lda: nk, b: vh, ldb: ldv, c: oh, ldc: ldo)
+            }
+            for r in 0..<nq { Kernels.scale(oh + r * ldo, count: dh, by: inv[r]) }
         }
     }
 
@@ -90,17 +90,18 @@ public enum Attention {
         }
     }
 
-    /// Softmax over rows, split across cores when the block is large (encoder: 1500×1500 per head).
-    public static func softmaxRowsParallel(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+    /// `Kernels.expRows`, split across cores when the block is large.
+    public static func expRowsParallel(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
+                                       inverseSums: UnsafeMutablePointer<Float>) {
         let workers = rows * cols >= 1 << 18 ? Threading.workers : 1
         if workers <= 1 {
-            Kernels.softmaxRows(x, rows: rows, cols: cols, stride: cols)
+            Kernels.expRows(x, rows: rows, cols: cols, stride: cols, inverseSums: inverseSums)
             return
         }
-        let p = UnsafeMutableSendablePointer(x)
+        let p = UnsafeMutableSendablePointer(x), s = UnsafeMutableSendablePointer(inverseSums)
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let r0 = rows * w / workers, r1 = rows * (w + 1) / workers
-            Kernels.softmaxRows(p.pointer + r0 * cols, rows: r1 - r0, cols: cols, stride: cols)
+            Kernels.expRows(p.pointer + r0 * cols, rows: r1 - r0, cols: cols, stride: cols, inverseSums: s.pointer + r0)
         }
     }
 }

@@ -8,7 +8,12 @@ public struct HookContext: Sendable {
     public var step: Int
     /// Absolute position of the first row along T (decoder) or F (encoder, always 0).
     public var positionOffset: Int
-    public init(step: Int = 0, positionOffset: Int = 0) { self.step = step; self.positionOffset = positionOffset }
+    /// For each row of the batch axis, the index of the clip it belongs to (beams and finished
+    /// sequences make decoder rows differ from clips).
+    public var clips: [Int]
+    public init(step: Int = 0, positionOffset: Int = 0, clips: [Int] = []) {
+        self.step = step; self.positionOffset = positionOffset; self.clips = clips
+    }
 }
 
 /// Observes, and may replace in place, the activations of one run.

@@ -9,8 +9,12 @@ public struct BatchTranscriber: Sendable {
     public let options: DecodingOptions
     public let batchSize: Int
 
-    public init(loaded: LoadedModel, options: DecodingOptions, batchSize: Int = 8) {
-        self.loaded = loaded; self.options = options; self.batchSize = batchSize
+    /// Makes the hook handler for one batch (its items in batch order), or nil for none.
+    public var hooks: (@Sendable ([DatasetItem]) throws -> HookHandler?)?
+
+    public init(loaded: LoadedModel, options: DecodingOptions, batchSize: Int = 8,
+                hooks: (@Sendable ([DatasetItem]) throws -> HookHandler?)? = nil) {
+        self.loaded = loaded; self.options = options; self.batchSize = batchSize; self.hooks = hooks
     }
 
     /// Runs every item; a file that fails to load is reported as a failure and the rest go on.
@@ -27,8 +31,9 @@ public struct BatchTranscriber: Sendable {
                 catch { try report(item, .failure(error)) }
             }
             if !good.isEmpty {
-                let features = try loaded.model.encode(Tensor.stack(good.map(\.1)))
-                let results = try loaded.decoder.decode(audio: features, options: options)
+                let handler = try hooks?(good.map(\.0))
+                let features = try loaded.model.encode(Tensor.stack(good.map(\.1)), hooks: handler)
+                let results = try loaded.decoder.decode(audio: features, options: options, hooks: handler)
                 for (g, r) in zip(good, results) { try report(g.0, .success(r)) }
             }
             progress?.advance(by: batch.count)

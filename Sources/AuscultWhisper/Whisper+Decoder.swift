@@ -75,7 +75,7 @@ extension Whisper {
         for (i, block) in decoderBlocks.enumerated() {
             var kv = audio.linear(block.crossKV!)  // [A, F, 2d]
             try hookColumns(&kv, width: 2 * d, parts: ["k", "v"], prefix: "decoder.blocks.\(i).cross_attn", heads: heads,
-                            hooks: hooks, ctx: HookContext())
+                            hooks: hooks, ctx: HookContext(clips: Array(0..<audio.shape[0])))
             kvs.append(kv)
         }
         return DecoderCache(crossKV: kvs, audioIndex: audioIndex, capacity: dims.n_text_ctx, d: d, layers: dims.n_text_layer)
@@ -94,7 +94,7 @@ extension Whisper {
         guard offset + n <= dims.n_text_ctx else {
             throw WhisperError(.invalidArgument, "decoder: \(offset + n) positions exceed the text context of \(dims.n_text_ctx)")
         }
-        let ctx = HookContext(step: step, positionOffset: offset)
+        let ctx = HookContext(step: step, positionOffset: offset, clips: cache.audioIndex)
         var tok = Tensor(shape: [s, n, d]) { out in
             tokenEmbedding.storage.withUnsafeBufferPointer { e in
                 for (i, seq) in tokens.enumerated() {
@@ -128,9 +128,9 @@ extension Whisper {
             }
         }
         var y = x.layerNorm(lnFinal)
-        try hooks.run("decoder.ln_final.hook_normalized", &y, lastOnly && n > 1 ? HookContext(step: step, positionOffset: offset + n - 1) : ctx)
+        try hooks.run("decoder.ln_final.hook_normalized", &y, lastOnly && n > 1 ? HookContext(step: step, positionOffset: offset + n - 1, clips: cache.audioIndex) : ctx)
         var logits = y.linear(tokenEmbedding)
-        try hooks.run("decoder.hook_logits", &logits, lastOnly && n > 1 ? HookContext(step: step, positionOffset: offset + n - 1) : ctx)
+        try hooks.run("decoder.hook_logits", &logits, lastOnly && n > 1 ? HookContext(step: step, positionOffset: offset + n - 1, clips: cache.audioIndex) : ctx)
         return logits
     }
 

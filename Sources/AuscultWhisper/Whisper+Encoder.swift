@@ -10,7 +10,7 @@ extension Whisper {
             throw WhisperError(.invalidArgument, "encoder input has shape \(mel.shape), expected [B, \(dims.n_mels), \(2 * f)]")
         }
         let b = mel.shape[0]
-        let ctx = HookContext()
+        let ctx = HookContext(clips: Array(0..<b))
         var mel = mel
         try hooks.run("audio.hook_mel", &mel, ctx)
         var convs = [Tensor]()

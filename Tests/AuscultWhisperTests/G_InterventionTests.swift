@@ -1,0 +1,155 @@
+import AuscultAudio
+import AuscultTensor
+import AuscultWhisper
+import Foundation
+import Testing
+import _TestSupport
+
+/// Interventions through hook points, token-exact against openai-whisper forward hooks
+/// (reference/<model>/interventions.jsonl, made by dump_reference.py).
+@Suite("Interventions agree with openai-whisper forward hooks")
+struct InterventionTests {
+    struct Record: Decodable { var id: String; var condition: String; var tokens: [Int] }
+
+    static func records(_ model: String) throws -> [Record] {
+        let text = try String(contentsOfFile: "\(Fixtures.reference)/\(model)/interventions.jsonl", encoding: .utf8)
+        return try text.split(separator: "\n").map { try JSONDecoder().decode(Record.self, from: Data($0.utf8)) }
+    }
+
+    /// The reference's condition names, as interventions; swap donors computed from the other clip's audio.
+    static func interventions(_ condition: String, loaded: LoadedModel) throws -> [Intervention] {
+        let words = condition.split(separator: " ").map(String.init)
+        switch words[0] {
+        case "none": return []
+        case "zero": return [Intervention(hook: words[1], kind: .zero)]
+        case "skip":
+            let parts = words[1].split(separator: ".")   // decoder.blocks.2+3
+            let prefix = parts.dropLast().joined(separator: ".")
+            return parts.last!.split(separator: "+").map { Intervention(hook: "\(prefix).\($0)", kind: .skip) }
+        case "swap":
+            let donor = try loaded.encoderActivation(words[1], file: Fixtures.clip(words[3]))
+            return [Intervention(hook: words[1], kind: .resample([0: donor]))]
+        default: throw WhisperError(.invalidArgument, "condition \(condition)")
+        }
+    }
+
+    @Test("every clip under every condition gives openai-whisper's tokens", arguments: ["tiny.en", "base"])
+    func conditions(model: String) throws {
+        let loaded = try Fixtures.loaded(model)
+        let recs = try Self.records(model)
+        #expect(recs.count == 48)
+        for rec in recs {
+            let items = try Self.interventions(rec.condition, loaded: loaded)
+            var got: [Int]?
+            let runner = BatchTranscriber(loaded: loaded, options: DecodingOptions(), batchSize: 1) { _ in
+                try Interventions(items, model: loaded.model)
+            }
+            try runner.run([DatasetItem(id: rec.id, path: Fixtures.clip(rec.id), reference: nil)]) { _, r in got = try r.get().tokens }
+            #expect(got == rec.tokens, "\(model) \(rec.id) \(rec.condition)")
+        }
+    }
+}
+
+@Suite("Hook points: registry, cache, invariants, errors")
+struct HookPointTests {
+    @Test("the registry lists every hook point with shapes, resolves aliases and globs, and names the closest valid names")
+    func registry() throws {
+        let reg = HookRegistry(dims: try Fixtures.loaded("tiny.en").model.dims)
+        #expect(reg.point("encoder.blocks.2.mlp.hook_post")?.shape == ["F", "1536"])
+        #expect(reg.point("decoder.blocks.3.cross_attn.hook_pattern")?.shape == ["6", "T", "F"])
+        #expect(reg.point("decoder.hook_logits")?.shape == ["T", "51864"])
+        #expect(try reg.resolve("encoder.blocks.2") == ["encoder.blocks.2.hook_resid_post"])
+        #expect(try reg.resolve("encoder.blocks.2.mlp.1") == ["encoder.blocks.2.mlp.hook_post"])
+        #expect(try reg.resolve("encoder.blocks.*.hook_resid_post").count == 4)
+        #expect(try reg.resolveList("decoder.blocks.?.hook_mlp_out, audio.hook_mel").count == 5)
+        #expect { try reg.resolve("encoder.blocks.2.hook_resid_pots") } throws: {
+            "\($0)".contains("unknown hook point 'encoder.blocks.2.hook_resid_pots'") && "\($0)".contains("encoder.blocks.2.hook_resid_post")
+        }
+    }
+
+    @Test("a hook that returns the wrong shape stops the run, naming the hook and both shapes")
+    func wrongShape() throws {
+        final class Bad: HookHandler {
+            func isActive(_ name: String) -> Bool { name == "encoder.blocks.1.hook_mlp_out" }
+            func visit(_ name: String, _ x: inout Tensor, _ context: HookContext) throws {
+                if name == "encoder.blocks.1.hook_mlp_out" { x = Tensor(zeros: [1, 10]) }
+            }
+        }
+        let model = try Fixtures.loaded("tiny.en").model
+        #expect { try model.encode(Tensor(zeros: [1, 80, 3000]), hooks: Bad()) } throws: {
+            "\($0)" == "hook 'encoder.blocks.1.hook_mlp_out' returned shape [1, 10], expected [1, 1500, 384]"
+        }
+    }
+
+    @Test("a hook that returns nothing changes no output bit; residual identities hold on a real clip")
+    func invariants() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let model = loaded.model
+        let mel = LogMel().window(try AudioClip(contentsOf: Fixtures.clip("ls_1089-134686-0000")).samples).reshaped([1, 80, 3000])
+        let plain = try model.encode(mel)
+        let rec = ActivationRecorder { _ in true }
+        let hooked = try model.encode(mel, hooks: rec)
+        #expect(hooked == plain, "observing every hook point must not change the encoder output")
+        for i in 0..<4 {
+            let p = "encoder.blocks.\(i)"
+            expectClose(rec.store[p + ".hook_resid_pre"]! + rec.store[p + ".hook_attn_out"]!, rec.store[p + ".hook_resid_mid"]!,
+                        rtol: 1e-6, atol: 1e-5, "\(p) resid_mid")
+            expectClose(rec.store[p + ".hook_resid_mid"]! + rec.store[p + ".hook_mlp_out"]!, rec.store[p + ".hook_resid_post"]!,
+                        rtol: 1e-6, atol: 1e-5, "\(p) resid_post")
+        }
+        let tokens = [50257, 50362, 679, 10719, 612]
+        let cache1 = try model.makeCache(audio: plain, audioIndex: [0])
+        let l1 = try model.decode([tokens], cache: cache1)
+        let drec = ActivationRecorder { _ in true }
+        let l2 = try model.decode([tokens], cache: try model.makeCache(audio: plain, audioIndex: [0]), hooks: drec)
+        #expect(l1 == l2)
+        for i in 0..<4 {
+            let p = "decoder.blocks.\(i)"
+            expectClose(drec.store[p + ".hook_resid_mid_cross"]! + drec.store[p + ".hook_mlp_out"]!, drec.store[p + ".hook_resid_post"]!,
+                        rtol: 1e-6, atol: 1e-5, "\(p) resid_post")
+            expectClose(drec.store[p + ".hook_resid_mid"]! + drec.store[p + ".hook_cross_attn_out"]!, drec.store[p + ".hook_resid_mid_cross"]!,
+                        rtol: 1e-6, atol: 1e-5, "\(p) resid_mid_cross")
+        }
+    }
+
+    @Test("patching a block's whole input from a clean run into a corrupted run reproduces the clean output exactly")
+    func patchingRestores() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let model = loaded.model
+        let clean = LogMel().window(try AudioClip(contentsOf: Fixtures.clip("jfk")).samples).reshaped([1, 80, 3000])
+        let corrupt = LogMel().window(try AudioClip(contentsOf: Fixtures.clip("ps_cards_003")).samples).reshaped([1, 80, 3000])
+        let rec = ActivationRecorder { $0 == "encoder.blocks.2.hook_resid_pre" }
+        let cleanOut = try model.encode(clean, hooks: rec)
+        let patch = try Interventions([Intervention(hook: "encoder.blocks.2.hook_resid_pre", kind: .patch(rec.store["encoder.blocks.2.hook_resid_pre"]!))], model: model)
+        let patched = try model.encode(corrupt, hooks: patch)
+        #expect(patched == cleanOut)
+        #expect(try model.encode(corrupt) != cleanOut)
+    }
+
+    @Test("zeroing a component through a hook equals zeroing its weights")
+    func zeroEqualsWeights() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let mel = LogMel().window(try AudioClip(contentsOf: Fixtures.clip("jfk")).samples).reshaped([1, 80, 3000])
+        let viaHook = try loaded.model.encode(mel, hooks: try Interventions([Intervention(hook: "encoder.blocks.1.hook_mlp_out", kind: .zero)], model: loaded.model))
+        var w = loaded.model.weights
+        w.tensors["encoder.blocks.1.mlp.2.weight"] = Tensor(zeros: [384, 1536])
+        w.tensors["encoder.blocks.1.mlp.2.bias"] = Tensor(zeros: [384])
+        let viaWeights = try Whisper(weights: w).encode(mel)
+        #expect(viaHook == viaWeights)
+    }
+
+    @Test("heads, frames and positions restrict an intervention to what they name")
+    func restrictions() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let model = loaded.model
+        let mel = LogMel().window(try AudioClip(contentsOf: Fixtures.clip("jfk")).samples).reshaped([1, 80, 3000])
+        let rec = ActivationRecorder { $0 == "encoder.blocks.0.attn.hook_z" }
+        let zero = try Interventions([Intervention(hook: "encoder.blocks.0.attn.hook_z", kind: .zero, heads: [2], frames: 100..<200)],
+                                     model: model, next: rec)
+        _ = try model.encode(mel, hooks: zero)
+        let z = rec.store["encoder.blocks.0.attn.hook_z"]!   // [1, 1500, 6, 64]
+        func at(_ f: Int, _ h: Int, _ j: Int) -> Float { z.storage[(f * 6 + h) * 64 + j] }
+        #expect((100..<200).allSatisfy { f in (0..<64).allSatisfy { at(f, 2, $0) == 0 } })
+        #expect((0..<64).contains { at(99, 2, $0) != 0 } && (0..<64).contains { at(150, 1, $0) != 0 })
+    }
+}
