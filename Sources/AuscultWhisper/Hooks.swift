@@ -53,7 +53,12 @@ extension Optional where Wrapped == HookHandler {
     }
 }
 
-/// Records the activations whose names pass `filter`; decoder steps concatenate along T.
+/// Records the activations whose names pass `filter`.
+///
+/// Decoder steps of one generation are joined along T as they arrive (`positionOffset > 0`):
+/// `[S, T, …]` tensors along axis 1, attention patterns `[S, h, T, K]` along axis 2 with the key
+/// axis zero-padded to the longest step (zeros are exactly the causal mask's probabilities).
+/// The batch must keep its rows across steps (one clip, greedy), as `runWithCache` does.
 public final class ActivationRecorder: HookHandler {
     public let filter: (String) -> Bool
     /// Recorded activations: encoder ones `[B, F, …]`, decoder ones `[S, T, …]`.
@@ -62,25 +67,32 @@ public final class ActivationRecorder: HookHandler {
     public func isActive(_ name: String) -> Bool { filter(name) }
     public func visit(_ name: String, _ x: inout Tensor, _ context: HookContext) throws {
         guard filter(name) else { return }
-        if let old = store[name], context.positionOffset > 0, old.rank >= 2, x.rank == old.rank {
-            store[name] = Self.concatAxis1(old, x)
+        if let old = store[name], context.positionOffset > 0, old.rank == x.rank, old.rank >= 2, old.shape[0] == x.shape[0] {
+            store[name] = Self.join(old, x, axis: old.rank == 4 ? 2 : 1)
         } else {
             store[name] = x
         }
     }
 
-    /// Concatenates `[S, a, …]` and `[S, b, …]` into `[S, a+b, …]`.
-    static func concatAxis1(_ a: Tensor, _ b: Tensor) -> Tensor {
-        let s = a.shape[0]
-        let ia = a.count / s, ib = b.count / s
-        var out = [Float]()
-        out.reserveCapacity(a.count + b.count)
-        for i in 0..<s {
-            out.append(contentsOf: a.storage[(i * ia)..<((i + 1) * ia)])
-            out.append(contentsOf: b.storage[(i * ib)..<((i + 1) * ib)])
-        }
+    /// Concatenates along `axis`, zero-padding every later axis to the larger extent.
+    static func join(_ a: Tensor, _ b: Tensor, axis: Int) -> Tensor {
         var shape = a.shape
-        shape[1] += b.shape[1]
-        return Tensor(shape: shape, storage: out)
+        shape[axis] = a.shape[axis] + b.shape[axis]
+        for ax in (axis + 1)..<a.rank { shape[ax] = max(a.shape[ax], b.shape[ax]) }
+        var out = Tensor(zeros: shape)
+        func copy(_ t: Tensor, offset: Int) {
+            // Iterate over all elements of t, placing them at the shifted index in out.
+            var idx = [Int](repeating: 0, count: t.rank)
+            for i in 0..<t.count {
+                var rem = i
+                for ax in stride(from: t.rank - 1, through: 0, by: -1) { idx[ax] = rem % t.shape[ax]; rem /= t.shape[ax] }
+                var o = 0
+                for ax in 0..<t.rank { o = o * shape[ax] + idx[ax] + (ax == axis ? offset : 0) }
+                out.storage[o] = t.storage[i]
+            }
+        }
+        copy(a, offset: 0)
+        copy(b, offset: a.shape[axis])
+        return out
     }
 }

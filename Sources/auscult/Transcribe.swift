@@ -12,10 +12,13 @@ struct Transcribe: ParsableCommand {
         Examples:
           auscult transcribe clip.wav
           auscult transcribe --format jsonl --beam-size 5 a.wav b.flac
-          auscult transcribe --data path/to/dataset        # prints WER against the transcripts
+          auscult transcribe --data path/to/dataset        # prints WER
+          auscult transcribe --zero encoder.blocks.1.hook_attn_out --skip decoder.blocks.2+3 clip.wav
+          auscult transcribe --swap encoder.blocks.2.hook_resid_post=other.wav --heads 0,3 clip.wav against the transcripts
         """)
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup(title: "Interventions (window mode)") var interventions: InterventionOptions
     @Option(help: "Output format: text, json or jsonl.") var format: OutputFormat = .text
     @Option(help: "Beam width (default: greedy).") var beamSize: Int?
     @Option(help: "Language code; omit on multilingual models to detect it.") var language: String?
@@ -48,8 +51,10 @@ struct Transcribe: ParsableCommand {
         var failures = 0
         // Files longer than one window go through the long-form path (auto), or all of them (long).
         var windowItems = [DatasetItem]()
+        let edits = try interventions.make(loaded, files: items.map(\.path))
+        if !edits.isEmpty { _ = try Interventions(edits, model: loaded.model) }   // reject bad hook names before any work
         for item in items {
-            if mode == .window { windowItems.append(item); continue }
+            if mode == .window || !edits.isEmpty { windowItems.append(item); continue }
             do {
                 let clip = try AudioClip(contentsOf: item.path)
                 if mode == .auto && clip.duration <= 30 { windowItems.append(item); continue }
@@ -72,7 +77,12 @@ struct Transcribe: ParsableCommand {
                 FileHandle.standardError.write("error: \(error)\n".data(using: .utf8)!)
             }
         }
-        let runner = BatchTranscriber(loaded: loaded, options: options, batchSize: batchSize)
+        let model = loaded.model
+        var makeHooks: (@Sendable ([DatasetItem]) throws -> HookHandler?)? = nil
+        if !edits.isEmpty {
+            makeHooks = { _ -> HookHandler? in try Interventions(edits, model: model) }
+        }
+        let runner = BatchTranscriber(loaded: loaded, options: options, batchSize: batchSize, hooks: makeHooks)
         let progress = data != nil ? Progress(total: windowItems.count, label: "transcribe") : nil
         try runner.run(windowItems, progress: progress) { item, result in
             switch result {

@@ -1,0 +1,35 @@
+// `auscult cache`: named activations of one clip to a safetensors file.
+import ArgumentParser
+import AuscultTensor
+import AuscultWhisper
+import Foundation
+
+struct Cache: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the activations at the named hook points of one clip to safetensors.",
+        discussion: """
+        Keys are hook names, shapes drop the batch axis. Decoder hooks cover the greedy generation
+        in order, prompt included (or the teacher-forced --tokens). decoder.tokens holds the
+        decoder's input ids.
+          auscult cache --hooks 'encoder.blocks.*.hook_resid_post,decoder.hook_logits' --out jfk.safetensors clip.wav
+        """)
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Comma-separated hook names, aliases or globs.") var hooks: String
+    @Option(help: "Output .safetensors file.") var out: String
+    @Option(help: "Teacher-force these comma-separated token ids instead of generating.") var tokens: String?
+    @Argument(help: "Audio file.") var audio: String
+
+    func run() throws {
+        let loaded = try LoadedModel(modelOptions.model)
+        let forced = try tokens.map { s in
+            try s.split(separator: ",").map { t -> Int in
+                guard let v = Int(t.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--tokens: '\(t)' is not a token id") }
+                return v
+            }
+        }
+        let patterns = hooks.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let store = try loaded.runWithCache(audio, hooks: patterns, tokens: forced)
+        try SafeTensorsFile.write(store, metadata: ["model": loaded.path, "audio": audio], to: out)
+        FileHandle.standardError.write("wrote \(store.count) tensors to \(out)\n".data(using: .utf8)!)
+    }
+}
