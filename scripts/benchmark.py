@@ -89,7 +89,11 @@ def main():
         print(f"== {model} ({len(CLIPS)} clips, {os.cpu_count()} cores)", flush=True)
         hf = hf_dir(model)
         lang = "en"
-        a = auscult(model, "mel,encoder,transcribe", args.repeats)
+        a = auscult(model, "mel,encoder,transcribe,hooks", args.repeats)
+        hk = a["hooks"]
+        print(f"  hooks       plain forward {hk['plain_s']*1e3:.1f} ms | silent handler attached {hk['silent_ratio']:.3f}x"
+              f" | caching every residual stream {hk['cache_ratio']:.3f}x", flush=True)
+        rows.append({"model": model, "stage": "hooks", **hk})
         res = {"auscult": {"mel": a["mel_s"], "encoder": a["encoder_s"], "transcribe": a["transcribe_s"]}}
         audio = load_audio(JFK)
         padded = whisper.pad_or_trim(audio)

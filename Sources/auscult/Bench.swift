@@ -12,7 +12,7 @@ struct Bench: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Repetitions of the single-window stages (the minimum is reported).") var repeats: Int = 5
     @Option(help: "Clips decoded together.") var batchSize: Int = 16
-    @Option(help: "Stages to run: mel, encoder, transcribe (comma-separated).") var stages: String = "mel,encoder,transcribe"
+    @Option(help: "Stages to run: mel, encoder, transcribe, hooks, kernels (comma-separated).") var stages: String = "mel,encoder,transcribe"
     @Argument(help: "Audio files; the first one is used for the single-window stages.") var files: [String]
 
     func run() throws {
@@ -29,6 +29,11 @@ struct Bench: ParsableCommand {
                 t = min(t, Double(DispatchTime.now().uptimeNanoseconds - s) / 1e9)
             }
             return t
+        }
+        func best1(_ body: () throws -> Void) rethrows -> Double {
+            let s = DispatchTime.now().uptimeNanoseconds
+            try body()
+            return Double(DispatchTime.now().uptimeNanoseconds - s) / 1e9
         }
         let window = mel.window(clip.samples)
         if wanted.contains("mel") { out["mel_s"] = best { _ = mel.window(clip.samples) } }
@@ -63,6 +68,28 @@ struct Bench: ParsableCommand {
             }
             kernels["layernorm_ms"] = 1e3 * best { _ = x.layerNorm(gamma: Tensor(zeros: [d], value: 1), beta: Tensor(zeros: [d])) }
             out["kernels"] = kernels
+        }
+        if wanted.contains("hooks") {
+            // One encoder + teacher-forced decoder forward: plain, with a handler attached that
+            // listens nowhere, and caching every residual stream.
+            final class Silent: HookHandler {
+                func isActive(_ name: String) -> Bool { false }
+                func visit(_ name: String, _ x: inout Tensor, _ context: HookContext) throws {}
+            }
+            let input = window.reshaped([1] + window.shape)
+            let tokens = loaded.decoder.initialTokens(DecodingOptions(), language: "en") + Array(repeating: 262, count: 30)
+            func forward(_ h: HookHandler?) throws {
+                let audio = try loaded.model.encode(input, hooks: h)
+                _ = try loaded.model.decode([tokens], cache: try loaded.model.makeCache(audio: audio, audioIndex: [0], hooks: h), hooks: h)
+            }
+            var plain = Double.infinity, silent = Double.infinity, caching = Double.infinity
+            for _ in 0..<max(repeats, 3) {   // interleaved so drifting machine load hits all three alike
+                plain = min(plain, try best1 { try forward(nil) })
+                silent = min(silent, try best1 { try forward(Silent()) })
+                caching = min(caching, try best1 { try forward(ActivationRecorder { $0.contains(".hook_resid_") }) })
+            }
+            out["hooks"] = ["plain_s": plain, "silent_hook_s": silent, "cache_resid_s": caching,
+                            "silent_ratio": silent / plain, "cache_ratio": caching / plain]
         }
         if wanted.contains("transcribe") {
             let items = files.map { DatasetItem(id: $0, path: $0, reference: nil) }

@@ -153,3 +153,68 @@ struct HookPointTests {
         #expect((0..<64).contains { at(99, 2, $0) != 0 } && (0..<64).contains { at(150, 1, $0) != 0 })
     }
 }
+
+@Suite("Run with cache matches the reference activations")
+struct CacheTests {
+    static let hooks = ["encoder.blocks.*.hook_resid_post", "encoder.ln_post.hook_normalized", "decoder.blocks.*.hook_resid_post",
+                        "decoder.blocks.*.hook_mlp_out", "decoder.blocks.1.attn.hook_pattern", "decoder.blocks.2.cross_attn.hook_pattern",
+                        "decoder.hook_logits"]
+
+    func compare(_ got: [String: Tensor], positions: Int) throws {
+        let ref = try Fixtures.jfkActivations()
+        for (name, value) in got where name != "decoder.tokens" {
+            var want = try ref.tensor(name)
+            if name.hasPrefix("decoder.") {
+                // The generated pass feeds prompt + sampled tokens (not the final end-of-text):
+                // compare the positions both have.
+                if name.hasSuffix("attn.hook_pattern") && !name.contains("cross") {
+                    let h = want.shape[0], t = want.shape[1]
+                    var rows = [Float]()
+                    for hi in 0..<h { for r in 0..<positions { for c in 0..<positions { rows.append(want.storage[(hi * t + r) * t + c]) } } }
+                    want = Tensor(shape: [h, positions, positions], storage: rows)
+                } else if name.contains("cross_attn.hook_pattern") {
+                    let h = want.shape[0], t = want.shape[1], f = want.shape[2]
+                    var rows = [Float]()
+                    for hi in 0..<h { for r in 0..<positions { rows += want.storage[((hi * t + r) * f)..<((hi * t + r + 1) * f)] } }
+                    want = Tensor(shape: [h, positions, f], storage: rows)
+                } else {
+                    want = want.rows(0..<positions)
+                }
+            }
+            let scale = want.storage.map(abs).max() ?? 1
+            expectClose(value, want, rtol: 1e-3, atol: name.contains("pattern") ? 2e-4 : 2e-4 * max(scale, 1), name)
+        }
+    }
+
+    @Test("teacher-forced on the reference tokens, every cached hook matches")
+    func teacherForced() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let tokens = try Fixtures.jfkActivations().integers("decoder.tokens")
+        let got = try loaded.runWithCache(Fixtures.clip("jfk"), hooks: Self.hooks, tokens: tokens)
+        #expect(got.count == 4 + 1 + 4 + 4 + 2 + 1 + 1)
+        try compare(got, positions: tokens.count)
+    }
+
+    @Test("in greedy generation, decoder entries accumulate in order over the positions both runs have")
+    func generation() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let ref = try Fixtures.jfkActivations().integers("decoder.tokens")
+        let got = try loaded.runWithCache(Fixtures.clip("jfk"), hooks: Self.hooks)
+        let fed = got["decoder.tokens"]!.storage.map { Int($0) }
+        #expect(fed == Array(ref.dropLast()))   // prompt + sampled; the reference also feeds end-of-text
+        #expect(got["decoder.hook_logits"]!.shape == [fed.count, 51864])
+        #expect(got["decoder.blocks.1.attn.hook_pattern"]!.shape == [6, fed.count, fed.count])
+        try compare(got, positions: fed.count)
+    }
+
+    @Test("the cache exports to safetensors keyed by hook name and reads back identically")
+    func export() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let got = try loaded.runWithCache(Fixtures.clip("ps_cards_003"), hooks: ["encoder.blocks.2.mlp.1", "decoder.ln_final.hook_normalized"])
+        let path = try Fixtures.temporaryDirectory() + "/c.safetensors"
+        try SafeTensorsFile.write(got, to: path)
+        let back = try SafeTensorsFile(path: path)
+        #expect(back.names == ["decoder.ln_final.hook_normalized", "decoder.tokens", "encoder.blocks.2.mlp.hook_post"])
+        for n in back.names { #expect(try back.tensor(n) == got[n]!) }
+    }
+}
