@@ -33,19 +33,18 @@ public struct HookRegistry: Sendable {
             for q in ["q", "k", "v", "z"] { add(b + ".attn.hook_\(q)", [seq, h, dh]) }
             add(b + ".attn.hook_attn_scores", [h, seq, seq], optIn: true)
             add(b + ".attn.hook_pattern", [h, seq, seq], optIn: true)
+            add(b + ".attn.hook_result", [seq, h, d], optIn: true)
             add(b + ".hook_attn_out", [seq, d]); add(b + ".hook_resid_mid", [seq, d])
             add(b + ".ln2.hook_scale", [seq, "1"]); add(b + ".ln2.hook_normalized", [seq, d])
-            var mlpLN = ".ln2"
             if cross {
                 add(b + ".cross_attn.hook_q", [seq, h, dh])
                 add(b + ".cross_attn.hook_k", ["F", h, dh]); add(b + ".cross_attn.hook_v", ["F", h, dh])
                 add(b + ".cross_attn.hook_pattern", [h, seq, "F"], optIn: true)
                 add(b + ".cross_attn.hook_z", [seq, h, dh])
+                add(b + ".cross_attn.hook_result", [seq, h, d], optIn: true)
                 add(b + ".hook_cross_attn_out", [seq, d]); add(b + ".hook_resid_mid_cross", [seq, d])
                 add(b + ".ln3.hook_scale", [seq, "1"]); add(b + ".ln3.hook_normalized", [seq, d])
-                mlpLN = ".ln3"
             }
-            _ = mlpLN
             let d4 = String(4 * Int(d)!)
             add(b + ".mlp.hook_pre", [seq, d4]); add(b + ".mlp.hook_post", [seq, d4])
             add(b + ".hook_mlp_out", [seq, d]); add(b + ".hook_resid_post", [seq, d])

@@ -163,6 +163,22 @@ extension Interventions {
     }
 }
 
+extension Intervention {
+    /// A resample ("data swap") intervention whose donor for each clip of a batch is drawn at
+    /// random, with `seed`, from `candidates` (activations `[F, …]` of other clips), never the
+    /// clip's own activation when `own[clip]` names its index among the candidates.
+    public static func resampleRandom(hook: String, clips: Int, candidates: [Tensor], own: [Int: Int] = [:],
+                                      seed: UInt64) -> Intervention {
+        var rng = SplitMix64(seed: seed)
+        var donors = [Int: Tensor]()
+        for c in 0..<clips {
+            let pool = candidates.indices.filter { $0 != own[c] }
+            if let pick = pool.randomElement(using: &rng) { donors[c] = candidates[pick] }
+        }
+        return Intervention(hook: hook, kind: .resample(donors))
+    }
+}
+
 extension LoadedModel {
     /// The activation `[F, …]` of encoder hook `hook` on the audio file at `path` (a swap donor).
     public func encoderActivation(_ hook: String, file path: String) throws -> Tensor {

@@ -180,7 +180,7 @@ extension Whisper {
         }
         if wantPattern { try hooks.run(prefix + ".attn.hook_pattern", &pattern, ctx) }
         try hookHeads(&z, name: prefix + ".attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
-        return z.linear(block.attnOut)
+        return try projectHeads(z, block.attnOut, name: prefix + ".attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
     }
 
     func crossAttention(_ block: Block, layer: Int, _ h: Tensor, cache: DecoderCache, prefix: String,
@@ -213,7 +213,7 @@ extension Whisper {
         }
         if wantPattern { try hooks.run(prefix + ".cross_attn.hook_pattern", &pattern, ctx) }
         try hookHeads(&z, name: prefix + ".cross_attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
-        return z.linear(block.crossOut!)
+        return try projectHeads(z, block.crossOut!, name: prefix + ".cross_attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
     }
 }
 

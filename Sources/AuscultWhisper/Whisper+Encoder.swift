@@ -62,7 +62,35 @@ extension Whisper {
         if wantScores { try hooks.run(prefix + ".attn.hook_attn_scores", &scoresT, ctx) }
         if wantPattern { try hooks.run(prefix + ".attn.hook_pattern", &pattern, ctx) }
         try hookHeads(&z, name: prefix + ".attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
-        return z.linear(block.attnOut)
+        return try projectHeads(z, block.attnOut, name: prefix + ".attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
+    }
+
+    /// The attention output projection, split per head at `<attn>.hook_result` `[…, h, d]` when
+    /// something listens there. If the hook changed the per-head results the output is
+    /// Σ_h result + bias; if it only looked, the usual single GEMM gives the output, so observing
+    /// never changes a bit.
+    func projectHeads(_ z: Tensor, _ out: Linear, name: String, heads: Int, hooks: HookHandler?, ctx: HookContext) throws -> Tensor {
+        guard hooks.isActive(name) else { return z.linear(out) }
+        let d = z.shape.last!, dh = d / heads, rows = z.count / d
+        let lead = Array(z.shape.dropLast())
+        var result = Tensor(zeros: lead + [heads, d])
+        z.storage.withUnsafeBufferPointer { zp in out.weight.storage.withUnsafeBufferPointer { wp in
+            result.storage.withUnsafeMutableBufferPointer { rp in
+                for h in 0..<heads {
+                    BLAS.gemmNT(m: rows, n: d, k: dh, a: zp.baseAddress! + h * dh, lda: d, b: wp.baseAddress! + h * dh, ldb: d,
+                                c: rp.baseAddress! + h * d, ldc: heads * d)
+                }
+            }
+        } }
+        let seen = result
+        try hooks.run(name, &result, ctx)
+        if result == seen { return z.linear(out) }
+        return Tensor(shape: lead + [d]) { o in
+            for r in 0..<rows {
+                for j in 0..<d { o[r * d + j] = out.bias.storage[j] }
+                for h in 0..<heads { for j in 0..<d { o[r * d + j] += result.storage[(r * heads + h) * d + j] } }
+            }
+        }
     }
 
     /// The pre-LN residual block shared by encoder and decoder: attention (and cross-attention)

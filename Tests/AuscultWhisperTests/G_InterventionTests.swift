@@ -218,3 +218,48 @@ struct CacheTests {
         for n in back.names { #expect(try back.tensor(n) == got[n]!) }
     }
 }
+
+@Suite("Closure hooks and per-head results")
+struct ClosureHookTests {
+    @Test("a closure hook sees names, positions and steps, and its replacement takes effect for that run only")
+    func closures() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let model = loaded.model
+        let mel = LogMel().window(try AudioClip(contentsOf: Fixtures.clip("jfk")).samples).reshaped([1, 80, 3000])
+        var offsets = [Int]()
+        let hooks = try HookFunctions(model: model)
+            .add("decoder.blocks.0.hook_resid_pre") { x, call in offsets.append(call.context.positionOffset); return nil }
+            .add("encoder.blocks.1.hook_attn_out") { x, _ in Tensor(zeros: x.shape) }
+        let audio = try model.encode(mel, hooks: hooks)
+        let r = try loaded.decoder.decode(audio: audio, hooks: hooks)[0]
+        #expect(r.tokens == [314, 1101, 1016, 284, 466, 340, 13])   // openai-whisper's tokens with that output zeroed
+        #expect(offsets == [0] + Array(2..<(2 + r.tokens.count)))   // prompt pass at 0, then one position per step
+        let clean = try loaded.decoder.decode(audio: try model.encode(mel))[0]
+        #expect(clean.tokens == (try Fixtures.transcripts("tiny.en")).first { $0.id == "jfk" }!.tokens)
+        #expect { try HookFunctions(model: model).add("encoder.blocks.1.hook_atn_out") { _, _ in nil } } throws: {
+            "\($0)".contains("encoder.blocks.1.hook_attn_out")
+        }
+    }
+
+    @Test("per-head results sum to the attention output (plus bias), and zeroing one head equals zeroing it in z")
+    func perHeadResults() throws {
+        let model = try Fixtures.loaded("tiny.en").model
+        let mel = LogMel().window(try AudioClip(contentsOf: Fixtures.clip("jfk")).samples).reshaped([1, 80, 3000])
+        let rec = ActivationRecorder { $0 == "encoder.blocks.1.attn.hook_result" || $0 == "encoder.blocks.1.hook_attn_out" }
+        let observed = try model.encode(mel, hooks: rec)
+        #expect(observed == (try model.encode(mel)), "observing per-head results changes nothing")
+        let r = rec.store["encoder.blocks.1.attn.hook_result"]!, out = rec.store["encoder.blocks.1.hook_attn_out"]!
+        #expect(r.shape == [1, 1500, 6, 384])
+        let bias = model.weights["encoder.blocks.1.attn.out.bias"]
+        var sum = [Float](repeating: 0, count: 1500 * 384)
+        for f in 0..<1500 { for j in 0..<384 {
+            var s = bias.storage[j]
+            for h in 0..<6 { s += r.storage[(f * 6 + h) * 384 + j] }
+            sum[f * 384 + j] = s
+        } }
+        expectClose(Tensor(shape: [1, 1500, 384], storage: sum), out, rtol: 1e-4, atol: 1e-4, "Σ heads")
+        let viaResult = try model.encode(mel, hooks: try Interventions([Intervention(hook: "encoder.blocks.1.attn.hook_result", kind: .zero, heads: [3])], model: model))
+        let viaZ = try model.encode(mel, hooks: try Interventions([Intervention(hook: "encoder.blocks.1.attn.hook_z", kind: .zero, heads: [3])], model: model))
+        expectClose(viaResult, viaZ, rtol: 1e-4, atol: 1e-4, "head 3 removed two ways")
+    }
+}
