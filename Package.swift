@@ -35,19 +35,20 @@ let package = Package(
         // Layer 1: tensor core.
         .target(name: "AuscultTensor",
                 dependencies: ["CAuscultBLAS", .product(name: "RealModule", package: "swift-numerics")],
-                swiftSettings: fast),
+                exclude: ["README.md"], swiftSettings: fast),
         // Layer 2: audio, then the Whisper model on top of it.
         .target(name: "AuscultAudio", dependencies: ["AuscultTensor", "CSndfile", "CSoxr"],
-                swiftSettings: fast),
+                exclude: ["README.md"], swiftSettings: fast),
         .target(name: "AuscultWhisper", dependencies: ["AuscultTensor", "AuscultAudio", "CZlib"],
-                swiftSettings: fast),
+                exclude: ["README.md"], swiftSettings: fast),
         // Top: the command-line tool.
         .executableTarget(name: "auscult",
                           dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                          swiftSettings: fast),
+                          exclude: ["README.md"], swiftSettings: fast),
 
-        .target(name: "_TestSupport", dependencies: ["AuscultTensor", "AuscultWhisper"], swiftSettings: cpuFlags),
+        .target(name: "_TestSupport", dependencies: ["AuscultTensor", "AuscultWhisper"], exclude: ["README.md"],
+                swiftSettings: cpuFlags),
         .testTarget(name: "AuscultTensorTests", dependencies: ["AuscultTensor", "_TestSupport"], swiftSettings: cpuFlags),
         .testTarget(name: "AuscultAudioTests", dependencies: ["AuscultAudio", "_TestSupport"], swiftSettings: cpuFlags),
         .testTarget(name: "AuscultWhisperTests",

@@ -58,6 +58,14 @@ public struct AudioClip: Sendable {
         self.sourceChannels = channels
     }
 
+    /// Duration in seconds from the file's header alone (nil if libsndfile cannot open it).
+    public static func duration(of path: String) -> Double? {
+        var info = SF_INFO()
+        guard let handle = sf_open(path, Int32(SFM_READ), &info) else { return nil }
+        sf_close(handle)
+        return info.samplerate > 0 ? Double(info.frames) / Double(info.samplerate) : nil
+    }
+
     /// Resamples mono samples from `rate` to 16 kHz with soxr's high-quality (20-bit) preset;
     /// its one-shot default is low quality, so the quality is passed explicitly.
     public static func resample(_ x: [Float], from rate: Int, path: String = "<memory>") throws -> [Float] {

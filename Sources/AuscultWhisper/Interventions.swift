@@ -12,6 +12,8 @@ public enum InterventionKind: Sendable {
     case mean(Tensor)
     /// Replace by another clip's activation: `donors[clip]` is `[F, …]` for clip `clip` of the batch.
     case resample([Int: Tensor])
+    /// Replace every clip's activation by the same one, `[F, …]` (a swap with one donor file).
+    case replace(Tensor)
     /// Replace by the activation recorded in a cache (clean → corrupted patching): `[B, F|T, …]`,
     /// decoder entries indexed by absolute position.
     case patch(Tensor)
@@ -44,7 +46,7 @@ public struct Intervention: Sendable {
         switch kind {
         case .zero: return "zero \(hook)"
         case .mean: return "mean \(hook)"
-        case .resample: return "swap \(hook)"
+        case .resample, .replace: return "swap \(hook)"
         case .patch: return "patch \(hook)"
         case .scale(let f): return "scale \(hook)=\(f)"
         case .add: return "add \(hook)"
@@ -133,7 +135,7 @@ public final class Interventions: HookHandler, @unchecked Sendable {
                     case .zero: for j in cols { buf[base + j] = 0 }
                     case .scale(let f): for j in cols { buf[base + j] *= f }
                     case .add(let v): for j in cols { buf[base + j] += v.storage[j % v.count] }
-                    case .mean(let m):
+                    case .mean(let m), .replace(let m):
                         let perRow = m.count == inner
                         for j in cols { buf[base + j] = perRow ? m.storage[j] : m.storage[abs * inner + j] }
                     case .resample(let donors):

@@ -40,7 +40,7 @@ public enum ModelStore {
     /// installed model of the same kind: tiny.en for English-only, base for multilingual).
     public static func tokenizerDirectory(for path: String, multilingual: Bool) -> String? {
         var isDir: ObjCBool = false
-        FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
+        _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         let dir = isDir.boolValue ? path : (path as NSString).deletingLastPathComponent
         if FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("tokenizer.json")) { return dir }
         if let models = modelsDirectory() {

@@ -179,6 +179,6 @@ enum ByteLevel {
         for (b, c) in encoder.enumerated() { d[c.unicodeScalars.first!] = UInt8(b) }
         return d
     }()
-    nonisolated(unsafe) static let pattern = try! NSRegularExpression(
+    static let pattern = try! NSRegularExpression(
         pattern: "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+")
 }

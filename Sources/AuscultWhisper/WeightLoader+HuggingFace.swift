@@ -25,7 +25,7 @@ enum HuggingFaceLoader {
 
     static func load(_ path: String) throws -> WhisperWeights {
         var isDir: ObjCBool = false
-        FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
+        _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         let dir = isDir.boolValue ? path : (path as NSString).deletingLastPathComponent
         let file = isDir.boolValue ? (path as NSString).appendingPathComponent("model.safetensors") : path
         let st: SafeTensorsFile

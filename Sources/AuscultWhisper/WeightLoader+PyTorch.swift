@@ -7,7 +7,7 @@ import Foundation
 enum PyTorchLoader {
     static func load(_ path: String) throws -> WhisperWeights {
         var isDir: ObjCBool = false
-        FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
+        _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         var file = path
         if isDir.boolValue, let pt = try? FileManager.default.contentsOfDirectory(atPath: path).sorted().first(where: { $0.hasSuffix(".pt") }) {
             file = (path as NSString).appendingPathComponent(pt)

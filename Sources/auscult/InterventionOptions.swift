@@ -51,8 +51,7 @@ struct InterventionOptions: ParsableArguments {
         for s in swap {
             guard let eq = s.lastIndex(of: "=") else { throw ValidationError("--swap wants hook=file, got '\(s)'") }
             let donor = try loaded.encoderActivation(String(s[..<eq]), file: String(s[s.index(after: eq)...]))
-            // One donor for every clip of a batch: the same activation replaces each.
-            out.append(make(String(s[..<eq]), .resample(Dictionary(uniqueKeysWithValues: (0..<4096).map { ($0, donor) }))))
+            out.append(make(String(s[..<eq]), .replace(donor)))
         }
         for hook in mean {
             var sum: Tensor?

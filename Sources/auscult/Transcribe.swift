@@ -12,9 +12,9 @@ struct Transcribe: ParsableCommand {
         Examples:
           auscult transcribe clip.wav
           auscult transcribe --format jsonl --beam-size 5 a.wav b.flac
-          auscult transcribe --data path/to/dataset        # prints WER
+          auscult transcribe --data path/to/dataset        # prints WER against the transcripts
           auscult transcribe --zero encoder.blocks.1.hook_attn_out --skip decoder.blocks.2+3 clip.wav
-          auscult transcribe --swap encoder.blocks.2.hook_resid_post=other.wav --heads 0,3 clip.wav against the transcripts
+          auscult transcribe --swap encoder.blocks.2.hook_resid_post=other.wav clip.wav
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -55,9 +55,10 @@ struct Transcribe: ParsableCommand {
         if !edits.isEmpty { _ = try Interventions(edits, model: loaded.model) }   // reject bad hook names before any work
         for item in items {
             if mode == .window || !edits.isEmpty { windowItems.append(item); continue }
+            // A file whose header cannot be read goes the window way, which reports it.
+            if mode == .auto && (AudioClip.duration(of: item.path) ?? 0) <= 30 { windowItems.append(item); continue }
             do {
                 let clip = try AudioClip(contentsOf: item.path)
-                if mode == .auto && clip.duration <= 30 { windowItems.append(item); continue }
                 var topts = TranscribeOptions()
                 topts.decoding.beamSize = beamSize
                 topts.decoding.language = options.language
