@@ -2,7 +2,8 @@
 import AuscultTensor
 import Foundation
 
-struct BeamSearch {
+/// The decoding loops of one `decode` call: greedy/sampled and beam search.
+struct TokenSearch {
     let decoder: WhisperDecoder
     let options: DecodingOptions
     let filters: LogitFilters

@@ -82,7 +82,7 @@ public struct WhisperDecoder: Sendable {
             blank: options.suppressBlank ? tokenizer.encode(" ") + [tokenizer.eot] : [],
             timestamps: !options.withoutTimestamps,
             maxInitialTimestampIndex: options.maxInitialTimestamp.map { Int(($0 / 0.02).rounded()) })
-        let search = BeamSearch(decoder: self, options: options, filters: filters, sampleBegin: sampleBegin,
+        let search = TokenSearch(decoder: self, options: options, filters: filters, sampleBegin: sampleBegin,
                                 sotIndex: prompts[0].firstIndex(of: tokenizer.sot) ?? 0)
         let outcome = options.beamSize != nil
             ? try search.beam(audio: audio, prompts: prompts, width: options.beamSize!, hooks: hooks)

@@ -18,7 +18,7 @@ public struct BatchTranscriber: Sendable {
     }
 
     /// Runs every item; a file that fails to load is reported as a failure and the rest go on.
-    public func run(_ items: [DatasetItem], progress: Progress? = nil,
+    public func run(_ items: [DatasetItem], progress: ProgressReporter? = nil,
                     _ report: (DatasetItem, Result<DecodingResult, Error>) throws -> Void) throws {
         let mel = LogMel(nMels: loaded.model.dims.n_mels)
         var start = 0
@@ -43,7 +43,7 @@ public struct BatchTranscriber: Sendable {
 }
 
 /// Prints "done / total, rate, ETA" to standard error for long jobs.
-public final class Progress: @unchecked Sendable {
+public final class ProgressReporter: @unchecked Sendable {
     let total: Int
     let label: String
     var done = 0

@@ -84,7 +84,7 @@ struct Transcribe: ParsableCommand {
             makeHooks = { _ -> HookHandler? in try Interventions(edits, model: model) }
         }
         let runner = BatchTranscriber(loaded: loaded, options: options, batchSize: batchSize, hooks: makeHooks)
-        let progress = data != nil ? Progress(total: windowItems.count, label: "transcribe") : nil
+        let progress = data != nil ? ProgressReporter(total: windowItems.count, label: "transcribe") : nil
         try runner.run(windowItems, progress: progress) { item, result in
             switch result {
             case .failure(let e):
