@@ -1,0 +1,72 @@
+import AuscultTensor
+import Foundation
+import Testing
+import _TestSupport
+
+/// The command-line contract other tools rely on, run as a user would run it.
+@Suite("auscult command line")
+struct CLITests {
+    /// The auscult built beside this test bundle (same configuration), else the release build.
+    static let binary: String = {
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("auscult").path
+        return FileManager.default.isExecutableFile(atPath: beside) ? beside : Fixtures.path(".build/release/auscult")
+    }()
+
+    /// Runs auscult with `args`; returns exit status, stdout and stderr.
+    func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.binary)
+        p.arguments = args
+        p.environment = ProcessInfo.processInfo.environment.merging(["AUSCULT_MODELS": Fixtures.models]) { $1 }
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    @Test("transcribe --format jsonl prints file, text and the sampled tokens of each file")
+    func jsonl() throws {
+        let ids = ["jfk", "ps_cards_003"]
+        let r = try run(["transcribe", "--format", "jsonl"] + ids.map(Fixtures.clip))
+        #expect(r.status == 0, "\(r.err)")
+        let lines = r.out.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let refs = try Fixtures.transcripts("tiny.en")
+        #expect(lines.count == 2)
+        for (id, line) in zip(ids, lines) {
+            #expect(line["file"] as? String == Fixtures.clip(id))
+            #expect(line["tokens"] as? [Int] == refs.first { $0.id == id }!.tokens)
+            #expect(line["text"] as? String == refs.first { $0.id == id }!.text)
+        }
+    }
+
+    @Test("an intervention flag changes the transcript as openai-whisper's hook does")
+    func intervention() throws {
+        let r = try run(["transcribe", "--format", "jsonl", "--zero", "encoder.blocks.1.hook_attn_out", Fixtures.clip("jfk")])
+        let line = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
+        #expect(line["tokens"] as? [Int] == [314, 1101, 1016, 284, 466, 340, 13])
+    }
+
+    @Test("an unknown hook name fails with the closest valid names; a bad audio file is reported by name")
+    func errors() throws {
+        let bad = try run(["transcribe", "--zero", "encoder.blocks.1.hook_atn_out", Fixtures.clip("jfk")])
+        #expect(bad.status != 0)
+        #expect(bad.err.contains("unknown hook point 'encoder.blocks.1.hook_atn_out'") && bad.err.contains("encoder.blocks.1.hook_attn_out"))
+        let missing = try run(["transcribe", "/nonexistent/x.wav", Fixtures.clip("ps_cards_003")])
+        #expect(missing.err.contains("/nonexistent/x.wav"))
+        #expect(missing.out.contains("ps_cards_003"))
+    }
+
+    @Test("cache writes the named activations, keyed by hook name")
+    func cache() throws {
+        let out = try Fixtures.temporaryDirectory() + "/c.safetensors"
+        let r = try run(["cache", "--hooks", "encoder.blocks.*.hook_resid_post,decoder.hook_logits", "--out", out, Fixtures.clip("jfk")])
+        #expect(r.status == 0, "\(r.err)")
+        let f = try SafeTensorsFile(path: out)
+        #expect(f.names.filter { $0.hasPrefix("encoder.blocks.") }.count == 4)
+        #expect(f.entries["decoder.hook_logits"]?.shape == [26, 51864])
+        #expect(f.entries["encoder.blocks.0.hook_resid_post"]?.shape == [1500, 384])
+    }
+}
