@@ -7,8 +7,10 @@ public struct HookPoint: Sendable, Equatable, Codable {
     public var name: String
     /// Shape without the batch axis, with symbolic axes: "F" audio frames, "T" token positions.
     public var shape: [String]
-    /// Computed only when something listens (attention patterns and scores).
+    /// Computed only when something listens (attention patterns, scores, per-head results).
     public var optIn: Bool
+    /// Observed only: a hook may read it but not replace it (patterns, scores, LayerNorm scales).
+    public var readOnly: Bool { name.hasSuffix("hook_pattern") || name.hasSuffix("hook_attn_scores") || name.hasSuffix("hook_scale") }
 }
 
 /// The hook points of a model with given dimensions.

@@ -46,6 +46,18 @@ extension Optional where Wrapped == HookHandler {
         if x.shape != shape { throw HookShapeError(hook: n, expected: shape, got: x.shape) }
     }
 
+    /// Passes a read-only activation (attention patterns and scores, LayerNorm scales: values the
+    /// forward pass does not read back) through the handler; a hook that changes it stops the run
+    /// instead of silently having no effect.
+    func runReadOnly(_ name: String, _ x: inout Tensor, _ ctx: HookContext) throws {
+        guard self != nil else { return }
+        let seen = x
+        try run(name, &x, ctx)
+        if x != seen {
+            throw WhisperError(.invalidArgument, "hook '\(name)' changed a read-only activation (attention patterns and scores and LayerNorm scales are observed, not read back); intervene on attn.hook_z, attn.hook_result, ln*.hook_normalized or the block outputs instead")
+        }
+    }
+
     @inline(__always)
     func isActive(_ name: @autoclosure () -> String) -> Bool {
         guard let h = self else { return false }

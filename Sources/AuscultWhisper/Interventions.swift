@@ -77,6 +77,9 @@ public final class Interventions: HookHandler, @unchecked Sendable {
                 continue
             }
             for name in try registry.resolve(it.hook) {
+                if name.hasSuffix("hook_pattern") || name.hasSuffix("hook_attn_scores") || name.hasSuffix("hook_scale") {
+                    throw WhisperError(.invalidArgument, "'\(name)' is read-only: the forward pass does not read it back; intervene on attn.hook_z (with heads), attn.hook_result, ln*.hook_normalized or the block outputs")
+                }
                 it.hook = name
                 resolved.append(it)
             }
@@ -118,7 +121,26 @@ public final class Interventions: HookHandler, @unchecked Sendable {
         if let heads = it.heads {
             let nh = headCount ?? headsOf(name)
             let width = inner / nh
+            guard heads.allSatisfy({ $0 >= 0 && $0 < nh }) else {
+                throw WhisperError(.invalidArgument, "\(it.description): heads \(heads) outside 0..<\(nh)")
+            }
             cols = heads.flatMap { hd in (hd * width)..<((hd + 1) * width) }
+        }
+        // Replacement activations must cover every position this step touches.
+        let needed = (ctx.positionOffset + seq) * inner
+        func check(_ t: Tensor, _ what: String) throws {
+            guard t.count == inner || t.count >= needed else {
+                throw WhisperError(.invalidArgument, "\(it.description): \(what) has shape \(t.shape), too small for positions up to \(ctx.positionOffset + seq) of width \(inner)")
+            }
+        }
+        switch it.kind {
+        case .mean(let m), .replace(let m): try check(m, "the replacement")
+        case .resample(let donors): for d in donors.values { try check(d, "a donor") }
+        case .patch(let clean):
+            guard clean.rank >= 2, clean.count / clean.shape[0] / clean.shape[1] == inner else {
+                throw WhisperError(.invalidArgument, "\(it.description): cached activation has shape \(clean.shape), the run's is \(x.shape)")
+            }
+        default: break
         }
         func selected(_ s: Int) -> Bool {
             let abs = ctx.positionOffset + s
@@ -139,10 +161,15 @@ public final class Interventions: HookHandler, @unchecked Sendable {
                         let perRow = m.count == inner
                         for j in cols { buf[base + j] = perRow ? m.storage[j] : m.storage[abs * inner + j] }
                     case .resample(let donors):
-                        if let d = donors[clip] { for j in cols { buf[base + j] = d.storage[abs * inner + j] } }
+                        if let d = donors[clip] {
+                            let perRow = d.count == inner
+                            for j in cols { buf[base + j] = perRow ? d.storage[j] : d.storage[abs * inner + j] }
+                        }
                     case .patch(let clean):
                         let cseq = clean.shape[1]
-                        if abs < cseq { for j in cols { buf[base + j] = clean.storage[(clip * cseq + abs) * inner + j] } }
+                        if abs < cseq && clip < clean.shape[0] {
+                            for j in cols { buf[base + j] = clean.storage[(clip * cseq + abs) * inner + j] }
+                        }
                     case .skip: break
                     }
                 }

@@ -178,7 +178,7 @@ extension Whisper {
                 }
             }
         }
-        if wantPattern { try hooks.run(prefix + ".attn.hook_pattern", &pattern, ctx) }
+        if wantPattern { try hooks.runReadOnly(prefix + ".attn.hook_pattern", &pattern, ctx) }
         try hookHeads(&z, name: prefix + ".attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
         return try projectHeads(z, block.attnOut, name: prefix + ".attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
     }
@@ -211,7 +211,7 @@ extension Whisper {
                 }
             }
         }
-        if wantPattern { try hooks.run(prefix + ".cross_attn.hook_pattern", &pattern, ctx) }
+        if wantPattern { try hooks.runReadOnly(prefix + ".cross_attn.hook_pattern", &pattern, ctx) }
         try hookHeads(&z, name: prefix + ".cross_attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
         return try projectHeads(z, block.crossOut!, name: prefix + ".cross_attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
     }

@@ -59,8 +59,8 @@ extension Whisper {
                 }
             }
         }
-        if wantScores { try hooks.run(prefix + ".attn.hook_attn_scores", &scoresT, ctx) }
-        if wantPattern { try hooks.run(prefix + ".attn.hook_pattern", &pattern, ctx) }
+        if wantScores { try hooks.runReadOnly(prefix + ".attn.hook_attn_scores", &scoresT, ctx) }
+        if wantPattern { try hooks.runReadOnly(prefix + ".attn.hook_pattern", &pattern, ctx) }
         try hookHeads(&z, name: prefix + ".attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
         return try projectHeads(z, block.attnOut, name: prefix + ".attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
     }
@@ -136,7 +136,7 @@ extension Whisper {
             var shape = x.shape
             shape[shape.count - 1] = 1
             var s = Tensor(shape: shape, storage: inv.map { 1 / $0 })
-            try hooks.run(name + ".hook_scale", &s, ctx)
+            try hooks.runReadOnly(name + ".hook_scale", &s, ctx)
         }
         try hooks.run(name + ".hook_normalized", &y, ctx)
         return y

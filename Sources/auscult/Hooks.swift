@@ -10,7 +10,8 @@ struct Hooks: ParsableCommand {
         Names follow TransformerLens with encoder/decoder prefixes. Anywhere a hook is asked for you
         may also write a module-style alias (encoder.blocks.2 = its hook_resid_post,
         encoder.blocks.2.mlp.1 = mlp.hook_post) or a glob (encoder.blocks.*.hook_resid_post).
-        Points marked opt-in (attention scores and patterns) are computed only when requested.
+        Points marked opt-in (attention scores, patterns, per-head results) are computed only when
+        requested; read-only ones (patterns, scores, LayerNorm scales) can be observed, not replaced.
         """)
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "text or json.") var format: String = "text"
@@ -30,7 +31,7 @@ struct Hooks: ParsableCommand {
         } else {
             let w = points.map(\.name.count).max() ?? 0
             for p in points {
-                print(p.name.padding(toLength: w + 2, withPad: " ", startingAt: 0) + "[" + p.shape.joined(separator: ", ") + "]" + (p.optIn ? "  opt-in" : ""))
+                print(p.name.padding(toLength: w + 2, withPad: " ", startingAt: 0) + "[" + p.shape.joined(separator: ", ") + "]" + (p.optIn ? "  opt-in" : "") + (p.readOnly ? "  read-only" : ""))
             }
         }
     }

@@ -263,3 +263,20 @@ struct ClosureHookTests {
         expectClose(viaResult, viaZ, rtol: 1e-4, atol: 1e-4, "head 3 removed two ways")
     }
 }
+
+@Suite("Read-only hook points")
+struct ReadOnlyHookTests {
+    @Test("changing an attention pattern or a LayerNorm scale stops the run instead of silently doing nothing")
+    func readOnly() throws {
+        let model = try Fixtures.loaded("tiny.en").model
+        let mel = Tensor(zeros: [1, 80, 3000])
+        for name in ["encoder.blocks.0.attn.hook_pattern", "encoder.blocks.1.ln2.hook_scale"] {
+            let hooks = try HookFunctions(model: model).add(name) { x, _ in Tensor(zeros: x.shape) }
+            #expect { try model.encode(mel, hooks: hooks) } throws: { "\($0)".contains(name) && "\($0)".contains("read-only") }
+            #expect { try Interventions([Intervention(hook: name, kind: .zero)], model: model) } throws: { "\($0)".contains("read-only") }
+        }
+        // Reading them is fine and changes nothing.
+        let look = try HookFunctions(model: model).add("encoder.blocks.0.attn.hook_pattern") { _, _ in nil }
+        #expect(try model.encode(mel, hooks: look) == (try model.encode(mel)))
+    }
+}
