@@ -66,6 +66,7 @@ public struct WhisperTokenizer: Sendable {
         }
         languageCodes = codes
         languageTokens = toks
+        nonSpeechTokens = computeNonSpeechTokens()
     }
 
     /// The token id of language `code` (`en`, `de`, …), if the model knows it.
@@ -146,8 +147,10 @@ public struct WhisperTokenizer: Sendable {
     // MARK: Suppression lists
 
     /// Tokens openai-whisper suppresses for `suppress_tokens="-1"`: symbols and speaker-tag starts
-    /// that are not spoken (`Tokenizer.non_speech_tokens`).
-    public var nonSpeechTokens: [Int] {
+    /// that are not spoken (`Tokenizer.non_speech_tokens`); computed once, at load.
+    public private(set) var nonSpeechTokens: [Int] = []
+
+    private func computeNonSpeechTokens() -> [Int] {
         var symbols = "\"#()*+/:;<=>@[\\]^_`{|}~「」『』".map { String($0) }
         symbols += "<< >> <<< >>> -- --- -( -[ (' (\" (( )) ((( ))) [[ ]] {{ }} ♪♪ ♪♪♪".split(separator: " ").map(String.init)
         let misc = Set("♩♪♫♬♭♮♯".map { String($0) })
