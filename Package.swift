@@ -16,6 +16,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "auscult", targets: ["auscult"]),
+        .library(name: "AuscultReport", targets: ["AuscultReport"]),
+        .library(name: "AuscultLens", targets: ["AuscultLens"]),
         .library(name: "AuscultWhisper", targets: ["AuscultWhisper"]),
         .library(name: "AuscultAudio", targets: ["AuscultAudio"]),
         .library(name: "AuscultTensor", targets: ["AuscultTensor"]),
@@ -41,9 +43,14 @@ let package = Package(
                 exclude: ["README.md"], swiftSettings: fast),
         .target(name: "AuscultWhisper", dependencies: ["AuscultTensor", "AuscultAudio", "CZlib"],
                 exclude: ["README.md"], swiftSettings: fast),
-        // Top: the command-line tool.
+        // Layer 3: experiments (sweeps, lenses, patching, attribution) on the hooked model.
+        .target(name: "AuscultLens", dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor"],
+                exclude: ["README.md"], swiftSettings: fast),
+        // Top: reports (HTML + SVG) and the command-line tool.
+        .target(name: "AuscultReport", dependencies: ["AuscultLens", "AuscultWhisper", "AuscultTensor", "CZlib"],
+                exclude: ["README.md"], swiftSettings: fast),
         .executableTarget(name: "auscult",
-                          dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor",
+                          dependencies: ["AuscultReport", "AuscultLens", "AuscultWhisper", "AuscultAudio", "AuscultTensor",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           exclude: ["README.md"], swiftSettings: fast),
 
@@ -53,5 +60,7 @@ let package = Package(
         .testTarget(name: "AuscultAudioTests", dependencies: ["AuscultAudio", "_TestSupport"], swiftSettings: cpuFlags),
         .testTarget(name: "AuscultWhisperTests",
                     dependencies: ["AuscultWhisper", "AuscultAudio", "_TestSupport"], swiftSettings: cpuFlags),
+        .testTarget(name: "AuscultLensTests",
+                    dependencies: ["AuscultLens", "AuscultReport", "AuscultWhisper", "AuscultAudio", "_TestSupport"], swiftSettings: cpuFlags),
     ]
 )

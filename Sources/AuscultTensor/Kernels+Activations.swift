@@ -142,4 +142,15 @@ extension Tensor {
         }
         return t
     }
+
+    /// Element-wise difference of two tensors of the same shape.
+    public static func - (lhs: Tensor, rhs: Tensor) -> Tensor {
+        precondition(lhs.shape == rhs.shape, "subtract: \(lhs.shape) vs \(rhs.shape)")
+        var t = lhs
+        for i in t.storage.indices { t.storage[i] -= rhs.storage[i] }
+        return t
+    }
+
+    /// In-place element-wise sum.
+    public static func += (lhs: inout Tensor, rhs: Tensor) { lhs = lhs + rhs }
 }

@@ -1,5 +1,10 @@
 // Matrix products through CBLAS (Debian's OpenBLAS).
 import CAuscultBLAS
+#if canImport(Glibc)
+import Glibc
+/// glibc's `mallopt` (malloc.h is not part of the Glibc module).
+@_silgen_name("mallopt") func glibcMallopt(_ param: Int32, _ value: Int32) -> Int32
+#endif
 import Dispatch
 import Foundation
 
@@ -10,7 +15,7 @@ struct GemmPointers: @unchecked Sendable {
 
 extension DispatchQueue {
     /// `concurrentPerform`, or a plain call when there is one part.
-    static func concurrentPerformIfNeeded(_ parts: Int, _ body: @Sendable (Int) -> Void) {
+    public static func concurrentPerformIfNeeded(_ parts: Int, _ body: @Sendable (Int) -> Void) {
         if parts <= 1 { body(0) } else { concurrentPerform(iterations: parts, execute: body) }
     }
 }
@@ -63,6 +68,13 @@ public enum BLAS {
     /// calls and took ~27 % of the encoder's CPU from the Swift kernels running in between.
     public static let configured: Bool = {
         openblas_set_num_threads(1)
+        #if canImport(Glibc)
+        // Keep freed large blocks in the heap: glibc otherwise maps each tensor above 32 MB
+        // fresh and zero-fills its pages on first touch; a batched decoding step allocates a
+        // 50 MB logits tensor, and page faults took 20 % of a sweep's time.
+        _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 1 << 30)
+        _ = glibcMallopt(-1 /* M_TRIM_THRESHOLD */, Int32.max)
+        #endif
         return true
     }()
 
@@ -116,7 +128,13 @@ extension Tensor {
                         let n0 = n * i / workers, n1 = n * (i + 1) / workers
                         BLAS.gemv(n: n1 - n0, k: k, w: p.w + n0 * k, ldw: k, x: p.a, beta: 1, y: p.c + n0)
                     }
-                } else if m >= 2 * workers {
+                } else if m <= 16 && k % 8 == 0 && n * k >= 1 << 20 {
+                    // Few rows, big weight: no packing (see Kernels.gemmNTSmall), weight rows split.
+                    DispatchQueue.concurrentPerformIfNeeded(workers) { i in
+                        let n0 = (n * i / workers) & ~3, n1 = i == workers - 1 ? n : (n * (i + 1) / workers) & ~3
+                        Kernels.gemmNTSmall(m: m, n: n1 - n0, k: k, a: p.a, lda: k, w: p.w + n0 * k, ldw: k, c: p.c + n0, ldc: n)
+                    }
+                } else if m >= 2 * workers && n < 8 * m {
                     DispatchQueue.concurrentPerformIfNeeded(workers) { i in
                         let m0 = m * i / workers, m1 = m * (i + 1) / workers
                         BLAS.gemmNT(m: m1 - m0, n: n, k: k, a: p.a + m0 * k, lda: k, b: p.w, ldb: k,

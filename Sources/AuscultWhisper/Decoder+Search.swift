@@ -37,9 +37,9 @@ struct TokenSearch {
 
     /// Greedy (temperature 0) or sampled decoding; finished sequences leave the batch, which
     /// does not change the others' results.
-    func greedy(audio: Tensor, prompts: [[Int]], hooks: HookHandler?) throws -> Outcome {
+    func greedy(audio: Tensor, prompts: [[Int]], rows: [Int]? = nil, leaders: [Int]? = nil, hooks: HookHandler?) throws -> Outcome {
         let a = prompts.count, v = model.dims.n_vocab, nCtx = model.dims.n_text_ctx
-        let cache = try model.makeCache(audio: audio, audioIndex: Array(0..<a), hooks: hooks)
+        let cache = try model.makeCache(audio: audio, audioIndex: rows ?? Array(0..<a), hooks: hooks)
         var (logits, noSpeech) = try prompt(prompts, cache: cache, hooks: hooks)
         var tokens = prompts
         var sums = [Double](repeating: 0, count: a)
@@ -47,6 +47,7 @@ struct TokenSearch {
         var rng = SplitMix64(seed: options.seed)
         for step in 0..<sampleLen {
             var next = [Int]()
+            var picked = [Int: Int]()
             logits.storage.withUnsafeMutableBufferPointer { buf in
                 for (r, clip) in active.enumerated() {
                     let row = buf.baseAddress! + r * v
@@ -60,10 +61,15 @@ struct TokenSearch {
                         for t in 0..<v where row[t] > best { best = row[t]; pick = t }
                     }
                     sums[clip] += Double(row[pick]) - lse
-                    tokens[clip].append(pick)
+                    picked[clip] = pick
                     next.append(pick)
                 }
             }
+            if let leaders {
+                // Followers feed their leader's token (leaders run in the same batch, so they are active too).
+                for (r, seq) in active.enumerated() where leaders[seq] != seq { next[r] = picked[leaders[seq]]! }
+            }
+            for (r, seq) in active.enumerated() { tokens[seq].append(next[r]) }
             let keep = active.indices.filter { next[$0] != eot }
             if keep.isEmpty || tokens[active[0]].count > nCtx || step == sampleLen - 1 { break }
             if keep.count != active.count { cache.reorder(keep) }

@@ -64,14 +64,37 @@ public struct WhisperDecoder: Sendable {
     /// Decodes every clip of `audio` `[A, F, d]` (one 30 s window each) with `options`.
     public func decode(audio: Tensor, options: DecodingOptions = DecodingOptions(),
                        hooks: HookHandler? = nil) throws -> [DecodingResult] {
-        let a = audio.shape[0]
+        try decode(audio: audio, rows: nil, leaders: nil, options: options, hooks: hooks)
+    }
+
+    /// Greedy decoding of sequences that need not be one per clip: sequence i reads clip
+    /// `rows[i]` of `audio` `[A, F, d]` (several conditions of one clip share its cross-attention
+    /// keys and values). With `leaders`, sequence i feeds the token its leader `leaders[i]` picks
+    /// instead of its own (a shadow run of the same tokens on other audio, as resample ablations
+    /// of decoder blocks need); `leaders[j] == j` for ordinary sequences. One result per sequence.
+    public func decode(audio: Tensor, rows: [Int]?, leaders: [Int]?, options: DecodingOptions = DecodingOptions(),
+                       hooks: HookHandler? = nil) throws -> [DecodingResult] {
+        let rows = rows ?? Array(0..<audio.shape[0])
+        let a = rows.count
+        if let leaders {
+            guard leaders.count == a, leaders.indices.allSatisfy({ leaders[leaders[$0]] == leaders[$0] }) else {
+                throw WhisperError(.invalidArgument, "leaders must name one ordinary sequence per sequence (\(a)), leading itself")
+            }
+        }
+        guard rows.allSatisfy({ $0 >= 0 && $0 < audio.shape[0] }) else {
+            throw WhisperError(.invalidArgument, "sequence rows \(rows) outside the \(audio.shape[0]) clips of the audio features")
+        }
         if let l = options.language, tokenizer.isMultilingual, tokenizer.languageToken(l) == nil {
             throw WhisperError(.invalidArgument, "unknown language '\(l)'; known: \(tokenizer.languageCodes.joined(separator: ", "))")
+        }
+        if options.beamSize != nil, rows != Array(0..<audio.shape[0]) || leaders != nil {
+            throw WhisperError(.invalidArgument, "beam search decodes one sequence per clip; use greedy decoding for rows and leaders")
         }
         if let b = options.beamSize, b < 1 { throw WhisperError(.invalidArgument, "beam size must be at least 1, got \(b)") }
         let languages: [String]
         if options.language == nil && tokenizer.isMultilingual {
-            languages = try detectLanguage(audio).map(\.code)
+            let detected = try detectLanguage(audio).map(\.code)
+            languages = rows.map { detected[$0] }
         } else {
             languages = [String](repeating: tokenizer.isMultilingual ? (options.language ?? "en") : "en", count: a)
         }
@@ -86,7 +109,7 @@ public struct WhisperDecoder: Sendable {
                                 sotIndex: prompts[0].firstIndex(of: tokenizer.sot) ?? 0)
         let outcome = options.beamSize != nil
             ? try search.beam(audio: audio, prompts: prompts, width: options.beamSize!, hooks: hooks)
-            : try search.greedy(audio: audio, prompts: prompts, hooks: hooks)
+            : try search.greedy(audio: audio, prompts: prompts, rows: rows, leaders: leaders, hooks: hooks)
         return (0..<a).map { i in
             let (toks, sum) = outcome.best[i]
             return DecodingResult(tokens: toks, text: tokenizer.decode(toks).trimmingCharacters(in: .whitespaces),

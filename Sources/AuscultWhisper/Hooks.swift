@@ -11,8 +11,13 @@ public struct HookContext: Sendable {
     /// For each row of the batch axis, the index of the clip it belongs to (beams and finished
     /// sequences make decoder rows differ from clips).
     public var clips: [Int]
-    public init(step: Int = 0, positionOffset: Int = 0, clips: [Int] = []) {
+    /// For each row, the index of the sequence it continues among the rows the run started with
+    /// (rows leave the batch as sequences finish; experiments that batch several conditions
+    /// tell them apart by it). Encoder rows: the clip index.
+    public var sequences: [Int]
+    public init(step: Int = 0, positionOffset: Int = 0, clips: [Int] = [], sequences: [Int]? = nil) {
         self.step = step; self.positionOffset = positionOffset; self.clips = clips
+        self.sequences = sequences ?? clips
     }
 }
 

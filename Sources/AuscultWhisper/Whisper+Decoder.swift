@@ -1,5 +1,6 @@
 // TextDecoder.forward of openai-whisper model.py with its kv_cache, batched over sequences.
 import AuscultTensor
+import Dispatch
 
 /// Keys and values a decoding run keeps between steps.
 ///
@@ -8,6 +9,8 @@ import AuscultTensor
 public final class DecoderCache {
     /// For each sequence, the clip (row of the audio features) it attends to.
     public private(set) var audioIndex: [Int]
+    /// For each sequence, its index among the sequences the cache was made for.
+    public private(set) var sequenceIndex: [Int]
     /// Positions already in the cache (the same for every sequence).
     public private(set) var length: Int = 0
     var crossKV: [Tensor]
@@ -19,6 +22,7 @@ public final class DecoderCache {
     init(crossKV: [Tensor], audioIndex: [Int], capacity: Int, d: Int, layers: Int) {
         self.crossKV = crossKV
         self.audioIndex = audioIndex
+        self.sequenceIndex = Array(audioIndex.indices)
         self.capacity = capacity
         self.d = d
         let n = audioIndex.count * capacity * d
@@ -60,6 +64,7 @@ public final class DecoderCache {
             }
         }
         audioIndex = source.map { audioIndex[$0] }
+        sequenceIndex = source.map { sequenceIndex[$0] }
     }
 }
 
@@ -94,7 +99,7 @@ extension Whisper {
         guard offset + n <= dims.n_text_ctx else {
             throw WhisperError(.invalidArgument, "decoder: \(offset + n) positions exceed the text context of \(dims.n_text_ctx)")
         }
-        let ctx = HookContext(step: step, positionOffset: offset, clips: cache.audioIndex)
+        let ctx = HookContext(step: step, positionOffset: offset, clips: cache.audioIndex, sequences: cache.sequenceIndex)
         var tok = Tensor(shape: [s, n, d]) { out in
             tokenEmbedding.storage.withUnsafeBufferPointer { e in
                 for (i, seq) in tokens.enumerated() {
@@ -128,9 +133,9 @@ extension Whisper {
             }
         }
         var y = x.layerNorm(lnFinal)
-        try hooks.run("decoder.ln_final.hook_normalized", &y, lastOnly && n > 1 ? HookContext(step: step, positionOffset: offset + n - 1, clips: cache.audioIndex) : ctx)
+        try hooks.run("decoder.ln_final.hook_normalized", &y, lastOnly && n > 1 ? HookContext(step: step, positionOffset: offset + n - 1, clips: cache.audioIndex, sequences: cache.sequenceIndex) : ctx)
         var logits = y.linear(tokenEmbedding)
-        try hooks.run("decoder.hook_logits", &logits, lastOnly && n > 1 ? HookContext(step: step, positionOffset: offset + n - 1, clips: cache.audioIndex) : ctx)
+        try hooks.run("decoder.hook_logits", &logits, lastOnly && n > 1 ? HookContext(step: step, positionOffset: offset + n - 1, clips: cache.audioIndex, sequences: cache.sequenceIndex) : ctx)
         return logits
     }
 
@@ -157,20 +162,27 @@ extension Whisper {
         let wantPattern = hooks.isActive(prefix + ".attn.hook_pattern")
         var pattern = wantPattern ? Tensor(zeros: [s, heads, n, total]) : Tensor(zeros: [0])
         var z = Tensor(zeros: [s, n, d])
-        var scratch = [Float](repeating: 0, count: n * total)
+        // Sequences are independent: split them across workers, each with its own score scratch
+        // (a 240-row sweep step spent most of its attention time on one core otherwise).
+        let workers = s >= 4 ? min(Threading.workers, s) : 1
+        let selfK = cache.selfK[layer], selfV = cache.selfV[layer]
         qkv.storage.withUnsafeBufferPointer { q in
-            cache.selfK[layer].withUnsafeBufferPointer { kc in
-                cache.selfV[layer].withUnsafeBufferPointer { vc in
+            selfK.withUnsafeBufferPointer { kc in
+                selfV.withUnsafeBufferPointer { vc in
                     z.storage.withUnsafeMutableBufferPointer { o in
-                        scratch.withUnsafeMutableBufferPointer { sc in
-                            pattern.storage.withUnsafeMutableBufferPointer { p in
-                                for i in 0..<s {
-                                    Attention.forward(q: q.baseAddress! + i * n * 3 * d, ldq: 3 * d,
-                                                      k: kc.baseAddress! + i * cap * d, ldk: d,
-                                                      v: vc.baseAddress! + i * cap * d, ldv: d,
-                                                      nq: n, nk: total, heads: heads, dh: d / heads, causalOffset: offset,
-                                                      out: o.baseAddress! + i * n * d, ldo: d, scores: sc.baseAddress!,
-                                                      patternOut: wantPattern ? p.baseAddress! + i * heads * n * total : nil)
+                        pattern.storage.withUnsafeMutableBufferPointer { p in
+                            let ptr = RowPointers(q: q.baseAddress!, k: kc.baseAddress!, v: vc.baseAddress!, out: o.baseAddress!, pattern: p.baseAddress)
+                            DispatchQueue.concurrentPerformIfNeeded(workers) { w in
+                                var scratch = [Float](repeating: 0, count: n * total)
+                                scratch.withUnsafeMutableBufferPointer { sc in
+                                    for i in (s * w / workers)..<(s * (w + 1) / workers) {
+                                        Attention.forward(q: ptr.q + i * n * 3 * d, ldq: 3 * d,
+                                                          k: ptr.k + i * cap * d, ldk: d,
+                                                          v: ptr.v + i * cap * d, ldv: d,
+                                                          nq: n, nk: total, heads: heads, dh: d / heads, causalOffset: offset,
+                                                          out: ptr.out + i * n * d, ldo: d, scores: sc.baseAddress!,
+                                                          patternOut: wantPattern ? ptr.pattern! + i * heads * n * total : nil)
+                                    }
                                 }
                             }
                         }
@@ -193,18 +205,23 @@ extension Whisper {
         let wantPattern = hooks.isActive(prefix + ".cross_attn.hook_pattern")
         var pattern = wantPattern ? Tensor(zeros: [s, heads, n, f]) : Tensor(zeros: [0])
         var z = Tensor(zeros: [s, n, d])
-        var scratch = [Float](repeating: 0, count: n * f)
+        let workers = s >= 4 ? min(Threading.workers, s) : 1
+        let audioIndex = cache.audioIndex
         q.storage.withUnsafeBufferPointer { qp in
             kv.storage.withUnsafeBufferPointer { kvp in
                 z.storage.withUnsafeMutableBufferPointer { o in
-                    scratch.withUnsafeMutableBufferPointer { sc in
-                        pattern.storage.withUnsafeMutableBufferPointer { p in
-                            for i in 0..<s {
-                                let a = kvp.baseAddress! + cache.audioIndex[i] * f * 2 * d
-                                Attention.forward(q: qp.baseAddress! + i * n * d, ldq: d, k: a, ldk: 2 * d, v: a + d, ldv: 2 * d,
-                                                  nq: n, nk: f, heads: heads, dh: d / heads, causalOffset: nil,
-                                                  out: o.baseAddress! + i * n * d, ldo: d, scores: sc.baseAddress!,
-                                                  patternOut: wantPattern ? p.baseAddress! + i * heads * n * f : nil)
+                    pattern.storage.withUnsafeMutableBufferPointer { p in
+                        let ptr = RowPointers(q: qp.baseAddress!, k: kvp.baseAddress!, v: kvp.baseAddress!, out: o.baseAddress!, pattern: p.baseAddress)
+                        DispatchQueue.concurrentPerformIfNeeded(workers) { w in
+                            var scratch = [Float](repeating: 0, count: n * f)
+                            scratch.withUnsafeMutableBufferPointer { sc in
+                                for i in (s * w / workers)..<(s * (w + 1) / workers) {
+                                    let a = ptr.k + audioIndex[i] * f * 2 * d
+                                    Attention.forward(q: ptr.q + i * n * d, ldq: d, k: a, ldk: 2 * d, v: a + d, ldv: 2 * d,
+                                                      nq: n, nk: f, heads: heads, dh: d / heads, causalOffset: nil,
+                                                      out: ptr.out + i * n * d, ldo: d, scores: sc.baseAddress!,
+                                                      patternOut: wantPattern ? ptr.pattern! + i * heads * n * f : nil)
+                                }
                             }
                         }
                     }
@@ -217,6 +234,13 @@ extension Whisper {
     }
 }
 
+/// Base pointers of one attention call, handed to workers that write disjoint sequences.
+struct RowPointers: @unchecked Sendable {
+    let q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>
+    let out: UnsafeMutablePointer<Float>, pattern: UnsafeMutablePointer<Float>?
+}
+
 extension DecoderCache {
     func advance(by n: Int) { length += n }
+    func relabel(_ ids: [Int]) { sequenceIndex = ids }
 }

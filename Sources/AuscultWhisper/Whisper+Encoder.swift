@@ -5,6 +5,13 @@ extension Whisper {
     /// Encodes log-mel windows `[B, n_mels, 2·n_audio_ctx]` into audio features `[B, F, d]`
     /// (the output of `ln_post`, F = n_audio_ctx = 1500).
     public func encode(_ mel: Tensor, hooks: HookHandler? = nil) throws -> Tensor {
+        let x = try encoderInput(mel, hooks: hooks)
+        return try encodeBlocks(x, from: 0, hooks: hooks)
+    }
+
+    /// The encoder's stem: log-mel `[B, n_mels, 2F]` through both convolutions, GELU and the
+    /// positional embedding, giving the residual stream entering block 0, `[B, F, d]`.
+    public func encoderInput(_ mel: Tensor, hooks: HookHandler? = nil) throws -> Tensor {
         let f = dims.n_audio_ctx
         guard mel.rank == 3, mel.shape[1] == dims.n_mels, mel.shape[2] == 2 * f else {
             throw WhisperError(.invalidArgument, "encoder input has shape \(mel.shape), expected [B, \(dims.n_mels), \(2 * f)]")
@@ -23,13 +30,44 @@ extension Whisper {
         var pos = Tensor.stack([Tensor](repeating: encoderPositions, count: b))
         try hooks.run("encoder.hook_pos_embed", &pos, ctx)
         x.addInPlace(pos)
-        for (i, block) in encoderBlocks.enumerated() {
-            x = try residualBlock(block, x, prefix: "encoder.blocks.\(i)", hooks: hooks, ctx: ctx) { h, prefix in
-                try self.encoderSelfAttention(block, h, batch: b, frames: f, prefix: prefix, hooks: hooks, ctx: ctx)
-            }
+        return x
+    }
+
+    /// Runs encoder blocks `from…` on the residual stream entering block `from`, `[B, F, d]`,
+    /// then `ln_post`: the audio features `[B, F, d]`. With `from == n_audio_layer` only
+    /// `ln_post` runs (the encoder lens: decode from an intermediate block).
+    ///
+    /// Experiments reuse work through this entry point: an intervention at block L leaves the
+    /// stream entering block L unchanged, so sweeps start there instead of at the log-mel.
+    public func encodeBlocks(_ input: Tensor, from start: Int, hooks: HookHandler? = nil) throws -> Tensor {
+        guard start >= 0, start <= dims.n_audio_layer else {
+            throw WhisperError(.invalidArgument, "encoder block \(start) outside 0…\(dims.n_audio_layer)")
         }
+        var x = input
+        for i in start..<dims.n_audio_layer { x = try encoderBlock(i, x, hooks: hooks) }
+        return try encoderOutput(x, hooks: hooks)
+    }
+
+    /// Encoder block `index` on the residual stream entering it, `[B, F, d]` → `[B, F, d]`.
+    public func encoderBlock(_ index: Int, _ x: Tensor, hooks: HookHandler? = nil) throws -> Tensor {
+        let f = dims.n_audio_ctx
+        guard index >= 0, index < dims.n_audio_layer else {
+            throw WhisperError(.invalidArgument, "encoder block \(index) outside 0..<\(dims.n_audio_layer)")
+        }
+        guard x.rank == 3, x.shape[1] == f, x.shape[2] == dims.n_audio_state else {
+            throw WhisperError(.invalidArgument, "encoder block input has shape \(x.shape), expected [B, \(f), \(dims.n_audio_state)]")
+        }
+        let b = x.shape[0], block = encoderBlocks[index]
+        let ctx = HookContext(clips: Array(0..<b))
+        return try residualBlock(block, x, prefix: "encoder.blocks.\(index)", hooks: hooks, ctx: ctx) { h, prefix in
+            try self.encoderSelfAttention(block, h, batch: b, frames: f, prefix: prefix, hooks: hooks, ctx: ctx)
+        }
+    }
+
+    /// `ln_post` on the final residual stream `[B, F, d]`: the audio features the decoder reads.
+    public func encoderOutput(_ x: Tensor, hooks: HookHandler? = nil) throws -> Tensor {
         var out = x.layerNorm(lnPost)
-        try hooks.run("encoder.ln_post.hook_normalized", &out, ctx)
+        try hooks.run("encoder.ln_post.hook_normalized", &out, HookContext(clips: Array(0..<x.shape[0])))
         return out
     }
 

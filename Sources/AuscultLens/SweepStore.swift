@@ -1,0 +1,79 @@
+// On-disk state of a sweep: results are appended to `results.jsonl` batch by batch, so an
+// interrupted run loses at most the batch in flight and a second run picks up where it stopped.
+import Foundation
+
+/// The output directory of a sweep.
+public struct SweepStore {
+    public let directory: String
+    var jsonlPath: String { (directory as NSString).appendingPathComponent("results.jsonl") }
+    var settingsPath: String { (directory as NSString).appendingPathComponent("run.json") }
+    public var resultsPath: String { (directory as NSString).appendingPathComponent("results.json") }
+    public var summaryPath: String { (directory as NSString).appendingPathComponent("summary.json") }
+    public var reportPath: String { (directory as NSString).appendingPathComponent("report.html") }
+
+    /// Opens `directory` for a run described by `settings` (model, clips, conditions, seed …).
+    /// A directory holding a run with other settings is refused unless `fresh`, which starts over.
+    public init(directory: String, settings: [String: String], fresh: Bool) throws {
+        self.directory = directory
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        let data = try encoder.encode(settings)
+        if fresh { try? fm.removeItem(atPath: jsonlPath) }
+        if let old = fm.contents(atPath: settingsPath), !fresh,
+           let oldSettings = try? JSONDecoder().decode([String: String].self, from: old), oldSettings != settings,
+           fm.fileExists(atPath: jsonlPath) {
+            let diff = settings.keys.sorted().filter { oldSettings[$0] != settings[$0] }
+            throw LensError(.conflictingRun, "\(directory) holds results of a run with other settings (\(diff.joined(separator: ", ")) differ); pass --fresh to replace them or choose another --out")
+        }
+        try data.write(to: URL(fileURLWithPath: settingsPath))
+    }
+
+    /// Entries already on disk (a torn last line from an interruption is dropped).
+    public func load() -> [SweepEntry] {
+        guard let text = try? String(contentsOfFile: jsonlPath, encoding: .utf8) else { return [] }
+        let decoder = JSONDecoder()
+        return text.split(separator: "\n").compactMap { try? decoder.decode(SweepEntry.self, from: Data($0.utf8)) }
+    }
+
+    /// Appends entries and flushes them to disk.
+    public func append(_ entries: [SweepEntry]) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var blob = Data()
+        for e in entries { blob.append(try encoder.encode(e)); blob.append(0x0A) }
+        if !FileManager.default.fileExists(atPath: jsonlPath) {
+            FileManager.default.createFile(atPath: jsonlPath, contents: nil)
+        }
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: jsonlPath))
+        defer { try? h.close() }
+        // Drop a torn line left by an interruption before appending.
+        let data = try Data(contentsOf: URL(fileURLWithPath: jsonlPath))
+        if let last = data.last, last != 0x0A, let cut = data.lastIndex(of: 0x0A).map({ $0 + 1 }) ?? Optional(0) {
+            try h.truncate(atOffset: UInt64(cut))
+        }
+        try h.seekToEnd()
+        try h.write(contentsOf: blob)
+        try h.synchronize()
+    }
+
+    /// Writes `results.json` (the array of entries, in run order) and `summary.json`.
+    public func finish(_ entries: [SweepEntry], extra: [String: String] = [:]) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        try encoder.encode(entries).write(to: URL(fileURLWithPath: resultsPath))
+        struct Summary: Encodable { var conditions: [ConditionSummary]; var info: [String: String] }
+        try encoder.encode(Summary(conditions: ConditionSummary.rank(entries), info: extra)).write(to: URL(fileURLWithPath: summaryPath))
+    }
+}
+
+/// Why an experiment could not run: a code, a message naming the thing and what to do, the cause.
+public struct LensError: Error, CustomStringConvertible, Sendable {
+    public enum Code: String, Sendable { case invalidArgument, conflictingRun, noClips }
+    public var code: Code
+    public var message: String
+    public var cause: String?
+    public init(_ code: Code, _ message: String, cause: String? = nil) { self.code = code; self.message = message; self.cause = cause }
+    public var description: String { message + (cause.map { " (\($0))" } ?? "") }
+}
