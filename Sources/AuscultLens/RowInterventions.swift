@@ -19,8 +19,9 @@ public enum RowOp: Sendable {
     case skip(side: Side, blocks: Set<Int>)
     /// What `block` writes to the residual stream (resid_post − resid_pre) is replaced.
     case blockWrite(side: Side, block: Int, Replacement)
-    /// The activation at `hook` is replaced in the columns `columns` (nil: all).
-    case hook(String, columns: [Int]?, Replacement)
+    /// The activation at `hook` is replaced in the columns `columns` (nil: all), at the absolute
+    /// positions (decoder) or frames (encoder) `positions` (nil: all).
+    case hook(String, columns: [Int]?, Replacement, positions: Set<Int>? = nil)
 }
 
 /// Applies `ops[sequence id]` to the rows of every batch it sees; rows without an op run clean.
@@ -38,7 +39,7 @@ public final class RowInterventions: HookHandler, @unchecked Sendable {
                 for b in blocks { add("\(side.rawValue).blocks.\(b)", seq, op) }
             case .blockWrite(let side, let b, _):
                 add("\(side.rawValue).blocks.\(b)", seq, op)
-            case .hook(let name, _, _):
+            case .hook(let name, _, _, _):
                 byName[name, default: []].append((seq, op))
             }
         }
@@ -64,22 +65,28 @@ public final class RowInterventions: HookHandler, @unchecked Sendable {
         let isPre = name.hasSuffix(".hook_resid_pre"), isPost = name.hasSuffix(".hook_resid_post")
         let block = isPre || isPost ? String(name[..<name.range(of: ".hook_resid_")!.lowerBound]) : ""
         // Block-level ops remember every row's input (shadow rows' too: their writes are donors).
+        var ops = ops
         if isPre {
-            var keep = saved[block] ?? [:]
-            for r in 0..<rows { keep[ctx.sequences[r]] = Array(x.storage[(r * rowSize)..<((r + 1) * rowSize)]) }
-            saved[block] = keep
-            return
+            let blockOps = ops.contains { if case .hook = $0.op { return false } else { return true } }
+            if blockOps {
+                var keep = saved[block] ?? [:]
+                for r in 0..<rows { keep[ctx.sequences[r]] = Array(x.storage[(r * rowSize)..<((r + 1) * rowSize)]) }
+                saved[block] = keep
+            }
+            // Only hook ops replace the block input itself.
+            ops = ops.filter { if case .hook = $0.op { return true } else { return false } }
+            if ops.isEmpty { return }
         }
         let original = isPost ? x.storage : []
         try x.storage.withUnsafeMutableBufferPointer { buf in
             for (seq, op) in ops {
                 guard let r = rowOf[seq] else { continue }   // finished sequences have left the batch
                 let base = r * rowSize
-                func fill(_ rep: Replacement, columns: [Int]?, delta: Bool) throws {
+                func fill(_ rep: Replacement, columns: [Int]?, delta: Bool, positions: Set<Int>? = nil) throws {
                     let cols = columns ?? Array(0..<inner)
                     let pre = delta ? saved[block]?[seq] : nil
                     if delta && pre == nil { throw WhisperError(.invalidArgument, "\(block): block input of row \(seq) not seen") }
-                    for s in 0..<seqLen {
+                    for s in 0..<seqLen where positions?.contains(ctx.positionOffset + s) ?? true {
                         let o = base + s * inner, pos = ctx.positionOffset + s
                         switch rep {
                         case .zero:
@@ -105,7 +112,7 @@ public final class RowInterventions: HookHandler, @unchecked Sendable {
                 switch op {
                 case .skip: try fill(.zero, columns: nil, delta: true)
                 case .blockWrite(_, _, let rep): try fill(rep, columns: nil, delta: true)
-                case .hook(_, let columns, let rep): try fill(rep, columns: columns, delta: false)
+                case .hook(_, let columns, let rep, let positions): try fill(rep, columns: columns, delta: false, positions: positions)
                 }
             }
         }

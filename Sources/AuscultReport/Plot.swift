@@ -103,7 +103,7 @@ public enum Plot {
     }
 
     /// Heatmap of `values[row][col]` with labelled axes. `range` maps values to colours
-    /// (sequential: lo…hi → 0…1; diverging: ±max|range| → ±1). Up to 6 000 cells are SVG
+    /// (sequential: lo…hi → 0…1; diverging: ±max|range| → ±1). Up to 2 500 cells are SVG
     /// rectangles with tooltips (`cellText` for each cell); larger ones become one PNG.
     public static func heatmap(_ values: [[Double]], rowLabels: [String], colLabels: [String], title: String,
                                scale: ColorScale = .sequential, range: (Double, Double)? = nil,
@@ -124,7 +124,7 @@ public enum Plot {
         let w = left + cw * nc + 20, h = top + ch * nr + labelRoom + 26
         var s = "<svg class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(w)\" height=\"\(h)\" viewBox=\"0 0 \(w) \(h)\">"
         s += "<text x=\"4\" y=\"16\" font-size=\"13\" font-weight=\"600\">\(htmlEscape(title))</text>"
-        if nr * nc <= 6000 {
+        if nr * nc <= 2500 {
             for i in 0..<nr {
                 for j in 0..<nc {
                     let v = values[i][j]

@@ -8,22 +8,38 @@ extension WhisperDecoder {
     /// `sequences[i][from...]`, each read given the tokens before it, with sequence i attending
     /// to clip `rows[i]` of `audio` `[A, F, d]`.
     ///
-    /// Sequences of unequal length are padded at the end with end-of-text; the decoder is
-    /// causal, so padding never changes an earlier position. Rows go through in chunks of
-    /// `chunk` so the `[S, n, V]` logits stay small (V = 51 864: 40 positions × 16 rows is 130 MB).
     /// `groups` (consecutive row counts) keeps rows that must see each other (a row and its
     /// shadow) in one chunk; a chunk then holds whole groups.
     public func scoreTokens(audio: Tensor, rows: [Int], sequences: [[Int]], from: Int, chunk: Int = 16,
                             groups: [Int]? = nil, hooks: HookHandler? = nil) throws -> [[Double]] {
-        guard rows.count == sequences.count, sequences.allSatisfy({ $0.count > from && from >= 1 }) else {
-            throw WhisperError(.invalidArgument, "scoring needs one row per sequence and sequences longer than the \(from) prompt tokens")
+        guard sequences.allSatisfy({ $0.count > from && from >= 1 }) else {
+            throw WhisperError(.invalidArgument, "scoring needs sequences longer than the \(from) prompt tokens")
+        }
+        var out = sequences.map { [Double](repeating: 0, count: $0.count - from) }
+        try teacherForced(audio: audio, rows: rows, sequences: sequences, chunk: chunk, groups: groups, hooks: hooks) { i, p, row, v in
+            let seq = sequences[i]
+            guard p + 1 >= from, p + 1 < seq.count else { return }
+            out[i][p + 1 - from] = Double(row[seq[p + 1]]) - LogSoftmax.logSumExp(row, 0..<v)
+        }
+        return out
+    }
+
+    /// Runs the decoder teacher-forced on `sequences` (sequence i attends to clip `rows[i]` of
+    /// `audio`) and hands `read` the logits `[V]` at every real position p of every sequence i
+    /// (they predict token p + 1).
+    ///
+    /// Sequences of unequal length are padded at the end with end-of-text; the decoder is
+    /// causal, so padding never changes an earlier position. Rows go through in chunks of
+    /// `chunk` so the `[S, n, V]` logits stay small (V = 51 864: 40 positions × 16 rows is 130 MB).
+    public func teacherForced(audio: Tensor, rows: [Int], sequences: [[Int]], chunk: Int = 16, groups: [Int]? = nil,
+                              hooks: HookHandler? = nil,
+                              read: (_ sequence: Int, _ position: Int, _ logits: UnsafePointer<Float>, _ vocab: Int) -> Void) throws {
+        guard rows.count == sequences.count, sequences.allSatisfy({ !$0.isEmpty }) else {
+            throw WhisperError(.invalidArgument, "teacher forcing needs one row per non-empty sequence")
         }
         let v = model.dims.n_vocab
         let n = sequences.map(\.count).max() ?? 0
-        var out = [[Double]](repeating: [], count: sequences.count)
         let cache = try model.makeCache(audio: audio, audioIndex: rows, hooks: hooks)
-        // One cache for all rows (cross keys/values computed once); each chunk decodes its rows
-        // against a slice of it.
         var bounds = [Range<Int>]()
         var start = 0
         for g in groups ?? [Int](repeating: 1, count: sequences.count) {
@@ -37,6 +53,8 @@ extension WhisperDecoder {
         guard start == sequences.count else {
             throw WhisperError(.invalidArgument, "scoring groups cover \(start) rows, not \(sequences.count)")
         }
+        // One cache for all rows (cross keys/values computed once); each chunk decodes its rows
+        // against a slice of it.
         for range in bounds {
             let idx = Array(range)
             let sub = cache.subset(idx)
@@ -44,17 +62,10 @@ extension WhisperDecoder {
             let logits = try model.decode(padded, cache: sub, hooks: hooks)
             logits.storage.withUnsafeBufferPointer { buf in
                 for (k, i) in idx.enumerated() {
-                    let seq = sequences[i]
-                    var lp = [Double]()
-                    for p in from..<seq.count {
-                        let row = buf.baseAddress! + (k * n + p - 1) * v
-                        lp.append(Double(row[seq[p]]) - LogSoftmax.logSumExp(row, 0..<v))
-                    }
-                    out[i] = lp
+                    for p in 0..<sequences[i].count { read(i, p, buf.baseAddress! + (k * n + p) * v, v) }
                 }
             }
         }
-        return out
     }
 }
 

@@ -139,6 +139,12 @@ extension Whisper {
         return logits
     }
 
+    /// The decoder's read-out applied to any residual stream `[…, d]`: final LayerNorm, then the
+    /// tied unembedding, giving logits `[…, V]` (the logit lens).
+    public func unembed(_ residual: Tensor) -> Tensor {
+        residual.layerNorm(lnFinal).linear(tokenEmbedding)
+    }
+
     func selfAttention(_ block: Block, layer: Int, _ h: Tensor, cache: DecoderCache, prefix: String,
                        hooks: HookHandler?, ctx: HookContext) throws -> Tensor {
         let s = h.shape[0], n = h.shape[1], d = dims.n_text_state, heads = dims.n_text_head
