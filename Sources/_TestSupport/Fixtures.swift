@@ -104,3 +104,34 @@ public func writeWAV(_ path: String, samples: [Float], rate: Int, channels: Int 
     for s in samples { withUnsafeBytes(of: Int16(max(-32768, min(32767, (s * 32768).rounded()))).littleEndian) { d.append(contentsOf: $0) } }
     try d.write(to: URL(fileURLWithPath: path))
 }
+
+/// Runs the `auscult` executable as a user would.
+public enum AuscultCLI {
+    /// The auscult built beside this test bundle (same configuration), else the release build.
+    public static let binary: String = {
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("auscult").path
+        return FileManager.default.isExecutableFile(atPath: beside) ? beside : Fixtures.path(".build/release/auscult")
+    }()
+
+    /// Runs auscult with `args`; returns exit status, stdout and stderr.
+    public static func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        p.environment = ProcessInfo.processInfo.environment.merging(["AUSCULT_MODELS": Fixtures.models]) { $1 }
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        // Drain stderr while stdout is read (a full stderr pipe would block the process).
+        let box = DataBox()
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async { box.data = err.fileHandleForReading.readDataToEndOfFile(); done.signal() }
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        done.wait()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: box.data, as: UTF8.self))
+    }
+}
+
+final class DataBox: @unchecked Sendable { var data = Data() }

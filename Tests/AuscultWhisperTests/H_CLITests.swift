@@ -6,26 +6,7 @@ import _TestSupport
 /// The command-line contract other tools rely on, run as a user would run it.
 @Suite("auscult command line")
 struct CLITests {
-    /// The auscult built beside this test bundle (same configuration), else the release build.
-    static let binary: String = {
-        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("auscult").path
-        return FileManager.default.isExecutableFile(atPath: beside) ? beside : Fixtures.path(".build/release/auscult")
-    }()
-
-    /// Runs auscult with `args`; returns exit status, stdout and stderr.
-    func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.binary)
-        p.arguments = args
-        p.environment = ProcessInfo.processInfo.environment.merging(["AUSCULT_MODELS": Fixtures.models]) { $1 }
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-    }
+    func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) { try AuscultCLI.run(args) }
 
     @Test("transcribe --format jsonl prints file, text and the sampled tokens of each file")
     func jsonl() throws {

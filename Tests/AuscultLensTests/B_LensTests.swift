@@ -1,0 +1,49 @@
+import AuscultAudio
+import AuscultLens
+import AuscultTensor
+import AuscultWhisper
+import Foundation
+import Testing
+import _TestSupport
+
+@Suite("Lenses and attribution")
+struct LensTests {
+    @Test("the decoder logit lens's top-1 per block equals openai-whisper's on jfk")
+    func logitLensMatchesReference() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let ref = try Fixtures.jfkActivations()
+        let tokens = try ref.integers("decoder.tokens")
+        let (r, _) = try Lens(loaded: loaded).run(Fixtures.clip("jfk"), tokens: tokens)
+        #expect(r.decoderLens.count == 1 + loaded.model.dims.n_text_layer)
+        for i in 0..<loaded.model.dims.n_text_layer {
+            let expected = try ref.integers("lens.decoder.blocks.\(i).top1")
+            let got = r.decoderLens[i + 1].top1
+            #expect(got == expected, "decoder.blocks.\(i)")
+        }
+        // The last layer is the model's own prediction: KL 0, rank 0, and the final token's probability is the top one.
+        let last = r.decoderLens.last!
+        #expect(last.kl.allSatisfy { abs($0) < 1e-6 })
+        #expect(last.finalRank.allSatisfy { $0 == 0 })
+        // Earlier layers are further from the final distribution on average.
+        let meanKL = r.decoderLens.map { $0.kl.reduce(0, +) / Double($0.kl.count) }
+        #expect(meanKL[1] > meanKL[meanKL.count - 1])
+    }
+
+    @Test("direct logit attribution: every component plus the LayerNorm bias term sums to the logit")
+    func attributionSums() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let (r, _) = try Lens(loaded: loaded).run(Fixtures.clip("jfk"))
+        let a = r.attribution
+        let heads = loaded.model.dims.n_text_head, layers = loaded.model.dims.n_text_layer
+        #expect(a.components.count == 1 + layers * (2 * (heads + 1) + 1))
+        for p in a.targets.indices {
+            let sum = a.values.reduce(0.0) { $0 + $1[p] } + a.bias[p]
+            expectClose(sum, a.logits[p], tolerance: 2e-3 * max(1, abs(a.logits[p])), "position \(p)")
+        }
+        // The encoder lens on the last block is the ordinary transcript.
+        let mel = LogMel(nMels: loaded.model.dims.n_mels).window(try AudioClip(contentsOf: Fixtures.clip("jfk")).samples)
+        let plain = try loaded.decoder.decode(audio: loaded.model.encode(mel.reshaped([1] + mel.shape)))[0]
+        #expect(r.encoderLens.last!.tokens == plain.tokens)
+        #expect(r.encoderLens.count == loaded.model.dims.n_audio_layer)
+    }
+}
