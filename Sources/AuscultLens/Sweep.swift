@@ -136,7 +136,8 @@ public final class Sweep {
         var o = options.decoding
         o.beamSize = nil
         prompt = loaded.decoder.initialTokens(o, language: o.language ?? "en")
-        let results = try decodeChunks(audio: audio, rows: Array(items.indices), leaders: nil, hooks: nil)
+        let kv = try model.crossAttentionKV(audio)
+        let results = try decodeChunks(audio: audio, rows: Array(items.indices), leaders: nil, kv: kv, hooks: nil)
         cleanTokens = results.map(\.tokens)
         cleanText = results.map(\.text)
         let decNames = Set(options.conditions.compactMap { c -> [String]? in
@@ -145,7 +146,7 @@ public final class Sweep {
         }.flatMap { $0 })
         let acc = decNames.isEmpty ? nil : PositionMeans(names: decNames, lengths: items.indices.map { prompt.count + cleanTokens[$0].count + 1 })
         cleanLogprob = try loaded.decoder.scoreTokens(audio: audio, rows: Array(items.indices), sequences: items.indices.map(targetSequence),
-                                                      from: prompt.count, hooks: acc)
+                                                      from: prompt.count, kv: kv, hooks: acc)
         if let acc { decoderMeans = acc.means(positions: model.dims.n_text_ctx) }
         let entries = items.indices.filter { !done.contains(SweepEntry.key(items[$0].id, "clean", 0)) }
             .map { entry(clip: $0, condition: .clean, donor: nil, tokens: cleanTokens[$0], text: cleanText[$0],
@@ -158,10 +159,10 @@ public final class Sweep {
     /// Prompt + clean tokens + end-of-text: what cross-entropy is measured on.
     func targetSequence(_ clip: Int) -> [Int] { prompt + cleanTokens[clip] + [loaded.tokenizer.eot] }
 
-    func decodeChunks(audio: Tensor, rows: [Int], leaders: [Int]?, hooks: HookHandler?) throws -> [DecodingResult] {
+    func decodeChunks(audio: Tensor, rows: [Int], leaders: [Int]?, kv: CrossAttentionKV? = nil, hooks: HookHandler?) throws -> [DecodingResult] {
         var o = options.decoding
         o.beamSize = nil
-        return try loaded.decoder.decode(audio: audio, rows: rows, leaders: leaders, options: o, hooks: hooks)
+        return try loaded.decoder.decode(audio: audio, rows: rows, leaders: leaders, options: o, kv: kv, hooks: hooks)
     }
 
     func entry(clip: Int, condition: Condition, donor: Int?, tokens: [Int], text: String, hitLimit: Bool,

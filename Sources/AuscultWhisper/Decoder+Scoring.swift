@@ -11,12 +11,12 @@ extension WhisperDecoder {
     /// `groups` (consecutive row counts) keeps rows that must see each other (a row and its
     /// shadow) in one chunk; a chunk then holds whole groups.
     public func scoreTokens(audio: Tensor, rows: [Int], sequences: [[Int]], from: Int, chunk: Int = 16,
-                            groups: [Int]? = nil, hooks: HookHandler? = nil) throws -> [[Double]] {
+                            groups: [Int]? = nil, kv: CrossAttentionKV? = nil, hooks: HookHandler? = nil) throws -> [[Double]] {
         guard sequences.allSatisfy({ $0.count > from && from >= 1 }) else {
             throw WhisperError(.invalidArgument, "scoring needs sequences longer than the \(from) prompt tokens")
         }
         var out = sequences.map { [Double](repeating: 0, count: $0.count - from) }
-        try teacherForced(audio: audio, rows: rows, sequences: sequences, chunk: chunk, groups: groups, hooks: hooks) { i, p, row, v in
+        try teacherForced(audio: audio, rows: rows, sequences: sequences, chunk: chunk, groups: groups, kv: kv, hooks: hooks) { i, p, row, v in
             let seq = sequences[i]
             guard p + 1 >= from, p + 1 < seq.count else { return }
             out[i][p + 1 - from] = Double(row[seq[p + 1]]) - LogSoftmax.logSumExp(row, 0..<v)
@@ -32,14 +32,14 @@ extension WhisperDecoder {
     /// causal, so padding never changes an earlier position. Rows go through in chunks of
     /// `chunk` so the `[S, n, V]` logits stay small (V = 51 864: 40 positions × 16 rows is 130 MB).
     public func teacherForced(audio: Tensor, rows: [Int], sequences: [[Int]], chunk: Int = 16, groups: [Int]? = nil,
-                              hooks: HookHandler? = nil,
+                              kv: CrossAttentionKV? = nil, hooks: HookHandler? = nil,
                               read: (_ sequence: Int, _ position: Int, _ logits: UnsafePointer<Float>, _ vocab: Int) -> Void) throws {
         guard rows.count == sequences.count, sequences.allSatisfy({ !$0.isEmpty }) else {
             throw WhisperError(.invalidArgument, "teacher forcing needs one row per non-empty sequence")
         }
         let v = model.dims.n_vocab
         let n = sequences.map(\.count).max() ?? 0
-        let cache = try model.makeCache(audio: audio, audioIndex: rows, hooks: hooks)
+        let cache = try model.makeCache(audio: audio, audioIndex: rows, kv: kv, hooks: hooks)
         var bounds = [Range<Int>]()
         var start = 0
         for g in groups ?? [Int](repeating: 1, count: sequences.count) {

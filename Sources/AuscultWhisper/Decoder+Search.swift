@@ -1,5 +1,6 @@
 // The token-by-token loops: GreedyDecoder and BeamSearchDecoder of openai-whisper `decoding.py`.
 import AuscultTensor
+import Dispatch
 import Foundation
 
 /// The decoding loops of one `decode` call: greedy/sampled and beam search.
@@ -18,9 +19,9 @@ struct TokenSearch {
 
     /// Runs the prompt through the decoder: returns last-position logits `[S, V]` and
     /// the no-speech probability read at the `<|sot|>` position of each sequence.
-    func prompt(_ tokens: [[Int]], cache: DecoderCache, hooks: HookHandler?) throws -> (Tensor, [Double]) {
+    func prompt(_ tokens: [[Int]], cache: DecoderCache, logitRows: [Int]? = nil, hooks: HookHandler?) throws -> (Tensor, [Double]) {
         let v = model.dims.n_vocab, n = tokens[0].count, s = tokens.count
-        let logits = try model.decode(tokens, cache: cache, hooks: hooks)
+        let logits = try model.decode(tokens, cache: cache, logitRows: logitRows, hooks: hooks)
         var last = Tensor(zeros: [s, v])
         var noSpeech = [Double](repeating: 0, count: s)
         logits.storage.withUnsafeBufferPointer { src in
@@ -37,33 +38,62 @@ struct TokenSearch {
 
     /// Greedy (temperature 0) or sampled decoding; finished sequences leave the batch, which
     /// does not change the others' results.
-    func greedy(audio: Tensor, prompts: [[Int]], rows: [Int]? = nil, leaders: [Int]? = nil, hooks: HookHandler?) throws -> Outcome {
+    func greedy(audio: Tensor, prompts: [[Int]], rows: [Int]? = nil, leaders: [Int]? = nil, kv: CrossAttentionKV? = nil,
+                hooks: HookHandler?) throws -> Outcome {
         let a = prompts.count, v = model.dims.n_vocab, nCtx = model.dims.n_text_ctx
-        let cache = try model.makeCache(audio: audio, audioIndex: rows ?? Array(0..<a), hooks: hooks)
-        var (logits, noSpeech) = try prompt(prompts, cache: cache, hooks: hooks)
+        let cache = try model.makeCache(audio: audio, audioIndex: rows ?? Array(0..<a), kv: kv, hooks: hooks)
+        // Followers take their leader's token: their logits are never read.
+        func leading(_ rows: [Int]) -> [Int]? {
+            guard let leaders else { return nil }
+            return rows.indices.filter { leaders[rows[$0]] == rows[$0] }
+        }
+        var (logits, noSpeech) = try prompt(prompts, cache: cache, logitRows: leading(Array(0..<a)), hooks: hooks)
         var tokens = prompts
         var sums = [Double](repeating: 0, count: a)
         var active = Array(0..<a)          // clip of each row in the batch
         var rng = SplitMix64(seed: options.seed)
         for step in 0..<sampleLen {
-            var next = [Int]()
+            var next = [Int](repeating: 0, count: active.count)
             var picked = [Int: Int]()
-            logits.storage.withUnsafeMutableBufferPointer { buf in
-                for (r, clip) in active.enumerated() {
-                    let row = buf.baseAddress! + r * v
-                    filters.apply(row, vocab: v, tokens: tokens[clip])
-                    let lse = LogSoftmax.logSumExp(row, 0..<v)
-                    var pick = 0
-                    if options.temperature > 0 {
-                        pick = Sampling.sample(row, vocab: v, temperature: options.temperature, rng: &rng)
-                    } else {
-                        var best = -Float.infinity
-                        for t in 0..<v where row[t] > best { best = row[t]; pick = t }
+            if options.temperature > 0 {
+                logits.storage.withUnsafeMutableBufferPointer { buf in
+                    for (r, clip) in active.enumerated() {
+                        let row = buf.baseAddress! + r * v
+                        filters.apply(row, vocab: v, tokens: tokens[clip])
+                        let lse = LogSoftmax.logSumExp(row, 0..<v)
+                        let pick = Sampling.sample(row, vocab: v, temperature: options.temperature, rng: &rng)
+                        sums[clip] += Double(row[pick]) - lse
+                        picked[clip] = pick
+                        next[r] = pick
                     }
-                    sums[clip] += Double(row[pick]) - lse
-                    picked[clip] = pick
-                    next.append(pick)
                 }
+            } else {
+                // Rows are independent: filter, normalise and take the argmax across workers
+                // (three passes over 51 864 logits per row; a 240-row sweep step spent 10 % of its
+                // time here on one core).
+                let n = active.count
+                let workers = n >= 8 ? min(Threading.workers, n) : 1
+                var deltas = [Double](repeating: 0, count: n)
+                let activeRows = active, tokenLists = active.map { tokens[$0] }
+                let follows = active.map { seq in leaders.map { $0[seq] != seq } ?? false }
+                let filters = self.filters
+                logits.storage.withUnsafeMutableBufferPointer { buf in
+                    next.withUnsafeMutableBufferPointer { nb in deltas.withUnsafeMutableBufferPointer { db in
+                        let ptr = PickPointers(logits: buf.baseAddress!, next: nb.baseAddress!, delta: db.baseAddress!)
+                        DispatchQueue.concurrentPerformIfNeeded(workers) { w in
+                            for r in (n * w / workers)..<(n * (w + 1) / workers) where !follows[r] {
+                                let row = ptr.logits + r * v
+                                filters.apply(row, vocab: v, tokens: tokenLists[r])
+                                let lse = LogSoftmax.logSumExp(row, 0..<v)
+                                var best = -Float.infinity, pick = 0
+                                for t in 0..<v where row[t] > best { best = row[t]; pick = t }
+                                ptr.next[r] = pick
+                                ptr.delta[r] = Double(row[pick]) - lse
+                            }
+                        }
+                    } }
+                }
+                for (r, clip) in activeRows.enumerated() { sums[clip] += deltas[r]; picked[clip] = next[r] }
             }
             if let leaders {
                 // Followers feed their leader's token (leaders run in the same batch, so they are active too).
@@ -74,7 +104,7 @@ struct TokenSearch {
             if keep.isEmpty || tokens[active[0]].count > nCtx || step == sampleLen - 1 { break }
             if keep.count != active.count { cache.reorder(keep) }
             active = keep.map { active[$0] }
-            logits = try model.decode(keep.map { [next[$0]] }, cache: cache, step: step + 1, hooks: hooks)
+            logits = try model.decode(keep.map { [next[$0]] }, cache: cache, step: step + 1, logitRows: leading(active), hooks: hooks)
                 .reshaped([keep.count, v])
         }
         let best = tokens.enumerated().map { (i, t) -> ([Int], Double) in
@@ -186,6 +216,11 @@ struct TokenSearch {
         }
         return top.map(\.1)
     }
+}
+
+/// Output pointers of the per-row pick, handed to workers that write disjoint rows.
+struct PickPointers: @unchecked Sendable {
+    let logits: UnsafeMutablePointer<Float>, next: UnsafeMutablePointer<Int>, delta: UnsafeMutablePointer<Double>
 }
 
 /// Temperature sampling from logits with a seeded generator.

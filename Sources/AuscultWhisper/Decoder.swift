@@ -73,7 +73,7 @@ public struct WhisperDecoder: Sendable {
     /// instead of its own (a shadow run of the same tokens on other audio, as resample ablations
     /// of decoder blocks need); `leaders[j] == j` for ordinary sequences. One result per sequence.
     public func decode(audio: Tensor, rows: [Int]?, leaders: [Int]?, options: DecodingOptions = DecodingOptions(),
-                       hooks: HookHandler? = nil) throws -> [DecodingResult] {
+                       kv: CrossAttentionKV? = nil, hooks: HookHandler? = nil) throws -> [DecodingResult] {
         let rows = rows ?? Array(0..<audio.shape[0])
         let a = rows.count
         if let leaders {
@@ -109,7 +109,7 @@ public struct WhisperDecoder: Sendable {
                                 sotIndex: prompts[0].firstIndex(of: tokenizer.sot) ?? 0)
         let outcome = options.beamSize != nil
             ? try search.beam(audio: audio, prompts: prompts, width: options.beamSize!, hooks: hooks)
-            : try search.greedy(audio: audio, prompts: prompts, rows: rows, leaders: leaders, hooks: hooks)
+            : try search.greedy(audio: audio, prompts: prompts, rows: rows, leaders: leaders, kv: kv, hooks: hooks)
         return (0..<a).map { i in
             let (toks, sum) = outcome.best[i]
             return DecodingResult(tokens: toks, text: tokenizer.decode(toks).trimmingCharacters(in: .whitespaces),

@@ -70,8 +70,16 @@ public final class DecoderCache {
 
 extension Whisper {
     /// Prepares a cache whose sequence i attends to clip `audioIndex[i]` of `audio` `[A, F, d]`,
-    /// computing every layer's cross-attention keys and values once.
-    public func makeCache(audio: Tensor, audioIndex: [Int], hooks: HookHandler? = nil) throws -> DecoderCache {
+    /// computing every layer's cross-attention keys and values once (or taking them from `kv`).
+    public func makeCache(audio: Tensor, audioIndex: [Int], kv: CrossAttentionKV? = nil, hooks: HookHandler? = nil) throws -> DecoderCache {
+        let kv = try kv ?? crossAttentionKV(audio, hooks: hooks)
+        return DecoderCache(crossKV: kv.layers, audioIndex: audioIndex, capacity: dims.n_text_ctx, d: dims.n_text_state, layers: dims.n_text_layer)
+    }
+
+    /// Every decoder layer's cross-attention keys|values for the clips of `audio` `[A, F, d]`
+    /// (`[A, F, 2d]` per layer). Generation and teacher-forced scoring of the same audio can
+    /// share them: for 160 distinct clips they cost 0.5 TFLOP.
+    public func crossAttentionKV(_ audio: Tensor, hooks: HookHandler? = nil) throws -> CrossAttentionKV {
         let d = dims.n_text_state, heads = dims.n_text_head
         guard audio.rank == 3, audio.shape[2] == d else {
             throw WhisperError(.invalidArgument, "audio features have shape \(audio.shape), expected [A, F, \(d)]")
@@ -83,14 +91,17 @@ extension Whisper {
                             hooks: hooks, ctx: HookContext(clips: Array(0..<audio.shape[0])))
             kvs.append(kv)
         }
-        return DecoderCache(crossKV: kvs, audioIndex: audioIndex, capacity: dims.n_text_ctx, d: d, layers: dims.n_text_layer)
+        return CrossAttentionKV(layers: kvs)
     }
 
     /// Runs the decoder on `tokens` `[S][n]` (n new positions for every sequence, appended after
     /// the `cache.length` positions already cached) and returns logits `[S, n, V]`,
     /// or `[S, 1, V]` for the last position only when `lastOnly` (generation: saves n−1 vocab GEMVs).
+    ///
+    /// `logitRows` limits the vocabulary product to those sequences (the others' logits are 0):
+    /// shadow sequences that only feed a leader's tokens never need theirs.
     public func decode(_ tokens: [[Int]], cache: DecoderCache, lastOnly: Bool = false, step: Int = 0,
-                       hooks: HookHandler? = nil) throws -> Tensor {
+                       logitRows: [Int]? = nil, hooks: HookHandler? = nil) throws -> Tensor {
         let s = tokens.count, n = tokens.first?.count ?? 0, d = dims.n_text_state
         let offset = cache.length
         guard s == cache.sequences, n > 0, tokens.allSatisfy({ $0.count == n }) else {
@@ -134,7 +145,19 @@ extension Whisper {
         }
         var y = x.layerNorm(lnFinal)
         try hooks.run("decoder.ln_final.hook_normalized", &y, lastOnly && n > 1 ? HookContext(step: step, positionOffset: offset + n - 1, clips: cache.audioIndex, sequences: cache.sequenceIndex) : ctx)
-        var logits = y.linear(tokenEmbedding)
+        var logits: Tensor
+        if let logitRows, logitRows.count < s {
+            let per = y.count / s, v = dims.n_vocab, m = per / d
+            let picked = Tensor(shape: [logitRows.count, m, d]) { out in
+                for (k, r) in logitRows.enumerated() { for j in 0..<per { out[k * per + j] = y.storage[r * per + j] } }
+            }.linear(tokenEmbedding)
+            logits = Tensor(zeros: [s, m, v])
+            logits.storage.withUnsafeMutableBufferPointer { dst in picked.storage.withUnsafeBufferPointer { src in
+                for (k, r) in logitRows.enumerated() { (dst.baseAddress! + r * m * v).update(from: src.baseAddress! + k * m * v, count: m * v) }
+            } }
+        } else {
+            logits = y.linear(tokenEmbedding)
+        }
         try hooks.run("decoder.hook_logits", &logits, lastOnly && n > 1 ? HookContext(step: step, positionOffset: offset + n - 1, clips: cache.audioIndex, sequences: cache.sequenceIndex) : ctx)
         return logits
     }
@@ -187,7 +210,8 @@ extension Whisper {
                                                           v: ptr.v + i * cap * d, ldv: d,
                                                           nq: n, nk: total, heads: heads, dh: d / heads, causalOffset: offset,
                                                           out: ptr.out + i * n * d, ldo: d, scores: sc.baseAddress!,
-                                                          patternOut: wantPattern ? ptr.pattern! + i * heads * n * total : nil)
+                                                          patternOut: wantPattern ? ptr.pattern! + i * heads * n * total : nil,
+                                                          parallelSoftmax: workers == 1)
                                     }
                                 }
                             }
@@ -211,8 +235,50 @@ extension Whisper {
         let wantPattern = hooks.isActive(prefix + ".cross_attn.hook_pattern")
         var pattern = wantPattern ? Tensor(zeros: [s, heads, n, f]) : Tensor(zeros: [0])
         var z = Tensor(zeros: [s, n, d])
-        let workers = s >= 4 ? min(Threading.workers, s) : 1
         let audioIndex = cache.audioIndex
+        // Sequences reading the same clip (the conditions of a sweep) attend together: one
+        // [g, F] product per head reads that clip's keys and values once instead of g times
+        // (12 MB per layer for tiny.en; the per-row loop was memory-bound).
+        var groups = [[Int]]()
+        var groupOf = [Int: Int]()
+        for i in 0..<s {
+            if let g = groupOf[audioIndex[i]] { groups[g].append(i) } else { groupOf[audioIndex[i]] = groups.count; groups.append([i]) }
+        }
+        if groups.count < s && !wantPattern {
+            let groups = groups
+            let gw = min(Threading.workers, groups.count)
+            q.storage.withUnsafeBufferPointer { qp in
+                kv.storage.withUnsafeBufferPointer { kvp in
+                    z.storage.withUnsafeMutableBufferPointer { o in
+                        let ptr = RowPointers(q: qp.baseAddress!, k: kvp.baseAddress!, v: kvp.baseAddress!, out: o.baseAddress!, pattern: nil)
+                        DispatchQueue.concurrentPerformIfNeeded(gw) { w in
+                            var gi = w
+                            while gi < groups.count {
+                                let rows = groups[gi], g = rows.count * n
+                                var qg = [Float](repeating: 0, count: g * d), og = [Float](repeating: 0, count: g * d)
+                                var scratch = [Float](repeating: 0, count: g * f)
+                                for (k, r) in rows.enumerated() {
+                                    for j in 0..<n { for c in 0..<d { qg[(k * n + j) * d + c] = ptr.q[(r * n + j) * d + c] } }
+                                }
+                                let a = ptr.k + audioIndex[rows[0]] * f * 2 * d
+                                qg.withUnsafeBufferPointer { qb in og.withUnsafeMutableBufferPointer { ob in scratch.withUnsafeMutableBufferPointer { sc in
+                                    Attention.forward(q: qb.baseAddress!, ldq: d, k: a, ldk: 2 * d, v: a + d, ldv: 2 * d,
+                                                      nq: g, nk: f, heads: heads, dh: d / heads, causalOffset: nil,
+                                                      out: ob.baseAddress!, ldo: d, scores: sc.baseAddress!, parallelSoftmax: gw == 1)
+                                } } }
+                                for (k, r) in rows.enumerated() {
+                                    for j in 0..<(n * d) { ptr.out[r * n * d + j] = og[k * n * d + j] }
+                                }
+                                gi += gw
+                            }
+                        }
+                    }
+                }
+            }
+            try hookHeads(&z, name: prefix + ".cross_attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
+            return try projectHeads(z, block.crossOut!, name: prefix + ".cross_attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
+        }
+        let workers = s >= 4 ? min(Threading.workers, s) : 1
         q.storage.withUnsafeBufferPointer { qp in
             kv.storage.withUnsafeBufferPointer { kvp in
                 z.storage.withUnsafeMutableBufferPointer { o in
@@ -226,7 +292,8 @@ extension Whisper {
                                     Attention.forward(q: ptr.q + i * n * d, ldq: d, k: a, ldk: 2 * d, v: a + d, ldv: 2 * d,
                                                       nq: n, nk: f, heads: heads, dh: d / heads, causalOffset: nil,
                                                       out: ptr.out + i * n * d, ldo: d, scores: sc.baseAddress!,
-                                                      patternOut: wantPattern ? ptr.pattern! + i * heads * n * f : nil)
+                                                      patternOut: wantPattern ? ptr.pattern! + i * heads * n * f : nil,
+                                                      parallelSoftmax: workers == 1)
                                 }
                             }
                         }
@@ -238,6 +305,13 @@ extension Whisper {
         try hookHeads(&z, name: prefix + ".cross_attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
         return try projectHeads(z, block.crossOut!, name: prefix + ".cross_attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
     }
+}
+
+/// Cross-attention keys and values of a set of clips, one `[A, F, 2d]` tensor per decoder layer.
+public struct CrossAttentionKV: Sendable {
+    public let layers: [Tensor]
+    /// Number of clips.
+    public var clips: Int { layers.first?.shape[0] ?? 0 }
 }
 
 /// Base pointers of one attention call, handed to workers that write disjoint sequences.
