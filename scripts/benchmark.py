@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """Times Auscult and its peers on the same inputs in one process tree and prints ratios.
 
-Stages (per model): log-mel of a 30 s window; encoder forward on one 30 s window; greedy
+Stage sweep (tiny.en): the seed-000 ablation sweep (every encoder and decoder block, zero and
+resample, one donor, all bundled clips, transcripts and cross-entropy), `auscult ablate` as one
+command against openai-whisper with PyTorch forward hooks, one decode per clip and condition
+(scripts/sweep_torch.py); also counts the clip x condition results whose tokens agree.
+Stages (per model, "core"): log-mel of a 30 s window; encoder forward on one 30 s window; greedy
 transcription of all bundled clips (openai-whisper `decode` settings: one padded window, no
 timestamps, suppress blank/non-speech tokens, at most 224 tokens). Peers get the same weights:
 Auscult converts the CTranslate2 model to a Hugging Face directory, from which the openai-whisper
 state dict is derived; CTranslate2 runs the original directory with compute_type=float32.
 """
 import argparse, glob, json, os, subprocess, sys, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,18 +79,54 @@ def auscult(model, stages, repeats):
     return json.loads(r.stdout)
 
 
+def sweep_stage(skip):
+    """The full seed-000 sweep (every encoder and decoder block, zero and resample with one donor,
+    38 clips, tiny.en; transcripts and per-token cross-entropy): `auscult ablate` as one command
+    against openai-whisper with forward hooks, one decode per clip and condition."""
+    import shutil, tempfile
+    import torch
+    from sweep_torch import plain_sweep, manifest_clips
+    out = tempfile.mkdtemp(prefix="auscult-sweep-")
+    t = time.perf_counter()
+    subprocess.run([AUSCULT, "ablate", "--data", os.path.join(ROOT, "data/clips"), "--out", out, "--fresh",
+                    "--modes", "zero,resample"], check=True, capture_output=True)
+    mine = time.perf_counter() - t
+    ours = json.load(open(os.path.join(out, "results.json")))
+    shutil.rmtree(out, ignore_errors=True)
+    line = f"== sweep (tiny.en, {len(ours)} clip x condition runs)\n  sweep       auscult {mine:7.1f} s"
+    row = {"model": "tiny.en", "stage": "sweep", "auscult_s": mine, "peers_s": {}}
+    if "torch" not in skip:
+        m = openai_model(hf_dir("tiny.en"))
+        t = time.perf_counter()
+        with torch.no_grad():
+            ref = plain_sweep(m, manifest_clips())
+        peer = time.perf_counter() - t
+        same = sum(1 for a, b in zip(sorted(ours, key=lambda e: (e["clip"], e["condition"])),
+                                     sorted(ref, key=lambda e: (e["clip"], e["condition"]))) if a["tokens"] == b["tokens"])
+        line += f" | openai-whisper + hooks {peer:7.1f} s (auscult/peer {mine / peer:5.2f}x); tokens identical in {same}/{len(ref)}"
+        row["peers_s"]["openai-whisper-hooks"] = peer
+        row["identical"] = same
+    print(line, flush=True)
+    return row
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="tiny.en,base")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--skip", default="", help="comma-separated peers to skip: torch,hf,ct2,numpy")
+    ap.add_argument("--stages", default="core,sweep",
+                    help="core: log-mel, encoder, transcription, hooks; sweep: the seed-000 ablation sweep on tiny.en")
     args = ap.parse_args()
+    stages = set(args.stages.split(","))
     skip = set(args.skip.split(","))
     import torch
     torch.set_num_threads(os.cpu_count())
     import whisper
     rows = []
-    for model in args.models.split(","):
+    if "sweep" in stages:
+        rows.append(sweep_stage(skip))
+    for model in (args.models.split(",") if "core" in stages else []):
         print(f"== {model} ({len(CLIPS)} clips, {os.cpu_count()} cores)", flush=True)
         hf = hf_dir(model)
         lang = "en"

@@ -30,6 +30,21 @@ public enum LensReport {
         return s
     }
 
+    /// KL and top-1 agreement per layer, logit lens against tuned lens.
+    public static func tunedSection(_ s: TunedLensSummary) -> String {
+        let x = s.layers.indices.map(Double.init)
+        return "<div class=\"plots\">"
+            + Plot.lines([("logit lens", Array(zip(x, s.klLogitLens))), ("tuned lens", Array(zip(x, s.klTunedLens)))],
+                         title: "KL(final ‖ lens) by layer", xLabel: "layer (0 = embeddings)", yLabel: "nats")
+            + Plot.lines([("logit lens", Array(zip(x, s.top1LogitLens))), ("tuned lens", Array(zip(x, s.top1TunedLens)))],
+                         title: "Top-1 agreement with the final layer", xLabel: "layer (0 = embeddings)", yLabel: "fraction")
+            + "</div>"
+            + HTMLDocument.table(["layer", "KL logit lens", "KL tuned lens", "top-1 logit lens", "top-1 tuned lens"], s.layers.indices.map { i in
+                [htmlEscape(s.layers[i]), String(format: "%.3f", s.klLogitLens[i]), String(format: "%.3f", s.klTunedLens[i]),
+                 String(format: "%.2f", s.top1LogitLens[i]), String(format: "%.2f", s.top1TunedLens[i])]
+            })
+    }
+
     static func shortToken(_ s: String) -> String {
         let t = s.replacingOccurrences(of: "<|", with: "").replacingOccurrences(of: "|>", with: "")
         return t.count > 12 ? String(t.prefix(11)) + "…" : t

@@ -35,6 +35,16 @@ public enum BLAS {
                     alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
+    /// `C[M,N] = alpha · A[K,M]ᵀ · B[K,N] + beta · C` (gradients of weights: Σ over rows).
+    @inlinable
+    public static func gemmTN(m: Int, n: Int, k: Int, alpha: Float = 1,
+                              a: UnsafePointer<Float>, lda: Int,
+                              b: UnsafePointer<Float>, ldb: Int,
+                              beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                    alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
     /// `C[M,N] = alpha * A[M,K] · B[K,N] + beta * C`.
     @inlinable
     public static func gemmNN(m: Int, n: Int, k: Int, alpha: Float = 1,

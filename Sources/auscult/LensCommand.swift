@@ -3,6 +3,7 @@
 import ArgumentParser
 import AuscultLens
 import AuscultReport
+import AuscultTensor
 import AuscultWhisper
 import Foundation
 
@@ -31,6 +32,9 @@ struct LensCommand: ParsableCommand {
     @Option(help: "Tokens listed per lens cell.") var topK: Int = 5
     @Flag(help: "Skip the attention pattern images (faster, smaller report).") var noAttention = false
     @Flag(help: "Recompute clips already in --out.") var fresh = false
+    @Flag(help: "Also train a tuned lens (per-layer affine translators minimising KL to the final layer) on these clips and compare it with the logit lens.")
+    var tuned = false
+    @Option(help: "Adam steps per layer for --tuned.") var tunedSteps: Int = 100
     @Argument(help: "Audio files.") var files: [String] = []
 
     func validate() throws {
@@ -76,6 +80,24 @@ struct LensCommand: ParsableCommand {
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         try encoder.encode(results).write(to: URL(fileURLWithPath: (out as NSString).appendingPathComponent("results.json")))
         var doc = HTMLDocument(title: "Lens — \((loaded.path as NSString).lastPathComponent)", subtitle: "\(results.count) clip(s)")
+        if tuned {
+            let paths = items.filter { i in results.contains { $0.clip == i.id } }.map(\.path)
+            let bar = ProgressReporter(total: (loaded.model.dims.n_text_layer + 1) * tunedSteps, label: "tuned lens steps")
+            var last = 0
+            let (lensT, summary) = try lens.tuned(paths, steps: tunedSteps) { done, _ in bar.advance(by: done - last); last = done }
+            bar.finish()
+            var tensors = [String: Tensor]()
+            for l in lensT.weights.indices { tensors["layers.\(l).weight"] = lensT.weights[l]; tensors["layers.\(l).bias"] = lensT.biases[l] }
+            try SafeTensorsFile.write(tensors, metadata: ["layers": summary.layers.joined(separator: ","), "model": loaded.path],
+                                      to: (out as NSString).appendingPathComponent("tuned_lens.safetensors"))
+            try encoder.encode(summary).write(to: URL(fileURLWithPath: (out as NSString).appendingPathComponent("tuned_lens.json")))
+            doc.section("Tuned lens", LensReport.tunedSection(summary),
+                        note: "Per-layer affine translators trained on these \(summary.positions) positions (Belrose et al. 2023); figures are in-sample unless the clips are many.")
+            for (i, name) in summary.layers.enumerated() {
+                print(String(format: "tuned lens %@: KL %.3f → %.3f, top-1 agreement %.2f → %.2f", name, summary.klLogitLens[i],
+                             summary.klTunedLens[i], summary.top1LogitLens[i], summary.top1TunedLens[i]))
+            }
+        }
         for (id, html) in sections { doc.section(id, html) }
         let report = (out as NSString).appendingPathComponent("report.html")
         try doc.write(to: report)

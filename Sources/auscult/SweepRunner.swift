@@ -67,10 +67,10 @@ enum SweepRunner {
         let ranked = ConditionSummary.rank(entries)
         print(String(format: "%d results in %.1f s (this run)", entries.count, seconds))
         print("condition".padding(toLength: 44, withPad: " ", startingAt: 0) + "   WER %   Δ CE   changed")
-        for s in ranked.prefix(top) + ranked.filter({ $0.condition == "clean" }) where s.condition != "clean" || true {
+        let rows = ranked.filter { $0.condition != "clean" }.prefix(top) + ranked.filter { $0.condition == "clean" }
+        for s in rows {
             print(s.condition.padding(toLength: 44, withPad: " ", startingAt: 0)
                   + String(format: "  %6.2f  %+6.3f   %d/%d", s.wer * 100, s.meanCEDelta, s.changed, s.clips))
-            if s.condition == "clean" { break }
         }
         print("results: \(store.resultsPath)\nreport:  \(store.reportPath)")
     }

@@ -47,3 +47,34 @@ struct LensTests {
         #expect(r.encoderLens.count == loaded.model.dims.n_audio_layer)
     }
 }
+
+@Suite("Tuned lens")
+struct TunedLensTests {
+    @Test("the KL gradient through LayerNorm and unembedding matches finite differences")
+    func gradientCheck() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let lens = Lens(loaded: loaded)
+        let (layers, final) = try lens.streams(Fixtures.clip("ls_1089-134691-0000"))
+        let h = layers[2].rows(0..<3)
+        let f = final.rows(0..<3)
+        let (_, grad) = TunedLens.kl(model: loaded.model, translated: h, finalLogp: f, gradient: true)
+        for (r, j) in [(0, 5), (1, 100), (2, 383)] {
+            let eps: Float = 1e-2
+            var up = h, down = h
+            up.storage[r * 384 + j] += eps; down.storage[r * 384 + j] -= eps
+            let numeric = (TunedLens.kl(model: loaded.model, translated: up, finalLogp: f).loss
+                           - TunedLens.kl(model: loaded.model, translated: down, finalLogp: f).loss) / Double(2 * eps)
+            expectClose(Double(grad!.storage[r * 384 + j]), numeric, tolerance: 2e-3 + 0.05 * abs(numeric), "d/dh[\(r)][\(j)]")
+        }
+    }
+
+    @Test("training lowers each intermediate layer's KL to the final distribution and leaves the last at zero")
+    func training() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let (_, s) = try Lens(loaded: loaded).tuned([Fixtures.clip("jfk"), Fixtures.clip("ls_1089-134686-0001")], steps: 30)
+        #expect(s.layers.count == 1 + loaded.model.dims.n_text_layer)
+        for i in 0..<(s.layers.count - 1) { #expect(s.klTunedLens[i] < 0.8 * s.klLogitLens[i], "\(s.layers[i])") }
+        #expect(abs(s.klLogitLens.last!) < 1e-6)
+        #expect(s.top1LogitLens.last! == 1)
+    }
+}

@@ -15,20 +15,9 @@ enum Browser {
             throw LensError(.invalidArgument, "Chromium is not installed; scripts/test.sh installs Debian's chromium")
         }
         let profile = try Fixtures.temporaryDirectory()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: chromium)
-        p.arguments = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--user-data-dir=\(profile)",
-                       "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom", "file://" + path]
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out; p.standardError = err
-        try p.run()
-        let box = LogBox()
-        let done = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async { box.data = err.fileHandleForReading.readDataToEndOfFile(); done.signal() }
-        let dom = out.fileHandleForReading.readDataToEndOfFile()
-        done.wait()
-        p.waitUntilExit()
-        return (String(decoding: dom, as: UTF8.self), String(decoding: box.data, as: UTF8.self))
+        let r = try runProcess(chromium, ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--user-data-dir=\(profile)",
+                                          "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom", "file://" + path])
+        return (r.out, r.err)
     }
 
     /// The value of `attr` on the rendered `<body>`.
@@ -40,7 +29,6 @@ enum Browser {
     }
 }
 
-final class LogBox: @unchecked Sendable { var data = Data() }
 
 @Suite("Reports in headless Chromium")
 struct ReportTests {

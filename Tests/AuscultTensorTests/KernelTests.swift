@@ -73,6 +73,21 @@ struct KernelTests {
         expectClose(x.linear(w, bias: b), Tensor(shape: [m, n], storage: want), rtol: 1e-5, atol: 1e-4, "linear m=\(m)")
     }
 
+    @Test("few rows against a large weight (the unpacked small-M kernel, odd row and column counts) equal the naive product",
+          arguments: [1, 2, 5, 16])
+    func smallRowsLargeWeight(m: Int) {
+        let k = 384, n = 2731   // n·k ≥ 2^20 selects Kernels.gemmNTSmall for m ≤ 16; n % 4 ≠ 0 exercises the tail
+        let x = Tensor(shape: [m, k], storage: (0..<(m * k)).map { Float(($0 * 37) % 101) / 101 - 0.5 })
+        let w = Tensor(shape: [n, k], storage: (0..<(n * k)).map { Float(($0 * 53) % 97) / 97 - 0.5 })
+        var want = [Float](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n {
+            var s = 0.0
+            for t in 0..<k { s += Double(x.storage[i * k + t]) * Double(w.storage[j * k + t]) }
+            want[i * n + j] = Float(s)
+        } }
+        expectClose(x.linear(w), Tensor(shape: [m, n], storage: want), rtol: 1e-5, atol: 1e-4, "m=\(m)")
+    }
+
     @Test("conv1d (im2col + GEMM) equals the direct convolution, channels-first and frames-first inputs")
     func conv1d() {
         let cIn = 5, t = 21, cOut = 4, k = 3

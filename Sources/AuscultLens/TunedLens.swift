@@ -1,0 +1,186 @@
+// The tuned lens (Belrose et al. 2023, "Eliciting Latent Predictions from Transformers with the
+// Tuned Lens"): per decoder layer an affine translator h ↦ h + A·h + b, trained so that reading
+// the translated stream through the final LayerNorm and unembedding matches the model's final
+// distribution (minimum KL(final ‖ lens)). A = 0, b = 0 is the logit lens.
+import AuscultAudio
+import AuscultTensor
+import AuscultWhisper
+import Foundation
+
+/// Affine translators for every decoder layer (`embed` and after each block).
+public struct TunedLens: Sendable {
+    /// `[d, d]` per layer (row-major: (A·h)_i = Σ_j A[i][j] h_j).
+    public var weights: [Tensor]
+    /// `[d]` per layer.
+    public var biases: [Tensor]
+
+    /// Identity translators (the logit lens) for `layers` layers of width `d`.
+    public init(layers: Int, d: Int) {
+        weights = (0..<layers).map { _ in Tensor(zeros: [d, d]) }
+        biases = (0..<layers).map { _ in Tensor(zeros: [d]) }
+    }
+
+    /// The translated streams `[N, d]` of layer `l`.
+    public func translate(_ h: Tensor, layer l: Int) -> Tensor {
+        h + h.linear(weights[l], bias: biases[l])
+    }
+
+    /// Trains the translators on residual streams `streams[l]` `[N, d]` (N positions of
+    /// teacher-forced clean transcripts) against the final log-probabilities `finalLogp` `[N, V]`,
+    /// with Adam (learning rate `lr`, `steps` full-batch steps per layer). Returns the mean KL per
+    /// layer before and after.
+    public mutating func train(model: Whisper, streams: [Tensor], finalLogp: Tensor, steps: Int = 150, lr: Float = 1e-3,
+                               progress: ((Int, Int) -> Void)? = nil) -> (before: [Double], after: [Double]) {
+        var before = [Double](), after = [Double]()
+        for l in streams.indices {
+            var adamA = Adam(count: weights[l].count), adamB = Adam(count: biases[l].count)
+            before.append(Self.kl(model: model, translated: translate(streams[l], layer: l), finalLogp: finalLogp).loss)
+            for step in 0..<steps {
+                let h = streams[l]
+                let (loss, gradH) = Self.kl(model: model, translated: translate(h, layer: l), finalLogp: finalLogp, gradient: true)
+                _ = loss
+                // h' = h + A h + b: dA = gradHᵀ·h / 1, db = Σ_rows gradH.
+                let n = h.shape[0], d = h.shape[1]
+                var gA = Tensor(zeros: [d, d]), gB = Tensor(zeros: [d])
+                gradH!.storage.withUnsafeBufferPointer { g in h.storage.withUnsafeBufferPointer { x in
+                    gA.storage.withUnsafeMutableBufferPointer { o in
+                        // gA[i][j] = Σ_n g[n][i] · x[n][j]
+                        BLAS.gemmTN(m: d, n: d, k: n, a: g.baseAddress!, lda: d, b: x.baseAddress!, ldb: d, c: o.baseAddress!, ldc: d)
+                    }
+                } }
+                for r in 0..<n { for j in 0..<d { gB.storage[j] += gradH!.storage[r * d + j] } }
+                adamA.step(&weights[l].storage, gA.storage, lr: lr, t: step + 1)
+                adamB.step(&biases[l].storage, gB.storage, lr: lr, t: step + 1)
+                progress?(l * steps + step + 1, streams.count * steps)
+            }
+            after.append(Self.kl(model: model, translated: translate(streams[l], layer: l), finalLogp: finalLogp).loss)
+        }
+        return (before, after)
+    }
+
+    /// Mean KL(final ‖ lens) over rows for translated streams `[N, d]`, and optionally its
+    /// gradient with respect to the translated streams (through the final LayerNorm).
+    public static func kl(model: Whisper, translated h: Tensor, finalLogp: Tensor, gradient: Bool = false) -> (loss: Double, grad: Tensor?) {
+        let n = h.shape[0], d = h.shape[1], v = model.dims.n_vocab
+        let logits = model.unembed(h)                   // [N, V]
+        var loss = 0.0
+        var gz = gradient ? Tensor(zeros: [n, v]) : Tensor(zeros: [0])
+        for r in 0..<n {
+            var m = -Float.infinity
+            for j in 0..<v { m = max(m, logits.storage[r * v + j]) }
+            var s = 0.0
+            for j in 0..<v { s += exp(Double(logits.storage[r * v + j] - m)) }
+            let lse = Double(m) + log(s)
+            for j in 0..<v {
+                let lq = Double(logits.storage[r * v + j]) - lse, lp = Double(finalLogp.storage[r * v + j])
+                let p = exp(lp)
+                loss += p * (lp - lq)
+                if gradient { gz.storage[r * v + j] = Float((exp(lq) - p) / Double(n)) }
+            }
+        }
+        loss /= Double(n)
+        guard gradient else { return (loss, nil) }
+        // Back through the unembedding: dy = gz · W_U  [N, d].
+        let wu = model.weights["decoder.token_embedding.weight"]
+        var dy = Tensor(zeros: [n, d])
+        gz.storage.withUnsafeBufferPointer { g in wu.storage.withUnsafeBufferPointer { w in dy.storage.withUnsafeMutableBufferPointer { o in
+            BLAS.gemmNN(m: n, n: d, k: v, a: g.baseAddress!, lda: v, b: w.baseAddress!, ldb: d, c: o.baseAddress!, ldc: d)
+        } } }
+        // Back through LayerNorm: y = γ ⊙ (h − μ)/σ + β.
+        let gamma = model.weights["decoder.ln.weight"].storage
+        var gh = Tensor(zeros: [n, d])
+        for r in 0..<n {
+            let row = (0..<d).map { Double(h.storage[r * d + $0]) }
+            let mu = row.reduce(0, +) / Double(d)
+            let sigma = (row.map { ($0 - mu) * ($0 - mu) }.reduce(0, +) / Double(d) + 1e-5).squareRoot()
+            let xhat = row.map { ($0 - mu) / sigma }
+            let dx = (0..<d).map { Double(dy.storage[r * d + $0]) * Double(gamma[$0]) }
+            let meanDx = dx.reduce(0, +) / Double(d)
+            let meanDxX = zip(dx, xhat).map(*).reduce(0, +) / Double(d)
+            for j in 0..<d { gh.storage[r * d + j] = Float((dx[j] - meanDx - xhat[j] * meanDxX) / sigma) }
+        }
+        return (loss, gh)
+    }
+}
+
+/// Adam (Kingma & Ba) with β = (0.9, 0.999), ε = 1e-8.
+struct Adam {
+    var m: [Float], v: [Float]
+    init(count: Int) { m = [Float](repeating: 0, count: count); v = m }
+    mutating func step(_ p: inout [Float], _ g: [Float], lr: Float, t: Int) {
+        let b1: Float = 0.9, b2: Float = 0.999
+        let c1 = 1 - pow(b1, Float(t)), c2 = 1 - pow(b2, Float(t))
+        for i in p.indices {
+            m[i] = b1 * m[i] + (1 - b1) * g[i]
+            v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
+            p[i] -= lr * (m[i] / c1) / ((v[i] / c2).squareRoot() + 1e-8)
+        }
+    }
+}
+
+/// Per-layer comparison of the logit lens and a tuned lens on the same positions.
+public struct TunedLensSummary: Codable, Sendable {
+    public var layers: [String]
+    public var positions: Int
+    /// Mean KL(final ‖ lens) per layer.
+    public var klLogitLens: [Double]
+    public var klTunedLens: [Double]
+    /// Fraction of positions whose top-1 token equals the final layer's.
+    public var top1LogitLens: [Double]
+    public var top1TunedLens: [Double]
+
+    enum CodingKeys: String, CodingKey {
+        case layers, positions
+        case klLogitLens = "kl_logit_lens", klTunedLens = "kl_tuned_lens"
+        case top1LogitLens = "top1_logit_lens", top1TunedLens = "top1_tuned_lens"
+    }
+}
+
+extension Lens {
+    /// The decoder residual streams `[T, d]` entering block 0 and after every block, and the
+    /// final log-probabilities `[T, V]`, teacher-forced on the clip's greedy transcript.
+    public func streams(_ path: String) throws -> (layers: [Tensor], finalLogp: Tensor) {
+        let dims = model.dims
+        let mel = LogMel(nMels: dims.n_mels).window(try AudioClip(contentsOf: path).samples)
+        let audio = try model.encode(mel.reshaped([1] + mel.shape))
+        let r = try loaded.decoder.decode(audio: audio)[0]
+        let seq = loaded.decoder.initialTokens(DecodingOptions(), language: r.language) + r.tokens + [loaded.tokenizer.eot]
+        let names = ["decoder.blocks.0.hook_resid_pre"] + (0..<dims.n_text_layer).map { "decoder.blocks.\($0).hook_resid_post" }
+        let rec = ActivationRecorder { names.contains($0) }
+        let logits = try model.decode([seq], cache: try model.makeCache(audio: audio, audioIndex: [0]), hooks: rec)
+        let t = seq.count
+        let lp = logSoftmaxRows(logits.reshaped([t, dims.n_vocab]))
+        return (names.map { rec.store[$0]!.reshaped([t, dims.n_text_state]) },
+                Tensor(shape: [t, dims.n_vocab], storage: lp.map(Float.init)))
+    }
+
+    /// Trains a tuned lens on the clips at `paths` and compares it with the logit lens there.
+    public func tuned(_ paths: [String], steps: Int = 100, progress: ((Int, Int) -> Void)? = nil) throws -> (TunedLens, TunedLensSummary) {
+        let dims = model.dims
+        var perLayer = [[Tensor]](repeating: [], count: dims.n_text_layer + 1)
+        var finals = [Tensor]()
+        for p in paths {
+            let (layers, f) = try streams(p)
+            for l in layers.indices { perLayer[l].append(layers[l]) }
+            finals.append(f)
+        }
+        let streams = perLayer.map { Tensor.concatenate($0) }
+        let final = Tensor.concatenate(finals)
+        var lens = TunedLens(layers: streams.count, d: dims.n_text_state)
+        let (before, after) = lens.train(model: model, streams: streams, finalLogp: final, steps: steps, progress: progress)
+        let v = dims.n_vocab, n = final.shape[0]
+        func argmaxRows(_ x: Tensor) -> [Int] {
+            (0..<n).map { r in var b = 0; for j in 0..<v where x.storage[r * v + j] > x.storage[r * v + b] { b = j }; return b }
+        }
+        let target = argmaxRows(final)
+        func agreement(_ h: Tensor) -> Double {
+            Double(zip(argmaxRows(model.unembed(h)), target).filter { $0 == $1 }.count) / Double(n)
+        }
+        let summary = TunedLensSummary(
+            layers: ["embed"] + (0..<dims.n_text_layer).map { "decoder.blocks.\($0)" }, positions: n,
+            klLogitLens: before, klTunedLens: after,
+            top1LogitLens: streams.map(agreement),
+            top1TunedLens: streams.indices.map { agreement(lens.translate(streams[$0], layer: $0)) })
+        return (lens, summary)
+    }
+}
