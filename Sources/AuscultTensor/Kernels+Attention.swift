@@ -21,11 +21,6 @@ public enum Attention {
                                patternOut: UnsafeMutablePointer<Float>? = nil,
                                scoresOut: UnsafeMutablePointer<Float>? = nil,
                                parallelSoftmax: Bool = true) {
-        if nq == 1 && dh % 8 == 0 && scoresOut == nil && nk * heads <= 65_536 {
-            singleQuery(q: q, k: k, ldk: ldk, v: v, ldv: ldv, nk: nk, heads: heads, dh: dh,
-                        causalOffset: causalOffset, out: out, patternOut: patternOut)
-            return
-        }
         let alpha = 1 / Float(dh).squareRoot()
         let inv = UnsafeMutablePointer<Float>.allocate(capacity: nq)
         defer { inv.deallocate() }
@@ -60,53 +55,6 @@ public enum Attention {
             }
             for r in 0..<nq { Kernels.scale(oh + r * ldo, count: dh, by: inv[r]) }
         }
-    }
-
-    /// One query row (a decoding step) against `nk` keys: every head in one streaming pass over
-    /// the keys and one over the values.
-    ///
-    /// The head-by-head path made 2 BLAS gemv calls per head over keys 64 floats wide at a
-    /// stride of 768: 48 calls and 18 MB of strided reads per sequence and step for tiny.en's
-    /// cross-attention, which dominated generation when every sequence reads its own clip.
-    public static func singleQuery(q: UnsafePointer<Float>, k: UnsafePointer<Float>, ldk: Int,
-                                   v: UnsafePointer<Float>, ldv: Int, nk: Int, heads: Int, dh: Int,
-                                   causalOffset: Int?, out: UnsafeMutablePointer<Float>,
-                                   patternOut: UnsafeMutablePointer<Float>? = nil) {
-        let alpha = 1 / Float(dh).squareRoot()
-        let visible = causalOffset.map { min(nk, $0 + 1) } ?? nk
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: heads * nk)
-        let inv = UnsafeMutablePointer<Float>.allocate(capacity: heads)
-        defer { scores.deallocate(); inv.deallocate() }
-        @inline(__always) func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
-        for f in 0..<visible {
-            let kr = k + f * ldk
-            for h in 0..<heads {
-                var acc = SIMD8<Float>()
-                var c = 0
-                while c < dh { acc.addProduct(load(q + h * dh + c), load(kr + h * dh + c)); c += 8 }
-                scores[h * nk + f] = acc.sum() * alpha
-            }
-        }
-        if visible < nk { for h in 0..<heads { for f in visible..<nk { scores[h * nk + f] = -.infinity } } }
-        Kernels.expRows(scores, rows: heads, cols: nk, stride: nk, inverseSums: inv)
-        if let p = patternOut {
-            for h in 0..<heads { for j in 0..<nk { p[h * nk + j] = scores[h * nk + j] * inv[h] } }
-        }
-        for h in 0..<heads { (out + h * dh).initialize(repeating: 0, count: dh) }
-        for f in 0..<visible {
-            let vr = v + f * ldv
-            for h in 0..<heads {
-                let w = SIMD8<Float>(repeating: scores[h * nk + f])
-                let o = out + h * dh
-                var c = 0
-                while c < dh {
-                    let cur = load(o + c)
-                    UnsafeMutableRawPointer(o + c).storeBytes(of: cur.addingProduct(w, load(vr + h * dh + c)), as: SIMD8<Float>.self)
-                    c += 8
-                }
-            }
-        }
-        for h in 0..<heads { Kernels.scale(out + h * dh, count: dh, by: inv[h]) }
     }
 
     /// Self-attention of one long sequence (the encoder's 1500 frames), split into (head, query
