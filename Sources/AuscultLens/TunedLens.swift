@@ -128,9 +128,14 @@ public struct TunedLensSummary: Codable, Sendable {
     /// Fraction of positions whose top-1 token equals the final layer's.
     public var top1LogitLens: [Double]
     public var top1TunedLens: [Double]
+    /// Clips the translators were trained on and the held-out clips the figures above come from
+    /// (the same clips when there was only one).
+    public var trainClips: [String]
+    public var evalClips: [String]
 
     enum CodingKeys: String, CodingKey {
         case layers, positions
+        case trainClips = "train_clips", evalClips = "eval_clips"
         case klLogitLens = "kl_logit_lens", klTunedLens = "kl_tuned_lens"
         case top1LogitLens = "top1_logit_lens", top1TunedLens = "top1_tuned_lens"
     }
@@ -154,33 +159,42 @@ extension Lens {
                 Tensor(shape: [t, dims.n_vocab], storage: lp.map(Float.init)))
     }
 
-    /// Trains a tuned lens on the clips at `paths` and compares it with the logit lens there.
-    public func tuned(_ paths: [String], steps: Int = 100, progress: ((Int, Int) -> Void)? = nil) throws -> (TunedLens, TunedLensSummary) {
+    /// Trains a tuned lens on the clips at `paths` and compares it with the logit lens. With two
+    /// or more clips the last third (at least one) is held out and the comparison is made there;
+    /// with one clip it is in-sample.
+    public func tuned(_ paths: [String], steps: Int = 60, progress: ((Int, Int) -> Void)? = nil) throws -> (TunedLens, TunedLensSummary) {
         let dims = model.dims
-        var perLayer = [[Tensor]](repeating: [], count: dims.n_text_layer + 1)
-        var finals = [Tensor]()
-        for p in paths {
-            let (layers, f) = try streams(p)
-            for l in layers.indices { perLayer[l].append(layers[l]) }
-            finals.append(f)
+        let held = paths.count >= 2 ? max(1, paths.count / 3) : 0
+        let trainPaths = Array(paths.prefix(paths.count - held)), evalPaths = held > 0 ? Array(paths.suffix(held)) : paths
+        func gather(_ ps: [String]) throws -> ([Tensor], Tensor) {
+            var perLayer = [[Tensor]](repeating: [], count: dims.n_text_layer + 1)
+            var finals = [Tensor]()
+            for p in ps {
+                let (layers, f) = try streams(p)
+                for l in layers.indices { perLayer[l].append(layers[l]) }
+                finals.append(f)
+            }
+            return (perLayer.map { Tensor.concatenate($0) }, Tensor.concatenate(finals))
         }
-        let streams = perLayer.map { Tensor.concatenate($0) }
-        let final = Tensor.concatenate(finals)
-        var lens = TunedLens(layers: streams.count, d: dims.n_text_state)
-        let (before, after) = lens.train(model: model, streams: streams, finalLogp: final, steps: steps, progress: progress)
-        let v = dims.n_vocab, n = final.shape[0]
+        let (train, trainFinal) = try gather(trainPaths)
+        let (eval, evalFinal) = try gather(evalPaths)
+        var lens = TunedLens(layers: train.count, d: dims.n_text_state)
+        _ = lens.train(model: model, streams: train, finalLogp: trainFinal, steps: steps, progress: progress)
+        let v = dims.n_vocab, n = evalFinal.shape[0]
         func argmaxRows(_ x: Tensor) -> [Int] {
             (0..<n).map { r in var b = 0; for j in 0..<v where x.storage[r * v + j] > x.storage[r * v + b] { b = j }; return b }
         }
-        let target = argmaxRows(final)
+        let target = argmaxRows(evalFinal)
         func agreement(_ h: Tensor) -> Double {
             Double(zip(argmaxRows(model.unembed(h)), target).filter { $0 == $1 }.count) / Double(n)
         }
         let summary = TunedLensSummary(
             layers: ["embed"] + (0..<dims.n_text_layer).map { "decoder.blocks.\($0)" }, positions: n,
-            klLogitLens: before, klTunedLens: after,
-            top1LogitLens: streams.map(agreement),
-            top1TunedLens: streams.indices.map { agreement(lens.translate(streams[$0], layer: $0)) })
+            klLogitLens: eval.map { TunedLens.kl(model: model, translated: $0, finalLogp: evalFinal).loss },
+            klTunedLens: eval.indices.map { TunedLens.kl(model: model, translated: lens.translate(eval[$0], layer: $0), finalLogp: evalFinal).loss },
+            top1LogitLens: eval.map(agreement),
+            top1TunedLens: eval.indices.map { agreement(lens.translate(eval[$0], layer: $0)) },
+            trainClips: trainPaths, evalClips: evalPaths)
         return (lens, summary)
     }
 }

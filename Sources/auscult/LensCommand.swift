@@ -34,7 +34,7 @@ struct LensCommand: ParsableCommand {
     @Flag(help: "Recompute clips already in --out.") var fresh = false
     @Flag(help: "Also train a tuned lens (per-layer affine translators minimising KL to the final layer) on these clips and compare it with the logit lens.")
     var tuned = false
-    @Option(help: "Adam steps per layer for --tuned.") var tunedSteps: Int = 100
+    @Option(help: "Adam steps per layer for --tuned.") var tunedSteps: Int = 60
     @Argument(help: "Audio files.") var files: [String] = []
 
     func validate() throws {
@@ -92,7 +92,9 @@ struct LensCommand: ParsableCommand {
                                       to: (out as NSString).appendingPathComponent("tuned_lens.safetensors"))
             try encoder.encode(summary).write(to: URL(fileURLWithPath: (out as NSString).appendingPathComponent("tuned_lens.json")))
             doc.section("Tuned lens", LensReport.tunedSection(summary),
-                        note: "Per-layer affine translators trained on these \(summary.positions) positions (Belrose et al. 2023); figures are in-sample unless the clips are many.")
+                        note: summary.trainClips == summary.evalClips
+                            ? "Per-layer affine translators (Belrose et al. 2023) trained and evaluated on the same \(summary.positions) positions (one clip: in-sample)."
+                            : "Per-layer affine translators (Belrose et al. 2023) trained on \(summary.trainClips.count) clip(s), evaluated on \(summary.positions) positions of \(summary.evalClips.count) held-out clip(s).")
             for (i, name) in summary.layers.enumerated() {
                 print(String(format: "tuned lens %@: KL %.3f → %.3f, top-1 agreement %.2f → %.2f", name, summary.klLogitLens[i],
                              summary.klTunedLens[i], summary.top1LogitLens[i], summary.top1TunedLens[i]))
