@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "auscult", targets: ["auscult"]),
         .library(name: "AuscultReport", targets: ["AuscultReport"]),
         .library(name: "AuscultLens", targets: ["AuscultLens"]),
+        .library(name: "AuscultSAE", targets: ["AuscultSAE"]),
         .library(name: "AuscultWhisper", targets: ["AuscultWhisper"]),
         .library(name: "AuscultAudio", targets: ["AuscultAudio"]),
         .library(name: "AuscultTensor", targets: ["AuscultTensor"]),
@@ -46,11 +47,14 @@ let package = Package(
         // Layer 3: experiments (sweeps, lenses, patching, attribution) on the hooked model.
         .target(name: "AuscultLens", dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor"],
                 exclude: ["README.md"], swiftSettings: fast),
+        // Layer 3: sparse autoencoders (activation store, collection).
+        .target(name: "AuscultSAE", dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor"],
+                exclude: ["README.md"], swiftSettings: fast),
         // Top: reports (HTML + SVG) and the command-line tool.
         .target(name: "AuscultReport", dependencies: ["AuscultLens", "AuscultWhisper", "AuscultTensor", "CZlib"],
                 exclude: ["README.md"], swiftSettings: fast),
         .executableTarget(name: "auscult",
-                          dependencies: ["AuscultReport", "AuscultLens", "AuscultWhisper", "AuscultAudio", "AuscultTensor",
+                          dependencies: ["AuscultReport", "AuscultLens", "AuscultSAE", "AuscultWhisper", "AuscultAudio", "AuscultTensor",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           exclude: ["README.md"], swiftSettings: fast),
 
@@ -62,5 +66,7 @@ let package = Package(
                     dependencies: ["AuscultWhisper", "AuscultAudio", "_TestSupport"], swiftSettings: cpuFlags),
         .testTarget(name: "AuscultLensTests",
                     dependencies: ["AuscultLens", "AuscultReport", "AuscultWhisper", "AuscultAudio", "_TestSupport"], swiftSettings: cpuFlags),
+        .testTarget(name: "AuscultSAETests",
+                    dependencies: ["AuscultSAE", "AuscultWhisper", "AuscultTensor", "_TestSupport"], swiftSettings: cpuFlags),
     ]
 )
