@@ -103,21 +103,6 @@ public struct TunedLens: Sendable {
     }
 }
 
-/// Adam (Kingma & Ba) with β = (0.9, 0.999), ε = 1e-8.
-struct Adam {
-    var m: [Float], v: [Float]
-    init(count: Int) { m = [Float](repeating: 0, count: count); v = m }
-    mutating func step(_ p: inout [Float], _ g: [Float], lr: Float, t: Int) {
-        let b1: Float = 0.9, b2: Float = 0.999
-        let c1 = 1 - pow(b1, Float(t)), c2 = 1 - pow(b2, Float(t))
-        for i in p.indices {
-            m[i] = b1 * m[i] + (1 - b1) * g[i]
-            v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
-            p[i] -= lr * (m[i] / c1) / ((v[i] / c2).squareRoot() + 1e-8)
-        }
-    }
-}
-
 /// Per-layer comparison of the logit lens and a tuned lens on the same positions.
 public struct TunedLensSummary: Codable, Sendable {
     public var layers: [String]

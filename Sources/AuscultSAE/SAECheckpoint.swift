@@ -1,0 +1,82 @@
+// SAE checkpoints in SAELens's layout: `cfg.json` + `sae_weights.safetensors` (W_enc [d_in, d_sae],
+// b_enc, W_dec [d_sae, d_in], b_dec), plus `trainer_state.safetensors` (Adam moments, step,
+// rows since each latent fired) so training resumes. Reads sparsify's `sae.safetensors` too.
+import AuscultTensor
+import Foundation
+
+public enum SAECheckpoint {
+    /// Writes `sae` (and the trainer's state, if given) into `directory`.
+    public static func save(_ sae: SparseAutoencoder, to directory: String, hook: String, model: String,
+                            trainer: SAETrainer? = nil) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let c = sae.config
+        let cfg: [String: Any] = [
+            "architecture": c.architecture == .relu ? "standard" : c.architecture.rawValue,
+            "d_in": c.dIn, "d_sae": c.dSAE, "k": c.k, "l1_coefficient": c.l1, "k_aux": c.kAux,
+            "aux_coefficient": c.auxCoefficient, "hook_name": hook, "model_name": model, "dtype": "float32",
+            "apply_b_dec_to_input": true, "normalize_activations": "none",
+        ]
+        try JSONSerialization.data(withJSONObject: cfg, options: [.prettyPrinted, .sortedKeys])
+            .write(to: URL(fileURLWithPath: (directory as NSString).appendingPathComponent("cfg.json")), options: .atomic)
+        let weights = (directory as NSString).appendingPathComponent("sae_weights.safetensors")
+        try SafeTensorsFile.write(["W_enc": sae.wEnc, "b_enc": sae.bEnc, "W_dec": sae.wDec, "b_dec": sae.bDec], to: weights + ".tmp")
+        try replace(weights)
+        if let t = trainer {
+            var state = [String: Tensor]()
+            for (i, m) in t.moments.enumerated() { state["adam.\(i)"] = Tensor(shape: [m.count], storage: m) }
+            state["since_fired"] = Tensor(shape: [t.sinceFired.count], storage: t.sinceFired.map(Float.init))
+            let path = (directory as NSString).appendingPathComponent("trainer_state.safetensors")
+            try SafeTensorsFile.write(state, metadata: ["step": "\(t.step)"], to: path + ".tmp")
+            try replace(path)
+        }
+    }
+
+    /// Moves `path.tmp` over `path` in one step (rename), so a kill never leaves half a file.
+    static func replace(_ path: String) throws {
+        guard rename(path + ".tmp", path) == 0 else { throw StoreError(.corrupt, "cannot move \(path).tmp into place (errno \(errno))") }
+    }
+
+    /// Loads an SAE from a SAELens directory (`cfg.json` + `sae_weights.safetensors`) or a
+    /// sparsify one (`cfg.json` + `sae.safetensors`, encoder stored `[d_sae, d_in]`).
+    public static func load(_ directory: String) throws -> SparseAutoencoder {
+        let cfgPath = (directory as NSString).appendingPathComponent("cfg.json")
+        guard let data = FileManager.default.contents(atPath: cfgPath),
+              let cfg = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw StoreError(.missing, "\(cfgPath): no readable SAE config (expected SAELens or sparsify layout)")
+        }
+        let lens = (directory as NSString).appendingPathComponent("sae_weights.safetensors")
+        let sparsify = (directory as NSString).appendingPathComponent("sae.safetensors")
+        let fm = FileManager.default
+        if fm.fileExists(atPath: lens) {
+            let f = try SafeTensorsFile(path: lens)
+            let wEnc = try f.tensor("W_enc"), wDec = try f.tensor("W_dec")
+            let dIn = wEnc.shape[0], dSAE = wEnc.shape[1]
+            guard wDec.shape == [dSAE, dIn] else { throw StoreError(.corrupt, "\(lens): W_dec is \(wDec.shape), W_enc is \(wEnc.shape)") }
+            let arch = SAEArchitecture(rawValue: cfg["architecture"] as? String ?? "") ?? .relu
+            let config = SAEConfig(architecture: arch, dIn: dIn, dSAE: dSAE, k: cfg["k"] as? Int ?? 32,
+                                   l1: Float(cfg["l1_coefficient"] as? Double ?? 5e-3), kAux: cfg["k_aux"] as? Int,
+                                   auxCoefficient: Float(cfg["aux_coefficient"] as? Double ?? 1.0 / 32))
+            return SparseAutoencoder(config: config, wEnc: wEnc, bEnc: try f.tensor("b_enc"), wDec: wDec, bDec: try f.tensor("b_dec"))
+        }
+        if fm.fileExists(atPath: sparsify) {
+            // sparsify: encoder.weight [d_sae, d_in], encoder.bias, W_dec [d_sae, d_in], b_dec; TopK with k in cfg.
+            let f = try SafeTensorsFile(path: sparsify)
+            let enc = try f.tensor("encoder.weight"), wDec = try f.tensor("W_dec")
+            let dSAE = enc.shape[0], dIn = enc.shape[1]
+            let wEnc = Tensor(shape: [dIn, dSAE]) { out in for i in 0..<dSAE { for j in 0..<dIn { out[j * dSAE + i] = enc.storage[i * dIn + j] } } }
+            let config = SAEConfig(architecture: .topk, dIn: dIn, dSAE: dSAE, k: cfg["k"] as? Int ?? 32)
+            return SparseAutoencoder(config: config, wEnc: wEnc, bEnc: try f.tensor("encoder.bias"), wDec: wDec, bDec: try f.tensor("b_dec"))
+        }
+        throw StoreError(.missing, "\(directory): neither sae_weights.safetensors (SAELens) nor sae.safetensors (sparsify)")
+    }
+
+    /// The trainer state saved beside a checkpoint: step, Adam moments, rows since each latent fired.
+    public static func trainerState(_ directory: String) throws -> (step: Int, moments: [[Float]], sinceFired: [Int])? {
+        let path = (directory as NSString).appendingPathComponent("trainer_state.safetensors")
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let f = try SafeTensorsFile(path: path)
+        let step = Int(f.metadata["step"] ?? "") ?? 0
+        let moments = try (0..<8).map { try f.tensor("adam.\($0)").storage }
+        return (step, moments, try f.tensor("since_fired").storage.map { Int($0) })
+    }
+}

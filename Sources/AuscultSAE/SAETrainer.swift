@@ -1,0 +1,124 @@
+// Training loop: Adam with linear warm-up and decay, gradient-norm clipping, unit-norm decoder
+// rows with the parallel gradient component removed every step, dead-latent tracking for AuxK,
+// JSONL logs, and checkpoints in SAELens's layout that a rerun resumes from.
+import AuscultTensor
+import Foundation
+
+/// Optimiser and schedule settings.
+public struct SAETrainingOptions: Codable, Sendable, Equatable {
+    public var steps: Int = 2000
+    public var batchSize: Int = 1024
+    public var learningRate: Float = 2e-4
+    public var warmupSteps: Int = 100
+    /// Linear decay to 0 over the last fraction of steps.
+    public var decayFraction: Double = 0.2
+    public var clipNorm: Float = 1
+    /// A latent is dead after this many training rows without firing.
+    public var deadAfter: Int = 50_000
+    public var seed: UInt64 = 0
+    public var logEvery: Int = 10
+    public var checkpointEvery: Int = 500
+    public init() {}
+
+    /// Learning rate at `step` (0-based).
+    public func rate(at step: Int) -> Float {
+        var f: Float = 1
+        if warmupSteps > 0 && step < warmupSteps { f = Float(step + 1) / Float(warmupSteps) }
+        let decayStart = Int(Double(steps) * (1 - decayFraction))
+        if step >= decayStart && steps > decayStart { f *= Float(steps - step) / Float(steps - decayStart) }
+        return learningRate * f
+    }
+}
+
+/// One line of the training log.
+public struct SAELogLine: Codable, Sendable {
+    public var step: Int
+    public var loss: Double, mse: Double, aux: Double, l1: Double, fvu: Double, l0: Double
+    public var deadFraction: Double
+    public var lr: Float
+    enum CodingKeys: String, CodingKey { case step, loss, mse, aux, l1, fvu, l0, lr; case deadFraction = "dead_fraction" }
+}
+
+/// Trains an SAE on rows held in memory (from an `ActivationStore`).
+public final class SAETrainer {
+    public private(set) var sae: SparseAutoencoder
+    public let options: SAETrainingOptions
+    public private(set) var step = 0
+    /// Rows since each latent last fired.
+    public private(set) var sinceFired: [Int]
+    var adam: [Adam]
+    let data: Tensor
+    var order: [Int]
+
+    /// `data` `[N, d_in]`; b_dec starts at the data mean (Gao et al.), unless resuming.
+    public init(sae: SparseAutoencoder, data: Tensor, options: SAETrainingOptions) {
+        self.sae = sae; self.data = data; self.options = options
+        sinceFired = [Int](repeating: 0, count: sae.config.dSAE)
+        adam = [sae.wEnc, sae.bEnc, sae.wDec, sae.bDec].map { Adam(count: $0.count) }
+        order = Array(0..<data.shape[0])
+        var g = SeededNormal(seed: options.seed)
+        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(g.nextUInt() % UInt64(i + 1))) }
+        let n = data.shape[0], d = sae.config.dIn
+        var mean = [Float](repeating: 0, count: d)
+        for r in 0..<n { for j in 0..<d { mean[j] += data.storage[r * d + j] / Float(n) } }
+        self.sae.bDec = Tensor(shape: [d], storage: mean)
+    }
+
+    /// The batch of `step`: consecutive rows of a seeded shuffle, wrapping around.
+    func batch(_ step: Int) -> Tensor {
+        let n = data.shape[0], d = sae.config.dIn, b = min(options.batchSize, n)
+        return Tensor(shape: [b, d]) { out in
+            for r in 0..<b {
+                let src = order[(step * b + r) % n]
+                for j in 0..<d { out[r * d + j] = data.storage[src * d + j] }
+            }
+        }
+    }
+
+    /// Runs until `options.steps`, calling `log` every `logEvery` steps and `checkpoint` every
+    /// `checkpointEvery` steps and at the end.
+    public func train(log: (SAELogLine) throws -> Void, checkpoint: (SAETrainer) throws -> Void) throws {
+        while step < options.steps {
+            let x = batch(step)
+            let dead = sinceFired.map { $0 >= options.deadAfter }
+            var (stats, g, a) = sae.lossAndGradients(x, dead: dead)
+            sae.projectDecoderGradient(&g)
+            let norm = g.norm
+            if norm > options.clipNorm {
+                let s = options.clipNorm / norm
+                for t in [\SAEGradients.wEnc, \SAEGradients.bEnc, \SAEGradients.wDec, \SAEGradients.bDec] {
+                    for i in g[keyPath: t].storage.indices { g[keyPath: t].storage[i] *= s }
+                }
+            }
+            let lr = options.rate(at: step)
+            adam[0].step(&sae.wEnc.storage, g.wEnc.storage, lr: lr, t: step + 1)
+            adam[1].step(&sae.bEnc.storage, g.bEnc.storage, lr: lr, t: step + 1)
+            adam[2].step(&sae.wDec.storage, g.wDec.storage, lr: lr, t: step + 1)
+            adam[3].step(&sae.bDec.storage, g.bDec.storage, lr: lr, t: step + 1)
+            sae.renormalizeDecoder()
+            let b = x.shape[0], m = sae.config.dSAE
+            var fired = [Bool](repeating: false, count: m)
+            for r in 0..<b { for i in 0..<m where a.storage[r * m + i] > 0 { fired[i] = true } }
+            for i in 0..<m { sinceFired[i] = fired[i] ? 0 : sinceFired[i] + b }
+            step += 1
+            if step % options.logEvery == 0 || step == options.steps {
+                let deadFraction = Double(sinceFired.filter { $0 >= options.deadAfter }.count) / Double(m)
+                try log(SAELogLine(step: step, loss: stats.loss, mse: stats.mse, aux: stats.aux, l1: stats.l1, fvu: stats.fvu,
+                                   l0: stats.l0, deadFraction: deadFraction, lr: lr))
+            }
+            if step % options.checkpointEvery == 0 || step == options.steps { try checkpoint(self) }
+        }
+    }
+
+    /// Restores optimiser state and step (resume).
+    public func restore(step: Int, sae: SparseAutoencoder, moments: [[Float]], sinceFired: [Int]) {
+        self.step = step; self.sae = sae; self.sinceFired = sinceFired
+        for (i, m) in moments.enumerated() {
+            if i % 2 == 0 { adam[i / 2].m = m } else { adam[i / 2].v = m }
+        }
+    }
+
+    /// Adam moments, m then v for each parameter (W_enc, b_enc, W_dec, b_dec).
+    public var moments: [[Float]] { adam.flatMap { [$0.m, $0.v] } }
+}
+

@@ -1,0 +1,143 @@
+// Sparse autoencoders in SAELens's layout (W_enc [d_in, d_sae], b_enc, W_dec [d_sae, d_in], b_dec)
+// with three activation rules: ReLU + L1 (Bricken et al. 2023), TopK with the AuxK loss for dead
+// latents (Gao et al. 2024, "Scaling and evaluating sparse autoencoders"), and BatchTopK (Bussmann
+// et al. 2024). Forward and backward are written out by hand on BLAS products.
+import AuscultTensor
+import Foundation
+
+/// How latents are selected.
+public enum SAEArchitecture: String, Codable, Sendable, CaseIterable {
+    /// a = ReLU(z), loss += λ · Σ a (decoder rows kept at unit norm).
+    case relu
+    /// a = ReLU of the k largest z per row.
+    case topk
+    /// a = ReLU of the k·B largest z over the whole batch.
+    case batchtopk
+}
+
+/// Hyper-parameters of an SAE's loss.
+public struct SAEConfig: Codable, Sendable, Equatable {
+    public var architecture: SAEArchitecture
+    public var dIn: Int
+    public var dSAE: Int
+    /// Active latents per row (topk, batchtopk).
+    public var k: Int
+    /// L1 coefficient (relu).
+    public var l1: Float
+    /// AuxK: latents to use on the dead ones, and the loss coefficient (1/32 in Gao et al.).
+    public var kAux: Int
+    public var auxCoefficient: Float
+
+    public init(architecture: SAEArchitecture, dIn: Int, dSAE: Int, k: Int = 32, l1: Float = 5e-3,
+                kAux: Int? = nil, auxCoefficient: Float = 1.0 / 32) {
+        self.architecture = architecture; self.dIn = dIn; self.dSAE = dSAE; self.k = k; self.l1 = l1
+        self.kAux = kAux ?? min(dSAE, max(1, dIn / 2)); self.auxCoefficient = auxCoefficient
+    }
+}
+
+/// An SAE's parameters.
+public struct SparseAutoencoder: Sendable {
+    public var config: SAEConfig
+    public var wEnc: Tensor   // [d_in, d_sae]
+    public var bEnc: Tensor   // [d_sae]
+    public var wDec: Tensor   // [d_sae, d_in]
+    public var bDec: Tensor   // [d_in]
+
+    /// Random unit-norm decoder rows (seeded), encoder initialised as the decoder's transpose,
+    /// zero biases (b_dec is usually set from the data afterwards).
+    public init(config: SAEConfig, seed: UInt64 = 0) {
+        self.config = config
+        let m = config.dSAE, d = config.dIn
+        var g = SeededNormal(seed: seed)
+        var dec = [Float](repeating: 0, count: m * d)
+        for i in 0..<m {
+            var norm: Float = 0
+            for j in 0..<d { let v = g.next(); dec[i * d + j] = v; norm += v * v }
+            norm = norm.squareRoot()
+            for j in 0..<d { dec[i * d + j] /= norm }
+        }
+        wDec = Tensor(shape: [m, d], storage: dec)
+        wEnc = Tensor(shape: [d, m]) { out in for i in 0..<m { for j in 0..<d { out[j * m + i] = dec[i * d + j] } } }
+        bEnc = Tensor(zeros: [m]); bDec = Tensor(zeros: [d])
+    }
+
+    public init(config: SAEConfig, wEnc: Tensor, bEnc: Tensor, wDec: Tensor, bDec: Tensor) {
+        self.config = config; self.wEnc = wEnc; self.bEnc = bEnc; self.wDec = wDec; self.bDec = bDec
+    }
+
+    /// Pre-activations `z = (x − b_dec) W_enc + b_enc` `[B, d_sae]` for inputs `[B, d_in]`.
+    public func preActivations(_ x: Tensor) -> Tensor {
+        let b = x.shape[0], d = config.dIn, m = config.dSAE
+        var centred = x
+        for r in 0..<b { for j in 0..<d { centred.storage[r * d + j] -= bDec.storage[j] } }
+        var z = Tensor(shape: [b, m]) { out in for r in 0..<b { for i in 0..<m { out[r * m + i] = bEnc.storage[i] } } }
+        centred.storage.withUnsafeBufferPointer { xp in wEnc.storage.withUnsafeBufferPointer { wp in z.storage.withUnsafeMutableBufferPointer { zp in
+            BLAS.gemmNN(m: b, n: m, k: d, a: xp.baseAddress!, lda: d, b: wp.baseAddress!, ldb: m, beta: 1, c: zp.baseAddress!, ldc: m)
+        } } }
+        return z
+    }
+
+    /// Latent activations `[B, d_sae]` from pre-activations by the architecture's rule.
+    public func activate(_ z: Tensor) -> Tensor {
+        let b = z.shape[0], m = config.dSAE
+        var a = Tensor(zeros: z.shape)
+        switch config.architecture {
+        case .relu:
+            for i in 0..<z.count { a.storage[i] = max(0, z.storage[i]) }
+        case .topk:
+            for r in 0..<b {
+                for i in Self.topIndices(z.storage, from: r * m, count: m, k: config.k) { a.storage[r * m + i] = max(0, z.storage[r * m + i]) }
+            }
+        case .batchtopk:
+            for i in Self.topIndices(z.storage, from: 0, count: z.count, k: min(z.count, config.k * b)) { a.storage[i] = max(0, z.storage[i]) }
+        }
+        return a
+    }
+
+    /// Reconstruction `a W_dec + b_dec` `[B, d_in]`.
+    public func decode(_ a: Tensor) -> Tensor {
+        let b = a.shape[0], d = config.dIn, m = config.dSAE
+        var y = Tensor(shape: [b, d]) { out in for r in 0..<b { for j in 0..<d { out[r * d + j] = bDec.storage[j] } } }
+        a.storage.withUnsafeBufferPointer { ap in wDec.storage.withUnsafeBufferPointer { wp in y.storage.withUnsafeMutableBufferPointer { yp in
+            BLAS.gemmNN(m: b, n: d, k: m, a: ap.baseAddress!, lda: m, b: wp.baseAddress!, ldb: d, beta: 1, c: yp.baseAddress!, ldc: d)
+        } } }
+        return y
+    }
+
+    /// Encodes and reconstructs `x` `[B, d_in]`.
+    public func callAsFunction(_ x: Tensor) -> (latents: Tensor, reconstruction: Tensor) {
+        let a = activate(preActivations(x))
+        return (a, decode(a))
+    }
+
+    /// Indices of the `k` largest of `v[from..<from+count]` (relative to `from`).
+    static func topIndices(_ v: [Float], from: Int, count: Int, k: Int) -> [Int] {
+        guard k < count else { return Array(0..<count) }
+        var idx = Array(0..<count)
+        // Partial selection: sort is fine at these sizes (d_sae ≤ 64k per row).
+        idx.sort { v[from + $0] > v[from + $1] || (v[from + $0] == v[from + $1] && $0 < $1) }
+        return Array(idx.prefix(k))
+    }
+}
+
+/// Gaussian numbers from a seeded SplitMix64 (Box–Muller), for reproducible initialisation.
+struct SeededNormal {
+    var state: UInt64
+    var spare: Float?
+    init(seed: UInt64) { state = seed }
+    mutating func nextUInt() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func uniform() -> Double { (Double(nextUInt() >> 11) + 0.5) / Double(1 << 53) }
+    mutating func next() -> Float {
+        if let s = spare { spare = nil; return s }
+        let u1 = uniform(), u2 = uniform()
+        let r = (-2 * log(u1)).squareRoot()
+        spare = Float(r * sin(2 * .pi * u2))
+        return Float(r * cos(2 * .pi * u2))
+    }
+}
