@@ -105,14 +105,8 @@ public struct Lens {
         }
         let encoderNames = Set(names.filter { $0.hasPrefix("encoder.") })
         let rec = ActivationRecorder { names.contains($0) }
-        // Encoder: keep every block's output for the encoder lens.
-        var x = try model.encoderInput(mel.reshaped([1] + mel.shape))
-        var streams = [Tensor]()
-        for l in 0..<dims.n_audio_layer {
-            x = try model.encoderBlock(l, x, hooks: encoderNames.isEmpty ? nil : rec)
-            streams.append(x)
-        }
-        let audio = try model.encoderOutput(x)
+        // Encoder: keep the stream between blocks for the encoder lens.
+        let (streams, audio) = try model.encodeKeepingStreams(mel.reshaped([1] + mel.shape), hooks: encoderNames.isEmpty ? nil : rec)
         var seq: [Int]
         if let given { seq = given } else {
             let r = try loaded.decoder.decode(audio: audio)[0]
@@ -148,7 +142,7 @@ public struct Lens {
         }
         // Encoder lens: the decoder reads ln_post of each intermediate block's output.
         var encLens = [EncoderLensLayer]()
-        let feats = try (0..<(dims.n_audio_layer - 1)).map { try model.encoderOutput(streams[$0]).row(0) }
+        let feats = try (1..<dims.n_audio_layer).map { try model.encoderOutput(streams[$0]).row(0) }
         let results = try loaded.decoder.decode(audio: Tensor.stack(feats + [audio.row(0)]))
         for (l, r) in results.enumerated() { encLens.append(EncoderLensLayer(layer: l, tokens: r.tokens, text: r.text)) }
         let attribution = try attribute(store: store, tokens: seq, finalLogits: finalLogits)

@@ -126,10 +126,7 @@ public struct Patching {
         }
         func encode(_ samples: [Float], record: ActivationRecorder?) throws -> ([Tensor], Tensor) {
             let m = mel.window(samples)
-            var x = try model.encoderInput(m.reshaped([1] + m.shape))
-            var streams = [x]
-            for l in 0..<dims.n_audio_layer { x = try model.encoderBlock(l, x, hooks: record); streams.append(x) }
-            return (streams, try model.encoderOutput(x))
+            return try model.encodeKeepingStreams(m.reshaped([1] + m.shape), hooks: record)
         }
         let cleanRec = ActivationRecorder { zNames.contains($0) }
         let (cleanStreams, cleanAudio) = try encode(cleanSamples, record: cleanRec)

@@ -106,7 +106,6 @@ public final class Sweep {
 
     func runClean(done: Set<String>, emit: ([SweepEntry]) throws -> Void) throws {
         let mel = LogMel(nMels: model.dims.n_mels)
-        let n = model.dims.n_audio_layer
         let encHookNames = Set(options.conditions.compactMap { c -> String? in
             guard let comp = c.component, comp.side == .encoder, c.mode != .zero else { return nil }
             return comp.hook
@@ -118,13 +117,7 @@ public final class Sweep {
             start += batch.count
             let mels = try batch.map { mel.window(try AudioClip(contentsOf: $0.path).samples) }
             let rec = encHookNames.isEmpty ? nil : ActivationRecorder { encHookNames.contains($0) }
-            var x = try model.encoderInput(Tensor.stack(mels))
-            var perBlock = [x]
-            for l in 0..<n {
-                x = try model.encoderBlock(l, x, hooks: rec)
-                perBlock.append(x)
-            }
-            let out = try model.encoderOutput(x)
+            let (perBlock, out) = try model.encodeKeepingStreams(Tensor.stack(mels), hooks: rec)
             for i in batch.indices {
                 residuals.append(perBlock.map { $0.row(i) })
                 features.append(out.row(i))

@@ -9,6 +9,19 @@ extension Whisper {
         return try encodeBlocks(x, from: 0, hooks: hooks)
     }
 
+    /// Encodes as `encode` does, also keeping the residual stream between blocks:
+    /// `streams[L]` `[B, F, d]` enters block L, `streams[n_audio_layer]` leaves the last block.
+    /// Sweeps restart ablations from them, lenses read them, patching swaps them.
+    public func encodeKeepingStreams(_ mel: Tensor, hooks: HookHandler? = nil) throws -> (streams: [Tensor], features: Tensor) {
+        var x = try encoderInput(mel, hooks: hooks)
+        var streams = [x]
+        for l in 0..<dims.n_audio_layer {
+            x = try encoderBlock(l, x, hooks: hooks)
+            streams.append(x)
+        }
+        return (streams, try encoderOutput(x, hooks: hooks))
+    }
+
     /// The encoder's stem: log-mel `[B, n_mels, 2F]` through both convolutions, GELU and the
     /// positional embedding, giving the residual stream entering block 0, `[B, F, d]`.
     public func encoderInput(_ mel: Tensor, hooks: HookHandler? = nil) throws -> Tensor {
