@@ -2,6 +2,7 @@
 // rows with the parallel gradient component removed every step, dead-latent tracking for AuxK,
 // JSONL logs, and checkpoints in SAELens's layout that a rerun resumes from.
 import AuscultTensor
+import AuscultWhisper
 import Foundation
 
 /// Optimiser and schedule settings.
@@ -56,8 +57,8 @@ public final class SAETrainer {
         sinceFired = [Int](repeating: 0, count: sae.config.dSAE)
         adam = [sae.wEnc, sae.bEnc, sae.wDec, sae.bDec].map { Adam(count: $0.count) }
         order = Array(0..<data.shape[0])
-        var g = SeededNormal(seed: options.seed)
-        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(g.nextUInt() % UInt64(i + 1))) }
+        var g = SplitMix64(seed: options.seed)
+        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(g.next() % UInt64(i + 1))) }
         let n = data.shape[0], d = sae.config.dIn
         var mean = [Float](repeating: 0, count: d)
         for r in 0..<n { for j in 0..<d { mean[j] += data.storage[r * d + j] / Float(n) } }

@@ -3,6 +3,7 @@
 // latents (Gao et al. 2024, "Scaling and evaluating sparse autoencoders"), and BatchTopK (Bussmann
 // et al. 2024). Forward and backward are written out by hand on BLAS products.
 import AuscultTensor
+import AuscultWhisper
 import Foundation
 
 /// How latents are selected.
@@ -147,19 +148,13 @@ public struct SparseAutoencoder: Sendable {
     }
 }
 
-/// Gaussian numbers from a seeded SplitMix64 (Box–Muller), for reproducible initialisation.
+/// Gaussian numbers (Box–Muller) from the project's seeded SplitMix64, for reproducible
+/// initialisation.
 struct SeededNormal {
-    var state: UInt64
+    var bits: SplitMix64
     var spare: Float?
-    init(seed: UInt64) { state = seed }
-    mutating func nextUInt() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Double { (Double(nextUInt() >> 11) + 0.5) / Double(1 << 53) }
+    init(seed: UInt64) { bits = SplitMix64(seed: seed) }
+    mutating func uniform() -> Double { (Double(bits.next() >> 11) + 0.5) / Double(1 << 53) }
     mutating func next() -> Float {
         if let s = spare { spare = nil; return s }
         let u1 = uniform(), u2 = uniform()

@@ -1,5 +1,6 @@
 import AuscultSAE
 import AuscultTensor
+import AuscultWhisper
 import Foundation
 import Testing
 import _TestSupport
@@ -7,7 +8,7 @@ import _TestSupport
 /// Synthetic data from a planted sparse dictionary: each row mixes `active` of `atoms` random unit
 /// directions with positive weights.
 func plantedData(rows: Int, d: Int, atoms: Int, active: Int, seed: UInt64) -> (data: Tensor, dictionary: [[Float]]) {
-    var g = SplitMix(seed)
+    var g = SplitMix64(seed: seed)
     func normal() -> Float { Float((-2 * log(g.uniform())).squareRoot() * cos(2 * .pi * g.uniform())) }
     let dict = (0..<atoms).map { _ -> [Float] in
         let v = (0..<d).map { _ in normal() }
@@ -26,16 +27,8 @@ func plantedData(rows: Int, d: Int, atoms: Int, active: Int, seed: UInt64) -> (d
     return (Tensor(shape: [rows, d], storage: x), dict)
 }
 
-struct SplitMix {
-    var s: UInt64
-    init(_ seed: UInt64) { s = seed }
-    mutating func next() -> UInt64 {
-        s &+= 0x9E37_79B9_7F4A_7C15
-        var z = s
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+extension SplitMix64 {
+    /// Uniform in (0, 1).
     mutating func uniform() -> Double { (Double(next() >> 11) + 0.5) / Double(1 << 53) }
 }
 
