@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "AuscultSAE", dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor"],
                 exclude: ["README.md"], swiftSettings: fast),
         // Top: reports (HTML + SVG) and the command-line tool.
-        .target(name: "AuscultReport", dependencies: ["AuscultLens", "AuscultWhisper", "AuscultTensor", "CZlib"],
+        .target(name: "AuscultReport", dependencies: ["AuscultLens", "AuscultSAE", "AuscultWhisper", "AuscultTensor", "CZlib"],
                 exclude: ["README.md"], swiftSettings: fast),
         .executableTarget(name: "auscult",
                           dependencies: ["AuscultReport", "AuscultLens", "AuscultSAE", "AuscultWhisper", "AuscultAudio", "AuscultTensor",

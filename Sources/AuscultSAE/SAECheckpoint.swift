@@ -70,6 +70,15 @@ public enum SAECheckpoint {
         throw StoreError(.missing, "\(directory): neither sae_weights.safetensors (SAELens) nor sae.safetensors (sparsify)")
     }
 
+    /// The hook point and model named in a checkpoint's `cfg.json` (SAELens `hook_name`,
+    /// `model_name`; sparsify checkpoints name neither).
+    public static func origin(_ directory: String) -> (hook: String?, model: String?) {
+        let cfgPath = (directory as NSString).appendingPathComponent("cfg.json")
+        guard let data = FileManager.default.contents(atPath: cfgPath),
+              let cfg = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return (nil, nil) }
+        return (cfg["hook_name"] as? String, cfg["model_name"] as? String)
+    }
+
     /// The trainer state saved beside a checkpoint: step, Adam moments, rows since each latent fired.
     public static func trainerState(_ directory: String) throws -> (step: Int, moments: [[Float]], sinceFired: [Int])? {
         let path = (directory as NSString).appendingPathComponent("trainer_state.safetensors")

@@ -47,3 +47,14 @@ public final class HookFunctions: HookHandler, @unchecked Sendable {
         }
     }
 }
+
+/// Several handlers in one run, each seeing the activation in turn (the first one's edit is what
+/// the second sees).
+public final class HookChain: HookHandler, @unchecked Sendable {
+    public let handlers: [HookHandler]
+    public init(_ handlers: [HookHandler]) { self.handlers = handlers }
+    public func isActive(_ name: String) -> Bool { handlers.contains { $0.isActive(name) } }
+    public func visit(_ name: String, _ x: inout Tensor, _ context: HookContext) throws {
+        for h in handlers where h.isActive(name) { try h.visit(name, &x, context) }
+    }
+}

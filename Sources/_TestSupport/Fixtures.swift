@@ -29,6 +29,19 @@ public enum Fixtures {
     /// The clip file of reference id `id`.
     public static func clip(_ id: String) -> String { "\(clips)/\(id).wav" }
 
+    /// A dataset folder (links to bundled clips + metadata.csv with their references) holding `ids`.
+    public static func dataset(_ ids: [String]) throws -> String {
+        let dir = try temporaryDirectory()
+        var csv = "file_name,transcription\n"
+        let refs = Dictionary(uniqueKeysWithValues: try Dataset.load(clips).items.map { ($0.id, $0.reference ?? "") })
+        for id in ids {
+            try FileManager.default.createSymbolicLink(atPath: "\(dir)/\(id).wav", withDestinationPath: clip(id))
+            csv += "\(id).wav,\"\(refs[id]!.replacingOccurrences(of: "\"", with: "\"\""))\"\n"
+        }
+        try csv.write(toFile: dir + "/metadata.csv", atomically: true, encoding: .utf8)
+        return dir
+    }
+
     /// The activations openai-whisper recorded on jfk.wav with tiny.en.
     public static func jfkActivations() throws -> SafeTensorsFile {
         try SafeTensorsFile(path: "\(reference)/activations/tiny.en/jfk.safetensors")

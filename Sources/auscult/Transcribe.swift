@@ -1,6 +1,7 @@
 // `auscult transcribe`: files or a dataset folder to text, tokens and WER.
 import ArgumentParser
 import AuscultAudio
+import AuscultSAE
 import AuscultTensor
 import AuscultWhisper
 import Foundation
@@ -15,10 +16,13 @@ struct Transcribe: ParsableCommand {
           auscult transcribe --data path/to/dataset        # prints WER against the transcripts
           auscult transcribe --zero encoder.blocks.1.hook_attn_out --skip decoder.blocks.2+3 clip.wav
           auscult transcribe --swap encoder.blocks.2.hook_resid_post=other.wav clip.wav
+          auscult transcribe --sae sae/ clip.wav                 # SAE reconstruction in place of its hook
+          auscult transcribe --sae sae/ --steer 17=x0 --keep-error clip.wav   # turn latent 17 off
         """)
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup(title: "Interventions (window mode)") var interventions: InterventionOptions
+    @OptionGroup(title: "Sparse autoencoder (window mode)") var saeOptions: SAEOptions
     @Option(help: "Output format: text, json or jsonl.") var format: OutputFormat = .text
     @Option(help: "Beam width (default: greedy).") var beamSize: Int?
     @Option(help: "Language code; omit on multilingual models to detect it.") var language: String?
@@ -53,8 +57,9 @@ struct Transcribe: ParsableCommand {
         var windowItems = [DatasetItem]()
         let edits = try interventions.make(loaded, files: items.map(\.path))
         if !edits.isEmpty { _ = try Interventions(edits, model: loaded.model) }   // reject bad hook names before any work
+        let spliced = try saeOptions.load(loaded)
         for item in items {
-            if mode == .window || !edits.isEmpty { windowItems.append(item); continue }
+            if mode == .window || !edits.isEmpty || spliced != nil { windowItems.append(item); continue }
             // A file whose header cannot be read goes the window way, which reports it.
             if mode == .auto && (AudioClip.duration(of: item.path) ?? 0) <= 30 { windowItems.append(item); continue }
             do {
@@ -80,8 +85,21 @@ struct Transcribe: ParsableCommand {
         }
         let model = loaded.model
         var makeHooks: (@Sendable ([DatasetItem]) throws -> HookHandler?)? = nil
-        if !edits.isEmpty {
-            makeHooks = { _ -> HookHandler? in try Interventions(edits, model: model) }
+        let nAudio = model.dims.n_audio_ctx
+        let keepError = saeOptions.keepError
+        if !edits.isEmpty || spliced != nil {
+            makeHooks = { batch -> HookHandler? in
+                var handlers = [HookHandler]()
+                if !edits.isEmpty { handlers.append(try Interventions(edits, model: model)) }
+                if let spliced {
+                    // Splice on the frames that hold audio (the SAE never saw the padding).
+                    let frames = batch.map { item in
+                        AudioClip.duration(of: item.path).map { ActivationCollector.validFrames(samples: Int(($0 * 16_000).rounded()), maxFrames: nAudio) } ?? nAudio
+                    }
+                    handlers.append(try SAESplice(sae: spliced.sae, hook: spliced.hook, edits: spliced.edits, keepError: keepError, frames: frames))
+                }
+                return handlers.count == 1 ? handlers[0] : HookChain(handlers)
+            }
         }
         let runner = BatchTranscriber(loaded: loaded, options: options, batchSize: batchSize, hooks: makeHooks)
         let progress = data != nil ? ProgressReporter(total: windowItems.count, label: "transcribe") : nil

@@ -7,17 +7,7 @@ import _TestSupport
 @Suite("Experiment commands")
 struct CLIContractTests {
     /// A dataset folder (metadata.csv with the reference transcripts) holding links to `ids`' clips.
-    static func dataset(_ ids: [String]) throws -> String {
-        let dir = try Fixtures.temporaryDirectory()
-        var csv = "file_name,transcription\n"
-        let refs = Dictionary(uniqueKeysWithValues: try Dataset.load(Fixtures.clips).items.map { ($0.id, $0.reference ?? "") })
-        for id in ids {
-            try FileManager.default.createSymbolicLink(atPath: "\(dir)/\(id).wav", withDestinationPath: Fixtures.clip(id))
-            csv += "\(id).wav,\"\(refs[id]!.replacingOccurrences(of: "\"", with: "\"\""))\"\n"
-        }
-        try csv.write(toFile: dir + "/metadata.csv", atomically: true, encoding: .utf8)
-        return dir
-    }
+    static func dataset(_ ids: [String]) throws -> String { try Fixtures.dataset(ids) }
 
     struct Entry: Decodable { var clip: String; var condition: String; var tokens: [Int]; var text: String; var wer: Double; var ce: Double }
 
