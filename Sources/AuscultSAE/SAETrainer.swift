@@ -80,28 +80,8 @@ public final class SAETrainer {
     /// `checkpointEvery` steps and at the end.
     public func train(log: (SAELogLine) throws -> Void, checkpoint: (SAETrainer) throws -> Void) throws {
         while step < options.steps {
-            let x = batch(step)
-            let dead = sinceFired.map { $0 >= options.deadAfter }
-            var (stats, g, a) = sae.lossAndGradients(x, dead: dead)
-            sae.projectDecoderGradient(&g)
-            let norm = g.norm
-            if norm > options.clipNorm {
-                let s = options.clipNorm / norm
-                for t in [\SAEGradients.wEnc, \SAEGradients.bEnc, \SAEGradients.wDec, \SAEGradients.bDec] {
-                    for i in g[keyPath: t].storage.indices { g[keyPath: t].storage[i] *= s }
-                }
-            }
-            let lr = options.rate(at: step)
-            adam[0].step(&sae.wEnc.storage, g.wEnc.storage, lr: lr, t: step + 1)
-            adam[1].step(&sae.bEnc.storage, g.bEnc.storage, lr: lr, t: step + 1)
-            adam[2].step(&sae.wDec.storage, g.wDec.storage, lr: lr, t: step + 1)
-            adam[3].step(&sae.bDec.storage, g.bDec.storage, lr: lr, t: step + 1)
-            sae.renormalizeDecoder()
-            let b = x.shape[0], m = sae.config.dSAE
-            var fired = [Bool](repeating: false, count: m)
-            for r in 0..<b { for i in 0..<m where a.storage[r * m + i] > 0 { fired[i] = true } }
-            for i in 0..<m { sinceFired[i] = fired[i] ? 0 : sinceFired[i] + b }
-            step += 1
+            let (stats, lr) = update(batch(step))
+            let m = sae.config.dSAE
             if step % options.logEvery == 0 || step == options.steps {
                 let deadFraction = Double(sinceFired.filter { $0 >= options.deadAfter }.count) / Double(m)
                 try log(SAELogLine(step: step, loss: stats.loss, mse: stats.mse, aux: stats.aux, l1: stats.l1, fvu: stats.fvu,
@@ -109,6 +89,35 @@ public final class SAETrainer {
             }
             if step % options.checkpointEvery == 0 || step == options.steps { try checkpoint(self) }
         }
+    }
+
+    /// One optimiser step on `x` `[B, d_in]`: loss and gradients (AuxK on the latents dead now),
+    /// the decoder gradient's parallel components removed, global-norm clipping, Adam at this
+    /// step's rate, decoder rows renormalised, firing counters advanced.
+    @discardableResult
+    public func update(_ x: Tensor) -> (stats: SAEBatchStats, lr: Float) {
+        let dead = sinceFired.map { $0 >= options.deadAfter }
+        var (stats, g, a) = sae.lossAndGradients(x, dead: dead)
+        sae.projectDecoderGradient(&g)
+        let norm = g.norm
+        if norm > options.clipNorm {
+            let s = options.clipNorm / norm
+            for t in [\SAEGradients.wEnc, \SAEGradients.bEnc, \SAEGradients.wDec, \SAEGradients.bDec] {
+                for i in g[keyPath: t].storage.indices { g[keyPath: t].storage[i] *= s }
+            }
+        }
+        let lr = options.rate(at: step)
+        adam[0].step(&sae.wEnc.storage, g.wEnc.storage, lr: lr, t: step + 1)
+        adam[1].step(&sae.bEnc.storage, g.bEnc.storage, lr: lr, t: step + 1)
+        adam[2].step(&sae.wDec.storage, g.wDec.storage, lr: lr, t: step + 1)
+        adam[3].step(&sae.bDec.storage, g.bDec.storage, lr: lr, t: step + 1)
+        sae.renormalizeDecoder()
+        let b = x.shape[0], m = sae.config.dSAE
+        var fired = [Bool](repeating: false, count: m)
+        for r in 0..<b { for i in 0..<m where a.storage[r * m + i] > 0 { fired[i] = true } }
+        for i in 0..<m { sinceFired[i] = fired[i] ? 0 : sinceFired[i] + b }
+        step += 1
+        return (stats, lr)
     }
 
     /// Restores optimiser state and step (resume).
