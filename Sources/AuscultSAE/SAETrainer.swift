@@ -97,14 +97,12 @@ public final class SAETrainer {
     @discardableResult
     public func update(_ x: Tensor) -> (stats: SAEBatchStats, lr: Float) {
         let dead = sinceFired.map { $0 >= options.deadAfter }
-        var (stats, g, a) = sae.lossAndGradients(x, dead: dead)
+        var (stats, g, fired) = sae.stepGradients(x, dead: dead)
         sae.projectDecoderGradient(&g)
         let norm = g.norm
         if norm > options.clipNorm {
             let s = options.clipNorm / norm
-            for t in [\SAEGradients.wEnc, \SAEGradients.bEnc, \SAEGradients.wDec, \SAEGradients.bDec] {
-                for i in g[keyPath: t].storage.indices { g[keyPath: t].storage[i] *= s }
-            }
+            g.scale(by: s)
         }
         let lr = options.rate(at: step)
         adam[0].step(&sae.wEnc.storage, g.wEnc.storage, lr: lr, t: step + 1)
@@ -113,8 +111,6 @@ public final class SAETrainer {
         adam[3].step(&sae.bDec.storage, g.bDec.storage, lr: lr, t: step + 1)
         sae.renormalizeDecoder()
         let b = x.shape[0], m = sae.config.dSAE
-        var fired = [Bool](repeating: false, count: m)
-        for r in 0..<b { for i in 0..<m where a.storage[r * m + i] > 0 { fired[i] = true } }
         for i in 0..<m { sinceFired[i] = fired[i] ? 0 : sinceFired[i] + b }
         step += 1
         return (stats, lr)

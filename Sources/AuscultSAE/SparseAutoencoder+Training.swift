@@ -10,7 +10,17 @@ public struct SAEGradients: Sendable {
     public var wEnc: Tensor, bEnc: Tensor, wDec: Tensor, bDec: Tensor
     /// Global L2 norm.
     public var norm: Float {
-        sqrt([wEnc, bEnc, wDec, bDec].reduce(Float(0)) { $0 + $1.storage.reduce(0) { $0 + $1 * $1 } })
+        var sum: Float = 0
+        for t in [wEnc, bEnc, wDec, bDec] { t.storage.withUnsafeBufferPointer { sum += dot($0.count, $0.baseAddress!, $0.baseAddress!) } }
+        return sum.squareRoot()
+    }
+
+    /// Multiplies every gradient by `s` (norm clipping).
+    public mutating func scale(by s: Float) {
+        for i in wEnc.storage.indices { wEnc.storage[i] *= s }
+        for i in bEnc.storage.indices { bEnc.storage[i] *= s }
+        for i in wDec.storage.indices { wDec.storage[i] *= s }
+        for i in bDec.storage.indices { bDec.storage[i] *= s }
     }
 }
 
@@ -31,7 +41,34 @@ extension SparseAutoencoder {
     /// latents the AuxK loss may use. The AuxK target, the residual e = x − x̂, is a constant
     /// (no gradient flows into it, as in Gao et al.'s code); `residual` fixes it from outside
     /// (finite-difference checks perturb the parameters but not the target).
+    ///
+    /// Sparse latents take the sparse path (`sparseLossAndGradients`), dense ones
+    /// `denseLossAndGradients`; both give the same numbers.
     public func lossAndGradients(_ x: Tensor, dead: [Bool]? = nil, residual: Tensor? = nil) -> (stats: SAEBatchStats, grads: SAEGradients, latents: Tensor) {
+        guard let (stats, grads, active) = sparseLossAndGradients(x, dead: dead, residual: residual) else {
+            return denseLossAndGradients(x, dead: dead, residual: residual)
+        }
+        var a = Tensor(zeros: [x.shape[0], config.dSAE])
+        for e in 0..<active.count { a.storage[Int(active.row[e]) * config.dSAE + Int(active.latent[e])] = active.value[e] }
+        return (stats, grads, a)
+    }
+
+    /// Loss, statistics, gradients and, for each latent, whether it fired in the batch (the
+    /// trainer's step; no dense latent matrix is built on the sparse path).
+    func stepGradients(_ x: Tensor, dead: [Bool]?) -> (stats: SAEBatchStats, grads: SAEGradients, fired: [Bool]) {
+        var fired = [Bool](repeating: false, count: config.dSAE)
+        if let (stats, grads, active) = sparseLossAndGradients(x, dead: dead, residual: nil) {
+            for i in active.latent { fired[Int(i)] = true }
+            return (stats, grads, fired)
+        }
+        let (stats, grads, a) = denseLossAndGradients(x, dead: dead, residual: nil)
+        let m = config.dSAE
+        for r in 0..<x.shape[0] { for i in 0..<m where a.storage[r * m + i] > 0 { fired[i] = true } }
+        return (stats, grads, fired)
+    }
+
+    /// The loss and gradients with dense products throughout (the reference for the sparse path).
+    func denseLossAndGradients(_ x: Tensor, dead: [Bool]? = nil, residual: Tensor? = nil) -> (stats: SAEBatchStats, grads: SAEGradients, latents: Tensor) {
         let b = x.shape[0], d = config.dIn, m = config.dSAE
         let z = preActivations(x)
         let a = activate(z)
@@ -110,21 +147,24 @@ extension SparseAutoencoder {
     /// moves along the unit sphere; call before the optimiser step, `renormalizeDecoder` after.
     public func projectDecoderGradient(_ g: inout SAEGradients) {
         let m = config.dSAE, d = config.dIn
-        for i in 0..<m {
-            var dot: Float = 0
-            for j in 0..<d { dot += g.wDec.storage[i * d + j] * wDec.storage[i * d + j] }
-            for j in 0..<d { g.wDec.storage[i * d + j] -= dot * wDec.storage[i * d + j] }
-        }
+        wDec.storage.withUnsafeBufferPointer { w in g.wDec.storage.withUnsafeMutableBufferPointer { gw in
+            for i in 0..<m {
+                let wi = w.baseAddress! + i * d, gi = gw.baseAddress! + i * d
+                let p = dot(d, gi, wi)
+                axpy(d, -p, wi, gi)
+            }
+        } }
     }
 
     /// Scales every decoder row to unit norm.
     public mutating func renormalizeDecoder() {
         let m = config.dSAE, d = config.dIn
-        for i in 0..<m {
-            var n: Float = 0
-            for j in 0..<d { n += wDec.storage[i * d + j] * wDec.storage[i * d + j] }
-            n = max(n.squareRoot(), 1e-12)
-            for j in 0..<d { wDec.storage[i * d + j] /= n }
+        wDec.storage.withUnsafeMutableBufferPointer { w in
+            for i in 0..<m {
+                let wi = w.baseAddress! + i * d
+                let n = max(dot(d, wi, wi).squareRoot(), 1e-12)
+                for j in 0..<d { wi[j] /= n }
+            }
         }
     }
 }

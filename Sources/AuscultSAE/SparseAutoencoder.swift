@@ -4,6 +4,7 @@
 // et al. 2024). Forward and backward are written out by hand on BLAS products.
 import AuscultTensor
 import AuscultWhisper
+import Dispatch
 import Foundation
 
 /// How latents are selected.
@@ -72,8 +73,15 @@ public struct SparseAutoencoder: Sendable {
         var centred = x
         for r in 0..<b { for j in 0..<d { centred.storage[r * d + j] -= bDec.storage[j] } }
         var z = Tensor(shape: [b, m]) { out in for r in 0..<b { for i in 0..<m { out[r * m + i] = bEnc.storage[i] } } }
+        _ = BLAS.configured
+        // Rows split across workers: OpenBLAS runs single-threaded here (BLAS.configured).
+        let workers = b >= 64 && b * m * d >= 1 << 22 ? Threading.workers : 1
         centred.storage.withUnsafeBufferPointer { xp in wEnc.storage.withUnsafeBufferPointer { wp in z.storage.withUnsafeMutableBufferPointer { zp in
-            BLAS.gemmNN(m: b, n: m, k: d, a: xp.baseAddress!, lda: d, b: wp.baseAddress!, ldb: m, beta: 1, c: zp.baseAddress!, ldc: m)
+            let xs = Shared(xp.baseAddress!), ws = Shared(wp.baseAddress!), zs = Shared(zp.baseAddress!)
+            DispatchQueue.concurrentPerformIfNeeded(workers) { w in
+                let r0 = b * w / workers, r1 = b * (w + 1) / workers
+                BLAS.gemmNN(m: r1 - r0, n: m, k: d, a: xs.base + r0 * d, lda: d, b: ws.base, ldb: m, beta: 1, c: zs.base + r0 * m, ldc: m)
+            }
         } } }
         return z
     }
@@ -114,11 +122,15 @@ public struct SparseAutoencoder: Sendable {
     /// Indices of the `k` largest of `v[from..<from+count]` (relative to `from`; ties go to the
     /// lower index), in no particular order.
     ///
-    /// Quickselect finds the k-th largest value, then one pass collects the indices: O(count)
-    /// instead of a full sort, which made TopK selection the bulk of an SAE step (d_sae 3072).
+    /// Small k (k ≤ count/8, TopK's 32 of 3072) keeps a min-heap of the best k seen while
+    /// scanning: most values lose one comparison against the heap's root, and the scan needs no
+    /// copy (it was a quarter of a training step as quickselect). Larger k uses quickselect.
     static func topIndices(_ v: [Float], from: Int, count: Int, k: Int) -> [Int] {
         guard k < count else { return Array(0..<count) }
         guard k > 0 else { return [] }
+        if k * 8 <= count {
+            return v.withUnsafeBufferPointer { topIndicesByHeap($0.baseAddress! + from, count: count, k: k) }
+        }
         var vals = Array(v[from..<(from + count)])
         let kth = select(&vals, k - 1)
         var out = [Int]()
@@ -126,6 +138,35 @@ public struct SparseAutoencoder: Sendable {
         for i in 0..<count where v[from + i] > kth { out.append(i) }
         if out.count < k { for i in 0..<count where v[from + i] == kth { out.append(i); if out.count == k { break } } }
         return out
+    }
+
+    /// The k best of `p[0..<count]` by (value descending, index ascending), by a size-k min-heap
+    /// ordered worst first: a later value enters only if strictly greater than the worst kept.
+    static func topIndicesByHeap(_ p: UnsafePointer<Float>, count: Int, k: Int) -> [Int] {
+        var heapV = [Float](repeating: 0, count: k), heapI = [Int](repeating: 0, count: k)
+        // "a is worse than b": smaller value, or equal value and larger index.
+        @inline(__always) func worse(_ av: Float, _ ai: Int, _ bv: Float, _ bi: Int) -> Bool { av < bv || (av == bv && ai > bi) }
+        heapV.withUnsafeMutableBufferPointer { hv in heapI.withUnsafeMutableBufferPointer { hi in
+            func siftDown(_ start: Int) {
+                var i = start
+                while true {
+                    let l = 2 * i + 1, r = l + 1
+                    var w = i
+                    if l < k && worse(hv[l], hi[l], hv[w], hi[w]) { w = l }
+                    if r < k && worse(hv[r], hi[r], hv[w], hi[w]) { w = r }
+                    if w == i { return }
+                    hv.swapAt(i, w); hi.swapAt(i, w)
+                    i = w
+                }
+            }
+            for i in 0..<k { hv[i] = p[i]; hi[i] = i }
+            for i in stride(from: k / 2 - 1, through: 0, by: -1) { siftDown(i) }
+            for i in k..<count where p[i] > hv[0] {
+                hv[0] = p[i]; hi[0] = i
+                siftDown(0)
+            }
+        } }
+        return heapI
     }
 
     /// The value that would sit at `index` if `a` were sorted in descending order (Hoare

@@ -1,4 +1,4 @@
-import AuscultSAE
+@testable import AuscultSAE
 import AuscultTensor
 import AuscultWhisper
 import Foundation
@@ -42,7 +42,7 @@ struct SAETests {
         sae.bEnc = Tensor(shape: [16], storage: (0..<16).map { Float($0 % 3) * 0.1 - 0.05 })
         sae.bDec = Tensor(shape: [8], storage: (0..<8).map { Float($0) * 0.01 })
         let dead = (0..<16).map { $0 % 4 == 0 }
-        let (_, g, _) = sae.lossAndGradients(x, dead: dead)
+        let (_, g, _) = sae.denseLossAndGradients(x, dead: dead)
         let residual = x - sae(x).reconstruction   // the AuxK target, held fixed as in training
         let h: Float = 1e-3
         func check(_ path: WritableKeyPath<SparseAutoencoder, Tensor>, _ grad: Tensor, _ name: String) {
@@ -55,6 +55,27 @@ struct SAETests {
             }
         }
         check(\.wEnc, g.wEnc, "W_enc"); check(\.bEnc, g.bEnc, "b_enc"); check(\.wDec, g.wDec, "W_dec"); check(\.bDec, g.bDec, "b_dec")
+    }
+
+    @Test("the sparse training path gives the dense path's loss and gradients, AuxK included",
+          arguments: SAEArchitecture.allCases)
+    func sparseMatchesDense(_ arch: SAEArchitecture) throws {
+        let (x, _) = plantedData(rows: 70, d: 16, atoms: 40, active: 3, seed: 5)
+        var sae = SparseAutoencoder(config: SAEConfig(architecture: arch, dIn: 16, dSAE: 128, k: 4, l1: 0.05, kAux: 8), seed: 6)
+        // ReLU: a negative encoder bias keeps few latents on, so the sparse path is taken.
+        sae.bEnc = Tensor(shape: [128], storage: (0..<128).map { arch == .relu ? -1.2 : Float($0 % 5) * 0.02 })
+        sae.bDec = Tensor(shape: [16], storage: (0..<16).map { Float($0) * 0.03 })
+        let dead = (0..<128).map { $0 % 3 == 0 }
+        let sparse = try #require(sae.sparseLossAndGradients(x, dead: dead, residual: nil))
+        let dense = sae.denseLossAndGradients(x, dead: dead)
+        expectClose(sparse.stats.loss, dense.stats.loss, tolerance: 1e-5 * dense.stats.loss, "loss")
+        expectClose(sparse.stats.aux, dense.stats.aux, tolerance: 1e-5 * max(1, dense.stats.aux), "aux")
+        expectClose(sparse.stats.l0, dense.stats.l0, tolerance: 0, "L0")
+        #expect(arch == .relu || sparse.stats.aux > 0)
+        expectClose(sparse.grads.wEnc, dense.grads.wEnc, rtol: 1e-4, atol: 1e-6)
+        expectClose(sparse.grads.bEnc, dense.grads.bEnc, rtol: 1e-4, atol: 1e-6)
+        expectClose(sparse.grads.wDec, dense.grads.wDec, rtol: 1e-4, atol: 1e-6)
+        expectClose(sparse.grads.bDec, dense.grads.bDec, rtol: 1e-4, atol: 1e-6)
     }
 
     @Test("TopK keeps at most k latents per row and BatchTopK k × batch over the batch")
