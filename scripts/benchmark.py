@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Times Auscult and its peers on the same inputs in one process tree and prints ratios.
 
+Stage sae (tiny.en): TopK SAE training on encoder.blocks.2.hook_resid_post over all bundled clips,
+`auscult train-sae` against the same trainer in PyTorch (scripts/sae_torch.py), rows per second
+and final FVU.
 Stage sweep (tiny.en): the seed-000 ablation sweep (every encoder and decoder block, zero and
 resample, one donor, all bundled clips, transcripts and cross-entropy), `auscult ablate` as one
 command against openai-whisper with PyTorch forward hooks, one decode per clip and condition
@@ -110,13 +113,47 @@ def sweep_stage(skip):
     return row
 
 
+SAE = {"arch": "topk", "k": 32, "expansion": 8, "steps": 300, "batch_size": 512, "lr": 1e-3, "warmup": 30}
+
+
+def sae_stage(skip):
+    """SAE training throughput: a TopK SAE (k 32, 8x) on tiny.en encoder.blocks.2.hook_resid_post
+    over all bundled clips, `auscult train-sae` against the same training written in PyTorch
+    (scripts/sae_torch.py: same initial weights, same batches, same optimiser). Both count rows
+    per second of the training loop alone and report FVU over every row at the end."""
+    import shutil, tempfile
+    work = tempfile.mkdtemp(prefix="auscult-sae-")
+    store, out = os.path.join(work, "store"), os.path.join(work, "sae")
+    subprocess.run([AUSCULT, "collect", "--hook", "encoder.blocks.2.hook_resid_post", "--data", os.path.join(ROOT, "data/clips"),
+                    "--out", store, "--dtype", "f32"], check=True, capture_output=True)
+    subprocess.run([AUSCULT, "train-sae", "--store", store, "--out", out, "--arch", SAE["arch"], "--k", str(SAE["k"]),
+                    "--expansion", str(SAE["expansion"]), "--steps", str(SAE["steps"]), "--batch-size", str(SAE["batch_size"]),
+                    "--lr", str(SAE["lr"]), "--warmup", str(SAE["warmup"])], check=True, capture_output=True)
+    mine = json.load(open(os.path.join(out, "summary.json")))
+    line = (f"== sae training (tiny.en encoder.blocks.2, {mine['rows']} rows, topk k {SAE['k']}, {SAE['expansion']}x, "
+            f"{SAE['steps']} steps of {SAE['batch_size']})\n  train-sae   auscult {mine['rows_per_second']:8.0f} rows/s, FVU {mine['fvu_all_rows']:.4f}")
+    row = {"model": "tiny.en", "stage": "sae", "auscult_rows_per_s": mine["rows_per_second"], "auscult_fvu": mine["fvu_all_rows"], "peers": {}}
+    if "torch" not in skip:
+        from sae_torch import train
+        peer = train(argparse.Namespace(store=store, arch=SAE["arch"], k=SAE["k"], l1=5e-3, expansion=SAE["expansion"], d_sae=None,
+                                        steps=SAE["steps"], batch_size=SAE["batch_size"], lr=SAE["lr"], warmup=SAE["warmup"],
+                                        dead_after=50_000, seed=0, threads=os.cpu_count(), quiet=True))
+        line += (f" | pytorch {peer['rows_per_s']:8.0f} rows/s, FVU {peer['fvu']:.4f} (auscult/peer throughput "
+                 f"{mine['rows_per_second'] / peer['rows_per_s']:5.2f}x, FVU {100 * (mine['fvu_all_rows'] / peer['fvu'] - 1):+.2f} %)")
+        row["peers"]["pytorch"] = {"rows_per_s": peer["rows_per_s"], "fvu": peer["fvu"]}
+    shutil.rmtree(work, ignore_errors=True)
+    print(line, flush=True)
+    return row
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="tiny.en,base")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--skip", default="", help="comma-separated peers to skip: torch,hf,ct2,numpy")
-    ap.add_argument("--stages", default="core,sweep",
-                    help="core: log-mel, encoder, transcription, hooks; sweep: the seed-000 ablation sweep on tiny.en")
+    ap.add_argument("--stages", default="core,sweep,sae",
+                    help="core: log-mel, encoder, transcription, hooks; sweep: the seed-000 ablation sweep on tiny.en; "
+                         "sae: SAE training throughput and FVU against PyTorch")
     args = ap.parse_args()
     stages = set(args.stages.split(","))
     skip = set(args.skip.split(","))
@@ -126,6 +163,8 @@ def main():
     rows = []
     if "sweep" in stages:
         rows.append(sweep_stage(skip))
+    if "sae" in stages:
+        rows.append(sae_stage(skip))
     for model in (args.models.split(",") if "core" in stages else []):
         print(f"== {model} ({len(CLIPS)} clips, {os.cpu_count()} cores)", flush=True)
         hf = hf_dir(model)

@@ -179,7 +179,8 @@ def train(args):
     seconds = time.perf_counter() - start
     result = {"rows_per_s": args.steps * b / seconds, "seconds": seconds, "fvu": fvu_over(t.p, data, cfg),
               "l0": log[-1]["l0"], "dead_fraction": log[-1]["dead_fraction"], "loss": log[-1]["loss"], "rows": n}
-    print(json.dumps(result))
+    if not getattr(args, "quiet", False):
+        print(json.dumps(result))
     return result
 
 

@@ -171,19 +171,24 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
         }
     }
 
-    func accumulate(_ x: Tensor, _ xhat: Tensor, _ a: Tensor) {
-        let rows = x.shape[0], d = sae.config.dIn, m = sae.config.dSAE
-        stats.rows += rows
-        for r in 0..<rows {
+    func accumulate(_ x: Tensor, _ xhat: Tensor, _ a: Tensor) { stats.add(x, xhat, a) }
+}
+
+extension SpliceStats {
+    /// Adds rows `x` `[R, d_in]`, their reconstructions and latents `a` `[R, d_sae]`.
+    public mutating func add(_ x: Tensor, _ xhat: Tensor, _ a: Tensor) {
+        let n = x.shape[0], d = sum.count, m = fired.count
+        rows += n
+        for r in 0..<n {
             var e = 0.0
             for j in 0..<d {
                 let v = Double(x.storage[r * d + j])
                 let diff = Double(xhat.storage[r * d + j]) - v
                 e += diff * diff
-                stats.sum[j] += v; stats.sumSquares[j] += v * v
+                sum[j] += v; sumSquares[j] += v * v
             }
-            stats.squaredError += e
-            for i in 0..<m where a.storage[r * m + i] > 0 { stats.fired[i] += 1; stats.activeTotal += 1 }
+            squaredError += e
+            for i in 0..<m where a.storage[r * m + i] > 0 { fired[i] += 1; activeTotal += 1 }
         }
     }
 }

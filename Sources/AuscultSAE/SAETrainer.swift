@@ -116,6 +116,21 @@ public final class SAETrainer {
         return (stats, lr)
     }
 
+    /// Fraction of variance unexplained over every training row (not one batch), in chunks.
+    public func fvuOverData(chunk: Int = 4096) -> Double {
+        let n = data.shape[0], d = sae.config.dIn
+        var stats = SpliceStats(dIn: d, dSAE: sae.config.dSAE)
+        var at = 0
+        while at < n {
+            let rows = min(chunk, n - at)
+            let x = Tensor(shape: [rows, d], storage: Array(data.storage[(at * d)..<((at + rows) * d)]))
+            let (a, xhat) = sae(x)
+            stats.add(x, xhat, a)
+            at += rows
+        }
+        return stats.fvu
+    }
+
     /// Restores optimiser state and step (resume).
     public func restore(step: Int, sae: SparseAutoencoder, moments: [[Float]], sinceFired: [Int]) {
         self.step = step; self.sae = sae; self.sinceFired = sinceFired

@@ -16,8 +16,9 @@ struct TrainSAE: ParsableCommand {
         step), b_dec initialised at the data mean, the encoder at the decoder's transpose. TopK and
         BatchTopK add the AuxK loss (coefficient 1/32) on latents dead for --dead-after rows.
         OUT gets the checkpoint in SAELens layout (cfg.json + sae_weights.safetensors), the
-        optimiser state, train_log.jsonl (loss, FVU, L0, dead fraction, learning rate) and
-        report.html; running the command again resumes from the last checkpoint.
+        optimiser state, train_log.jsonl (loss, FVU, L0, dead fraction, learning rate),
+        summary.json (final FVU over every row, throughput) and report.html; running the command
+        again resumes from the last checkpoint.
 
         Example:
           auscult collect --hook encoder.blocks.2 --data data/clips --out store/
@@ -99,9 +100,15 @@ struct TrainSAE: ParsableCommand {
             + "</div>")
         try doc.write(to: (out as NSString).appendingPathComponent("report.html"))
         if let last = all.last {
-            print(String(format: "step %d: FVU %.4f, L0 %.1f, dead %.3f, loss %.5f · %.0f rows/s · checkpoint %@",
-                         last.step, last.fvu, last.l0, last.deadFraction, last.loss,
-                         Double((trainer.step - startStep) * min(batchSize, rows.shape[0])) / max(seconds, 1e-9), out))
+            let rate = Double((trainer.step - startStep) * min(batchSize, rows.shape[0])) / max(seconds, 1e-9)
+            let fvu = trainer.fvuOverData()
+            let summary: [String: Any] = ["step": last.step, "fvu_all_rows": fvu, "fvu_last_batch": last.fvu, "l0": last.l0,
+                                          "dead_fraction": last.deadFraction, "loss": last.loss, "rows": rows.shape[0],
+                                          "rows_per_second": rate, "seconds": seconds]
+            try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
+                .write(to: URL(fileURLWithPath: (out as NSString).appendingPathComponent("summary.json")), options: .atomic)
+            print(String(format: "step %d: FVU %.4f over all %d rows (last batch %.4f), L0 %.1f, dead %.3f, loss %.5f · %.0f rows/s · checkpoint %@",
+                         last.step, fvu, rows.shape[0], last.fvu, last.l0, last.deadFraction, last.loss, rate, out))
         }
     }
 }
