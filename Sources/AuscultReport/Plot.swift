@@ -40,6 +40,7 @@ public enum ColorScale: Sendable {
 public enum Plot {
     static func fmt(_ v: Double) -> String {
         if v == 0 { return "0" }
+        if v == v.rounded() && abs(v) < 1e9 { return String(format: "%.0f", v) }   // counts
         if abs(v) >= 100 { return String(format: "%.0f", v) }
         if abs(v) >= 1 { return String(format: "%.2f", v) }
         return String(format: "%.3f", v)
@@ -50,7 +51,7 @@ public enum Plot {
                             width: Int = 640, color: String = "#3d6fb6") -> String {
         let rowH = 18, left = 260, top = 28, h = top + rowH * items.count + 24
         let maxV = max(items.map { abs($0.value) }.max() ?? 1, 1e-12)
-        let plotW = Double(width - left - 70)
+        let plotW = Double(width - left - 110)   // room for the value label after the longest bar
         var s = "<svg class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(h)\" viewBox=\"0 0 \(width) \(h)\">"
         s += "<text x=\"4\" y=\"16\" font-size=\"13\" font-weight=\"600\">\(htmlEscape(title))</text>"
         for (i, it) in items.enumerated() {

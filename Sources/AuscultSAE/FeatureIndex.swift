@@ -300,6 +300,16 @@ public struct FeatureIndex {
             .map { ($0[0].int!, $0[1].double!, $0[2].double) }
     }
 
+    /// The path of an indexed clip.
+    public func clipPath(_ name: String) throws -> String? {
+        try db.rows("SELECT path FROM clips WHERE name = ?", [.text(name)]).first?[0].text
+    }
+
+    /// Every feature's firing density, by feature id.
+    public func densities() throws -> [Double] {
+        try db.rows("SELECT density FROM features ORDER BY id").map { $0[0].double ?? 0 }
+    }
+
     /// Features whose top examples fall on `word` (case-insensitive), most examples first.
     public func features(onWord word: String, limit: Int) throws -> [(feature: Int, examples: Int)] {
         try db.rows("""

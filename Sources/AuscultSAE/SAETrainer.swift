@@ -19,7 +19,12 @@ public struct SAETrainingOptions: Codable, Sendable, Equatable {
     public var seed: UInt64 = 0
     public var logEvery: Int = 10
     public var checkpointEvery: Int = 500
+    /// Where b_dec starts: the data mean, or its geometric median (Gao et al. 2024; robust to
+    /// the few very large activations some positions carry).
+    public var bDecInit: BDecInit = .mean
     public init() {}
+
+    public enum BDecInit: String, Codable, Sendable, CaseIterable { case mean, median }
 
     /// Learning rate at `step` (0-based).
     public func rate(at step: Int) -> Float {
@@ -51,7 +56,8 @@ public final class SAETrainer {
     let data: Tensor
     var order: [Int]
 
-    /// `data` `[N, d_in]`; b_dec starts at the data mean (Gao et al.), unless resuming.
+    /// `data` `[N, d_in]`; b_dec starts at the data mean or geometric median (`options.bDecInit`),
+    /// unless resuming.
     public init(sae: SparseAutoencoder, data: Tensor, options: SAETrainingOptions) {
         self.sae = sae; self.data = data; self.options = options
         sinceFired = [Int](repeating: 0, count: sae.config.dSAE)
@@ -62,7 +68,33 @@ public final class SAETrainer {
         let n = data.shape[0], d = sae.config.dIn
         var mean = [Float](repeating: 0, count: d)
         for r in 0..<n { for j in 0..<d { mean[j] += data.storage[r * d + j] / Float(n) } }
-        self.sae.bDec = Tensor(shape: [d], storage: mean)
+        self.sae.bDec = Tensor(shape: [d], storage: options.bDecInit == .median ? Self.geometricMedian(data, start: mean) : mean)
+    }
+
+    /// The point minimising the summed Euclidean distance to the rows of `x` `[N, d]`, by
+    /// Weiszfeld's iteration from `start` (at most 100 steps, until it moves less than 1e-6 of
+    /// its norm); rows closer than 1e-8 to the estimate are skipped, avoiding a division by zero.
+    public static func geometricMedian(_ x: Tensor, start: [Float], iterations: Int = 100) -> [Float] {
+        let n = x.shape[0], d = x.shape[1]
+        var y = start.map(Double.init)
+        for _ in 0..<iterations {
+            var num = [Double](repeating: 0, count: d), den = 0.0
+            for r in 0..<n {
+                var dist = 0.0
+                for j in 0..<d { let v = Double(x.storage[r * d + j]) - y[j]; dist += v * v }
+                dist = dist.squareRoot()
+                guard dist > 1e-8 else { continue }
+                for j in 0..<d { num[j] += Double(x.storage[r * d + j]) / dist }
+                den += 1 / dist
+            }
+            guard den > 0 else { break }
+            let next = num.map { $0 / den }
+            var moved = 0.0, norm = 0.0
+            for j in 0..<d { moved += (next[j] - y[j]) * (next[j] - y[j]); norm += next[j] * next[j] }
+            y = next
+            if moved.squareRoot() <= 1e-6 * max(norm.squareRoot(), 1e-12) { break }
+        }
+        return y.map(Float.init)
     }
 
     /// The batch of `step`: consecutive rows of a seeded shuffle, wrapping around.

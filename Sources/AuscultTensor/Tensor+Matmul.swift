@@ -31,6 +31,7 @@ public enum BLAS {
                               a: UnsafePointer<Float>, lda: Int,
                               b: UnsafePointer<Float>, ldb: Int,
                               beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        _ = configured   // single-threaded OpenBLAS before its first call: concurrent callers race otherwise
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
                     alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
@@ -41,6 +42,7 @@ public enum BLAS {
                               a: UnsafePointer<Float>, lda: Int,
                               b: UnsafePointer<Float>, ldb: Int,
                               beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        _ = configured   // single-threaded OpenBLAS before its first call: concurrent callers race otherwise
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
                     alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
@@ -51,6 +53,7 @@ public enum BLAS {
                               a: UnsafePointer<Float>, lda: Int,
                               b: UnsafePointer<Float>, ldb: Int,
                               beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        _ = configured   // single-threaded OpenBLAS before its first call: concurrent callers race otherwise
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
                     alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
@@ -60,6 +63,7 @@ public enum BLAS {
     @inlinable
     public static func gemv(n: Int, k: Int, alpha: Float = 1, w: UnsafePointer<Float>, ldw: Int,
                             x: UnsafePointer<Float>, beta: Float = 0, y: UnsafeMutablePointer<Float>) {
+        _ = configured
         cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, w, Int32(ldw), x, 1, beta, y, 1)
     }
 
@@ -67,6 +71,7 @@ public enum BLAS {
     @inlinable
     public static func gemvT(n: Int, k: Int, w: UnsafePointer<Float>, ldw: Int,
                              x: UnsafePointer<Float>, beta: Float = 0, y: UnsafeMutablePointer<Float>) {
+        _ = configured
         cblas_sgemv(CblasRowMajor, CblasTrans, Int32(n), Int32(k), 1, w, Int32(ldw), x, 1, beta, y, 1)
     }
 

@@ -1,5 +1,7 @@
 // `auscult index` builds a feature index (SQLite); `auscult features` queries it.
 import ArgumentParser
+import AuscultAudio
+import AuscultReport
 import AuscultSAE
 import AuscultWhisper
 import Foundation
@@ -66,6 +68,7 @@ struct Features: ParsableCommand {
           auscult features --index features.sqlite --sort density --limit 20
           auscult features --index features.sqlite --word country
           auscult features --index features.sqlite --feature 17 --format json
+          auscult features --index features.sqlite --sort max_value --limit 20 --html features.html
         """)
 
     @Option(help: "Index file (from auscult index).") var index: String
@@ -74,10 +77,13 @@ struct Features: ParsableCommand {
     @Option(help: "Rank features by density, max_value, mean_active or fired.") var sort: String = "max_value"
     @Option(help: "Features to list, or examples to show per feature.") var limit: Int = 10
     @Option(help: "text or json.") var format: String = "text"
+    @Option(help: ArgumentHelp("Also write an HTML page of the features shown (or the --limit highest ranked): density histogram, examples with words and audio snippets to listen to.", valueName: "file"))
+    var html: String?
 
     func run() throws {
         guard format == "text" || format == "json" else { throw ValidationError("--format is text or json") }
         let idx = try FeatureIndex(path: index)
+        if let html { try writePage(idx, to: html) }
         let header = "\(idx.meta["kind"] ?? "?") features of \(idx.meta["hook"] ?? "?") (\(idx.meta["source"] ?? "?")), \(idx.width) features, \(idx.meta["rows"] ?? "?") frames"
         if !feature.isEmpty {
             var records = [FeatureRecord]()
@@ -116,6 +122,21 @@ struct Features: ParsableCommand {
         }
         print(header)
         for r in ranked { print(String(format: "feature %6d  density %.4g  max %@", r.feature, r.density, r.maxValue.map { String(format: "%.3f", $0) } ?? "n/a")) }
+    }
+
+    /// The HTML page of the --feature list, or of the --limit features ranked by --sort.
+    func writePage(_ idx: FeatureIndex, to path: String) throws {
+        let ids = feature.isEmpty ? try idx.ranked(by: sort, limit: limit).map(\.feature) : feature
+        let records = try ids.compactMap { try idx.feature($0, examples: min(limit, 10)) }
+        var clips = [String: [Float]]()
+        let page = FeatureReport.page(idx, records: records, densities: try idx.densities()) { clip, time in
+            if clips[clip] == nil, let p = try? idx.clipPath(clip) { clips[clip] = (try? AudioClip(contentsOf: p))?.samples }
+            guard let s = clips[clip], !s.isEmpty else { return nil }
+            let a = max(0, Int((time - 0.4) * 16_000)), b = min(s.count, Int((time + 0.4) * 16_000))
+            return a < b ? WAV.pcm16(Array(s[a..<b]), rate: 16_000) : nil
+        }
+        try page.write(to: path)
+        FileHandle.standardError.write("wrote \(path) (\(records.count) features)\n".data(using: .utf8)!)
     }
 
     func printJSON(_ value: some Encodable) throws {

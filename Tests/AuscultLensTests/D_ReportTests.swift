@@ -33,7 +33,7 @@ enum Browser {
 @Suite("Reports in headless Chromium")
 struct ReportTests {
     /// Writes the reports of small real runs and checks each one renders its plots without errors.
-    @Test("ablation, lens and patching reports open with every plot drawn and no console messages")
+    @Test("ablation, lens, patching, SAE and feature reports open with every plot drawn and no console messages")
     func reportsRender() throws {
         let dir = try Fixtures.temporaryDirectory()
         let data = try CLIContractTests.dataset(["jfk", "ls_1089-134691-0000", "ps_cards_003"])
@@ -47,6 +47,21 @@ struct ReportTests {
         let patch = try AuscultCLI.run(["patch", Fixtures.clip("ls_1089-134691-0000"), "--silence", "0.3:1.2", "--out", dir + "/patch"])
         #expect(patch.status == 0, "\(patch.err)")
         pages.append((dir + "/patch/report.html", 5))
+        let collect = try AuscultCLI.run(["collect", "--hook", "encoder.blocks.1", "--data", data, "--out", dir + "/store"])
+        #expect(collect.status == 0, "\(collect.err)")
+        let train = try AuscultCLI.run(["train-sae", "--store", dir + "/store", "--out", dir + "/sae", "--steps", "20", "--batch-size", "256",
+                                        "--expansion", "2", "--lr", "1e-3", "--warmup", "5"])
+        #expect(train.status == 0, "\(train.err)")
+        pages.append((dir + "/sae/report.html", 4))
+        let eval = try AuscultCLI.run(["eval-sae", "--sae", dir + "/sae", "--data", data, "--out", dir + "/eval"])
+        #expect(eval.status == 0, "\(eval.err)")
+        pages.append((dir + "/eval/report.html", 2))
+        let index = try AuscultCLI.run(["index", "--sae", dir + "/sae", "--data", data, "--out", dir + "/f.sqlite", "--top", "3"])
+        #expect(index.status == 0, "\(index.err)")
+        let features = try AuscultCLI.run(["features", "--index", dir + "/f.sqlite", "--limit", "3", "--html", dir + "/features.html"])
+        #expect(features.status == 0, "\(features.err)")
+        #expect(try String(contentsOfFile: dir + "/features.html", encoding: .utf8).contains("<audio controls"))
+        pages.append((dir + "/features.html", 4))
         for (page, least) in pages {
             let (dom, log) = try Browser.render(page)
             let rendered = Int(Browser.bodyAttribute(dom, "data-rendered") ?? "") ?? -1

@@ -78,6 +78,20 @@ struct SAETests {
         expectClose(sparse.grads.bDec, dense.grads.bDec, rtol: 1e-4, atol: 1e-6)
     }
 
+    @Test("the geometric median is the 1-d median on a line, ignores an outlier the mean follows, and can start b_dec")
+    func geometricMedian() {
+        // Five points on the first axis, one far out: the median is the middle one, 2.
+        var x = Tensor(zeros: [5, 3])
+        for (r, v) in [0, 1, 2, 3, 100].enumerated() { x.storage[r * 3] = Float(v) }
+        let mean = [Float(106) / 5, 0, 0]
+        let m = SAETrainer.geometricMedian(x, start: mean)
+        #expect(abs(m[0] - 2) < 1e-2 && abs(m[1]) < 1e-6 && abs(m[2]) < 1e-6, "\(m)")
+        var options = SAETrainingOptions()
+        options.bDecInit = .median
+        let t = SAETrainer(sae: SparseAutoencoder(config: SAEConfig(architecture: .topk, dIn: 3, dSAE: 4, k: 1)), data: x, options: options)
+        #expect(abs(t.sae.bDec.storage[0] - 2) < 1e-2)
+    }
+
     @Test("TopK keeps at most k latents per row and BatchTopK k × batch over the batch")
     func sparsityInvariants() {
         let (x, _) = plantedData(rows: 32, d: 16, atoms: 40, active: 3, seed: 3)

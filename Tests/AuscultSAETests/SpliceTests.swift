@@ -127,4 +127,25 @@ struct SpliceTests {
         let noSAE = try AuscultCLI.run(["eval-sae", "--sae", dir + "/missing", "--data", data, "--out", dir + "/e2"])
         #expect(noSAE.status != 0 && noSAE.err.contains("cfg.json"))
     }
+
+    @Test("train-sae straight from the model collects into OUT/activations, trains, and a rerun neither recollects nor retrains")
+    func trainFromModel() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let data = try Fixtures.dataset(["jfk", "ps_cards_003"])
+        let args = ["train-sae", "--hook", "encoder.blocks.1", "--data", data, "--out", dir + "/sae", "--steps", "6",
+                    "--batch-size", "128", "--expansion", "1", "--checkpoint-every", "3", "--b-dec-init", "median"]
+        let first = try AuscultCLI.run(args)
+        #expect(first.status == 0, "\(first.err)")
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/sae/activations/manifest.json"))) as? [String: Any]
+        #expect((manifest?["clips"] as? [Any])?.count == 2)
+        #expect(manifest?["hook"] as? String == "encoder.blocks.1.hook_resid_post")
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/sae/summary.json"))) as? [String: Any]
+        #expect(summary?["step"] as? Int == 6)
+        let again = try AuscultCLI.run(args)
+        #expect(again.status == 0 && again.err.contains("resuming at step 6"), "\(again.err)")
+        let both = try AuscultCLI.run(["train-sae", "--store", dir + "/sae/activations", "--hook", "encoder.blocks.1", "--out", dir + "/x"])
+        #expect(both.status != 0 && both.err.contains("not both"))
+        let badInit = try AuscultCLI.run(["train-sae", "--store", dir + "/sae/activations", "--out", dir + "/y", "--b-dec-init", "mode"])
+        #expect(badInit.status != 0 && badInit.err.contains("mean or median"))
+    }
 }
