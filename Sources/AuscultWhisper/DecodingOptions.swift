@@ -39,6 +39,8 @@ public struct DecodingResult: Sendable, Codable {
     public var avgLogprob: Double
     public var noSpeechProb: Double
     public var temperature: Double
+    /// Words with start and end times, when asked for (`BatchTranscriber.wordTimestamps`).
+    public var words: [WordTiming]? = nil
 }
 
 /// The logit filters of openai-whisper (`SuppressBlank`, `SuppressTokens`, `ApplyTimestampRules`).

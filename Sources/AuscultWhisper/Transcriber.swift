@@ -11,6 +11,8 @@ public struct BatchTranscriber: Sendable {
 
     /// Makes the hook handler for one batch (its items in batch order), or nil for none.
     public var hooks: (@Sendable ([DatasetItem]) throws -> HookHandler?)?
+    /// Times each result's words from the alignment heads (one teacher-forced pass per clip).
+    public var wordTimestamps = false
 
     public init(loaded: LoadedModel, options: DecodingOptions, batchSize: Int = 8,
                 hooks: (@Sendable ([DatasetItem]) throws -> HookHandler?)? = nil) {
@@ -25,15 +27,24 @@ public struct BatchTranscriber: Sendable {
         while start < items.count {
             let batch = Array(items[start..<min(items.count, start + batchSize)])
             start += batch.count
-            var good = [(DatasetItem, Tensor)]()
+            var good = [(DatasetItem, Tensor, Int)]()
             for item in batch {
-                do { good.append((item, mel.window(try AudioClip(contentsOf: item.path).samples))) }
-                catch { try report(item, .failure(error)) }
+                do {
+                    let samples = try AudioClip(contentsOf: item.path).samples
+                    good.append((item, mel.window(samples), samples.count))
+                } catch { try report(item, .failure(error)) }
             }
             if !good.isEmpty {
                 let handler = try hooks?(good.map(\.0))
                 let features = try loaded.model.encode(Tensor.stack(good.map(\.1)), hooks: handler)
-                let results = try loaded.decoder.decode(audio: features, options: options, hooks: handler)
+                var results = try loaded.decoder.decode(audio: features, options: options, hooks: handler)
+                if wordTimestamps {
+                    for i in results.indices {
+                        let text = results[i].tokens.filter { $0 < loaded.tokenizer.eot }
+                        results[i].words = try loaded.alignWords(audio: features.row(i).reshaped([1] + Array(features.shape.dropFirst())),
+                                                                 textTokens: text, samples: good[i].2)
+                    }
+                }
                 for (g, r) in zip(good, results) { try report(g.0, .success(r)) }
             }
             progress?.advance(by: batch.count)

@@ -13,6 +13,7 @@ struct Transcribe: ParsableCommand {
         Examples:
           auscult transcribe clip.wav
           auscult transcribe --format jsonl --beam-size 5 a.wav b.flac
+          auscult transcribe --word-timestamps --format json clip.wav
           auscult transcribe --data path/to/dataset        # prints WER against the transcripts
           auscult transcribe --zero encoder.blocks.1.hook_attn_out --skip decoder.blocks.2+3 clip.wav
           auscult transcribe --swap encoder.blocks.2.hook_resid_post=other.wav clip.wav
@@ -31,6 +32,8 @@ struct Transcribe: ParsableCommand {
                                valueName: "auto|window|long"))
     var mode: Mode = .auto
     @Flag(help: "Decode with timestamp tokens (window mode; long mode always uses them).") var timestamps = false
+    @Flag(help: "Time every word from the alignment heads' cross-attention (window mode; words with start and end in json/jsonl, [start–end] word in text).")
+    var wordTimestamps = false
     @Option(help: "Dataset folder (LibriSpeech *.trans.txt, metadata.csv or a CSV/JSONL manifest).") var data: String?
     @Argument(help: "Audio files (wav, flac, ogg, mp3).") var files: [String] = []
 
@@ -59,7 +62,7 @@ struct Transcribe: ParsableCommand {
         if !edits.isEmpty { _ = try Interventions(edits, model: loaded.model) }   // reject bad hook names before any work
         let spliced = try saeOptions.load(loaded)
         for item in items {
-            if mode == .window || !edits.isEmpty || spliced != nil { windowItems.append(item); continue }
+            if mode == .window || !edits.isEmpty || spliced != nil || wordTimestamps { windowItems.append(item); continue }
             // A file whose header cannot be read goes the window way, which reports it.
             if mode == .auto && (AudioClip.duration(of: item.path) ?? 0) <= 30 { windowItems.append(item); continue }
             do {
@@ -101,7 +104,8 @@ struct Transcribe: ParsableCommand {
                 return handlers.count == 1 ? handlers[0] : HookChain(handlers)
             }
         }
-        let runner = BatchTranscriber(loaded: loaded, options: options, batchSize: batchSize, hooks: makeHooks)
+        var runner = BatchTranscriber(loaded: loaded, options: options, batchSize: batchSize, hooks: makeHooks)
+        runner.wordTimestamps = wordTimestamps
         let progress = data != nil ? ProgressReporter(total: windowItems.count, label: "transcribe") : nil
         try runner.run(windowItems, progress: progress) { item, result in
             switch result {
@@ -112,6 +116,9 @@ struct Transcribe: ParsableCommand {
                 var row: [String: Any] = ["file": item.path, "id": item.id, "text": r.text, "tokens": r.tokens,
                                           "avg_logprob": r.avgLogprob, "no_speech_prob": r.noSpeechProb, "language": r.language]
                 if let ref = item.reference { row["reference"] = ref }
+                if let words = r.words {
+                    row["words"] = words.map { ["word": $0.word, "start": $0.start, "end": $0.end, "tokens": $0.tokens] as [String: Any] }
+                }
                 emit(row, item: item)
                 rows.append(row)
             }
@@ -136,7 +143,12 @@ struct Transcribe: ParsableCommand {
     func emit(_ row: [String: Any], item: DatasetItem) {
         switch format {
         case .text:
-            let text = row["text"] as? String ?? ""
+            var text = row["text"] as? String ?? ""
+            if let words = row["words"] as? [[String: Any]] {
+                text = words.map { w in
+                    String(format: "[%.2f–%.2f]%@", w["start"] as? Double ?? 0, w["end"] as? Double ?? 0, w["word"] as? String ?? "")
+                }.joined(separator: " ")
+            }
             print(data == nil && files.count == 1 ? text : "\(item.id)\t\(text)")
         case .jsonl:
             print(String(data: try! JSONSerialization.data(withJSONObject: row, options: [.sortedKeys, .withoutEscapingSlashes]), encoding: .utf8)!)

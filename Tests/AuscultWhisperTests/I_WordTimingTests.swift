@@ -38,6 +38,24 @@ struct WordTimingTests {
         #expect(exact * 10 >= words * 9, "\(exact) of \(words) word times identical")
     }
 
+    @Test("transcribe --word-timestamps prints the same words and times in JSON, and [start–end] words as text")
+    func commandLine() throws {
+        let text = try String(contentsOfFile: Fixtures.reference + "/words.jsonl", encoding: .utf8)
+        let ref = try JSONDecoder().decode(Reference.self, from: Data(text.split(separator: "\n")[0].utf8))
+        #expect(ref.clip == "jfk")
+        let r = try AuscultCLI.run(["transcribe", "--word-timestamps", "--format", "json", Fixtures.clip("jfk")])
+        #expect(r.status == 0, "\(r.err)")
+        let rows = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [[String: Any]]
+        let words = try #require(rows?.first?["words"] as? [[String: Any]])
+        #expect(words.compactMap { $0["word"] as? String } == ref.words.map(\.word))
+        for (w, e) in zip(words, ref.words) {
+            #expect(abs((w["start"] as? Double ?? -1) - e.start) <= 0.0201 && abs((w["end"] as? Double ?? -1) - e.end) <= 0.0201)
+        }
+        let plain = try AuscultCLI.run(["transcribe", "--word-timestamps", Fixtures.clip("jfk")])
+        #expect(plain.out.hasPrefix("[0.00–"), "\(plain.out)")
+        #expect(plain.out.contains("] Americans"))
+    }
+
     @Test("dynamic time warping and the median filter behave as openai-whisper's on small cases")
     func dtwAndMedian() {
         // A cheap diagonal: the path follows it.
