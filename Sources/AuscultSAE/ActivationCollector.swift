@@ -36,7 +36,7 @@ public struct ActivationCollector {
 
     /// Frames of a clip of `samples` 16 kHz samples that hold audio (20 ms each, at most 1500).
     public static func validFrames(samples: Int, maxFrames: Int) -> Int {
-        min(maxFrames, max(1, (samples + 319) / 320))
+        LoadedClip.validFrames(samples: samples, maxFrames: maxFrames)
     }
 
     /// Stores every clip of `items` (shard `k` of `n`: clips whose index ≡ k mod n) not yet in
@@ -54,17 +54,11 @@ public struct ActivationCollector {
         while at < todo.count {
             let batch = Array(todo[at..<min(todo.count, at + batchSize)])
             at += batch.count
-            var good = [(DatasetItem, Tensor, Int)]()
-            for item in batch {
-                do {
-                    let s = try AudioClip(contentsOf: item.path).samples
-                    good.append((item, mel.window(s), Self.validFrames(samples: s.count, maxFrames: dims.n_audio_ctx)))
-                } catch { failed(item, error) }
-            }
+            let good = mel.load(batch, failed: failed)
             if !good.isEmpty {
                 let rec = ActivationRecorder { $0 == hook }
                 // Run the encoder only as far as the hook's block.
-                var x = try loaded.model.encoderInput(Tensor.stack(good.map(\.1)), hooks: rec)
+                var x = try loaded.model.encoderInput(Tensor.stack(good.map(\.mel)), hooks: rec)
                 if let block {
                     for l in 0...block { x = try loaded.model.encoderBlock(l, x, hooks: rec) }
                 } else if hook.hasPrefix("encoder.ln_post") {
@@ -73,8 +67,8 @@ public struct ActivationCollector {
                 guard let acts = rec.store[hook] else { throw StoreError(.missing, "the encoder did not reach \(hook)") }
                 let w = width
                 for (i, g) in good.enumerated() {
-                    let rows = acts.row(i).reshaped([dims.n_audio_ctx, w]).rows(0..<g.2)
-                    try store.append(id: g.0.id, rows: rows, shard: shardName)
+                    let rows = acts.row(i).reshaped([dims.n_audio_ctx, w]).rows(0..<g.validFrames(maxFrames: dims.n_audio_ctx))
+                    try store.append(id: g.item.id, rows: rows, shard: shardName)
                 }
             }
             progress?.advance(by: batch.count)

@@ -98,13 +98,7 @@ public struct FeatureIndexBuilder {
         while at < todo.count {
             let batch = Array(todo[at..<min(todo.count, at + batchSize)])
             at += batch.count
-            var good = [(item: DatasetItem, mel: Tensor, samples: Int)]()
-            for item in batch {
-                do {
-                    let s = try AudioClip(contentsOf: item.path).samples
-                    good.append((item, mel.window(s), s.count))
-                } catch { failed(item, error) }
-            }
+            let good = mel.load(batch, failed: failed)
             guard !good.isEmpty else { progress?.advance(by: batch.count); continue }
             let rec = ActivationRecorder { $0 == hook }
             let audio = try loaded.model.encode(Tensor.stack(good.map(\.mel)), hooks: rec)
@@ -115,7 +109,7 @@ public struct FeatureIndexBuilder {
             for (b, g) in good.enumerated() {
                 let id = (clipIDs.values.max() ?? -1) + 1
                 clipIDs[g.item.id] = id
-                let frames = ActivationCollector.validFrames(samples: g.samples, maxFrames: dims.n_audio_ctx)
+                let frames = g.validFrames(maxFrames: dims.n_audio_ctx)
                 let words = try loaded.alignWords(audio: audio.row(b).reshaped([1] + Array(audio.shape.dropFirst())),
                                                   textTokens: results[b].tokens, samples: g.samples)
                 let x = acts.row(b).reshaped([dims.n_audio_ctx, inWidth]).rows(0..<frames)

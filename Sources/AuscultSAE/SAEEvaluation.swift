@@ -116,13 +116,10 @@ public struct SAEEvaluator {
         while at < items.count {
             let batch = Array(items[at..<min(items.count, at + batchSize)])
             at += batch.count
-            var mels = [Tensor](), frames = [Int]()
-            for item in batch {
-                let s = try AudioClip(contentsOf: item.path).samples
-                mels.append(mel.window(s))
-                frames.append(ActivationCollector.validFrames(samples: s.count, maxFrames: model.dims.n_audio_ctx))
-            }
-            let input = Tensor.stack(mels)
+            // An unreadable clip stops the evaluation: its three conditions could not be compared.
+            let loadedClips = try mel.load(batch) { item, error in throw StoreError(.missing, "\(item.path): cannot read", cause: "\(error)") }
+            let frames = loadedClips.map { $0.validFrames(maxFrames: model.dims.n_audio_ctx) }
+            let input = Tensor.stack(loadedClips.map(\.mel))
             observer.frames = frames
             let isEncoder = hook.hasPrefix("encoder.")
             // Clean: the observer sees the clean activation once (encoder pass or scoring pass).

@@ -27,25 +27,19 @@ public struct BatchTranscriber: Sendable {
         while start < items.count {
             let batch = Array(items[start..<min(items.count, start + batchSize)])
             start += batch.count
-            var good = [(DatasetItem, Tensor, Int)]()
-            for item in batch {
-                do {
-                    let samples = try AudioClip(contentsOf: item.path).samples
-                    good.append((item, mel.window(samples), samples.count))
-                } catch { try report(item, .failure(error)) }
-            }
+            let good = try mel.load(batch) { item, error in try report(item, .failure(error)) }
             if !good.isEmpty {
-                let handler = try hooks?(good.map(\.0))
-                let features = try loaded.model.encode(Tensor.stack(good.map(\.1)), hooks: handler)
+                let handler = try hooks?(good.map(\.item))
+                let features = try loaded.model.encode(Tensor.stack(good.map(\.mel)), hooks: handler)
                 var results = try loaded.decoder.decode(audio: features, options: options, hooks: handler)
                 if wordTimestamps {
                     for i in results.indices {
                         let text = results[i].tokens.filter { $0 < loaded.tokenizer.eot }
                         results[i].words = try loaded.alignWords(audio: features.row(i).reshaped([1] + Array(features.shape.dropFirst())),
-                                                                 textTokens: text, samples: good[i].2)
+                                                                 textTokens: text, samples: good[i].samples)
                     }
                 }
-                for (g, r) in zip(good, results) { try report(g.0, .success(r)) }
+                for (g, r) in zip(good, results) { try report(g.item, .success(r)) }
             }
             progress?.advance(by: batch.count)
         }
@@ -71,5 +65,33 @@ public final class ProgressReporter: @unchecked Sendable {
     public func finish() {
         let el = Date().timeIntervalSince(started)
         FileHandle.standardError.write(String(format: "\r%@ %d/%d done in %.1fs                \n", label, done, total, el).data(using: .utf8)!)
+    }
+}
+
+/// A clip read for a batch: its dataset item, its padded 30 s log-mel window `[n_mels, 3000]`
+/// and its length in 16 kHz samples.
+public struct LoadedClip: Sendable {
+    public var item: DatasetItem
+    public var mel: Tensor
+    public var samples: Int
+
+    /// Encoder frames that hold audio (20 ms each, at most `maxFrames`).
+    public func validFrames(maxFrames: Int) -> Int { Self.validFrames(samples: samples, maxFrames: maxFrames) }
+
+    /// Encoder frames that hold audio in a clip of `samples` 16 kHz samples.
+    public static func validFrames(samples: Int, maxFrames: Int) -> Int { min(maxFrames, max(1, (samples + 319) / 320)) }
+}
+
+extension LogMel {
+    /// Reads `items` and makes their windows; an unreadable file goes to `failed` and is left out.
+    public func load(_ items: [DatasetItem], failed: (DatasetItem, Error) throws -> Void) rethrows -> [LoadedClip] {
+        var out = [LoadedClip]()
+        for item in items {
+            do {
+                let samples = try AudioClip(contentsOf: item.path).samples
+                out.append(LoadedClip(item: item, mel: window(samples), samples: samples.count))
+            } catch { try failed(item, error) }
+        }
+        return out
     }
 }
