@@ -84,10 +84,6 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
     /// Frames holding audio for each clip of the batch (encoder hooks); nil splices every frame.
     public var frames: [Int]?
     public private(set) var stats: SpliceStats
-    /// Latents `[rows, d_sae]` of the last activation spliced, with the (clip, frame) of each row,
-    /// kept when `keepLatents` (the feature index reads them).
-    public var keepLatents = false
-    public private(set) var latents: [(clip: Int, frame: Int, values: [Float])] = []
 
     public init(sae: SparseAutoencoder, hook: String, mode: Mode = .reconstruct, edits: [LatentEdit] = [],
                 keepError: Bool = false, frames: [Int]? = nil) throws {
@@ -100,7 +96,7 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
 
     public func isActive(_ name: String) -> Bool { name == hook }
 
-    public func resetStats() { stats = SpliceStats(dIn: sae.config.dIn, dSAE: sae.config.dSAE); latents = [] }
+    public func resetStats() { stats = SpliceStats(dIn: sae.config.dIn, dSAE: sae.config.dSAE) }
 
     public func visit(_ name: String, _ x: inout Tensor, _ context: HookContext) throws {
         guard name == hook, x.rank >= 2 else { return }
@@ -110,11 +106,11 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
             throw StoreError(.mismatch, "the SAE reads \(d) values per row but \(hook) has \(width) (shape \(x.shape)); was it trained on another hook or model?")
         }
         // Gather the spliced rows of every batch row into one matrix.
-        var spans = [(start: Int, count: Int, clip: Int, frame0: Int)]()
+        var spans = [(start: Int, count: Int)]()
         for r in 0..<b {
             let clip = r < context.clips.count ? context.clips[r] : r
             let valid = name.hasPrefix("encoder.") ? min(n, frames.map { clip < $0.count ? $0[clip] : n } ?? n) : n
-            spans.append((r * n * d, valid, clip, context.positionOffset))
+            spans.append((r * n * d, valid))
         }
         let total = spans.reduce(0) { $0 + $1.count }
         guard total > 0 else { return }
@@ -130,16 +126,7 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
         let z = sae.preActivations(xin)
         var a = sae.activate(z)
         let clean = sae.decode(a)
-        accumulate(xin, clean, a)
-        if keepLatents {
-            var row = 0
-            for s in spans {
-                for f in 0..<s.count {
-                    latents.append((s.clip, s.frame0 + f, Array(a.storage[(row * sae.config.dSAE)..<((row + 1) * sae.config.dSAE)])))
-                    row += 1
-                }
-            }
-        }
+        stats.add(xin, clean, a)
         let out: Tensor
         switch mode {
         case .observe: return
@@ -171,7 +158,6 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
         }
     }
 
-    func accumulate(_ x: Tensor, _ xhat: Tensor, _ a: Tensor) { stats.add(x, xhat, a) }
 }
 
 extension SpliceStats {
