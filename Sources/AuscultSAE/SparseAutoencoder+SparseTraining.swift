@@ -147,9 +147,10 @@ extension SparseAutoencoder {
     /// Loss, statistics and gradients for `x` `[B, d_in]` through sparse latents, with the
     /// entries that fired; nil when more than 1/8 of the latents are active (ReLU early in
     /// training), where dense products are faster.
-    func sparseLossAndGradients(_ x: Tensor, dead: [Bool]?, residual: Tensor?) -> (stats: SAEBatchStats, grads: SAEGradients, active: ActiveEntries)? {
+    /// `z`: the pre-activations of `x` if the caller already has them (the dense fallback reuses them).
+    func sparseLossAndGradients(_ x: Tensor, z given: Tensor? = nil, dead: [Bool]?, residual: Tensor?) -> (stats: SAEBatchStats, grads: SAEGradients, active: ActiveEntries)? {
         let b = x.shape[0], d = config.dIn, m = config.dSAE
-        let z = preActivations(x)
+        let z = given ?? preActivations(x)
         let act = activeEntries(z)
         if act.count > b * m / 8 { return nil }
         let starts = act.rowStarts(b)

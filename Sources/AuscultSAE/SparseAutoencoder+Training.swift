@@ -45,8 +45,9 @@ extension SparseAutoencoder {
     /// Sparse latents take the sparse path (`sparseLossAndGradients`), dense ones
     /// `denseLossAndGradients`; both give the same numbers.
     public func lossAndGradients(_ x: Tensor, dead: [Bool]? = nil, residual: Tensor? = nil) -> (stats: SAEBatchStats, grads: SAEGradients, latents: Tensor) {
-        guard let (stats, grads, active) = sparseLossAndGradients(x, dead: dead, residual: residual) else {
-            return denseLossAndGradients(x, dead: dead, residual: residual)
+        let z = preActivations(x)
+        guard let (stats, grads, active) = sparseLossAndGradients(x, z: z, dead: dead, residual: residual) else {
+            return denseLossAndGradients(x, z: z, dead: dead, residual: residual)
         }
         var a = Tensor(zeros: [x.shape[0], config.dSAE])
         for e in 0..<active.count { a.storage[Int(active.row[e]) * config.dSAE + Int(active.latent[e])] = active.value[e] }
@@ -57,20 +58,21 @@ extension SparseAutoencoder {
     /// trainer's step; no dense latent matrix is built on the sparse path).
     func stepGradients(_ x: Tensor, dead: [Bool]?) -> (stats: SAEBatchStats, grads: SAEGradients, fired: [Bool]) {
         var fired = [Bool](repeating: false, count: config.dSAE)
-        if let (stats, grads, active) = sparseLossAndGradients(x, dead: dead, residual: nil) {
+        let z = preActivations(x)   // computed once: the dense fallback (ReLU early on) reuses it
+        if let (stats, grads, active) = sparseLossAndGradients(x, z: z, dead: dead, residual: nil) {
             for i in active.latent { fired[Int(i)] = true }
             return (stats, grads, fired)
         }
-        let (stats, grads, a) = denseLossAndGradients(x, dead: dead, residual: nil)
+        let (stats, grads, a) = denseLossAndGradients(x, z: z, dead: dead, residual: nil)
         let m = config.dSAE
         for r in 0..<x.shape[0] { for i in 0..<m where a.storage[r * m + i] > 0 { fired[i] = true } }
         return (stats, grads, fired)
     }
 
     /// The loss and gradients with dense products throughout (the reference for the sparse path).
-    func denseLossAndGradients(_ x: Tensor, dead: [Bool]? = nil, residual: Tensor? = nil) -> (stats: SAEBatchStats, grads: SAEGradients, latents: Tensor) {
+    func denseLossAndGradients(_ x: Tensor, z given: Tensor? = nil, dead: [Bool]? = nil, residual: Tensor? = nil) -> (stats: SAEBatchStats, grads: SAEGradients, latents: Tensor) {
         let b = x.shape[0], d = config.dIn, m = config.dSAE
-        let z = preActivations(x)
+        let z = given ?? preActivations(x)
         let a = activate(z)
         let xhat = decode(a)
         var mse = 0.0, variance = 0.0
