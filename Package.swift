@@ -36,9 +36,10 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
-        // Layer 1: tensor core.
+        // Layer 1: tensor core, with its hand-vectorised C kernels (run-time dispatched).
+        .target(name: "CAuscultKernels", cSettings: cpuCFlags),
         .target(name: "AuscultTensor",
-                dependencies: ["CAuscultBLAS", .product(name: "RealModule", package: "swift-numerics")],
+                dependencies: ["CAuscultBLAS", "CAuscultKernels", .product(name: "RealModule", package: "swift-numerics")],
                 exclude: ["README.md"], swiftSettings: fast),
         // Layer 2: audio, then the Whisper model on top of it.
         .target(name: "AuscultAudio", dependencies: ["AuscultTensor", "CSndfile", "CSoxr"],

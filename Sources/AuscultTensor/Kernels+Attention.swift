@@ -1,4 +1,5 @@
 // Scaled dot-product attention over strided head views, one head at a time.
+import CAuscultKernels
 import Dispatch
 
 /// Multi-head attention on row-major activations whose heads are column blocks of width `dh`.
@@ -57,11 +58,15 @@ public enum Attention {
         }
     }
 
-    /// Self-attention of one long sequence (the encoder's 1500 frames), split into (head, query
-    /// block) work items across cores.
+    /// Self-attention of one long sequence (the encoder's 1500 frames) across cores.
     ///
-    /// A block of 96 query rows keeps its 96×1500 scores (0.6 MB) in L2 through QKᵀ, softmax and
-    /// PV; whole 1500×1500 heads (9 MB each) made the encoder memory-bound (~300 ms vs ~200 ms).
+    /// With dh = 64 on an AVX-512 CPU each worker runs the fused C kernel on its share of the
+    /// query rows of every head: K and V packed once per head, six query rows' scores kept in L1
+    /// through QKᵀ, exp and PV (14 ms per tiny.en layer on two cores against 23.5 ms for the
+    /// OpenBLAS path, which re-packs K, V and the probabilities for every block of rows).
+    /// Otherwise (head width, CPU, or `AUSCULT_PORTABLE=1`) work items are (head, block of 128
+    /// query rows) through `forward`: a block's 128×1500 scores (0.8 MB) stay in L2, where whole
+    /// 1500×1500 heads (9 MB each) made the encoder memory-bound (~300 ms vs ~200 ms).
     public static func forwardHeadsParallel(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
                                             v: UnsafePointer<Float>, ldv: Int, n: Int, heads: Int, dh: Int,
                                             out: UnsafeMutablePointer<Float>, ldo: Int,
@@ -69,10 +74,26 @@ public enum Attention {
                                             scoresOut: UnsafeMutablePointer<Float>? = nil,
                                             blockRows: Int = 128) {
         _ = BLAS.configured
+        let ptrs = SendablePointers(q: q, k: k, v: v, out: out, pattern: patternOut, scores: scoresOut)
+        if dh == 64 && fusedKernelAvailable {
+            let workers = max(1, min(Threading.workers, n / 6))
+            let alpha = 1 / Float(dh).squareRoot()
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: auscult_attention_scratch(n))
+                defer { scratch.deallocate() }
+                let r0 = n * w / workers, r1 = n * (w + 1) / workers
+                for h in 0..<heads {
+                    let at = h * n * n
+                    auscult_attention_rows_avx512(ptrs.q + h * dh, ldq, ptrs.k + h * dh, ldk, ptrs.v + h * dh, ldv,
+                                                  r0, r1, n, alpha, ptrs.out + h * dh, ldo, scratch,
+                                                  ptrs.scores.map { $0 + at }, ptrs.pattern.map { $0 + at })
+                }
+            }
+            return
+        }
         let blocks = (n + blockRows - 1) / blockRows
         let items = heads * blocks
         let workers = min(Threading.workers, items)
-        let ptrs = SendablePointers(q: q, k: k, v: v, out: out, pattern: patternOut, scores: scoresOut)
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * n)
             defer { scratch.deallocate() }
@@ -89,6 +110,13 @@ public enum Attention {
             }
         }
     }
+
+    /// Whether `forwardHeadsParallel` uses the fused AVX-512 kernel for dh = 64: the CPU has
+    /// AVX-512F and `AUSCULT_PORTABLE` is not set to 1 (which forces the portable path everywhere).
+    public static let fusedKernelAvailable: Bool = {
+        if ProcessInfo.processInfo.environment["AUSCULT_PORTABLE"] == "1" { return false }
+        return auscult_has_avx512() != 0
+    }()
 
     /// `Kernels.expRows`, split across cores when the block is large.
     public static func expRowsParallel(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int,

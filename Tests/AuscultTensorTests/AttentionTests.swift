@@ -1,0 +1,78 @@
+import AuscultTensor
+import Foundation
+import Testing
+import _TestSupport
+
+@Suite("Encoder attention agrees with softmax(q kᵀ / √dh) v in double precision")
+struct AttentionTests {
+    /// q, k, v as column blocks of one `[n, 3·heads·dh]` buffer, as the encoder's fused QKV GEMM leaves them.
+    static func qkv(n: Int, heads: Int, dh: Int) -> [Float] {
+        (0..<(n * 3 * heads * dh)).map { Float(sin(Double($0) * 0.731) * 2.5) }
+    }
+
+    /// Scores, pattern and output of every head, straight from the formula.
+    static func reference(_ x: [Float], n: Int, heads: Int, dh: Int) -> (scores: [Float], pattern: [Float], out: [Float]) {
+        let d = heads * dh, ld = 3 * d, scale = 1 / Double(dh).squareRoot()
+        var scores = [Float](repeating: 0, count: heads * n * n), pattern = scores
+        var out = [Float](repeating: 0, count: n * d)
+        for h in 0..<heads {
+            for r in 0..<n {
+                var s = [Double](repeating: 0, count: n)
+                for j in 0..<n {
+                    var t = 0.0
+                    for c in 0..<dh { t += Double(x[r * ld + h * dh + c]) * Double(x[j * ld + d + h * dh + c]) }
+                    s[j] = t * scale
+                }
+                let m = s.max()!
+                let e = s.map { Foundation.exp($0 - m) }, z = e.reduce(0, +)
+                for j in 0..<n {
+                    scores[(h * n + r) * n + j] = Float(s[j])
+                    pattern[(h * n + r) * n + j] = Float(e[j] / z)
+                }
+                for c in 0..<dh {
+                    var o = 0.0
+                    for j in 0..<n { o += e[j] / z * Double(x[j * ld + 2 * d + h * dh + c]) }
+                    out[r * d + h * dh + c] = Float(o)
+                }
+            }
+        }
+        return (scores, pattern, out)
+    }
+
+    @Test("forwardHeadsParallel gives the formula's output, scores and pattern (dh 64: the fused kernel where the CPU has AVX-512; dh 32: the BLAS path)",
+          arguments: [(n: 77, heads: 3, dh: 64), (n: 131, heads: 2, dh: 32), (n: 5, heads: 1, dh: 64)])
+    func headsParallel(_ shape: (n: Int, heads: Int, dh: Int)) {
+        let (n, heads, dh) = shape
+        let d = heads * dh
+        let x = Self.qkv(n: n, heads: heads, dh: dh)
+        let want = Self.reference(x, n: n, heads: heads, dh: dh)
+        var out = [Float](repeating: .nan, count: n * d)
+        var scores = [Float](repeating: .nan, count: heads * n * n), pattern = scores
+        x.withUnsafeBufferPointer { a in
+            Attention.forwardHeadsParallel(q: a.baseAddress!, ldq: 3 * d, k: a.baseAddress! + d, ldk: 3 * d,
+                                           v: a.baseAddress! + 2 * d, ldv: 3 * d, n: n, heads: heads, dh: dh,
+                                           out: &out, ldo: d, patternOut: &pattern, scoresOut: &scores)
+        }
+        expectClose(Tensor(shape: [n, d], storage: out), Tensor(shape: [n, d], storage: want.out), rtol: 1e-4, atol: 2e-5, "attention output")
+        expectClose(Tensor(shape: [heads * n * n], storage: scores), Tensor(shape: [heads * n * n], storage: want.scores),
+                    rtol: 1e-4, atol: 1e-4, "scores")
+        expectClose(Tensor(shape: [heads * n * n], storage: pattern), Tensor(shape: [heads * n * n], storage: want.pattern),
+                    rtol: 1e-4, atol: 1e-6, "pattern")
+    }
+
+    @Test("asking for the pattern does not change a bit of the output")
+    func observingIsFree() {
+        let n = 61, heads = 2, dh = 64, d = heads * dh
+        let x = Self.qkv(n: n, heads: heads, dh: dh)
+        var plain = [Float](repeating: 0, count: n * d), watched = plain
+        var pattern = [Float](repeating: 0, count: heads * n * n)
+        x.withUnsafeBufferPointer { a in
+            let q = a.baseAddress!
+            Attention.forwardHeadsParallel(q: q, ldq: 3 * d, k: q + d, ldk: 3 * d, v: q + 2 * d, ldv: 3 * d, n: n, heads: heads, dh: dh,
+                                           out: &plain, ldo: d)
+            Attention.forwardHeadsParallel(q: q, ldq: 3 * d, k: q + d, ldk: 3 * d, v: q + 2 * d, ldv: 3 * d, n: n, heads: heads, dh: dh,
+                                           out: &watched, ldo: d, patternOut: &pattern)
+        }
+        #expect(plain == watched)
+    }
+}
