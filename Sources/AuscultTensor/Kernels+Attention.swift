@@ -118,6 +118,36 @@ public enum Attention {
         return auscult_has_avx512() != 0
     }()
 
+    /// Keys and values `[nk, heads·dh]` (row strides ldk, ldv) packed head by head for
+    /// `forwardPacked`; nil unless dh = 64 and the fused kernel can run.
+    ///
+    /// Cross-attention reads the same clip's keys and values at every decoding step: packed once
+    /// per generation, a group of g sequences reading one clip costs one pass over them per step
+    /// (OpenBLAS re-packed both for every group, head and step: 30 % of a sweep's decoder phase).
+    public static func packHeads(k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
+                                 nk: Int, heads: Int, dh: Int) -> [Float]? {
+        guard dh == 64, fusedKernelAvailable else { return nil }
+        let per = auscult_attention_packed_floats(nk)
+        return [Float](unsafeUninitializedCapacity: per * heads) { buf, count in
+            for h in 0..<heads {
+                auscult_attention_pack(k + h * dh, ldk, v + h * dh, ldv, nk, buf.baseAddress! + h * per)
+            }
+            count = per * heads
+        }
+    }
+
+    /// `forward` without mask against keys and values from `packHeads`: `out[nq, heads·64]`.
+    public static func forwardPacked(q: UnsafePointer<Float>, ldq: Int, packed: UnsafePointer<Float>, nq: Int, nk: Int,
+                                     heads: Int, out: UnsafeMutablePointer<Float>, ldo: Int) {
+        let per = auscult_attention_packed_floats(nk), dh = 64
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: auscult_attention_tile_floats(nk))
+        defer { scratch.deallocate() }
+        for h in 0..<heads {
+            auscult_attention_packed_avx512(q + h * dh, ldq, packed + h * per, nq, nk, 1 / Float(dh).squareRoot(),
+                                            out + h * dh, ldo, scratch)
+        }
+    }
+
     /// `Kernels.expRows`, split across cores when the block is large.
     public static func expRowsParallel(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
                                        inverseSums: UnsafeMutablePointer<Float>) {

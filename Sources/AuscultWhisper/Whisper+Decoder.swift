@@ -14,6 +14,9 @@ public final class DecoderCache {
     /// Positions already in the cache (the same for every sequence).
     public private(set) var length: Int = 0
     var crossKV: [Tensor]
+    /// Per layer, clip → that clip's cross-attention keys and values packed for
+    /// `Attention.forwardPacked` (filled on first use by sequences that share a clip).
+    var packedCross: [[Int: [Float]]]
     var selfK: [[Float]]
     var selfV: [[Float]]
     let capacity: Int
@@ -21,6 +24,7 @@ public final class DecoderCache {
 
     init(crossKV: [Tensor], audioIndex: [Int], capacity: Int, d: Int, layers: Int) {
         self.crossKV = crossKV
+        self.packedCross = Array(repeating: [:], count: layers)
         self.audioIndex = audioIndex
         self.sequenceIndex = Array(audioIndex.indices)
         self.capacity = capacity
@@ -150,13 +154,13 @@ extension Whisper {
             let per = y.count / s, v = dims.n_vocab, m = per / d
             let picked = Tensor(shape: [logitRows.count, m, d]) { out in
                 for (k, r) in logitRows.enumerated() { for j in 0..<per { out[k * per + j] = y.storage[r * per + j] } }
-            }.linear(tokenEmbedding)
+            }.logits(self)
             logits = Tensor(zeros: [s, m, v])
             logits.storage.withUnsafeMutableBufferPointer { dst in picked.storage.withUnsafeBufferPointer { src in
                 for (k, r) in logitRows.enumerated() { (dst.baseAddress! + r * m * v).update(from: src.baseAddress! + k * m * v, count: m * v) }
             } }
         } else {
-            logits = y.linear(tokenEmbedding)
+            logits = y.logits(self)
         }
         try hooks.run("decoder.hook_logits", &logits, lastOnly && n > 1 ? HookContext(step: step, positionOffset: offset + n - 1, clips: cache.audioIndex, sequences: cache.sequenceIndex) : ctx)
         return logits
@@ -165,7 +169,7 @@ extension Whisper {
     /// The decoder's read-out applied to any residual stream `[…, d]`: final LayerNorm, then the
     /// tied unembedding, giving logits `[…, V]` (the logit lens).
     public func unembed(_ residual: Tensor) -> Tensor {
-        residual.layerNorm(lnFinal).linear(tokenEmbedding)
+        residual.layerNorm(lnFinal).logits(self)
     }
 
     func selfAttention(_ block: Block, layer: Int, _ h: Tensor, cache: DecoderCache, prefix: String,
@@ -247,6 +251,18 @@ extension Whisper {
         if groups.count < s && !wantPattern {
             let groups = groups
             let gw = min(Threading.workers, groups.count)
+            var packed = [[Float]?](repeating: nil, count: groups.count)
+            kv.storage.withUnsafeBufferPointer { kvp in
+                for (gi, rows) in groups.enumerated() {
+                    let clip = audioIndex[rows[0]], a = kvp.baseAddress! + clip * f * 2 * d
+                    if cache.packedCross[layer][clip] == nil {
+                        cache.packedCross[layer][clip] = Attention.packHeads(k: a, ldk: 2 * d, v: a + d, ldv: 2 * d, nk: f,
+                                                                             heads: heads, dh: d / heads)
+                    }
+                    packed[gi] = cache.packedCross[layer][clip]
+                }
+            }
+            let packedGroups = packed
             q.storage.withUnsafeBufferPointer { qp in
                 kv.storage.withUnsafeBufferPointer { kvp in
                     z.storage.withUnsafeMutableBufferPointer { o in
@@ -256,15 +272,22 @@ extension Whisper {
                             while gi < groups.count {
                                 let rows = groups[gi], g = rows.count * n
                                 var qg = [Float](repeating: 0, count: g * d), og = [Float](repeating: 0, count: g * d)
-                                var scratch = [Float](repeating: 0, count: g * f)
+                                var scratch = [Float](repeating: 0, count: packedGroups[gi] == nil ? g * f : 0)
                                 for (k, r) in rows.enumerated() {
                                     for j in 0..<n { for c in 0..<d { qg[(k * n + j) * d + c] = ptr.q[(r * n + j) * d + c] } }
                                 }
                                 let a = ptr.k + audioIndex[rows[0]] * f * 2 * d
                                 qg.withUnsafeBufferPointer { qb in og.withUnsafeMutableBufferPointer { ob in scratch.withUnsafeMutableBufferPointer { sc in
-                                    Attention.forward(q: qb.baseAddress!, ldq: d, k: a, ldk: 2 * d, v: a + d, ldv: 2 * d,
-                                                      nq: g, nk: f, heads: heads, dh: d / heads, causalOffset: nil,
-                                                      out: ob.baseAddress!, ldo: d, scores: sc.baseAddress!, parallelSoftmax: gw == 1)
+                                    if let p = packedGroups[gi] {
+                                        p.withUnsafeBufferPointer { pb in
+                                            Attention.forwardPacked(q: qb.baseAddress!, ldq: d, packed: pb.baseAddress!, nq: g, nk: f,
+                                                                    heads: heads, out: ob.baseAddress!, ldo: d)
+                                        }
+                                    } else {
+                                        Attention.forward(q: qb.baseAddress!, ldq: d, k: a, ldk: 2 * d, v: a + d, ldv: 2 * d,
+                                                          nq: g, nk: f, heads: heads, dh: d / heads, causalOffset: nil,
+                                                          out: ob.baseAddress!, ldo: d, scores: sc.baseAddress!, parallelSoftmax: gw == 1)
+                                    }
                                 } } }
                                 for (k, r) in rows.enumerated() {
                                     for j in 0..<(n * d) { ptr.out[r * n * d + j] = og[k * n * d + j] }
@@ -304,6 +327,15 @@ extension Whisper {
         if wantPattern { try hooks.runReadOnly(prefix + ".cross_attn.hook_pattern", &pattern, ctx) }
         try hookHeads(&z, name: prefix + ".cross_attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
         return try projectHeads(z, block.crossOut!, name: prefix + ".cross_attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
+    }
+}
+
+extension Tensor {
+    /// This (final-LayerNormed) stream `[…, d]` times the tied token embedding: logits `[…, V]`,
+    /// through the packed embedding where the CPU allows.
+    func logits(_ model: Whisper) -> Tensor {
+        if let packed = model.tokenEmbeddingPacked { return linear(packed) }
+        return linear(model.tokenEmbedding)
     }
 }
 

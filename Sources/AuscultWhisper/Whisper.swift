@@ -31,6 +31,8 @@ public final class Whisper: @unchecked Sendable {
     let encoderPositions: Tensor   // [n_audio_ctx, d]
     let lnPost: Norm
     let tokenEmbedding: Tensor     // [n_vocab, d]
+    /// The token embedding packed for the logits product (nil where the portable path runs).
+    let tokenEmbeddingPacked: PackedWeight?
     let decoderPositions: Tensor   // [n_text_ctx, d]
     let lnFinal: Norm
 
@@ -62,6 +64,7 @@ public final class Whisper: @unchecked Sendable {
         encoderPositions = w["encoder.positional_embedding"]
         lnPost = norm("encoder.ln_post")
         tokenEmbedding = w["decoder.token_embedding.weight"]
+        tokenEmbeddingPacked = PackedWeight(tokenEmbedding)
         decoderPositions = w["decoder.positional_embedding"]
         lnFinal = norm("decoder.ln")
     }

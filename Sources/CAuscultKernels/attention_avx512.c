@@ -13,9 +13,25 @@ enum { DH = 64, ROWS = 6 };
 
 static long padded_keys(long nk) { return (nk + 15) / 16 * 16; }
 
-long auscult_attention_scratch(long nk) {
-    long ld = padded_keys(nk);
-    return DH * ld + nk * DH + ROWS * ld + 16;
+long auscult_attention_packed_floats(long nk) { return DH * padded_keys(nk) + nk * DH; }
+
+long auscult_attention_tile_floats(long nk) { return ROWS * padded_keys(nk) + 16; }
+
+long auscult_attention_scratch(long nk) { return auscult_attention_packed_floats(nk) + auscult_attention_tile_floats(nk); }
+
+void auscult_attention_pack(const float *k, long ldk, const float *v, long ldv, long nk, float *packed) {
+    const long ld = padded_keys(nk);
+    float *kt = packed;              // [ld/16][64][16], K in panels of 16 keys, zero past nk
+    float *vp = kt + DH * ld;        // [nk][64], V contiguous
+    for (long j = nk; j < ld; j++)
+        for (int d = 0; d < DH; d++) kt[(j / 16) * 16 * DH + d * 16 + j % 16] = 0;
+    for (long j = 0; j < nk; j++) {
+        const float *kr = k + j * ldk;
+        float *panel = kt + (j / 16) * 16 * DH + j % 16;
+        for (int d = 0; d < DH; d++) panel[d * 16] = kr[d];
+        const float *vr = v + j * ldv;
+        for (int d = 0; d < DH; d++) vp[j * DH + d] = vr[d];
+    }
 }
 
 #if defined(__x86_64__)
@@ -170,24 +186,12 @@ static void pv_tile(const float *p, long ld, long rows, const float *vp, long nk
     }
 }
 
+/// Rows r0 ..< r1 against one head's packed K and V; `s` holds ROWS · ld floats.
 __attribute__((target("avx512f,fma")))
-void auscult_attention_rows_avx512(const float *q, long ldq, const float *k, long ldk,
-                                   const float *v, long ldv, long r0, long r1, long nk, float alpha,
-                                   float *out, long ldo, float *scratch,
-                                   float *scores_out, float *pattern_out) {
+static void rows_packed(const float *q, long ldq, const float *packed, long r0, long r1, long nk, float alpha,
+                        float *out, long ldo, float *s, float *scores_out, float *pattern_out) {
     const long ld = padded_keys(nk);
-    float *kt = scratch;              // [ld/16][64][16], K in panels of 16 keys, zero past nk
-    float *vp = kt + DH * ld;         // [nk][64], V contiguous
-    float *s = vp + nk * DH;          // [6][ld], one tile of scores / probabilities
-    for (long j = nk; j < ld; j++)
-        for (int d = 0; d < DH; d++) kt[(j / 16) * 16 * DH + d * 16 + j % 16] = 0;
-    for (long j = 0; j < nk; j++) {
-        const float *kr = k + j * ldk;
-        float *panel = kt + (j / 16) * 16 * DH + j % 16;
-        for (int d = 0; d < DH; d++) panel[d * 16] = kr[d];
-        const float *vr = v + j * ldv;
-        for (int t = 0; t < 4; t++) _mm512_storeu_ps(vp + j * DH + 16 * t, _mm512_loadu_ps(vr + 16 * t));
-    }
+    const float *kt = packed, *vp = packed + DH * ld;
     float inv[ROWS];
     for (long i0 = r0; i0 < r1; i0 += ROWS) {
         const long rows = r1 - i0 < ROWS ? r1 - i0 : ROWS;
@@ -203,6 +207,22 @@ void auscult_attention_rows_avx512(const float *q, long ldq, const float *k, lon
     }
 }
 
+__attribute__((target("avx512f,fma")))
+void auscult_attention_rows_avx512(const float *q, long ldq, const float *k, long ldk,
+                                   const float *v, long ldv, long r0, long r1, long nk, float alpha,
+                                   float *out, long ldo, float *scratch,
+                                   float *scores_out, float *pattern_out) {
+    auscult_attention_pack(k, ldk, v, ldv, nk, scratch);
+    rows_packed(q, ldq, scratch, r0, r1, nk, alpha, out, ldo, scratch + auscult_attention_packed_floats(nk),
+                scores_out, pattern_out);
+}
+
+__attribute__((target("avx512f,fma")))
+void auscult_attention_packed_avx512(const float *q, long ldq, const float *packed, long nq, long nk, float alpha,
+                                     float *out, long ldo, float *scratch) {
+    rows_packed(q, ldq, packed, 0, nq, nk, alpha, out, ldo, scratch, 0, 0);
+}
+
 #else
 // Not x86-64: callers take the portable Swift path.
 int auscult_has_avx512(void) { return 0; }
@@ -213,6 +233,12 @@ void auscult_attention_rows_avx512(const float *q, long ldq, const float *k, lon
                                    float *scores_out, float *pattern_out) {
     (void)q; (void)ldq; (void)k; (void)ldk; (void)v; (void)ldv; (void)r0; (void)r1; (void)nk; (void)alpha;
     (void)out; (void)ldo; (void)scratch; (void)scores_out; (void)pattern_out;
+    __builtin_trap();
+}
+
+void auscult_attention_packed_avx512(const float *q, long ldq, const float *packed, long nq, long nk, float alpha,
+                                     float *out, long ldo, float *scratch) {
+    (void)q; (void)ldq; (void)packed; (void)nq; (void)nk; (void)alpha; (void)out; (void)ldo; (void)scratch;
     __builtin_trap();
 }
 #endif

@@ -13,6 +13,22 @@ int auscult_has_avx512(void);
 /// Floats of scratch `auscult_attention_rows_avx512` needs for `nk` keys (dh = 64).
 long auscult_attention_scratch(long nk);
 
+/// Floats of one head's packed keys and values (`auscult_attention_pack`) for `nk` keys.
+long auscult_attention_packed_floats(long nk);
+
+/// Floats of scratch `auscult_attention_packed_avx512` needs for `nk` keys.
+long auscult_attention_tile_floats(long nk);
+
+/// Packs one head's keys and values (dh = 64; rows of stride ldk, ldv) for repeated attention:
+/// K in panels of 16 keys, then V contiguous. Portable C.
+void auscult_attention_pack(const float *k, long ldk, const float *v, long ldv, long nk, float *packed);
+
+/// Non-causal attention of `nq` query rows (dh = 64) against one head packed by
+/// `auscult_attention_pack`: out[r] = softmax(alpha · q[r] · kᵀ) · v. `scratch` holds
+/// `auscult_attention_tile_floats(nk)` floats. Requires AVX-512F.
+void auscult_attention_packed_avx512(const float *q, long ldq, const float *packed, long nq, long nk, float alpha,
+                                     float *out, long ldo, float *scratch);
+
 /// Non-causal attention of one head with dh = 64, for query rows `r0 ..< r1`:
 /// out[r, 0..<64] = softmax(alpha · q[r] · kᵀ) · v. Rows of q, k, v, out have strides
 /// ldq, ldk, ldv, ldo (in floats); `scratch` holds `auscult_attention_scratch(nk)` floats.
@@ -22,6 +38,18 @@ void auscult_attention_rows_avx512(const float *q, long ldq, const float *k, lon
                                    const float *v, long ldv, long r0, long r1, long nk, float alpha,
                                    float *out, long ldo, float *scratch,
                                    float *scores_out, float *pattern_out);
+
+/// Floats `auscult_pack_panels` writes for an `[n, k]` matrix: n rounded up to 16, times k.
+long auscult_packed_floats(long n, long k);
+
+/// Packs `w` `[n, k]` (row stride ldw) into panels of 16 rows, `out[p][kk][c] = w[16p + c][kk]`,
+/// rows past n zero. Portable C.
+void auscult_pack_panels(const float *w, long ldw, long n, long k, float *out);
+
+/// C[i][j] = Σ_kk x[i][kk] · w[j][kk] for i < m and the columns of panels p0 ..< p1 (j < n),
+/// with `wp` from `auscult_pack_panels`. C is overwritten, not accumulated. Requires AVX-512F.
+void auscult_gemm_packed_avx512(const float *x, long m, long ldx, const float *wp, long n, long k,
+                                long p0, long p1, float *c, long ldc);
 
 #ifdef __cplusplus
 }
