@@ -84,9 +84,7 @@ struct TokenSearch {
                             for r in (n * w / workers)..<(n * (w + 1) / workers) where !follows[r] {
                                 let row = ptr.logits + r * v
                                 filters.apply(row, vocab: v, tokens: tokenLists[r])
-                                let lse = LogSoftmax.logSumExp(row, 0..<v)
-                                var best = -Float.infinity, pick = 0
-                                for t in 0..<v where row[t] > best { best = row[t]; pick = t }
+                                let (pick, lse) = Kernels.argmaxLogSumExp(row, count: v)
                                 ptr.next[r] = pick
                                 ptr.delta[r] = Double(row[pick]) - lse
                             }

@@ -90,22 +90,9 @@ struct LogitFilters {
 
 /// log-softmax helpers over Float logits.
 enum LogSoftmax {
-    /// log Σ exp(x[i]) over `r`: max-shifted, exponentials in float (vectorised, `FastMath.exp`),
-    /// the sum accumulated in double. A libm `exp` per vocabulary entry made this ~1 ms per row.
+    /// log Σ exp(x[i]) over `r` (see `Kernels.logSumExp`: vectorised, the sum in double).
     static func logSumExp(_ x: UnsafePointer<Float>, _ r: Range<Int>) -> Double {
-        var m = -Float.infinity
-        for i in r { m = max(m, x[i]) }
-        if m == -.infinity { return -.infinity }
-        var s = 0.0
-        var i = r.lowerBound
-        let mm = SIMD8<Float>(repeating: m)
-        while i + 8 <= r.upperBound {
-            let v = FastMath.exp(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self) - mm)
-            s += Double(v.sum())
-            i += 8
-        }
-        while i < r.upperBound { s += Double(FastMath.exp(x[i] - m)); i += 1 }
-        return Double(m) + Foundation.log(s)
+        Kernels.logSumExp(x + r.lowerBound, count: r.count)
     }
 }
 

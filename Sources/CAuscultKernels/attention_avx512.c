@@ -9,15 +9,15 @@
 // against 14 here (QKᵀ at ~200 GFLOP/s per core, near the FMA peak).
 #include "CAuscultKernels.h"
 
-enum { DH = 64, ROWS = 6 };
+enum { DH = 64, ROWS = 6, BLOCK = 48, KEYS = 256 };
 
 static long padded_keys(long nk) { return (nk + 15) / 16 * 16; }
 
 long auscult_attention_packed_floats(long nk) { return DH * padded_keys(nk) + nk * DH; }
 
-long auscult_attention_tile_floats(long nk) { return ROWS * padded_keys(nk) + 16; }
+long auscult_attention_tile_floats(long nk) { return BLOCK * padded_keys(nk) + BLOCK * DH + 16; }
 
-long auscult_attention_scratch(long nk) { return auscult_attention_packed_floats(nk) + auscult_attention_tile_floats(nk); }
+long auscult_attention_scratch(long nk) { return auscult_attention_packed_floats(nk) + ROWS * padded_keys(nk) + ROWS * DH + 16; }
 
 void auscult_attention_pack(const float *k, long ldk, const float *v, long ldv, long nk, float *packed) {
     const long ld = padded_keys(nk);
@@ -65,14 +65,15 @@ static inline __m512 exp16(__m512 x) {
     return _mm512_mask_mov_ps(y, under, _mm512_setzero_ps());
 }
 
-/// s[i][j] = alpha · Σ_d q[i][d] · k[j][d] for `rows` (≤ 6) query rows and keys j < ld (ld a
-/// multiple of 16). K comes packed in panels of 16 keys, `kp[j / 16][d][j % 16]`, so a 64-key
+/// s[i][j] = alpha · Σ_d q[i][d] · k[j][d] for `rows` (≤ 6) query rows and keys j0 ≤ j < j1
+/// (multiples of 16). K comes packed in panels of 16 keys, `kp[j / 16][d][j % 16]`, so a 64-key
 /// tile reads 16 KB contiguously; keys past nk are zero and never read back.
 __attribute__((target("avx512f,fma"), always_inline))
-static inline void scores_tile_n(const float *q, long ldq, const int rows, const float *kp, long ld, float alpha, float *s) {
+static inline void scores_tile_n(const float *q, long ldq, const int rows, const float *kp, long ld, float alpha, float *s,
+                                 long j0, long j1) {
     const __m512 a = _mm512_set1_ps(alpha);
-    long j = 0;
-    for (; j + 64 <= ld; j += 64) {
+    long j = j0;
+    for (; j + 64 <= j1; j += 64) {
         __m512 c[ROWS][4];
         for (int i = 0; i < ROWS; i++) for (int t = 0; t < 4; t++) c[i][t] = _mm512_setzero_ps();
         const float *p = kp + j * DH;
@@ -92,7 +93,7 @@ static inline void scores_tile_n(const float *q, long ldq, const int rows, const
         for (int i = 0; i < ROWS && i < rows; i++)
             for (int t = 0; t < 4; t++) _mm512_storeu_ps(s + i * ld + j + 16 * t, _mm512_mul_ps(c[i][t], a));
     }
-    for (; j < ld; j += 16) {
+    for (; j < j1; j += 16) {
         __m512 c[ROWS];
         for (int i = 0; i < ROWS; i++) c[i] = _mm512_setzero_ps();
         const float *p = kp + j * DH;
@@ -133,14 +134,16 @@ static void exp_rows(float *s, long ld, long rows, long nk, float *inv) {
     }
 }
 
-/// out[i][0..<64] = inv[i] · Σ_j p[i][j] · v[j][0..<64] for `rows` (≤ 6) rows.
+/// acc[i][0..<64] (+)= Σ_{j0 ≤ j < j1} p[i][j] · v[j][0..<64] for `rows` (≤ 6) rows, starting from
+/// zero when `first`; when `last`, writes inv[i] · acc[i] to out[i] instead of back to acc.
 __attribute__((target("avx512f,fma"), always_inline))
-static inline void pv_tile_n(const float *p, long ld, const int rows, const float *vp, long nk, const float *inv,
-                             float *out, long ldo) {
+static inline void pv_tile_n(const float *p, long ld, const int rows, const float *vp, long j0, long j1, float *acc,
+                             int first, int last, const float *inv, float *out, long ldo) {
     __m512 c[ROWS][4];
-    for (int i = 0; i < ROWS; i++) for (int t = 0; t < 4; t++) c[i][t] = _mm512_setzero_ps();
-    const float *vj = vp;
-    for (long j = 0; j < nk; j++) {
+    for (int i = 0; i < ROWS; i++)
+        for (int t = 0; t < 4; t++) c[i][t] = (first || i >= rows) ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + i * DH + 16 * t);
+    const float *vj = vp + j0 * DH;
+    for (long j = j0; j < j1; j++) {
         __m512 b0 = _mm512_loadu_ps(vj), b1 = _mm512_loadu_ps(vj + 16);
         __m512 b2 = _mm512_loadu_ps(vj + 32), b3 = _mm512_loadu_ps(vj + 48);
         for (int i = 0; i < ROWS; i++) {
@@ -155,55 +158,73 @@ static inline void pv_tile_n(const float *p, long ld, const int rows, const floa
         vj += DH;
     }
     for (int i = 0; i < ROWS && i < rows; i++) {
-        __m512 s = _mm512_set1_ps(inv[i]);
-        for (int t = 0; t < 4; t++) _mm512_storeu_ps(out + i * ldo + 16 * t, _mm512_mul_ps(c[i][t], s));
+        if (last) {
+            __m512 sc = _mm512_set1_ps(inv[i]);
+            for (int t = 0; t < 4; t++) _mm512_storeu_ps(out + i * ldo + 16 * t, _mm512_mul_ps(c[i][t], sc));
+        } else {
+            for (int t = 0; t < 4; t++) _mm512_storeu_ps(acc + i * DH + 16 * t, c[i][t]);
+        }
     }
 }
 
 /// `scores_tile_n` and `pv_tile_n` compiled once per row count, so the full six-row tile has no
 /// per-row test in its inner loop.
 __attribute__((target("avx512f,fma")))
-static void scores_tile(const float *q, long ldq, long rows, const float *kt, long ld, float alpha, float *s) {
+static void scores_tile(const float *q, long ldq, long rows, const float *kt, long ld, float alpha, float *s,
+                        long j0, long j1) {
     switch (rows) {
-    case 6: scores_tile_n(q, ldq, 6, kt, ld, alpha, s); break;
-    case 5: scores_tile_n(q, ldq, 5, kt, ld, alpha, s); break;
-    case 4: scores_tile_n(q, ldq, 4, kt, ld, alpha, s); break;
-    case 3: scores_tile_n(q, ldq, 3, kt, ld, alpha, s); break;
-    case 2: scores_tile_n(q, ldq, 2, kt, ld, alpha, s); break;
-    default: scores_tile_n(q, ldq, 1, kt, ld, alpha, s); break;
+    case 6: scores_tile_n(q, ldq, 6, kt, ld, alpha, s, j0, j1); break;
+    case 5: scores_tile_n(q, ldq, 5, kt, ld, alpha, s, j0, j1); break;
+    case 4: scores_tile_n(q, ldq, 4, kt, ld, alpha, s, j0, j1); break;
+    case 3: scores_tile_n(q, ldq, 3, kt, ld, alpha, s, j0, j1); break;
+    case 2: scores_tile_n(q, ldq, 2, kt, ld, alpha, s, j0, j1); break;
+    default: scores_tile_n(q, ldq, 1, kt, ld, alpha, s, j0, j1); break;
     }
 }
 
 __attribute__((target("avx512f,fma")))
-static void pv_tile(const float *p, long ld, long rows, const float *vp, long nk, const float *inv, float *out, long ldo) {
+static void pv_tile(const float *p, long ld, long rows, const float *vp, long j0, long j1, float *acc,
+                    int first, int last, const float *inv, float *out, long ldo) {
     switch (rows) {
-    case 6: pv_tile_n(p, ld, 6, vp, nk, inv, out, ldo); break;
-    case 5: pv_tile_n(p, ld, 5, vp, nk, inv, out, ldo); break;
-    case 4: pv_tile_n(p, ld, 4, vp, nk, inv, out, ldo); break;
-    case 3: pv_tile_n(p, ld, 3, vp, nk, inv, out, ldo); break;
-    case 2: pv_tile_n(p, ld, 2, vp, nk, inv, out, ldo); break;
-    default: pv_tile_n(p, ld, 1, vp, nk, inv, out, ldo); break;
+    case 6: pv_tile_n(p, ld, 6, vp, j0, j1, acc, first, last, inv, out, ldo); break;
+    case 5: pv_tile_n(p, ld, 5, vp, j0, j1, acc, first, last, inv, out, ldo); break;
+    case 4: pv_tile_n(p, ld, 4, vp, j0, j1, acc, first, last, inv, out, ldo); break;
+    case 3: pv_tile_n(p, ld, 3, vp, j0, j1, acc, first, last, inv, out, ldo); break;
+    case 2: pv_tile_n(p, ld, 2, vp, j0, j1, acc, first, last, inv, out, ldo); break;
+    default: pv_tile_n(p, ld, 1, vp, j0, j1, acc, first, last, inv, out, ldo); break;
     }
 }
 
-/// Rows r0 ..< r1 against one head's packed K and V; `s` holds ROWS · ld floats.
+/// Rows r0 ..< r1 against one head's packed K and V, `block` rows at a time (a multiple of 6,
+/// at most BLOCK): each block's scores fill `s` (block · ld floats) and its unnormalised outputs
+/// `acc` (block · 64), while K and V pass in chunks of KEYS keys that every six-row tile of the
+/// block reuses from L1. One row block reads K and V once, however many rows it holds.
 __attribute__((target("avx512f,fma")))
 static void rows_packed(const float *q, long ldq, const float *packed, long r0, long r1, long nk, float alpha,
-                        float *out, long ldo, float *s, float *scores_out, float *pattern_out) {
+                        float *out, long ldo, float *s, float *acc, long block, float *scores_out, float *pattern_out) {
     const long ld = padded_keys(nk);
     const float *kt = packed, *vp = packed + DH * ld;
-    float inv[ROWS];
-    for (long i0 = r0; i0 < r1; i0 += ROWS) {
-        const long rows = r1 - i0 < ROWS ? r1 - i0 : ROWS;
-        scores_tile(q + i0 * ldq, ldq, rows, kt, ld, alpha, s);
+    float inv[BLOCK];
+    for (long b0 = r0; b0 < r1; b0 += block) {
+        const long rows = r1 - b0 < block ? r1 - b0 : block;
+        for (long j0 = 0; j0 < ld; j0 += KEYS) {
+            const long j1 = ld - j0 < KEYS ? ld : j0 + KEYS;
+            for (long c = 0; c < rows; c += ROWS)
+                scores_tile(q + (b0 + c) * ldq, ldq, rows - c < ROWS ? rows - c : ROWS, kt, ld, alpha, s + c * ld, j0, j1);
+        }
         if (scores_out)
             for (long i = 0; i < rows; i++)
-                for (long j = 0; j < nk; j++) scores_out[(i0 + i) * nk + j] = s[i * ld + j];
+                for (long j = 0; j < nk; j++) scores_out[(b0 + i) * nk + j] = s[i * ld + j];
         exp_rows(s, ld, rows, nk, inv);
         if (pattern_out)
             for (long i = 0; i < rows; i++)
-                for (long j = 0; j < nk; j++) pattern_out[(i0 + i) * nk + j] = s[i * ld + j] * inv[i];
-        pv_tile(s, ld, rows, vp, nk, inv, out + i0 * ldo, ldo);
+                for (long j = 0; j < nk; j++) pattern_out[(b0 + i) * nk + j] = s[i * ld + j] * inv[i];
+        for (long j0 = 0; j0 < nk; j0 += KEYS) {
+            const long j1 = nk - j0 < KEYS ? nk : j0 + KEYS;
+            for (long c = 0; c < rows; c += ROWS)
+                pv_tile(s + c * ld, ld, rows - c < ROWS ? rows - c : ROWS, vp, j0, j1, acc + c * DH,
+                        j0 == 0, j1 == nk, inv + c, out + (b0 + c) * ldo, ldo);
+        }
     }
 }
 
@@ -212,15 +233,19 @@ void auscult_attention_rows_avx512(const float *q, long ldq, const float *k, lon
                                    const float *v, long ldv, long r0, long r1, long nk, float alpha,
                                    float *out, long ldo, float *scratch,
                                    float *scores_out, float *pattern_out) {
+    // Six rows per block: their scores (36 KB) stay in L1 and K, V (768 KB) in L2.
+    float *tile = scratch + auscult_attention_packed_floats(nk);
     auscult_attention_pack(k, ldk, v, ldv, nk, scratch);
-    rows_packed(q, ldq, scratch, r0, r1, nk, alpha, out, ldo, scratch + auscult_attention_packed_floats(nk),
+    rows_packed(q, ldq, scratch, r0, r1, nk, alpha, out, ldo, tile, tile + ROWS * padded_keys(nk), ROWS,
                 scores_out, pattern_out);
 }
 
 __attribute__((target("avx512f,fma")))
 void auscult_attention_packed_avx512(const float *q, long ldq, const float *packed, long nq, long nk, float alpha,
                                      float *out, long ldo, float *scratch) {
-    rows_packed(q, ldq, packed, 0, nq, nk, alpha, out, ldo, scratch, 0, 0);
+    // Up to 48 rows per block (scores 0.3 MB in L2): the rows of a clip's sequences share each
+    // pass over its keys and values, which come from memory.
+    rows_packed(q, ldq, packed, 0, nq, nk, alpha, out, ldo, scratch, scratch + BLOCK * padded_keys(nk), BLOCK, 0, 0);
 }
 
 #else

@@ -75,4 +75,28 @@ struct AttentionTests {
         }
         #expect(plain == watched)
     }
+
+    @Test("keys and values packed once give the same attention for any number of query rows (the decoder's cross-attention groups)",
+          arguments: [1, 13, 50])
+    func packedCrossAttention(_ nq: Int) throws {
+        let nk = 77, heads = 2, dh = 64, d = heads * dh
+        let kv = (0..<(nk * 2 * d)).map { Float(cos(Double($0) * 0.377) * 2) }
+        let q = (0..<(nq * d)).map { Float(sin(Double($0) * 1.13) * 2) }
+        guard let packed = kv.withUnsafeBufferPointer({ p in
+            Attention.packHeads(k: p.baseAddress!, ldk: 2 * d, v: p.baseAddress! + d, ldv: 2 * d, nk: nk, heads: heads, dh: dh)
+        }) else {
+            // Only without AVX-512 (or with AUSCULT_PORTABLE=1): then nothing is packed and callers use `forward`.
+            #expect(!Attention.fusedKernelAvailable)
+            return
+        }
+        var got = [Float](repeating: .nan, count: nq * d), want = got
+        q.withUnsafeBufferPointer { qp in kv.withUnsafeBufferPointer { kp in packed.withUnsafeBufferPointer { pp in
+            Attention.forwardPacked(q: qp.baseAddress!, ldq: d, packed: pp.baseAddress!, nq: nq, nk: nk, heads: heads,
+                                    out: &got, ldo: d)
+            var scores = [Float](repeating: 0, count: nq * nk)
+            Attention.forward(q: qp.baseAddress!, ldq: d, k: kp.baseAddress!, ldk: 2 * d, v: kp.baseAddress! + d, ldv: 2 * d,
+                              nq: nq, nk: nk, heads: heads, dh: dh, causalOffset: nil, out: &want, ldo: d, scores: &scores)
+        } } }
+        expectClose(Tensor(shape: [nq, d], storage: got), Tensor(shape: [nq, d], storage: want), rtol: 1e-5, atol: 1e-6, "packed attention")
+    }
 }

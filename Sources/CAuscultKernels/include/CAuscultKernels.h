@@ -51,6 +51,10 @@ void auscult_pack_panels(const float *w, long ldw, long n, long k, float *out);
 void auscult_gemm_packed_avx512(const float *x, long m, long ldx, const float *wp, long n, long k,
                                 long p0, long p1, float *c, long ldc);
 
+/// log Σ exp(x[0..<n]) in *lse (max-shifted; −∞ when every entry is −∞) and, when want_index is
+/// not 0, the first index of the maximum as the result (else 0). Requires AVX-512F.
+long auscult_argmax_logsumexp_avx512(const float *x, long n, double *lse, int want_index);
+
 #ifdef __cplusplus
 }
 #endif
