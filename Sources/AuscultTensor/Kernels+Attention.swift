@@ -136,15 +136,18 @@ public enum Attention {
         }
     }
 
-    /// `forward` without mask against keys and values from `packHeads`: `out[nq, heads·64]`.
+    /// `forward` without mask against keys and values from `packHeads`: `out[nq, heads·64]`,
+    /// and the softmax pattern `[heads, nq, nk]` into `patternOut` when given. A query row's
+    /// result does not depend on the other rows of the call.
     public static func forwardPacked(q: UnsafePointer<Float>, ldq: Int, packed: UnsafePointer<Float>, nq: Int, nk: Int,
-                                     heads: Int, out: UnsafeMutablePointer<Float>, ldo: Int) {
+                                     heads: Int, out: UnsafeMutablePointer<Float>, ldo: Int,
+                                     patternOut: UnsafeMutablePointer<Float>? = nil) {
         let per = auscult_attention_packed_floats(nk), dh = 64
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: auscult_attention_tile_floats(nk))
         defer { scratch.deallocate() }
         for h in 0..<heads {
             auscult_attention_packed_avx512(q + h * dh, ldq, packed + h * per, nq, nk, 1 / Float(dh).squareRoot(),
-                                            out + h * dh, ldo, scratch)
+                                            out + h * dh, ldo, scratch, patternOut.map { $0 + h * nq * nk })
         }
     }
 

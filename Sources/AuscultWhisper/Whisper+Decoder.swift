@@ -240,6 +240,12 @@ extension Whisper {
         var pattern = wantPattern ? Tensor(zeros: [s, heads, n, f]) : Tensor(zeros: [0])
         var z = Tensor(zeros: [s, n, d])
         let audioIndex = cache.audioIndex
+        if d / heads == 64 && Attention.fusedKernelAvailable {
+            try crossAttentionPacked(layer: layer, q: q, kv: kv, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
+            if wantPattern { try hooks.runReadOnly(prefix + ".cross_attn.hook_pattern", &pattern, ctx) }
+            try hookHeads(&z, name: prefix + ".cross_attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
+            return try projectHeads(z, block.crossOut!, name: prefix + ".cross_attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
+        }
         // Sequences reading the same clip (the conditions of a sweep) attend together: one
         // [g, F] product per head reads that clip's keys and values once instead of g times
         // (12 MB per layer for tiny.en; the per-row loop was memory-bound).
@@ -251,18 +257,6 @@ extension Whisper {
         if groups.count < s && !wantPattern {
             let groups = groups
             let gw = min(Threading.workers, groups.count)
-            var packed = [[Float]?](repeating: nil, count: groups.count)
-            kv.storage.withUnsafeBufferPointer { kvp in
-                for (gi, rows) in groups.enumerated() {
-                    let clip = audioIndex[rows[0]], a = kvp.baseAddress! + clip * f * 2 * d
-                    if cache.packedCross[layer][clip] == nil {
-                        cache.packedCross[layer][clip] = Attention.packHeads(k: a, ldk: 2 * d, v: a + d, ldv: 2 * d, nk: f,
-                                                                             heads: heads, dh: d / heads)
-                    }
-                    packed[gi] = cache.packedCross[layer][clip]
-                }
-            }
-            let packedGroups = packed
             q.storage.withUnsafeBufferPointer { qp in
                 kv.storage.withUnsafeBufferPointer { kvp in
                     z.storage.withUnsafeMutableBufferPointer { o in
@@ -272,22 +266,15 @@ extension Whisper {
                             while gi < groups.count {
                                 let rows = groups[gi], g = rows.count * n
                                 var qg = [Float](repeating: 0, count: g * d), og = [Float](repeating: 0, count: g * d)
-                                var scratch = [Float](repeating: 0, count: packedGroups[gi] == nil ? g * f : 0)
+                                var scratch = [Float](repeating: 0, count: g * f)
                                 for (k, r) in rows.enumerated() {
                                     for j in 0..<n { for c in 0..<d { qg[(k * n + j) * d + c] = ptr.q[(r * n + j) * d + c] } }
                                 }
                                 let a = ptr.k + audioIndex[rows[0]] * f * 2 * d
                                 qg.withUnsafeBufferPointer { qb in og.withUnsafeMutableBufferPointer { ob in scratch.withUnsafeMutableBufferPointer { sc in
-                                    if let p = packedGroups[gi] {
-                                        p.withUnsafeBufferPointer { pb in
-                                            Attention.forwardPacked(q: qb.baseAddress!, ldq: d, packed: pb.baseAddress!, nq: g, nk: f,
-                                                                    heads: heads, out: ob.baseAddress!, ldo: d)
-                                        }
-                                    } else {
-                                        Attention.forward(q: qb.baseAddress!, ldq: d, k: a, ldk: 2 * d, v: a + d, ldv: 2 * d,
-                                                          nq: g, nk: f, heads: heads, dh: d / heads, causalOffset: nil,
-                                                          out: ob.baseAddress!, ldo: d, scores: sc.baseAddress!, parallelSoftmax: gw == 1)
-                                    }
+                                    Attention.forward(q: qb.baseAddress!, ldq: d, k: a, ldk: 2 * d, v: a + d, ldv: 2 * d,
+                                                      nq: g, nk: f, heads: heads, dh: d / heads, causalOffset: nil,
+                                                      out: ob.baseAddress!, ldo: d, scores: sc.baseAddress!, parallelSoftmax: gw == 1)
                                 } } }
                                 for (k, r) in rows.enumerated() {
                                     for j in 0..<(n * d) { ptr.out[r * n * d + j] = og[k * n * d + j] }
@@ -327,6 +314,75 @@ extension Whisper {
         if wantPattern { try hooks.runReadOnly(prefix + ".cross_attn.hook_pattern", &pattern, ctx) }
         try hookHeads(&z, name: prefix + ".cross_attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
         return try projectHeads(z, block.crossOut!, name: prefix + ".cross_attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
+    }
+}
+
+extension Whisper {
+    /// Cross-attention through the fused kernel against keys and values packed once per clip and
+    /// generation (kept in the cache): `z[s, n, d]` and, when asked, the pattern `[s, heads, n, F]`.
+    ///
+    /// Every sequence takes this path, alone or with others reading its clip, and the kernel's
+    /// arithmetic for a query row does not depend on the rows beside it: a sweep's conditions,
+    /// a patched run and its plain baseline, and a run that records the pattern give the same
+    /// bits as a plain run. Sequences sharing a clip attend in one call, reading its keys and
+    /// values once per step (the sweep's decoder conditions: 12 per clip).
+    func crossAttentionPacked(layer: Int, q: Tensor, kv: Tensor, cache: DecoderCache,
+                              wantPattern: Bool, pattern: inout Tensor, z: inout Tensor) throws {
+        let s = q.shape[0], n = q.shape[1], d = dims.n_text_state, heads = dims.n_text_head, f = kv.shape[1]
+        let audioIndex = cache.audioIndex
+        kv.storage.withUnsafeBufferPointer { kvp in
+            for clip in Set(audioIndex) where cache.packedCross[layer][clip] == nil {
+                let a = kvp.baseAddress! + clip * f * 2 * d
+                cache.packedCross[layer][clip] = Attention.packHeads(k: a, ldk: 2 * d, v: a + d, ldv: 2 * d, nk: f, heads: heads, dh: 64)
+            }
+        }
+        // With a pattern to record every sequence is its own group (its pattern rows are contiguous).
+        var groups = [[Int]]()
+        if wantPattern {
+            groups = (0..<s).map { [$0] }
+        } else {
+            var groupOf = [Int: Int]()
+            for i in 0..<s {
+                if let g = groupOf[audioIndex[i]] { groups[g].append(i) } else { groupOf[audioIndex[i]] = groups.count; groups.append([i]) }
+            }
+        }
+        let packed = groups.map { cache.packedCross[layer][audioIndex[$0[0]]]! }
+        let workers = min(Threading.workers, groups.count), groupRows = groups
+        q.storage.withUnsafeBufferPointer { qp in
+            z.storage.withUnsafeMutableBufferPointer { o in
+                pattern.storage.withUnsafeMutableBufferPointer { pp in
+                    let ptr = RowPointers(q: qp.baseAddress!, k: qp.baseAddress!, v: qp.baseAddress!, out: o.baseAddress!,
+                                          pattern: wantPattern ? pp.baseAddress! : nil)
+                    DispatchQueue.concurrentPerformIfNeeded(workers) { w in
+                        var gi = w
+                        while gi < groupRows.count {
+                            let rows = groupRows[gi], g = rows.count * n
+                            packed[gi].withUnsafeBufferPointer { pb in
+                                if rows.count == 1 {
+                                    let r = rows[0]
+                                    Attention.forwardPacked(q: ptr.q + r * n * d, ldq: d, packed: pb.baseAddress!, nq: n, nk: f, heads: heads,
+                                                            out: ptr.out + r * n * d, ldo: d,
+                                                            patternOut: ptr.pattern.map { $0 + r * heads * n * f })
+                                } else {
+                                    var qg = [Float](repeating: 0, count: g * d), og = [Float](repeating: 0, count: g * d)
+                                    for (k, r) in rows.enumerated() {
+                                        (0..<(n * d)).forEach { qg[k * n * d + $0] = ptr.q[r * n * d + $0] }
+                                    }
+                                    qg.withUnsafeBufferPointer { qb in og.withUnsafeMutableBufferPointer { ob in
+                                        Attention.forwardPacked(q: qb.baseAddress!, ldq: d, packed: pb.baseAddress!, nq: g, nk: f,
+                                                                heads: heads, out: ob.baseAddress!, ldo: d)
+                                    } }
+                                    for (k, r) in rows.enumerated() {
+                                        (0..<(n * d)).forEach { ptr.out[r * n * d + $0] = og[k * n * d + $0] }
+                                    }
+                                }
+                            }
+                            gi += workers
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -242,10 +242,10 @@ void auscult_attention_rows_avx512(const float *q, long ldq, const float *k, lon
 
 __attribute__((target("avx512f,fma")))
 void auscult_attention_packed_avx512(const float *q, long ldq, const float *packed, long nq, long nk, float alpha,
-                                     float *out, long ldo, float *scratch) {
+                                     float *out, long ldo, float *scratch, float *pattern_out) {
     // Up to 48 rows per block (scores 0.3 MB in L2): the rows of a clip's sequences share each
     // pass over its keys and values, which come from memory.
-    rows_packed(q, ldq, packed, 0, nq, nk, alpha, out, ldo, scratch, scratch + BLOCK * padded_keys(nk), BLOCK, 0, 0);
+    rows_packed(q, ldq, packed, 0, nq, nk, alpha, out, ldo, scratch, scratch + BLOCK * padded_keys(nk), BLOCK, 0, pattern_out);
 }
 
 #else
@@ -262,8 +262,8 @@ void auscult_attention_rows_avx512(const float *q, long ldq, const float *k, lon
 }
 
 void auscult_attention_packed_avx512(const float *q, long ldq, const float *packed, long nq, long nk, float alpha,
-                                     float *out, long ldo, float *scratch) {
-    (void)q; (void)ldq; (void)packed; (void)nq; (void)nk; (void)alpha; (void)out; (void)ldo; (void)scratch;
+                                     float *out, long ldo, float *scratch, float *pattern_out) {
+    (void)q; (void)ldq; (void)packed; (void)nq; (void)nk; (void)alpha; (void)out; (void)ldo; (void)scratch; (void)pattern_out;
     __builtin_trap();
 }
 #endif

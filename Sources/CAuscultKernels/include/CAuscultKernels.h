@@ -25,9 +25,10 @@ void auscult_attention_pack(const float *k, long ldk, const float *v, long ldv, 
 
 /// Non-causal attention of `nq` query rows (dh = 64) against one head packed by
 /// `auscult_attention_pack`: out[r] = softmax(alpha · q[r] · kᵀ) · v. `scratch` holds
-/// `auscult_attention_tile_floats(nk)` floats. Requires AVX-512F.
+/// `auscult_attention_tile_floats(nk)` floats; pattern_out, when not NULL, receives the softmax
+/// `[nq, nk]`. Each row's arithmetic is independent of the other rows. Requires AVX-512F.
 void auscult_attention_packed_avx512(const float *q, long ldq, const float *packed, long nq, long nk, float alpha,
-                                     float *out, long ldo, float *scratch);
+                                     float *out, long ldo, float *scratch, float *pattern_out);
 
 /// Non-causal attention of one head with dh = 64, for query rows `r0 ..< r1`:
 /// out[r, 0..<64] = softmax(alpha · q[r] · kᵀ) · v. Rows of q, k, v, out have strides
