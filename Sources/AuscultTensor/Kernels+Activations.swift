@@ -1,12 +1,19 @@
 // In-place element-wise kernels over raw buffers: GELU, softmax, LayerNorm, add.
+import Dispatch
 import RealModule
 
 /// Kernels over contiguous Float32 rows. All work in place on caller-owned memory.
 public enum Kernels {
-    /// GELU (exact erf form) over `n` floats in place.
-    @inlinable
+    /// GELU (exact erf form) over `n` floats in place, split across workers above 2¹⁸ floats
+    /// (an encoder MLP's 1500×1536 took 2.5 ms on one core). Element-wise, so the split changes
+    /// no bit.
     public static func gelu(_ x: UnsafeMutablePointer<Float>, count n: Int) {
-        for i in 0..<n { x[i] = FastMath.gelu(x[i]) }
+        let workers = n >= 1 << 18 ? Threading.workers : 1
+        let p = UnsafeMutableSendablePointer(x)
+        DispatchQueue.concurrentPerformIfNeeded(workers) { w in
+            let lo = n * w / workers, hi = n * (w + 1) / workers
+            for i in lo..<hi { p.pointer[i] = FastMath.gelu(p.pointer[i]) }
+        }
     }
 
     /// Softmax of each of `rows` rows of `cols` floats (stride `stride`), in place.
