@@ -1,5 +1,6 @@
 // Reductions over one long row (a row of logits).
 import CAuscultKernels
+import Foundation
 
 extension Kernels {
     /// log Σ exp(x[0..<n]) (max-shifted, the sum in double) and the first index of the maximum
@@ -39,5 +40,3 @@ extension Kernels {
         return Double(m) + Foundation.log(s)
     }
 }
-
-import Foundation

@@ -241,11 +241,12 @@ extension Whisper {
         var z = Tensor(zeros: [s, n, d])
         let audioIndex = cache.audioIndex
         if d / heads == 64 && Attention.fusedKernelAvailable {
-            try crossAttentionPacked(layer: layer, q: q, kv: kv, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
+            crossAttentionPacked(layer: layer, q: q, kv: kv, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
             if wantPattern { try hooks.runReadOnly(prefix + ".cross_attn.hook_pattern", &pattern, ctx) }
             try hookHeads(&z, name: prefix + ".cross_attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
             return try projectHeads(z, block.crossOut!, name: prefix + ".cross_attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
         }
+        // The portable path (no AVX-512, or AUSCULT_PORTABLE=1) through BLAS.
         // Sequences reading the same clip (the conditions of a sweep) attend together: one
         // [g, F] product per head reads that clip's keys and values once instead of g times
         // (12 MB per layer for tiny.en; the per-row loop was memory-bound).
@@ -327,7 +328,7 @@ extension Whisper {
     /// bits as a plain run. Sequences sharing a clip attend in one call, reading its keys and
     /// values once per step (the sweep's decoder conditions: 12 per clip).
     func crossAttentionPacked(layer: Int, q: Tensor, kv: Tensor, cache: DecoderCache,
-                              wantPattern: Bool, pattern: inout Tensor, z: inout Tensor) throws {
+                              wantPattern: Bool, pattern: inout Tensor, z: inout Tensor) {
         let s = q.shape[0], n = q.shape[1], d = dims.n_text_state, heads = dims.n_text_head, f = kv.shape[1]
         let audioIndex = cache.audioIndex
         kv.storage.withUnsafeBufferPointer { kvp in
