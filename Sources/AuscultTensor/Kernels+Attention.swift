@@ -75,7 +75,7 @@ public enum Attention {
                                             blockRows: Int = 128) {
         _ = BLAS.configured
         let ptrs = SendablePointers(q: q, k: k, v: v, out: out, pattern: patternOut, scores: scoresOut)
-        if dh == 64 && fusedKernelAvailable {
+        if dh == 64 && Kernels.avx512 {
             let workers = max(1, min(Threading.workers, n / 6))
             let alpha = 1 / Float(dh).squareRoot()
             DispatchQueue.concurrentPerform(iterations: workers) { w in
@@ -111,13 +111,6 @@ public enum Attention {
         }
     }
 
-    /// Whether `forwardHeadsParallel` uses the fused AVX-512 kernel for dh = 64: the CPU has
-    /// AVX-512F and `AUSCULT_PORTABLE` is not set to 1 (which forces the portable path everywhere).
-    public static let fusedKernelAvailable: Bool = {
-        if ProcessInfo.processInfo.environment["AUSCULT_PORTABLE"] == "1" { return false }
-        return auscult_has_avx512() != 0
-    }()
-
     /// Keys and values `[nk, heads·dh]` (row strides ldk, ldv) packed head by head for
     /// `forwardPacked`; nil unless dh = 64 and the fused kernel can run.
     ///
@@ -126,7 +119,7 @@ public enum Attention {
     /// (OpenBLAS re-packed both for every group, head and step: 30 % of a sweep's decoder phase).
     public static func packHeads(k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
                                  nk: Int, heads: Int, dh: Int) -> [Float]? {
-        guard dh == 64, fusedKernelAvailable else { return nil }
+        guard dh == 64, Kernels.avx512 else { return nil }
         let per = auscult_attention_packed_floats(nk)
         return [Float](unsafeUninitializedCapacity: per * heads) { buf, count in
             for h in 0..<heads {

@@ -9,7 +9,7 @@ extension Kernels {
     /// Greedy decoding needs both for every row at every step; over 51 864 logits the scalar
     /// loops took 10 % of a sweep's decoder phase, the AVX-512 kernel a fraction of that.
     public static func argmaxLogSumExp(_ x: UnsafePointer<Float>, count n: Int) -> (index: Int, logSumExp: Double) {
-        if Attention.fusedKernelAvailable {
+        if avx512 {
             var lse = 0.0
             let i = auscult_argmax_logsumexp_avx512(x, n, &lse, 1)
             return (i, lse)
@@ -21,7 +21,7 @@ extension Kernels {
 
     /// log Σ exp(x[0..<n]), max-shifted: exponentials in float (`FastMath.exp`), the sum in double.
     public static func logSumExp(_ x: UnsafePointer<Float>, count n: Int) -> Double {
-        if Attention.fusedKernelAvailable {
+        if avx512 {
             var lse = 0.0
             _ = auscult_argmax_logsumexp_avx512(x, n, &lse, 0)
             return lse

@@ -16,7 +16,7 @@ public struct PackedWeight: @unchecked Sendable {
     /// Packs `weight` `[n, k]`; nil where the kernel cannot run (no AVX-512F, or `AUSCULT_PORTABLE=1`),
     /// and callers keep the BLAS product.
     public init?(_ weight: Tensor) {
-        guard Attention.fusedKernelAvailable, weight.rank == 2 else { return nil }
+        guard Kernels.avx512, weight.rank == 2 else { return nil }
         n = weight.shape[0]; k = weight.shape[1]
         let (n, k) = (n, k)
         panels = [Float](unsafeUninitializedCapacity: auscult_packed_floats(n, k)) { buf, count in

@@ -37,6 +37,15 @@ public final class DecoderCache {
     /// Number of sequences.
     public var sequences: Int { audioIndex.count }
 
+    /// The sequences grouped by the clip they attend to, in order of first appearance.
+    var sequencesByClip: [[Int]] {
+        var groups = [[Int]](), groupOf = [Int: Int]()
+        for (i, clip) in audioIndex.enumerated() {
+            if let g = groupOf[clip] { groups[g].append(i) } else { groupOf[clip] = groups.count; groups.append([i]) }
+        }
+        return groups
+    }
+
     /// Keeps sequence `source[i]`'s cache as new sequence `i` (beam search reordering / pruning).
     ///
     /// Only the `length` filled positions move. Pruning (increasing `source`) compacts in place;
@@ -239,24 +248,27 @@ extension Whisper {
         let wantPattern = hooks.isActive(prefix + ".cross_attn.hook_pattern")
         var pattern = wantPattern ? Tensor(zeros: [s, heads, n, f]) : Tensor(zeros: [0])
         var z = Tensor(zeros: [s, n, d])
-        let audioIndex = cache.audioIndex
-        if d / heads == 64 && Attention.fusedKernelAvailable {
+        if d / heads == 64 && Kernels.avx512 {
             crossAttentionPacked(layer: layer, q: q, kv: kv, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
-            if wantPattern { try hooks.runReadOnly(prefix + ".cross_attn.hook_pattern", &pattern, ctx) }
-            try hookHeads(&z, name: prefix + ".cross_attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
-            return try projectHeads(z, block.crossOut!, name: prefix + ".cross_attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
+        } else {
+            crossAttentionPortable(q: q, kv: kv, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
         }
-        // The portable path (no AVX-512, or AUSCULT_PORTABLE=1) through BLAS.
+        if wantPattern { try hooks.runReadOnly(prefix + ".cross_attn.hook_pattern", &pattern, ctx) }
+        try hookHeads(&z, name: prefix + ".cross_attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
+        return try projectHeads(z, block.crossOut!, name: prefix + ".cross_attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
+    }
+
+    /// Cross-attention through BLAS (no AVX-512, other head widths, or `AUSCULT_PORTABLE=1`):
+    /// `z[s, n, d]` and, when asked, the pattern `[s, heads, n, F]`.
+    func crossAttentionPortable(q: Tensor, kv: Tensor, cache: DecoderCache,
+                                wantPattern: Bool, pattern: inout Tensor, z: inout Tensor) {
+        let s = q.shape[0], n = q.shape[1], d = dims.n_text_state, heads = dims.n_text_head, f = kv.shape[1]
+        let audioIndex = cache.audioIndex
         // Sequences reading the same clip (the conditions of a sweep) attend together: one
         // [g, F] product per head reads that clip's keys and values once instead of g times
         // (12 MB per layer for tiny.en; the per-row loop was memory-bound).
-        var groups = [[Int]]()
-        var groupOf = [Int: Int]()
-        for i in 0..<s {
-            if let g = groupOf[audioIndex[i]] { groups[g].append(i) } else { groupOf[audioIndex[i]] = groups.count; groups.append([i]) }
-        }
+        let groups = cache.sequencesByClip
         if groups.count < s && !wantPattern {
-            let groups = groups
             let gw = min(Threading.workers, groups.count)
             q.storage.withUnsafeBufferPointer { qp in
                 kv.storage.withUnsafeBufferPointer { kvp in
@@ -286,8 +298,7 @@ extension Whisper {
                     }
                 }
             }
-            try hookHeads(&z, name: prefix + ".cross_attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
-            return try projectHeads(z, block.crossOut!, name: prefix + ".cross_attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
+            return
         }
         let workers = s >= 4 ? min(Threading.workers, s) : 1
         q.storage.withUnsafeBufferPointer { qp in
@@ -312,9 +323,6 @@ extension Whisper {
                 }
             }
         }
-        if wantPattern { try hooks.runReadOnly(prefix + ".cross_attn.hook_pattern", &pattern, ctx) }
-        try hookHeads(&z, name: prefix + ".cross_attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
-        return try projectHeads(z, block.crossOut!, name: prefix + ".cross_attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
     }
 }
 
@@ -338,17 +346,9 @@ extension Whisper {
             }
         }
         // With a pattern to record every sequence is its own group (its pattern rows are contiguous).
-        var groups = [[Int]]()
-        if wantPattern {
-            groups = (0..<s).map { [$0] }
-        } else {
-            var groupOf = [Int: Int]()
-            for i in 0..<s {
-                if let g = groupOf[audioIndex[i]] { groups[g].append(i) } else { groupOf[audioIndex[i]] = groups.count; groups.append([i]) }
-            }
-        }
+        let groups = wantPattern ? (0..<s).map { [$0] } : cache.sequencesByClip
         let packed = groups.map { cache.packedCross[layer][audioIndex[$0[0]]]! }
-        let workers = min(Threading.workers, groups.count), groupRows = groups
+        let workers = min(Threading.workers, groups.count)
         q.storage.withUnsafeBufferPointer { qp in
             z.storage.withUnsafeMutableBufferPointer { o in
                 pattern.storage.withUnsafeMutableBufferPointer { pp in
@@ -356,8 +356,8 @@ extension Whisper {
                                           pattern: wantPattern ? pp.baseAddress! : nil)
                     DispatchQueue.concurrentPerformIfNeeded(workers) { w in
                         var gi = w
-                        while gi < groupRows.count {
-                            let rows = groupRows[gi], g = rows.count * n
+                        while gi < groups.count {
+                            let rows = groups[gi], g = rows.count * n
                             packed[gi].withUnsafeBufferPointer { pb in
                                 if rows.count == 1 {
                                     let r = rows[0]

@@ -86,7 +86,7 @@ struct AttentionTests {
             Attention.packHeads(k: p.baseAddress!, ldk: 2 * d, v: p.baseAddress! + d, ldv: 2 * d, nk: nk, heads: heads, dh: dh)
         }) else {
             // Only without AVX-512 (or with AUSCULT_PORTABLE=1): then nothing is packed and callers use `forward`.
-            #expect(!Attention.fusedKernelAvailable)
+            #expect(!Kernels.avx512)
             return
         }
         var got = [Float](repeating: .nan, count: nq * d), want = got
