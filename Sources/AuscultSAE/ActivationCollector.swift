@@ -34,11 +34,6 @@ public struct ActivationCollector {
         HookRegistry(dims: loaded.model.dims).point(hook)!.shape.dropFirst().compactMap { Int($0) }.reduce(1, *)
     }
 
-    /// Frames of a clip of `samples` 16 kHz samples that hold audio (20 ms each, at most 1500).
-    public static func validFrames(samples: Int, maxFrames: Int) -> Int {
-        LoadedClip.validFrames(samples: samples, maxFrames: maxFrames)
-    }
-
     /// Stores every clip of `items` (shard `k` of `n`: clips whose index ≡ k mod n) not yet in
     /// `store`; unreadable clips are reported through `failed` and skipped.
     public func collect(_ items: [DatasetItem], into store: ActivationStore, shard k: Int = 0, of n: Int = 1,

@@ -157,7 +157,6 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
             at += s.count * d
         }
     }
-
 }
 
 extension SpliceStats {

@@ -97,7 +97,7 @@ struct Transcribe: ParsableCommand {
                 if let spliced {
                     // Splice on the frames that hold audio (the SAE never saw the padding).
                     let frames = batch.map { item in
-                        AudioClip.duration(of: item.path).map { ActivationCollector.validFrames(samples: Int(($0 * 16_000).rounded()), maxFrames: nAudio) } ?? nAudio
+                        AudioClip.duration(of: item.path).map { LoadedClip.validFrames(samples: Int(($0 * 16_000).rounded()), maxFrames: nAudio) } ?? nAudio
                     }
                     handlers.append(try SAESplice(sae: spliced.sae, hook: spliced.hook, edits: spliced.edits, keepError: keepError, frames: frames))
                 }

@@ -28,7 +28,7 @@ struct FeatureIndexTests {
         var acts = [String: Tensor](), words = [String: [WordTiming]]()
         for id in Self.clips {
             let samples = try AudioClip(contentsOf: Fixtures.clip(id)).samples
-            let frames = ActivationCollector.validFrames(samples: samples.count, maxFrames: 1500)
+            let frames = LoadedClip.validFrames(samples: samples.count, maxFrames: 1500)
             acts[id] = try loaded.runWithCache(Fixtures.clip(id), hooks: [Self.hook], tokens: [loaded.tokenizer.sot])[Self.hook]!.rows(0..<frames)
             let mel = LogMel(nMels: 80).window(samples)
             let audio = try loaded.model.encode(mel.reshaped([1] + mel.shape))

@@ -87,7 +87,7 @@ struct SpliceTests {
         #expect(items.count == 2)
         let r = try SAEEvaluator(loaded: loaded, sae: identitySAE(384), hook: "encoder.blocks.2").evaluate(items)
         #expect(r.hook == Self.hook)
-        let frames = try items.map { ActivationCollector.validFrames(samples: try AudioClip(contentsOf: $0.path).samples.count, maxFrames: 1500) }
+        let frames = try items.map { LoadedClip.validFrames(samples: try AudioClip(contentsOf: $0.path).samples.count, maxFrames: 1500) }
         #expect(r.rows == frames.reduce(0, +))
         #expect(r.fvu < 1e-9)
         for c in r.clips {
