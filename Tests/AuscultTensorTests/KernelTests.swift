@@ -41,6 +41,24 @@ struct KernelTests {
         #expect(got.storage[(2 * cols + 1000)..<(3 * cols)].allSatisfy { $0 == 0 })
     }
 
+    @Test("argmax and log-sum-exp of a logits row match the double-precision formula; ties take the first index, all −∞ gives index 0 and −∞",
+          arguments: [51_864, 51_865, 17, 3])
+    func argmaxLogSumExp(_ n: Int) {
+        var x = (0..<n).map { Float(sin(Double($0) * 0.731) * 9) }
+        x[n / 3] = 40; x[2 * n / 3] = 40          // a tie: the first one wins
+        if n > 10 { for j in stride(from: 1, to: n, by: 7) where j != n / 3 && j != 2 * n / 3 { x[j] = -.infinity } }
+        let m = 40.0
+        let want = m + Foundation.log(x.reduce(0.0) { $0 + Foundation.exp(Double($1) - m) })
+        let got = x.withUnsafeBufferPointer { Kernels.argmaxLogSumExp($0.baseAddress!, count: n) }
+        #expect(got.index == n / 3)
+        expectClose(got.logSumExp, want, tolerance: 1e-6 * abs(want), "log-sum-exp")
+        let alone = x.withUnsafeBufferPointer { Kernels.logSumExp($0.baseAddress!, count: n) }
+        #expect(alone == got.logSumExp)
+        let none = [Float](repeating: -.infinity, count: n)
+        let empty = none.withUnsafeBufferPointer { Kernels.argmaxLogSumExp($0.baseAddress!, count: n) }
+        #expect(empty.index == 0 && empty.logSumExp == -.infinity)
+    }
+
     @Test("LayerNorm matches (x − mean)/sqrt(var + 1e-5)·γ + β")
     func layerNorm() {
         let rows = 5, d = 384
