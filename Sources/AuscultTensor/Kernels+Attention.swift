@@ -122,8 +122,14 @@ public enum Attention {
         guard dh == 64, Kernels.avx512 else { return nil }
         let per = auscult_attention_packed_floats(nk)
         return [Float](unsafeUninitializedCapacity: per * heads) { buf, count in
-            for h in 0..<heads {
-                auscult_attention_pack(k + h * dh, ldk, v + h * dh, ldv, nk, buf.baseAddress! + h * per)
+            // Heads across cores: one clip's 4.6 MB (tiny.en) is a copy bound by memory, and
+            // a sweep packs 300 clips × 4 layers of them.
+            let ptrs = SendablePointers(q: k, k: k, v: v, out: buf.baseAddress!, pattern: nil, scores: nil)
+            let parts = nk * heads * dh >= 1 << 16 ? min(Threading.workers, heads) : 1
+            DispatchQueue.concurrentPerformIfNeeded(parts) { w in
+                for h in stride(from: w, to: heads, by: parts) {
+                    auscult_attention_pack(ptrs.k + h * dh, ldk, ptrs.v + h * dh, ldv, nk, ptrs.out + h * per)
+                }
             }
             count = per * heads
         }

@@ -73,7 +73,7 @@ extension DecoderCache {
     /// A fresh, empty cache for sequences `idx` of this one, sharing its cross-attention keys and
     /// values (the sequence ids of hook contexts stay those of this cache).
     func subset(_ idx: [Int]) -> DecoderCache {
-        let c = DecoderCache(crossKV: crossKV, audioIndex: idx.map { audioIndex[$0] }, capacity: capacity, d: d, layers: selfK.count)
+        let c = DecoderCache(cross: cross, audioIndex: idx.map { audioIndex[$0] }, capacity: capacity, d: d, layers: selfK.count)
         c.relabel(idx.map { sequenceIndex[$0] })
         return c
     }

@@ -4,8 +4,9 @@ import Dispatch
 
 /// Keys and values a decoding run keeps between steps.
 ///
-/// Cross-attention keys|values are computed once per clip (`[A, F, 2d]` per layer); self-attention
-/// keys and values grow by the positions each step adds (`[S, n_text_ctx, d]` per layer).
+/// Cross-attention keys and values are computed once per clip (`CrossAttentionKV`, shared by
+/// every cache made from it); self-attention keys and values grow by the positions each step
+/// adds (`[S, capacity, d]` per layer).
 public final class DecoderCache {
     /// For each sequence, the clip (row of the audio features) it attends to.
     public private(set) var audioIndex: [Int]
@@ -13,18 +14,14 @@ public final class DecoderCache {
     public private(set) var sequenceIndex: [Int]
     /// Positions already in the cache (the same for every sequence).
     public private(set) var length: Int = 0
-    var crossKV: [Tensor]
-    /// Per layer, clip → that clip's cross-attention keys and values packed for
-    /// `Attention.forwardPacked` (filled on first use by sequences that share a clip).
-    var packedCross: [[Int: [Float]]]
+    let cross: CrossAttentionKV
     var selfK: [[Float]]
     var selfV: [[Float]]
     let capacity: Int
     let d: Int
 
-    init(crossKV: [Tensor], audioIndex: [Int], capacity: Int, d: Int, layers: Int) {
-        self.crossKV = crossKV
-        self.packedCross = Array(repeating: [:], count: layers)
+    init(cross: CrossAttentionKV, audioIndex: [Int], capacity: Int, d: Int, layers: Int) {
+        self.cross = cross
         self.audioIndex = audioIndex
         self.sequenceIndex = Array(audioIndex.indices)
         self.capacity = capacity
@@ -86,25 +83,53 @@ extension Whisper {
     /// computing every layer's cross-attention keys and values once (or taking them from `kv`).
     public func makeCache(audio: Tensor, audioIndex: [Int], kv: CrossAttentionKV? = nil, hooks: HookHandler? = nil) throws -> DecoderCache {
         let kv = try kv ?? crossAttentionKV(audio, hooks: hooks)
-        return DecoderCache(crossKV: kv.layers, audioIndex: audioIndex, capacity: dims.n_text_ctx, d: dims.n_text_state, layers: dims.n_text_layer)
+        return DecoderCache(cross: kv, audioIndex: audioIndex, capacity: dims.n_text_ctx, d: dims.n_text_state, layers: dims.n_text_layer)
     }
 
-    /// Every decoder layer's cross-attention keys|values for the clips of `audio` `[A, F, d]`
-    /// (`[A, F, 2d]` per layer). Generation and teacher-forced scoring of the same audio can
-    /// share them: for 160 distinct clips they cost 0.5 TFLOP.
+    /// Every decoder layer's cross-attention keys|values for the clips of `audio` `[A, F, d]`.
+    /// Generation and teacher-forced scoring of the same audio share them: for 160 distinct
+    /// clips they cost 0.5 TFLOP.
+    ///
+    /// Where the fused attention kernel runs they are kept only packed for it, clip by clip: a
+    /// sweep's 160-clip wave then holds 2.9 GB instead of 5.8 GB, and nothing is packed again by
+    /// the generation or the scoring that reads them. Freshly touched memory is slow here (the
+    /// kernel spent 40 % of that wave zeroing pages for the unpacked copy and its repacks).
     public func crossAttentionKV(_ audio: Tensor, hooks: HookHandler? = nil) throws -> CrossAttentionKV {
         let d = dims.n_text_state, heads = dims.n_text_head
         guard audio.rank == 3, audio.shape[2] == d else {
             throw WhisperError(.invalidArgument, "audio features have shape \(audio.shape), expected [A, F, \(d)]")
         }
+        let a = audio.shape[0], f = audio.shape[1]
+        let packs = d / heads == 64 && Kernels.avx512
+        let hooked = decoderBlocks.indices.contains { i in
+            hooks.isActive("decoder.blocks.\(i).cross_attn.hook_k") || hooks.isActive("decoder.blocks.\(i).cross_attn.hook_v")
+        }
+        func pack(_ kv: Tensor, clip: Int) -> [Float] {
+            kv.storage.withUnsafeBufferPointer { p in
+                let base = p.baseAddress! + clip * f * 2 * d
+                return Attention.packHeads(k: base, ldk: 2 * d, v: base + d, ldv: 2 * d, nk: f, heads: heads, dh: 64)!
+            }
+        }
+        if packs && !hooked {
+            // Clip by clip: the unpacked [F, 2d] product is a 4.6 MB scratch, never a wave-sized tensor.
+            var packed = [[[Float]]](repeating: [], count: decoderBlocks.count)
+            for c in 0..<a {
+                let x = audio.rows(c..<(c + 1))
+                for (i, block) in decoderBlocks.enumerated() { packed[i].append(pack(x.linear(block.crossKV!), clip: 0)) }
+            }
+            return CrossAttentionKV(layers: [], packed: packed, clips: a, frames: f)
+        }
         var kvs = [Tensor]()
         for (i, block) in decoderBlocks.enumerated() {
             var kv = audio.linear(block.crossKV!)  // [A, F, 2d]
             try hookColumns(&kv, width: 2 * d, parts: ["k", "v"], prefix: "decoder.blocks.\(i).cross_attn", heads: heads,
-                            hooks: hooks, ctx: HookContext(clips: Array(0..<audio.shape[0])))
+                            hooks: hooks, ctx: HookContext(clips: Array(0..<a)))
             kvs.append(kv)
         }
-        return CrossAttentionKV(layers: kvs)
+        if packs {
+            return CrossAttentionKV(layers: [], packed: kvs.map { kv in (0..<a).map { pack(kv, clip: $0) } }, clips: a, frames: f)
+        }
+        return CrossAttentionKV(layers: kvs, packed: [], clips: a, frames: f)
     }
 
     /// Runs the decoder on `tokens` `[S][n]` (n new positions for every sequence, appended after
@@ -241,17 +266,16 @@ extension Whisper {
     func crossAttention(_ block: Block, layer: Int, _ h: Tensor, cache: DecoderCache, prefix: String,
                         hooks: HookHandler?, ctx: HookContext) throws -> Tensor {
         let s = h.shape[0], n = h.shape[1], d = dims.n_text_state, heads = dims.n_text_head
-        let kv = cache.crossKV[layer]
-        let f = kv.shape[1]
+        let f = cache.cross.frames
         var q = h.linear(block.crossQ!)
         try hookHeads(&q, name: prefix + ".cross_attn.hook_q", heads: heads, hooks: hooks, ctx: ctx)
         let wantPattern = hooks.isActive(prefix + ".cross_attn.hook_pattern")
         var pattern = wantPattern ? Tensor(zeros: [s, heads, n, f]) : Tensor(zeros: [0])
         var z = Tensor(zeros: [s, n, d])
-        if d / heads == 64 && Kernels.avx512 {
-            crossAttentionPacked(layer: layer, q: q, kv: kv, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
+        if cache.cross.isPacked {
+            crossAttentionPacked(layer: layer, q: q, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
         } else {
-            crossAttentionPortable(q: q, kv: kv, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
+            crossAttentionPortable(q: q, kv: cache.cross.layers[layer], cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
         }
         if wantPattern { try hooks.runReadOnly(prefix + ".cross_attn.hook_pattern", &pattern, ctx) }
         try hookHeads(&z, name: prefix + ".cross_attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
@@ -327,27 +351,21 @@ extension Whisper {
 }
 
 extension Whisper {
-    /// Cross-attention through the fused kernel against keys and values packed once per clip and
-    /// generation (kept in the cache): `z[s, n, d]` and, when asked, the pattern `[s, heads, n, F]`.
+    /// Cross-attention through the fused kernel against keys and values packed once per clip
+    /// (`CrossAttentionKV.packed`): `z[s, n, d]` and, when asked, the pattern `[s, heads, n, F]`.
     ///
     /// Every sequence takes this path, alone or with others reading its clip, and the kernel's
     /// arithmetic for a query row does not depend on the rows beside it: a sweep's conditions,
     /// a patched run and its plain baseline, and a run that records the pattern give the same
     /// bits as a plain run. Sequences sharing a clip attend in one call, reading its keys and
     /// values once per step (the sweep's decoder conditions: 12 per clip).
-    func crossAttentionPacked(layer: Int, q: Tensor, kv: Tensor, cache: DecoderCache,
+    func crossAttentionPacked(layer: Int, q: Tensor, cache: DecoderCache,
                               wantPattern: Bool, pattern: inout Tensor, z: inout Tensor) {
-        let s = q.shape[0], n = q.shape[1], d = dims.n_text_state, heads = dims.n_text_head, f = kv.shape[1]
+        let s = q.shape[0], n = q.shape[1], d = dims.n_text_state, heads = dims.n_text_head, f = cache.cross.frames
         let audioIndex = cache.audioIndex
-        kv.storage.withUnsafeBufferPointer { kvp in
-            for clip in Set(audioIndex) where cache.packedCross[layer][clip] == nil {
-                let a = kvp.baseAddress! + clip * f * 2 * d
-                cache.packedCross[layer][clip] = Attention.packHeads(k: a, ldk: 2 * d, v: a + d, ldv: 2 * d, nk: f, heads: heads, dh: 64)
-            }
-        }
         // With a pattern to record every sequence is its own group (its pattern rows are contiguous).
         let groups = wantPattern ? (0..<s).map { [$0] } : cache.sequencesByClip
-        let packed = groups.map { cache.packedCross[layer][audioIndex[$0[0]]]! }
+        let packed = groups.map { cache.cross.packed[layer][audioIndex[$0[0]]] }
         let workers = min(Threading.workers, groups.count)
         q.storage.withUnsafeBufferPointer { qp in
             z.storage.withUnsafeMutableBufferPointer { o in
@@ -396,11 +414,20 @@ extension Tensor {
     }
 }
 
-/// Cross-attention keys and values of a set of clips, one `[A, F, 2d]` tensor per decoder layer.
+/// Cross-attention keys and values of a set of clips, for every decoder layer: packed per clip
+/// for the fused kernel where it runs, else one `[A, F, 2d]` keys|values tensor per layer.
 public struct CrossAttentionKV: Sendable {
+    /// Per layer `[A, F, 2d]` keys|values (the portable path); empty when packed.
     public let layers: [Tensor]
+    /// Per layer, per clip: keys and values as `Attention.packHeads` lays them out; empty on the
+    /// portable path.
+    public let packed: [[[Float]]]
     /// Number of clips.
-    public var clips: Int { layers.first?.shape[0] ?? 0 }
+    public let clips: Int
+    /// Audio frames per clip (F).
+    public let frames: Int
+    /// Whether the fused kernel reads these (`packed`) rather than BLAS (`layers`).
+    public var isPacked: Bool { !packed.isEmpty }
 }
 
 /// Base pointers of one attention call, handed to workers that write disjoint sequences.

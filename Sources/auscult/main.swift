@@ -11,4 +11,5 @@ if let core = BLAS.preferredCoreType(), ProcessInfo.processInfo.environment["AUS
     let args = CommandLine.arguments.map { strdup($0) } + [nil]
     execv("/proc/self/exe", args)
 }
+Memory.retainFreedMemory()
 Auscult.main()

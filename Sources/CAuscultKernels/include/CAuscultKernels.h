@@ -56,6 +56,10 @@ void auscult_gemm_packed_avx512(const float *x, long m, long ldx, const float *w
 /// not 0, the first index of the maximum as the result (else 0). Requires AVX-512F.
 long auscult_argmax_logsumexp_avx512(const float *x, long n, double *lse, int want_index);
 
+/// glibc: serve every allocation from the heap and never trim it, so freed tensor memory is
+/// reused instead of faulted in and zeroed again (`Memory.retainFreedMemory`). No-op elsewhere.
+void auscult_retain_freed_memory(void);
+
 #ifdef __cplusplus
 }
 #endif
