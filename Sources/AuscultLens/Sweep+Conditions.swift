@@ -102,7 +102,8 @@ extension Sweep {
             }
             trace("encode \(wave.count) rows")
             let audio = Tensor.stack(features)
-            let kv = try model.crossAttentionKV(audio)
+            // One sequence per clip: attention reads the features, not keys and values.
+            let kv = try model.crossAttentionKV(audio, form: .features)
             let results = try decodeChunks(audio: audio, rows: Array(wave.indices), leaders: nil, kv: kv, hooks: nil)
             trace("generate")
             let lp = try loaded.decoder.scoreTokens(audio: audio, rows: Array(wave.indices),
@@ -134,6 +135,7 @@ extension Sweep {
             var audioRows = [Int: Int]()        // clip → row of the audio tensor
             var audioClips = [Int]()
             func audioRow(_ c: Int) -> Int {
+                if cleanKV != nil { return c }
                 if let r = audioRows[c] { return r }
                 audioRows[c] = audioClips.count
                 audioClips.append(c)
@@ -182,9 +184,9 @@ extension Sweep {
             }
             if skipped > 0 { progress?.advance(by: skipped) }
             guard !mains.isEmpty else { continue }
-            let audio = Tensor.stack(audioClips.map { features[$0] })
+            let audio = cleanAudio ?? Tensor.stack(audioClips.map { features[$0] })
+            let kv = try cleanKV ?? model.crossAttentionKV(audio)
             trace("prepare")
-            let kv = try model.crossAttentionKV(audio)
             let results = try decodeChunks(audio: audio, rows: rows, leaders: leaders, kv: kv, hooks: RowInterventions(ops))
             trace("generate \(rows.count) rows")
             let lp = try loaded.decoder.scoreTokens(audio: audio, rows: rows, sequences: targets, from: prompt.count,

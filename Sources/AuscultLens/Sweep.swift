@@ -21,7 +21,9 @@ public struct SweepOptions: Sendable {
     /// 18 MB of cross-attention keys and values per row for tiny.en).
     public var decodeRows: Int = 160
     /// Clips per decoder batch (each brings one row per decoder condition, plus shadow rows).
-    public var decoderClips: Int = 20
+    /// When every clip fits in one batch, the clean run's cross-attention keys and values serve
+    /// all of them, donors included, and each clip's are read once per step for all its rows.
+    public var decoderClips: Int = 40
     public var decoding = DecodingOptions()
     public init(conditions: [Condition]) { self.conditions = conditions }
 }
@@ -42,6 +44,10 @@ public final class Sweep {
     var cleanTokens: [[Int]] = []
     var cleanText: [String] = []
     var cleanLogprob: [[Double]] = []
+    /// The clean audio features `[A, F, d]` and their cross-attention keys and values, kept for
+    /// the decoder conditions when all clips fit in one decoder batch.
+    var cleanAudio: Tensor?
+    var cleanKV: CrossAttentionKV?
     var prompt: [Int] = []
     let tracing = ProcessInfo.processInfo.environment["AUSCULT_TRACE"] != nil
     var traceClock = Date()
@@ -141,6 +147,7 @@ public final class Sweep {
         cleanLogprob = try loaded.decoder.scoreTokens(audio: audio, rows: Array(items.indices), sequences: items.indices.map(targetSequence),
                                                       from: prompt.count, kv: kv, hooks: acc)
         if let acc { decoderMeans = acc.means(positions: model.dims.n_text_ctx) }
+        if items.count <= options.decoderClips { cleanAudio = audio; cleanKV = kv }
         let entries = items.indices.filter { !done.contains(SweepEntry.key(items[$0].id, "clean", 0)) }
             .map { entry(clip: $0, condition: .clean, donor: nil, tokens: cleanTokens[$0], text: cleanText[$0],
                          hitLimit: results[$0].tokens.count >= sampleLen, logprob: cleanLogprob[$0]) }

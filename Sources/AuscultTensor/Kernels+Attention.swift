@@ -150,6 +150,22 @@ public enum Attention {
         }
     }
 
+    /// Attention straight from features `x[nf, ldx]` (row width d, a multiple of 16) for `rows`
+    /// query rows of `heads` heads: `y[r, h, d] = Σ_j softmax_j(alpha · u[r, h]·x[j]) x[j]`, with
+    /// `u[rows, heads, d]` each query head pulled back through the key weight (see
+    /// `cross_features_avx512.c`). `scratch` holds `fromFeaturesScratch(rows:heads:nf:)` floats. The softmax of
+    /// row r, head h goes to `patternOut + h·headStride + r·rowStride` when given. The features
+    /// are read once per call for all rows. AVX-512 only (`Kernels.avx512`).
+    public static func fromFeatures(u: UnsafePointer<Float>, rows: Int, heads: Int, x: UnsafePointer<Float>, ldx: Int, nf: Int, d: Int,
+                                    alpha: Float, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+                                    patternOut: UnsafeMutablePointer<Float>? = nil, headStride: Int = 0, rowStride: Int = 0) {
+        precondition(Kernels.avx512 && d % 16 == 0, "fromFeatures needs AVX-512 and d % 16 == 0")
+        auscult_cross_features_avx512(u, rows * heads, x, ldx, nf, d, alpha, y, scratch, patternOut, heads, headStride, rowStride)
+    }
+
+    /// Floats of scratch `fromFeatures` needs.
+    public static func fromFeaturesScratch(rows: Int, heads: Int, nf: Int) -> Int { rows * heads * (nf + 130) }
+
     /// `Kernels.expRows`, split across cores when the block is large.
     public static func expRowsParallel(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
                                        inverseSums: UnsafeMutablePointer<Float>) {

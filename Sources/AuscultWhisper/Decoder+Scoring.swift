@@ -39,7 +39,7 @@ extension WhisperDecoder {
         }
         let v = model.dims.n_vocab
         let n = sequences.map(\.count).max() ?? 0
-        let cache = try model.makeCache(audio: audio, audioIndex: rows, kv: kv, hooks: hooks)
+        let cache = try model.makeCache(audio: audio, audioIndex: rows, kv: kv, capacity: n, hooks: hooks)
         var bounds = [Range<Int>]()
         var start = 0
         for g in groups ?? [Int](repeating: 1, count: sequences.count) {

@@ -41,7 +41,8 @@ struct TokenSearch {
     func greedy(audio: Tensor, prompts: [[Int]], rows: [Int]? = nil, leaders: [Int]? = nil, kv: CrossAttentionKV? = nil,
                 hooks: HookHandler?) throws -> Outcome {
         let a = prompts.count, v = model.dims.n_vocab, nCtx = model.dims.n_text_ctx
-        let cache = try model.makeCache(audio: audio, audioIndex: rows ?? Array(0..<a), kv: kv, hooks: hooks)
+        let cache = try model.makeCache(audio: audio, audioIndex: rows ?? Array(0..<a), kv: kv,
+                                        capacity: (prompts.map(\.count).max() ?? 0) + sampleLen, hooks: hooks)
         // Followers take their leader's token: their logits are never read.
         func leading(_ rows: [Int]) -> [Int]? {
             guard let leaders else { return nil }

@@ -81,9 +81,16 @@ public final class DecoderCache {
 extension Whisper {
     /// Prepares a cache whose sequence i attends to clip `audioIndex[i]` of `audio` `[A, F, d]`,
     /// computing every layer's cross-attention keys and values once (or taking them from `kv`).
-    public func makeCache(audio: Tensor, audioIndex: [Int], kv: CrossAttentionKV? = nil, hooks: HookHandler? = nil) throws -> DecoderCache {
+    ///
+    /// `capacity` bounds the positions it will hold (default and at most `n_text_ctx`): greedy
+    /// decoding needs the prompt plus the sample length, about half the context, and its
+    /// self-attention cache is memory touched fresh for every batch (880 MB for a sweep's 160 rows
+    /// at full context).
+    public func makeCache(audio: Tensor, audioIndex: [Int], kv: CrossAttentionKV? = nil, capacity: Int? = nil,
+                          hooks: HookHandler? = nil) throws -> DecoderCache {
         let kv = try kv ?? crossAttentionKV(audio, hooks: hooks)
-        return DecoderCache(cross: kv, audioIndex: audioIndex, capacity: dims.n_text_ctx, d: dims.n_text_state, layers: dims.n_text_layer)
+        return DecoderCache(cross: kv, audioIndex: audioIndex, capacity: min(capacity ?? dims.n_text_ctx, dims.n_text_ctx),
+                            d: dims.n_text_state, layers: dims.n_text_layer)
     }
 
     /// Every decoder layer's cross-attention keys|values for the clips of `audio` `[A, F, d]`.
@@ -94,7 +101,10 @@ extension Whisper {
     /// sweep's 160-clip wave then holds 2.9 GB instead of 5.8 GB, and nothing is packed again by
     /// the generation or the scoring that reads them. Freshly touched memory is slow here (the
     /// kernel spent 40 % of that wave zeroing pages for the unpacked copy and its repacks).
-    public func crossAttentionKV(_ audio: Tensor, hooks: HookHandler? = nil) throws -> CrossAttentionKV {
+    ///
+    /// With `form: .features` nothing is computed: attention reads `audio` itself through the key
+    /// and value weights (`CrossAttentionForm`).
+    public func crossAttentionKV(_ audio: Tensor, hooks: HookHandler? = nil, form: CrossAttentionForm = .keysValues) throws -> CrossAttentionKV {
         let d = dims.n_text_state, heads = dims.n_text_head
         guard audio.rank == 3, audio.shape[2] == d else {
             throw WhisperError(.invalidArgument, "audio features have shape \(audio.shape), expected [A, F, \(d)]")
@@ -110,6 +120,9 @@ extension Whisper {
                 return Attention.packHeads(k: base, ldk: 2 * d, v: base + d, ldv: 2 * d, nk: f, heads: heads, dh: 64)!
             }
         }
+        if packs && !hooked && form == .features {
+            return CrossAttentionKV(layers: [], packed: [], features: audio, clips: a, frames: f)
+        }
         if packs && !hooked {
             // Clip by clip: the unpacked [F, 2d] product is a 4.6 MB scratch, never a wave-sized tensor.
             var packed = [[[Float]]](repeating: [], count: decoderBlocks.count)
@@ -117,7 +130,7 @@ extension Whisper {
                 let x = audio.rows(c..<(c + 1))
                 for (i, block) in decoderBlocks.enumerated() { packed[i].append(pack(x.linear(block.crossKV!), clip: 0)) }
             }
-            return CrossAttentionKV(layers: [], packed: packed, clips: a, frames: f)
+            return CrossAttentionKV(layers: [], packed: packed, features: nil, clips: a, frames: f)
         }
         var kvs = [Tensor]()
         for (i, block) in decoderBlocks.enumerated() {
@@ -127,9 +140,9 @@ extension Whisper {
             kvs.append(kv)
         }
         if packs {
-            return CrossAttentionKV(layers: [], packed: kvs.map { kv in (0..<a).map { pack(kv, clip: $0) } }, clips: a, frames: f)
+            return CrossAttentionKV(layers: [], packed: kvs.map { kv in (0..<a).map { pack(kv, clip: $0) } }, features: nil, clips: a, frames: f)
         }
-        return CrossAttentionKV(layers: kvs, packed: [], clips: a, frames: f)
+        return CrossAttentionKV(layers: kvs, packed: [], features: nil, clips: a, frames: f)
     }
 
     /// Runs the decoder on `tokens` `[S][n]` (n new positions for every sequence, appended after
@@ -145,8 +158,8 @@ extension Whisper {
         guard s == cache.sequences, n > 0, tokens.allSatisfy({ $0.count == n }) else {
             throw WhisperError(.invalidArgument, "decoder: \(s) sequences of unequal or zero length for a cache of \(cache.sequences)")
         }
-        guard offset + n <= dims.n_text_ctx else {
-            throw WhisperError(.invalidArgument, "decoder: \(offset + n) positions exceed the text context of \(dims.n_text_ctx)")
+        guard offset + n <= cache.capacity else {
+            throw WhisperError(.invalidArgument, "decoder: \(offset + n) positions exceed the cache's \(cache.capacity) (the text context is \(dims.n_text_ctx))")
         }
         let ctx = HookContext(step: step, positionOffset: offset, clips: cache.audioIndex, sequences: cache.sequenceIndex)
         var tok = Tensor(shape: [s, n, d]) { out in
@@ -272,7 +285,9 @@ extension Whisper {
         let wantPattern = hooks.isActive(prefix + ".cross_attn.hook_pattern")
         var pattern = wantPattern ? Tensor(zeros: [s, heads, n, f]) : Tensor(zeros: [0])
         var z = Tensor(zeros: [s, n, d])
-        if cache.cross.isPacked {
+        if let x = cache.cross.features {
+            crossAttentionFromFeatures(block, q: q, features: x, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
+        } else if cache.cross.isPacked {
             crossAttentionPacked(layer: layer, q: q, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
         } else {
             crossAttentionPortable(q: q, kv: cache.cross.layers[layer], cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
@@ -415,13 +430,17 @@ extension Tensor {
 }
 
 /// Cross-attention keys and values of a set of clips, for every decoder layer: packed per clip
-/// for the fused kernel where it runs, else one `[A, F, 2d]` keys|values tensor per layer.
+/// for the fused kernel where it runs, else one `[A, F, 2d]` keys|values tensor per layer; or
+/// the audio features they are made from (`CrossAttentionForm.features`).
 public struct CrossAttentionKV: Sendable {
     /// Per layer `[A, F, 2d]` keys|values (the portable path); empty when packed.
     public let layers: [Tensor]
     /// Per layer, per clip: keys and values as `Attention.packHeads` lays them out; empty on the
     /// portable path.
     public let packed: [[[Float]]]
+    /// The audio features `[A, F, d]` when attention reads them through the key and value
+    /// weights instead (`CrossAttentionForm.features`); then `layers` and `packed` are empty.
+    public let features: Tensor?
     /// Number of clips.
     public let clips: Int
     /// Audio frames per clip (F).

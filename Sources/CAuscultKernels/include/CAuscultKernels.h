@@ -56,6 +56,15 @@ void auscult_gemm_packed_avx512(const float *x, long m, long ldx, const float *w
 /// not 0, the first index of the maximum as the result (else 0). Requires AVX-512F.
 long auscult_argmax_logsumexp_avx512(const float *x, long n, double *lse, int want_index);
 
+/// Cross-attention straight from a clip's features x `[nf][ldx]` (row width d, a multiple of 16)
+/// for `pairs` (query row, head) pairs: y[p] = Σ_j softmax_j(alpha · u[p]·x[j]) x[j], with u
+/// `[pairs][d]` each query head pulled back through the key weight (pair p = row p / heads, head
+/// p % heads) and y `[pairs][d]`. scratch holds pairs·(nf + 130) floats. pattern_out (or NULL)
+/// receives the softmax, pair p's row at (p % heads)·ld_head + (p / heads)·ld_row. AVX-512F.
+void auscult_cross_features_avx512(const float *u, long pairs, const float *x, long ldx, long nf, long d,
+                                   float alpha, float *y, float *scratch,
+                                   float *pattern_out, long heads, long ld_head, long ld_row);
+
 /// glibc: serve every allocation from the heap and never trim it, so freed tensor memory is
 /// reused instead of faulted in and zeroed again (`Memory.retainFreedMemory`). No-op elsewhere.
 void auscult_retain_freed_memory(void);
