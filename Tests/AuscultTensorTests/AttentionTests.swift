@@ -99,4 +99,37 @@ struct AttentionTests {
         } } }
         expectClose(Tensor(shape: [nq, d], storage: got), Tensor(shape: [nq, d], storage: want), rtol: 1e-5, atol: 1e-6, "packed attention")
     }
+
+    @Test("attention straight from the features gives the formula's output and pattern for every (row, head) pair",
+          arguments: [(rows: 1, heads: 6, nf: 1500, d: 384), (rows: 3, heads: 8, nf: 37, d: 512), (rows: 2, heads: 5, nf: 200, d: 48)])
+    func fromFeatures(_ shape: (rows: Int, heads: Int, nf: Int, d: Int)) throws {
+        let (rows, heads, nf, d) = shape
+        guard Kernels.avx512 else { return }   // the portable path never calls it (CrossAttentionForm falls back)
+        let x = (0..<(nf * d)).map { Float(cos(Double($0) * 0.377) * 1.5) }
+        let u = (0..<(rows * heads * d)).map { Float(sin(Double($0) * 1.13) * 0.2) }
+        let alpha: Float = 0.125, pairs = rows * heads
+        var y = [Float](repeating: .nan, count: pairs * d), pattern = [Float](repeating: .nan, count: heads * rows * nf)
+        var scratch = [Float](repeating: 0, count: Attention.fromFeaturesScratch(rows: rows, heads: heads, nf: nf))
+        u.withUnsafeBufferPointer { up in x.withUnsafeBufferPointer { xp in
+            Attention.fromFeatures(u: up.baseAddress!, rows: rows, heads: heads, x: xp.baseAddress!, ldx: d, nf: nf, d: d, alpha: alpha,
+                                   y: &y, scratch: &scratch, patternOut: &pattern, headStride: rows * nf, rowStride: nf)
+        } }
+        var wantY = [Float](repeating: 0, count: pairs * d), wantP = [Float](repeating: 0, count: heads * rows * nf)
+        for p in 0..<pairs {
+            let s = (0..<nf).map { j in Double(alpha) * (0..<d).reduce(0.0) { $0 + Double(u[p * d + $1]) * Double(x[j * d + $1]) } }
+            let m = s.max()!, e = s.map { Foundation.exp($0 - m) }, z = e.reduce(0, +)
+            for j in 0..<nf { wantP[(p % heads) * rows * nf + (p / heads) * nf + j] = Float(e[j] / z) }
+            for c in 0..<d { wantY[p * d + c] = Float((0..<nf).reduce(0.0) { $0 + e[$1] / z * Double(x[$1 * d + c]) }) }
+        }
+        expectClose(Tensor(shape: [pairs, d], storage: y), Tensor(shape: [pairs, d], storage: wantY), rtol: 1e-4, atol: 2e-5, "output")
+        expectClose(Tensor(shape: [heads * rows * nf], storage: pattern), Tensor(shape: [heads * rows * nf], storage: wantP),
+                    rtol: 1e-4, atol: 1e-6, "pattern")
+        // A row's result does not depend on the rows computed with it.
+        var alone = [Float](repeating: .nan, count: heads * d)
+        u.withUnsafeBufferPointer { up in x.withUnsafeBufferPointer { xp in
+            Attention.fromFeatures(u: up.baseAddress! + (rows - 1) * heads * d, rows: 1, heads: heads, x: xp.baseAddress!, ldx: d, nf: nf,
+                                   d: d, alpha: alpha, y: &alone, scratch: &scratch)
+        } }
+        #expect(alone == Array(y[((rows - 1) * heads * d)...]))
+    }
 }

@@ -104,3 +104,43 @@ struct DatasetTests {
         #expect(throws: WhisperError.self) { try Dataset.load(dir + "/nothing-here") }
     }
 }
+
+@Suite("Cross-attention read from the audio features")
+struct CrossAttentionFormTests {
+    @Test("reading the features through the key and value weights gives the keys-and-values logits, pattern and tokens")
+    func featuresMatchKeysValues() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let model = loaded.model
+        let ids = ["jfk", "ls_1089-134686-0000", "ps_cards_003"]
+        let mels = try ids.map { LogMel().window(try AudioClip(contentsOf: Fixtures.clip($0)).samples) }
+        let audio = try model.encode(Tensor.stack(mels))
+        let kv = try model.crossAttentionKV(audio)
+        let features = try model.crossAttentionKV(audio, form: .features)
+        #expect(features.features != nil || !Kernels.avx512, "the features form is taken wherever the AVX-512 kernel runs")
+        #expect(features.frames == kv.frames && features.clips == kv.clips)
+        // Teacher-forced logits and every layer's cross-attention pattern.
+        let tokens = [[50257, 50362, 679, 10719, 612], [50257, 50362, 383, 11, 290], [50257, 50362, 40, 1101, 262]]
+        let names = (0..<4).map { "decoder.blocks.\($0).cross_attn.hook_pattern" }
+        let recKV = ActivationRecorder { names.contains($0) }, recX = ActivationRecorder { names.contains($0) }
+        let a = try model.decode(tokens, cache: try model.makeCache(audio: audio, audioIndex: [0, 1, 2], kv: kv), hooks: recKV)
+        let b = try model.decode(tokens, cache: try model.makeCache(audio: audio, audioIndex: [0, 1, 2], kv: features), hooks: recX)
+        expectClose(b, a, rtol: 1e-4, atol: 2e-3, "logits")
+        for name in names { expectClose(recX.store[name]!, recKV.store[name]!, rtol: 1e-3, atol: 1e-6, name) }
+        // Greedy decoding picks the same tokens.
+        let plain = try loaded.decoder.decode(audio: audio, rows: nil, leaders: nil, kv: kv)
+        let viaFeatures = try loaded.decoder.decode(audio: audio, rows: nil, leaders: nil, kv: features)
+        #expect(plain.map(\.tokens) == viaFeatures.map(\.tokens))
+        #expect(plain[0].tokens.count > 20, "JFK's sentence is more than 20 tokens")
+    }
+
+    @Test("a hook on the cross-attention keys or values keeps them formed, and sees them")
+    func hookedKeysFallBack() throws {
+        let model = try Fixtures.loaded("tiny.en").model
+        let mel = LogMel().window(try AudioClip(contentsOf: Fixtures.clip("jfk")).samples).reshaped([1, 80, 3000])
+        let audio = try model.encode(mel)
+        let rec = ActivationRecorder { $0 == "decoder.blocks.1.cross_attn.hook_k" }
+        let kv = try model.crossAttentionKV(audio, hooks: rec, form: .features)
+        #expect(kv.features == nil)
+        #expect(rec.store["decoder.blocks.1.cross_attn.hook_k"]?.shape == [1, 1500, 6, 64])
+    }
+}
