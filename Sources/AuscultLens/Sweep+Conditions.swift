@@ -189,8 +189,9 @@ extension Sweep {
             trace("prepare")
             let results = try decodeChunks(audio: audio, rows: rows, leaders: leaders, kv: kv, hooks: RowInterventions(ops))
             trace("generate \(rows.count) rows")
-            let lp = try loaded.decoder.scoreTokens(audio: audio, rows: rows, sequences: targets, from: prompt.count,
-                                                    chunk: 12, groups: groups, kv: kv, hooks: RowInterventions(ops))
+            let lp = try loaded.decoder.scoreTokens(audio: audio, rows: rows, sequences: targets, from: prompt.count, chunk: 12,
+                                                    groups: groups, wanted: leaders.indices.map { leaders[$0] == $0 }, kv: kv,
+                                                    hooks: RowInterventions(ops))
             trace("score")
             try emit(mains.map { (id, s) in
                 entry(clip: s.clip, condition: s.cond, donor: s.donor, tokens: results[id].tokens, text: results[id].text,

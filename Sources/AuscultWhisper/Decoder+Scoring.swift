@@ -9,14 +9,17 @@ extension WhisperDecoder {
     /// to clip `rows[i]` of `audio` `[A, F, d]`.
     ///
     /// `groups` (consecutive row counts) keeps rows that must see each other (a row and its
-    /// shadow) in one chunk; a chunk then holds whole groups.
+    /// shadow) in one chunk; a chunk then holds whole groups. Sequences with `wanted[i]` false
+    /// only feed the others (shadows): theirs are left at 0 and their logits never computed.
     public func scoreTokens(audio: Tensor, rows: [Int], sequences: [[Int]], from: Int, chunk: Int = 16,
-                            groups: [Int]? = nil, kv: CrossAttentionKV? = nil, hooks: HookHandler? = nil) throws -> [[Double]] {
+                            groups: [Int]? = nil, wanted: [Bool]? = nil, kv: CrossAttentionKV? = nil,
+                            hooks: HookHandler? = nil) throws -> [[Double]] {
         guard sequences.allSatisfy({ $0.count > from && from >= 1 }) else {
             throw WhisperError(.invalidArgument, "scoring needs sequences longer than the \(from) prompt tokens")
         }
         var out = sequences.map { [Double](repeating: 0, count: $0.count - from) }
-        try teacherForced(audio: audio, rows: rows, sequences: sequences, chunk: chunk, groups: groups, kv: kv, hooks: hooks) { i, p, row, v in
+        try teacherForced(audio: audio, rows: rows, sequences: sequences, chunk: chunk, groups: groups, wanted: wanted,
+                          kv: kv, hooks: hooks) { i, p, row, v in
             let seq = sequences[i]
             guard p + 1 >= from, p + 1 < seq.count else { return }
             out[i][p + 1 - from] = Double(row[seq[p + 1]]) - LogSoftmax.logSumExp(row, 0..<v)
@@ -26,20 +29,23 @@ extension WhisperDecoder {
 
     /// Runs the decoder teacher-forced on `sequences` (sequence i attends to clip `rows[i]` of
     /// `audio`) and hands `read` the logits `[V]` at every real position p of every sequence i
-    /// (they predict token p + 1).
+    /// (they predict token p + 1), for the sequences `wanted` (default: all).
     ///
-    /// Sequences of unequal length are padded at the end with end-of-text; the decoder is
-    /// causal, so padding never changes an earlier position. Rows go through in chunks of
-    /// `chunk` so the `[S, n, V]` logits stay small (V = 51 864: 40 positions × 16 rows is 130 MB).
+    /// Rows go through in chunks of `chunk` so the `[S, n, V]` logits stay small (V = 51 864:
+    /// 40 positions × 16 rows is 130 MB). Without `groups`, chunks take sequences in order of
+    /// length; each chunk is padded at the end with end-of-text to its own longest sequence
+    /// only. The decoder is causal, so padding never changes an earlier position; padding every
+    /// chunk to the longest of all spent over half of a sweep's scoring on padding.
     public func teacherForced(audio: Tensor, rows: [Int], sequences: [[Int]], chunk: Int = 16, groups: [Int]? = nil,
-                              kv: CrossAttentionKV? = nil, hooks: HookHandler? = nil,
+                              wanted: [Bool]? = nil, kv: CrossAttentionKV? = nil, hooks: HookHandler? = nil,
                               read: (_ sequence: Int, _ position: Int, _ logits: UnsafePointer<Float>, _ vocab: Int) -> Void) throws {
-        guard rows.count == sequences.count, sequences.allSatisfy({ !$0.isEmpty }) else {
-            throw WhisperError(.invalidArgument, "teacher forcing needs one row per non-empty sequence")
+        guard rows.count == sequences.count, sequences.allSatisfy({ !$0.isEmpty }), wanted.map({ $0.count == sequences.count }) ?? true else {
+            throw WhisperError(.invalidArgument, "teacher forcing needs one row (and wanted flag) per non-empty sequence")
         }
         let v = model.dims.n_vocab
-        let n = sequences.map(\.count).max() ?? 0
-        let cache = try model.makeCache(audio: audio, audioIndex: rows, kv: kv, capacity: n, hooks: hooks)
+        let longest = sequences.map(\.count).max() ?? 0
+        let cache = try model.makeCache(audio: audio, audioIndex: rows, kv: kv, capacity: longest, hooks: hooks)
+        let order = groups == nil ? sequences.indices.sorted { (sequences[$0].count, $0) < (sequences[$1].count, $1) } : Array(sequences.indices)
         var bounds = [Range<Int>]()
         var start = 0
         for g in groups ?? [Int](repeating: 1, count: sequences.count) {
@@ -56,12 +62,16 @@ extension WhisperDecoder {
         // One cache for all rows (cross keys/values computed once); each chunk decodes its rows
         // against a slice of it.
         for range in bounds {
-            let idx = Array(range)
+            let idx = range.map { order[$0] }
+            let want = idx.indices.filter { wanted?[idx[$0]] ?? true }
+            guard !want.isEmpty else { continue }
+            let n = idx.map { sequences[$0].count }.max()!
             let sub = cache.subset(idx)
             let padded = idx.map { sequences[$0] + [Int](repeating: tokenizer.eot, count: n - sequences[$0].count) }
-            let logits = try model.decode(padded, cache: sub, hooks: hooks)
+            let logits = try model.decode(padded, cache: sub, logitRows: want.count < idx.count ? want : nil, hooks: hooks)
             logits.storage.withUnsafeBufferPointer { buf in
-                for (k, i) in idx.enumerated() {
+                for k in want {
+                    let i = idx[k]
                     for p in 0..<sequences[i].count { read(i, p, buf.baseAddress! + (k * n + p) * v, v) }
                 }
             }
