@@ -26,9 +26,11 @@ public final class DecoderCache {
         self.sequenceIndex = Array(audioIndex.indices)
         self.capacity = capacity
         self.d = d
+        // Left unwritten: attention reads only the `length` positions steps have filled, and
+        // pages of positions no sequence reaches (most of a sweep's 227) are never touched.
         let n = audioIndex.count * capacity * d
-        selfK = (0..<layers).map { _ in [Float](repeating: 0, count: n) }
-        selfV = selfK
+        selfK = (0..<layers).map { _ in [Float](unsafeUninitializedCapacity: n) { _, count in count = n } }
+        selfV = (0..<layers).map { _ in [Float](unsafeUninitializedCapacity: n) { _, count in count = n } }
     }
 
     /// Number of sequences.
@@ -62,7 +64,7 @@ public final class DecoderCache {
                         buf.removeLast(buf.count - source.count * stride)
                     } else {
                         let old = buf
-                        buf = [Float](repeating: 0, count: source.count * stride)
+                        buf = [Float](unsafeUninitializedCapacity: source.count * stride) { _, count in count = source.count * stride }
                         buf.withUnsafeMutableBufferPointer { dst in old.withUnsafeBufferPointer { src in
                             for (i, s) in source.enumerated() {
                                 (dst.baseAddress! + i * stride).update(from: src.baseAddress! + s * stride, count: used)
@@ -202,10 +204,19 @@ extension Whisper {
             let picked = Tensor(shape: [logitRows.count, m, d]) { out in
                 for (k, r) in logitRows.enumerated() { for j in 0..<per { out[k * per + j] = y.storage[r * per + j] } }
             }.logits(self)
-            logits = Tensor(zeros: [s, m, v])
-            logits.storage.withUnsafeMutableBufferPointer { dst in picked.storage.withUnsafeBufferPointer { src in
-                for (k, r) in logitRows.enumerated() { (dst.baseAddress! + r * m * v).update(from: src.baseAddress! + k * m * v, count: m * v) }
-            } }
+            // Every row written once: picked rows copied, the others zeroed (a zero fill of the
+            // whole [s, m, V] first cost a sweep step 95 MB of extra writes).
+            var slot = [Int](repeating: -1, count: s)
+            for (k, r) in logitRows.enumerated() { slot[r] = k }
+            logits = picked.storage.withUnsafeBufferPointer { src in
+                Tensor(shape: [s, m, v]) { dst in
+                    for r in 0..<s {
+                        let row = dst.baseAddress! + r * m * v
+                        if slot[r] >= 0 { row.initialize(from: src.baseAddress! + slot[r] * m * v, count: m * v) }
+                        else { row.initialize(repeating: 0, count: m * v) }
+                    }
+                }
+            }
         } else {
             logits = y.logits(self)
         }
