@@ -5,19 +5,6 @@
 import AuscultTensor
 import Dispatch
 
-/// How a decoding run's cross-attention reads each clip.
-public enum CrossAttentionForm: Sendable {
-    /// Keys and values per clip and layer (packed for the fused kernel where it runs): for clips
-    /// that several sequences read at once (beams, a sweep's decoder conditions, a batch of
-    /// conditions sharing one clip).
-    case keysValues
-    /// The audio features themselves, through the key and value weights: for clips that one
-    /// sequence reads. No key/value projection (3.5 GFLOP per tiny.en clip) and no memory for
-    /// them; each step reads F·d floats per layer instead of 2·F·d. Falls back to `keysValues`
-    /// where the AVX-512 kernel does not run or a hook reads the keys or values.
-    case features
-}
-
 extension Whisper {
     /// Cross-attention of `q` `[s, n, d]` against the features of each sequence's clip:
     /// `z[s, n, d]` and, when asked, the pattern `[s, heads, n, F]`.
