@@ -17,8 +17,10 @@ extension Whisper {
         let f = features.shape[1], rows = s * n
         let kv = block.crossKV!   // weight [2d, d]: keys in rows 0..<d, values in d..<2d
         // u[r, h] = q[r, h·dh ..< (h+1)·dh] · W_k[h·dh ..< (h+1)·dh, :]: the query in feature space.
-        var u = [Float](repeating: 0, count: rows * heads * d)
-        var y = [Float](repeating: 0, count: rows * heads * d)
+        // Both are written whole before they are read (u by the products below, y by the kernel,
+        // which zeroes it itself), so neither is zero-filled first.
+        var u = [Float](unsafeUninitializedCapacity: rows * heads * d) { _, count in count = rows * heads * d }
+        var y = [Float](unsafeUninitializedCapacity: rows * heads * d) { _, count in count = rows * heads * d }
         q.storage.withUnsafeBufferPointer { qp in kv.weight.storage.withUnsafeBufferPointer { wp in
             u.withUnsafeMutableBufferPointer { up in
                 for h in 0..<heads {

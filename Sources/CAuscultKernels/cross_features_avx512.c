@@ -1,4 +1,4 @@
-// Cross-attention of one query row against a clip's audio features, without forming its keys and
+// Cross-attention of query rows against a clip's audio features, without forming its keys and
 // values: for every head h, with u_h = W_k,hᵀ q_h (the query pulled back through the key weight)
 // and y_h = Σ_j p_hj x_j (the features averaged with the attention weights),
 //
@@ -53,11 +53,10 @@ static inline void scores_tile(const float *u, long d, const float *x, long ldx,
 __attribute__((target("avx512f,fma")))
 static void scores_frames(const float *u, long pairs, long d, const float *x, long ldx, long j0, int nfr,
                           float alpha, float *s, long nf) {
-    const long nf_total = nf;
     long p = 0;
     if (nfr == FR) {
         // Prefetch on the first pass over the tile only, and not past the last frame.
-        const int ahead = j0 + PF + FR <= nf_total;
+        const int ahead = j0 + PF + FR <= nf;
         for (; p + PB <= pairs; p += PB) scores_tile(u + p * d, d, x, ldx, j0, FR, PB, alpha, s + p * nf, nf, ahead && p == 0);
         for (; p < pairs; p++) scores_tile(u + p * d, d, x, ldx, j0, FR, 1, alpha, s + p * nf, nf, ahead && p == 0);
     } else {
