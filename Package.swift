@@ -60,7 +60,7 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           exclude: ["README.md"], swiftSettings: fast),
 
-        .target(name: "_TestSupport", dependencies: ["AuscultTensor", "AuscultWhisper"], exclude: ["README.md"],
+        .target(name: "_TestSupport", dependencies: ["AuscultTensor", "AuscultAudio", "AuscultWhisper"], exclude: ["README.md"],
                 swiftSettings: cpuFlags),
         .testTarget(name: "AuscultTensorTests", dependencies: ["AuscultTensor", "_TestSupport"], swiftSettings: cpuFlags),
         .testTarget(name: "AuscultAudioTests", dependencies: ["AuscultAudio", "_TestSupport"], swiftSettings: cpuFlags),

@@ -1,4 +1,5 @@
 // Paths and readers for the test fixtures; tolerance asserts that report at the caller's line.
+import AuscultAudio
 import AuscultTensor
 import AuscultWhisper
 import Foundation
@@ -28,6 +29,9 @@ public enum Fixtures {
 
     /// The clip file of reference id `id`.
     public static func clip(_ id: String) -> String { "\(clips)/\(id).wav" }
+
+    /// The 30 s log-mel window `[80, 3000]` of bundled clip `id`, as the model's input.
+    public static func mel(_ id: String) throws -> Tensor { LogMel().window(try AudioClip(contentsOf: clip(id)).samples) }
 
     /// A dataset folder (links to bundled clips + metadata.csv with their references) holding `ids`.
     public static func dataset(_ ids: [String]) throws -> String {

@@ -31,7 +31,7 @@ struct ParityTests {
         let ref = try Fixtures.jfkActivations()
         let loaded = try Fixtures.loaded("tiny.en")
         let model = loaded.model
-        let mel = LogMel().window(try AudioClip(contentsOf: Fixtures.clip("jfk")).samples)
+        let mel = try Fixtures.mel("jfk")
         let recorder = ActivationRecorder { ref.entries[$0] != nil || $0.hasSuffix("attn.hook_pattern") }
         let audio = try model.encode(mel.reshaped([1, 80, 3000]), hooks: recorder)
         let tokens = try ref.integers("decoder.tokens")
@@ -70,7 +70,7 @@ struct ParityTests {
     func logitsArgmax() throws {
         let ref = try Fixtures.jfkActivations()
         let model = try Fixtures.loaded("tiny.en").model
-        let mel = LogMel().window(try AudioClip(contentsOf: Fixtures.clip("jfk")).samples)
+        let mel = try Fixtures.mel("jfk")
         let audio = try model.encode(mel.reshaped([1, 80, 3000]))
         let tokens = try ref.integers("decoder.tokens")
         let logits = try model.decode([tokens], cache: try model.makeCache(audio: audio, audioIndex: [0]))

@@ -112,7 +112,7 @@ struct CrossAttentionFormTests {
         let loaded = try Fixtures.loaded("tiny.en")
         let model = loaded.model
         let ids = ["jfk", "ls_1089-134686-0000", "ps_cards_003"]
-        let mels = try ids.map { LogMel().window(try AudioClip(contentsOf: Fixtures.clip($0)).samples) }
+        let mels = try ids.map { try Fixtures.mel($0) }
         let audio = try model.encode(Tensor.stack(mels))
         let kv = try model.crossAttentionKV(audio)
         let features = try model.crossAttentionKV(audio, form: .features)
@@ -136,7 +136,7 @@ struct CrossAttentionFormTests {
     @Test("a hook on the cross-attention keys or values keeps them formed, and sees them")
     func hookedKeysFallBack() throws {
         let model = try Fixtures.loaded("tiny.en").model
-        let mel = LogMel().window(try AudioClip(contentsOf: Fixtures.clip("jfk")).samples).reshaped([1, 80, 3000])
+        let mel = try Fixtures.mel("jfk").reshaped([1, 80, 3000])
         let audio = try model.encode(mel)
         let rec = ActivationRecorder { $0 == "decoder.blocks.1.cross_attn.hook_k" }
         let kv = try model.crossAttentionKV(audio, hooks: rec, form: .features)

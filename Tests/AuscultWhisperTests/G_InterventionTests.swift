@@ -85,7 +85,7 @@ struct HookPointTests {
     func invariants() throws {
         let loaded = try Fixtures.loaded("tiny.en")
         let model = loaded.model
-        let mel = LogMel().window(try AudioClip(contentsOf: Fixtures.clip("ls_1089-134686-0000")).samples).reshaped([1, 80, 3000])
+        let mel = try Fixtures.mel("ls_1089-134686-0000").reshaped([1, 80, 3000])
         let plain = try model.encode(mel)
         let rec = ActivationRecorder { _ in true }
         let hooked = try model.encode(mel, hooks: rec)
@@ -116,8 +116,8 @@ struct HookPointTests {
     func patchingRestores() throws {
         let loaded = try Fixtures.loaded("tiny.en")
         let model = loaded.model
-        let clean = LogMel().window(try AudioClip(contentsOf: Fixtures.clip("jfk")).samples).reshaped([1, 80, 3000])
-        let corrupt = LogMel().window(try AudioClip(contentsOf: Fixtures.clip("ps_cards_003")).samples).reshaped([1, 80, 3000])
+        let clean = try Fixtures.mel("jfk").reshaped([1, 80, 3000])
+        let corrupt = try Fixtures.mel("ps_cards_003").reshaped([1, 80, 3000])
         let rec = ActivationRecorder { $0 == "encoder.blocks.2.hook_resid_pre" }
         let cleanOut = try model.encode(clean, hooks: rec)
         let patch = try Interventions([Intervention(hook: "encoder.blocks.2.hook_resid_pre", kind: .patch(rec.store["encoder.blocks.2.hook_resid_pre"]!))], model: model)
@@ -129,7 +129,7 @@ struct HookPointTests {
     @Test("zeroing a component through a hook equals zeroing its weights")
     func zeroEqualsWeights() throws {
         let loaded = try Fixtures.loaded("tiny.en")
-        let mel = LogMel().window(try AudioClip(contentsOf: Fixtures.clip("jfk")).samples).reshaped([1, 80, 3000])
+        let mel = try Fixtures.mel("jfk").reshaped([1, 80, 3000])
         let viaHook = try loaded.model.encode(mel, hooks: try Interventions([Intervention(hook: "encoder.blocks.1.hook_mlp_out", kind: .zero)], model: loaded.model))
         var w = loaded.model.weights
         w.tensors["encoder.blocks.1.mlp.2.weight"] = Tensor(zeros: [384, 1536])
@@ -142,7 +142,7 @@ struct HookPointTests {
     func restrictions() throws {
         let loaded = try Fixtures.loaded("tiny.en")
         let model = loaded.model
-        let mel = LogMel().window(try AudioClip(contentsOf: Fixtures.clip("jfk")).samples).reshaped([1, 80, 3000])
+        let mel = try Fixtures.mel("jfk").reshaped([1, 80, 3000])
         let rec = ActivationRecorder { $0 == "encoder.blocks.0.attn.hook_z" }
         let zero = try Interventions([Intervention(hook: "encoder.blocks.0.attn.hook_z", kind: .zero, heads: [2], frames: 100..<200)],
                                      model: model, next: rec)
@@ -225,7 +225,7 @@ struct ClosureHookTests {
     func closures() throws {
         let loaded = try Fixtures.loaded("tiny.en")
         let model = loaded.model
-        let mel = LogMel().window(try AudioClip(contentsOf: Fixtures.clip("jfk")).samples).reshaped([1, 80, 3000])
+        let mel = try Fixtures.mel("jfk").reshaped([1, 80, 3000])
         var offsets = [Int]()
         let hooks = try HookFunctions(model: model)
             .add("decoder.blocks.0.hook_resid_pre") { x, call in offsets.append(call.context.positionOffset); return nil }
@@ -244,7 +244,7 @@ struct ClosureHookTests {
     @Test("per-head results sum to the attention output (plus bias), and zeroing one head equals zeroing it in z")
     func perHeadResults() throws {
         let model = try Fixtures.loaded("tiny.en").model
-        let mel = LogMel().window(try AudioClip(contentsOf: Fixtures.clip("jfk")).samples).reshaped([1, 80, 3000])
+        let mel = try Fixtures.mel("jfk").reshaped([1, 80, 3000])
         let rec = ActivationRecorder { $0 == "encoder.blocks.1.attn.hook_result" || $0 == "encoder.blocks.1.hook_attn_out" }
         let observed = try model.encode(mel, hooks: rec)
         #expect(observed == (try model.encode(mel)), "observing per-head results changes nothing")
