@@ -13,8 +13,10 @@ public enum Attention {
     /// - patternOut: if given, receives the softmax pattern `[h, nq, nk]`.
     /// - scoresOut: if given, receives the pre-softmax scores `[h, nq, nk]` (masked entries −∞).
     ///
-    /// Queries and keys are scaled once by 1/√dh through GEMM's alpha instead of dh^−¼ on each side
-    /// as openai-whisper does: identical in exact arithmetic, within float32 rounding otherwise.
+    /// Queries are scaled once by 1/√dh instead of queries and keys by dh^−¼ each as openai-whisper
+    /// does: identical in exact arithmetic, within float32 rounding otherwise. On x86-64 each head's
+    /// keys and values are packed (`PackedHead`) so a query row's result does not depend on the
+    /// rows beside it.
     public static func forward(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
                                v: UnsafePointer<Float>, ldv: Int, nq: Int, nk: Int, heads: Int, dh: Int,
                                causalOffset: Int?, out: UnsafeMutablePointer<Float>, ldo: Int,
@@ -22,6 +24,29 @@ public enum Attention {
                                patternOut: UnsafeMutablePointer<Float>? = nil,
                                scoresOut: UnsafeMutablePointer<Float>? = nil,
                                parallelSoftmax: Bool = true) {
+        #if arch(x86_64)
+        let packed = PackedHead(nk: nk, dh: dh)
+        defer { packed.deallocate() }
+        for h in 0..<heads {
+            packed.pack(k: k + h * dh, ldk: ldk, v: v + h * dh, ldv: ldv)
+            packed.attend(q: q + h * dh, ldq: ldq, nq: nq, causalOffset: causalOffset, out: out + h * dh, ldo: ldo,
+                          scores: scores, patternOut: patternOut.map { $0 + h * nq * nk },
+                          scoresOut: scoresOut.map { $0 + h * nq * nk }, parallelSoftmax: parallelSoftmax)
+        }
+        #else
+        forwardBLAS(q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv, nq: nq, nk: nk, heads: heads, dh: dh,
+                    causalOffset: causalOffset, out: out, ldo: ldo, scores: scores, patternOut: patternOut,
+                    scoresOut: scoresOut, parallelSoftmax: parallelSoftmax)
+        #endif
+    }
+
+    /// `forward` through CBLAS (off x86-64): its rows' rounding depends on the rows beside them.
+    static func forwardBLAS(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
+                            v: UnsafePointer<Float>, ldv: Int, nq: Int, nk: Int, heads: Int, dh: Int,
+                            causalOffset: Int?, out: UnsafeMutablePointer<Float>, ldo: Int,
+                            scores: UnsafeMutablePointer<Float>,
+                            patternOut: UnsafeMutablePointer<Float>?, scoresOut: UnsafeMutablePointer<Float>?,
+                            parallelSoftmax: Bool) {
         let alpha = 1 / Float(dh).squareRoot()
         let inv = UnsafeMutablePointer<Float>.allocate(capacity: nq)
         defer { inv.deallocate() }
@@ -94,6 +119,16 @@ public enum Attention {
         let blocks = (n + blockRows - 1) / blockRows
         let items = heads * blocks
         let workers = min(Threading.workers, items)
+        #if arch(x86_64)
+        // Each head's keys and values packed once for all its blocks of query rows.
+        let packs = (0..<heads).map { _ in PackedHead(nk: n, dh: dh) }
+        defer { packs.forEach { $0.deallocate() } }
+        DispatchQueue.concurrentPerformIfNeeded(min(workers, heads)) { w in
+            for h in stride(from: w, to: heads, by: min(workers, heads)) {
+                packs[h].pack(k: ptrs.k + h * dh, ldk: ldk, v: ptrs.v + h * dh, ldv: ldv)
+            }
+        }
+        #endif
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * n)
             defer { scratch.deallocate() }
@@ -102,10 +137,17 @@ public enum Attention {
                 let h = item / blocks, r0 = (item % blocks) * blockRows
                 let rows = min(blockRows, n - r0)
                 let at = h * n * n + r0 * n
+                #if arch(x86_64)
+                packs[h].attend(q: ptrs.q + r0 * ldq + h * dh, ldq: ldq, nq: rows, causalOffset: nil,
+                                out: ptrs.out + r0 * ldo + h * dh, ldo: ldo, scores: scratch,
+                                patternOut: ptrs.pattern.map { $0 + at }, scoresOut: ptrs.scores.map { $0 + at },
+                                parallelSoftmax: false)
+                #else
                 forward(q: ptrs.q + r0 * ldq + h * dh, ldq: ldq, k: ptrs.k + h * dh, ldk: ldk, v: ptrs.v + h * dh, ldv: ldv,
                         nq: rows, nk: n, heads: 1, dh: dh, causalOffset: nil, out: ptrs.out + r0 * ldo + h * dh, ldo: ldo,
                         scores: scratch, patternOut: ptrs.pattern.map { $0 + at }, scoresOut: ptrs.scores.map { $0 + at },
                         parallelSoftmax: false)
+                #endif
                 item += workers
             }
         }

@@ -115,8 +115,11 @@ public enum BLAS {
 extension Tensor {
     /// `self[M,K] · weight[N,K]ᵀ + bias[N]` → `[M, N]`: a PyTorch `nn.Linear` over the rows.
     ///
-    /// `self` may have any leading shape; its last axis is K. M=1 goes through `sgemv`.
+    /// `self` may have any leading shape; its last axis is K. On x86-64 the weight is packed for
+    /// this call and the product is `linear(PackedWeight, bias:)`, whose rows do not depend on
+    /// each other (pack a weight used repeatedly once instead). Elsewhere M=1 goes through `sgemv`.
     public func linear(_ weight: Tensor, bias: Tensor? = nil) -> Tensor {
+        if let packed = PackedWeight(weight) { return linear(packed, bias: bias) }
         let k = shape[shape.count - 1]
         let n = weight.shape[0]
         precondition(weight.shape.count == 2 && weight.shape[1] == k,

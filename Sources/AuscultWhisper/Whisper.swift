@@ -9,8 +9,14 @@ public final class Whisper: @unchecked Sendable {
     public let weights: WhisperWeights
 
     struct Linear {
-        var weight: Tensor   // [out, in]
-        var bias: Tensor     // [out]
+        let weight: Tensor   // [out, in]
+        let bias: Tensor     // [out]
+        /// The weight packed once for `Tensor.linear(PackedWeight, bias:)` (nil off x86-64).
+        let packed: PackedWeight?
+        init(weight: Tensor, bias: Tensor, pack: Bool = true) {
+            self.weight = weight; self.bias = bias
+            packed = pack ? PackedWeight(weight) : nil
+        }
     }
     struct Norm { var gamma: Tensor; var beta: Tensor }
     struct Block {
@@ -31,7 +37,7 @@ public final class Whisper: @unchecked Sendable {
     let encoderPositions: Tensor   // [n_audio_ctx, d]
     let lnPost: Norm
     let tokenEmbedding: Tensor     // [n_vocab, d]
-    /// The token embedding packed for the logits product (nil where the portable path runs).
+    /// The token embedding packed for the logits product (nil off x86-64).
     let tokenEmbeddingPacked: PackedWeight?
     let decoderPositions: Tensor   // [n_text_ctx, d]
     let lnFinal: Norm
@@ -39,8 +45,8 @@ public final class Whisper: @unchecked Sendable {
     public init(weights w: WhisperWeights) {
         self.weights = w
         self.dims = w.dims
-        func lin(_ p: String, bias: Bool = true) -> Linear {
-            Linear(weight: w[p + ".weight"], bias: bias ? w[p + ".bias"] : Tensor(zeros: [w[p + ".weight"].shape[0]]))
+        func lin(_ p: String, bias: Bool = true, pack: Bool = true) -> Linear {
+            Linear(weight: w[p + ".weight"], bias: bias ? w[p + ".bias"] : Tensor(zeros: [w[p + ".weight"].shape[0]]), pack: pack)
         }
         func norm(_ p: String) -> Norm { Norm(gamma: w[p + ".weight"], beta: w[p + ".bias"]) }
         func fuse(_ parts: [Linear]) -> Linear {
@@ -50,11 +56,11 @@ public final class Whisper: @unchecked Sendable {
             let a = p + ".attn", c = p + ".cross_attn"
             return Block(
                 attnLN: norm(p + ".attn_ln"),
-                qkv: fuse([lin(a + ".query"), lin(a + ".key", bias: false), lin(a + ".value")]),
+                qkv: fuse([lin(a + ".query", pack: false), lin(a + ".key", bias: false, pack: false), lin(a + ".value", pack: false)]),
                 attnOut: lin(a + ".out"),
                 crossLN: cross ? norm(p + ".cross_attn_ln") : nil,
                 crossQ: cross ? lin(c + ".query") : nil,
-                crossKV: cross ? fuse([lin(c + ".key", bias: false), lin(c + ".value")]) : nil,
+                crossKV: cross ? fuse([lin(c + ".key", bias: false, pack: false), lin(c + ".value", pack: false)]) : nil,
                 crossOut: cross ? lin(c + ".out") : nil,
                 mlpLN: norm(p + ".mlp_ln"), fc1: lin(p + ".mlp.0"), fc2: lin(p + ".mlp.2"))
         }
@@ -91,7 +97,12 @@ extension Tensor {
         }
     }
 
-    func linear(_ l: Whisper.Linear) -> Tensor { linear(l.weight, bias: l.bias) }
+    /// `l` applied to the rows of `self`: the packed product, so a row's result does not depend
+    /// on the rows batched beside it.
+    func linear(_ l: Whisper.Linear) -> Tensor {
+        if let packed = l.packed { return linear(packed, bias: l.bias) }
+        return linear(l.weight, bias: l.bias)
+    }
 
     /// In-place `self += other` (same element count).
     mutating func addInPlace(_ other: Tensor) {

@@ -76,6 +76,31 @@ struct AttentionTests {
         #expect(plain == watched)
     }
 
+    @Test("a query row's attention is the same bits alone or among other rows, masked or not")
+    func rowsIndependent() {
+        let nk = 150, heads = 2, dh = 64, d = heads * dh, nq = 13
+        let kv = (0..<(nk * 2 * d)).map { Float(cos(Double($0) * 0.377) * 2) }
+        let q = (0..<(nq * d)).map { Float(sin(Double($0) * 1.13) * 2) }
+        for causal in [nil, 100] as [Int?] {
+            var all = [Float](repeating: .nan, count: nq * d), scores = [Float](repeating: 0, count: nq * nk)
+            q.withUnsafeBufferPointer { qp in kv.withUnsafeBufferPointer { kp in
+                Attention.forward(q: qp.baseAddress!, ldq: d, k: kp.baseAddress!, ldk: 2 * d, v: kp.baseAddress! + d, ldv: 2 * d,
+                                  nq: nq, nk: nk, heads: heads, dh: dh, causalOffset: causal, out: &all, ldo: d, scores: &scores)
+                for r in [0, 6, 12] {
+                    var one = [Float](repeating: .nan, count: d)
+                    Attention.forward(q: qp.baseAddress! + r * d, ldq: d, k: kp.baseAddress!, ldk: 2 * d, v: kp.baseAddress! + d, ldv: 2 * d,
+                                      nq: 1, nk: nk, heads: heads, dh: dh, causalOffset: causal.map { $0 + r }, out: &one, ldo: d, scores: &scores)
+                    #if arch(x86_64)
+                    #expect(Array(all[(r * d)..<((r + 1) * d)]) == one, "row \(r), causal \(String(describing: causal))")
+                    #else
+                    expectClose(Tensor(shape: [d], storage: Array(all[(r * d)..<((r + 1) * d)])), Tensor(shape: [d], storage: one),
+                                rtol: 1e-5, atol: 1e-6, "row \(r)")
+                    #endif
+                }
+            } }
+        }
+    }
+
     @Test("keys and values packed once give the same attention for any number of query rows (the decoder's cross-attention groups)",
           arguments: [1, 13, 50])
     func packedCrossAttention(_ nq: Int) throws {

@@ -91,10 +91,32 @@ struct KernelTests {
         expectClose(x.linear(w, bias: b), Tensor(shape: [m, n], storage: want), rtol: 1e-5, atol: 1e-4, "linear m=\(m)")
     }
 
-    @Test("few rows against a large weight (the unpacked small-M kernel, odd row and column counts) equal the naive product",
+    @Test("a row's product against a packed weight is the same bits for any row count, offset and split across workers",
+          arguments: [1, 2, 5, 7, 13, 40, 300])
+    func packedRowsIndependent(m: Int) throws {
+        let k = 384, n = 1030   // n % 16 ≠ 0: the last panel is partly padding
+        let x = Tensor(shape: [m + 3, k], storage: (0..<((m + 3) * k)).map { Float(sin(Double($0) * 0.731)) })
+        let w = Tensor(shape: [n, k], storage: (0..<(n * k)).map { Float(cos(Double($0) * 0.113)) * 0.1 })
+        let b = Tensor(shape: [n], storage: (0..<n).map { Float($0 % 7) * 0.25 })
+        #if arch(x86_64)
+        let packed = try #require(PackedWeight(w))
+        let all = x.linear(packed, bias: b)
+        for i in [0, m / 2, m - 1] {
+            let alone = x.rows(i..<(i + 1)).linear(packed, bias: b)
+            #expect(Array(all.storage[(i * n)..<((i + 1) * n)]) == alone.storage, "row \(i) of \(m + 3)")
+        }
+        let shifted = x.rows(3..<(m + 3)).linear(packed, bias: b)
+        #expect(Array(all.storage[(3 * n)...]) == shifted.storage, "rows from 3")
+        expectClose(all, x.linear(w, bias: b), rtol: 0, atol: 0, "packed once or per call")
+        #else
+        #expect(PackedWeight(w) == nil)
+        #endif
+    }
+
+    @Test("few rows against a large weight (the unpacked small-M kernel off x86-64, odd row and column counts) equal the naive product",
           arguments: [1, 2, 5, 16])
     func smallRowsLargeWeight(m: Int) {
-        let k = 384, n = 2731   // n·k ≥ 2^20 selects Kernels.gemmNTSmall for m ≤ 16; n % 4 ≠ 0 exercises the tail
+        let k = 384, n = 2731   // n % 4 ≠ 0 exercises the tail
         let x = Tensor(shape: [m, k], storage: (0..<(m * k)).map { Float(($0 * 37) % 101) / 101 - 0.5 })
         let w = Tensor(shape: [n, k], storage: (0..<(n * k)).map { Float(($0 * 53) % 97) / 97 - 0.5 })
         var want = [Float](repeating: 0, count: m * n)
@@ -103,7 +125,11 @@ struct KernelTests {
             for t in 0..<k { s += Double(x.storage[i * k + t]) * Double(w.storage[j * k + t]) }
             want[i * n + j] = Float(s)
         } }
-        expectClose(x.linear(w), Tensor(shape: [m, n], storage: want), rtol: 1e-5, atol: 1e-4, "m=\(m)")
+        var got = [Float](repeating: 0, count: m * n)
+        x.storage.withUnsafeBufferPointer { a in w.storage.withUnsafeBufferPointer { wb in
+            Kernels.gemmNTSmall(m: m, n: n, k: k, a: a.baseAddress!, lda: k, w: wb.baseAddress!, ldw: k, c: &got, ldc: n)
+        } }
+        expectClose(Tensor(shape: [m, n], storage: got), Tensor(shape: [m, n], storage: want), rtol: 1e-5, atol: 1e-4, "m=\(m)")
     }
 
     @Test("conv1d (im2col + GEMM) equals the direct convolution, channels-first and frames-first inputs")

@@ -112,6 +112,33 @@ struct HookPointTests {
         }
     }
 
+    @Test("a clip's activations are the same bits alone or batched with other clips, and a sequence's alone or beside others reading its clip")
+    func batchInvariance() throws {
+        #if arch(x86_64)
+        let model = try Fixtures.loaded("tiny.en").model
+        let mels = try ["jfk", "ls_1089-134691-0000", "ps_cards_003"].map { try Fixtures.mel($0) }
+        let alone = ActivationRecorder { $0.hasPrefix("encoder") }, batched = ActivationRecorder { $0.hasPrefix("encoder") }
+        let audio = try model.encode(mels[0].reshaped([1, 80, 3000]), hooks: alone)
+        _ = try model.encode(Tensor.stack([mels[1], mels[0], mels[2]]), hooks: batched)
+        #expect(alone.store.count > 60)
+        for (name, a) in alone.store {
+            let b = batched.store[name]!
+            let per = a.count
+            #expect(Array(b.storage[per..<(2 * per)]) == a.storage, "\(name): clip 0 alone vs second of three")
+        }
+        // Decoder: one sequence, then five teacher-forced sequences of different tokens on the same clip.
+        let tokens = [50257, 50362, 679, 10719, 612]
+        let one = try model.decode([tokens], cache: try model.makeCache(audio: audio, audioIndex: [0]))
+        let others = (0..<5).map { i in i == 3 ? tokens : tokens.map { ($0 + 17 * i) % 50000 } }
+        let five = try model.decode(others, cache: try model.makeCache(audio: audio, audioIndex: [0, 0, 0, 0, 0]))
+        let per = one.count
+        #expect(Array(five.storage[(3 * per)..<(4 * per)]) == one.storage, "sequence 3 of five vs alone")
+        #else
+        // Off x86-64 the products go through CBLAS, whose rounding of a row depends on the call.
+        #expect(PackedWeight(Tensor(zeros: [16, 16])) == nil)
+        #endif
+    }
+
     @Test("patching a block's whole input from a clean run into a corrupted run reproduces the clean output exactly")
     func patchingRestores() throws {
         let loaded = try Fixtures.loaded("tiny.en")

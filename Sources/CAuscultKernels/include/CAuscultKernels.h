@@ -52,6 +52,19 @@ void auscult_pack_panels(const float *w, long ldw, long n, long k, float *out);
 void auscult_gemm_packed_avx512(const float *x, long m, long ldx, const float *wp, long n, long k,
                                 long p0, long p1, float *c, long ldc);
 
+/// Packs the columns of `b` `[k, n]` (row stride ldb) as `auscult_pack_panels` packs the rows of
+/// its transpose: `out[p][kk][c] = b[kk][16p + c]`, columns past n zero (`auscult_packed_floats(n, k)`
+/// floats). For products against a matrix stored `[in, out]` (attention's values). Portable C.
+void auscult_pack_columns(const float *b, long ldb, long k, long n, float *out);
+
+/// C[i][j] = Σ_kk x[i][kk] · w[j][kk] (+ bias[j] when bias is not NULL) for i < m and the
+/// columns of panels p0 ..< p1 (j < n), `wp` from `auscult_pack_panels`: one fused multiply-add
+/// per term from zero in order of kk, then the bias added once, so a row's result never depends
+/// on the other rows of the call (`auscult_gemm_packed_avx512` does the same arithmetic). AVX2
+/// and FMA on x86-64 (the build baseline); plain C elsewhere.
+void auscult_gemm_packed_avx2(const float *x, long m, long ldx, const float *wp, long n, long k,
+                              long p0, long p1, const float *bias, float *c, long ldc);
+
 /// log Σ exp(x[0..<n]) in *lse (max-shifted; −∞ when every entry is −∞) and, when want_index is
 /// not 0, the first index of the maximum as the result (else 0). Requires AVX-512F.
 long auscult_argmax_logsumexp_avx512(const float *x, long n, double *lse, int want_index);

@@ -1,0 +1,138 @@
+// C[m, n] = X[m, k] · W[n, k]ᵀ (+ bias) with W packed once into panels of 16 rows
+// (`auscult_pack_panels`), for every linear layer of the model on CPUs with AVX2 and FMA (the
+// project's build baseline, x86-64-v3).
+//
+// Why not OpenBLAS: its Haswell/Zen sgemm gives a row a different rounding depending on where
+// the row falls in its micro-tiles and on how many rows the call has (measured: a 1500-row
+// product and the same rows inside a 4500-row one differ in 35 % of their entries once offset by
+// 7 rows), and `linear` itself chose sgemv, a small-M kernel or sgemm by the row count. So a
+// clip's activations changed with the clips batched beside it, and a decoder sequence's with the
+// sequences beside it. Here every output is one fused multiply-add per term from zero in order
+// of k, then the bias added once — the arithmetic of `auscult_gemm_packed_avx512` too — whatever
+// the tile, the row count or the split across workers: a row's result depends on that row alone.
+//
+// Tiles: 6 rows × 16 columns (12 accumulators, as BLIS's Haswell kernel) when there are many rows;
+// with fewer rows, more panels per tile (one row × 6 panels), so that twelve independent chains
+// hide the FMA latency either way. Rows are taken in blocks that stay in L2 while the panels
+// stream past them; each panel (k · 64 bytes) stays in L1/L2 while the block's rows pass over it.
+#include "CAuscultKernels.h"
+
+void auscult_pack_columns(const float *b, long ldb, long k, long n, float *out) {
+    const long panels = (n + 15) / 16;
+    for (long p = 0; p < panels; p++) {
+        float *dst = out + p * 16 * k;
+        const long width = n - p * 16 < 16 ? n - p * 16 : 16;
+        for (long kk = 0; kk < k; kk++) {
+            const float *src = b + kk * ldb + p * 16;
+            long c = 0;
+            for (; c < width; c++) dst[kk * 16 + c] = src[c];
+            for (; c < 16; c++) dst[kk * 16 + c] = 0.0f;
+        }
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+enum { MR = 6, NPMAX = 6 };
+
+/// Rows 0 ..< rows of x against `np` consecutive panels from `w0`; writes the 16·np columns
+/// from `col` (those at or past n are not written), adding bias[col + j] when bias is not NULL.
+__attribute__((always_inline))
+static inline void tile(const float *x, long ldx, const int rows, const float *w0, long k, const int np,
+                        long col, long n, const float *bias, float *c, long ldc) {
+    __m256 acc[MR][2 * NPMAX];
+    for (int i = 0; i < MR; i++) for (int t = 0; t < 2 * NPMAX; t++) acc[i][t] = _mm256_setzero_ps();
+    for (long kk = 0; kk < k; kk++) {
+        __m256 b[2 * NPMAX];
+        for (int t = 0; t < np; t++) {
+            b[2 * t] = _mm256_loadu_ps(w0 + t * 16 * k + kk * 16);
+            b[2 * t + 1] = _mm256_loadu_ps(w0 + t * 16 * k + kk * 16 + 8);
+        }
+        for (int i = 0; i < rows; i++) {
+            const __m256 xi = _mm256_broadcast_ss(x + i * ldx + kk);
+            for (int t = 0; t < 2 * np; t++) acc[i][t] = _mm256_fmadd_ps(xi, b[t], acc[i][t]);
+        }
+    }
+    for (int t = 0; t < 2 * np; t++) {
+        const long c0 = col + 8 * t;
+        if (c0 >= n) break;
+        const long left = n - c0;
+        if (left >= 8) {
+            const __m256 bv = bias ? _mm256_loadu_ps(bias + c0) : _mm256_setzero_ps();
+            for (int i = 0; i < rows; i++)
+                _mm256_storeu_ps(c + i * ldc + c0, bias ? _mm256_add_ps(acc[i][t], bv) : acc[i][t]);
+        } else {
+            float lanes[8];
+            for (int i = 0; i < rows; i++) {
+                _mm256_storeu_ps(lanes, acc[i][t]);
+                for (long j = 0; j < left; j++) c[i * ldc + c0 + j] = bias ? lanes[j] + bias[c0 + j] : lanes[j];
+            }
+        }
+    }
+}
+
+/// `tile` compiled for each shape the driver uses, so full tiles carry no tests inside.
+static void tile_any(const float *x, long ldx, int rows, const float *w0, long k, int np, long col, long n,
+                     const float *bias, float *c, long ldc) {
+    switch (rows * 8 + np) {
+    case 6 * 8 + 1: tile(x, ldx, 6, w0, k, 1, col, n, bias, c, ldc); break;
+    case 5 * 8 + 1: tile(x, ldx, 5, w0, k, 1, col, n, bias, c, ldc); break;
+    case 4 * 8 + 1: tile(x, ldx, 4, w0, k, 1, col, n, bias, c, ldc); break;
+    case 3 * 8 + 2: tile(x, ldx, 3, w0, k, 2, col, n, bias, c, ldc); break;
+    case 3 * 8 + 1: tile(x, ldx, 3, w0, k, 1, col, n, bias, c, ldc); break;
+    case 2 * 8 + 3: tile(x, ldx, 2, w0, k, 3, col, n, bias, c, ldc); break;
+    case 2 * 8 + 2: tile(x, ldx, 2, w0, k, 2, col, n, bias, c, ldc); break;
+    case 2 * 8 + 1: tile(x, ldx, 2, w0, k, 1, col, n, bias, c, ldc); break;
+    default:
+        // One row: up to six panels at once, one at a time past that.
+        for (int r = 0; r < rows; r++) {
+            switch (np) {
+            case 6: tile(x + r * ldx, ldx, 1, w0, k, 6, col, n, bias, c + r * ldc, ldc); break;
+            case 5: tile(x + r * ldx, ldx, 1, w0, k, 5, col, n, bias, c + r * ldc, ldc); break;
+            case 4: tile(x + r * ldx, ldx, 1, w0, k, 4, col, n, bias, c + r * ldc, ldc); break;
+            case 3: tile(x + r * ldx, ldx, 1, w0, k, 3, col, n, bias, c + r * ldc, ldc); break;
+            case 2: tile(x + r * ldx, ldx, 1, w0, k, 2, col, n, bias, c + r * ldc, ldc); break;
+            default:
+                for (int t = 0; t < np; t++)
+                    tile(x + r * ldx, ldx, 1, w0 + t * 16 * k, k, 1, col + 16 * t, n, bias, c + r * ldc, ldc);
+            }
+        }
+    }
+}
+
+void auscult_gemm_packed_avx2(const float *x, long m, long ldx, const float *wp, long n, long k,
+                              long p0, long p1, const float *bias, float *c, long ldc) {
+    // Rows per block: the block's share of x (mc · k floats) in about 192 KB of L2.
+    long mc = (192 * 1024 / 4) / (k > 0 ? k : 1);
+    mc = mc < MR ? MR : mc / MR * MR;
+    // Panels per tile for the rows left when fewer than six: twelve accumulators in all.
+    for (long i0 = 0; i0 < m; i0 += mc) {
+        const long i1 = i0 + mc < m ? i0 + mc : m;
+        long i = i0;
+        for (; i + MR <= i1; i += MR)
+            for (long p = p0; p < p1; p++)
+                tile_any(x + i * ldx, ldx, MR, wp + p * 16 * k, k, 1, p * 16, n, bias, c + i * ldc, ldc);
+        if (i < i1) {
+            const int rows = (int)(i1 - i);
+            const int per = rows >= 4 ? 1 : rows == 3 ? 2 : rows == 2 ? 3 : NPMAX;
+            for (long p = p0; p < p1; p += per) {
+                const int np = (int)(p1 - p < per ? p1 - p : per);
+                tile_any(x + i * ldx, ldx, rows, wp + p * 16 * k, k, np, p * 16, n, bias, c + i * ldc, ldc);
+            }
+        }
+    }
+}
+
+#else
+void auscult_gemm_packed_avx2(const float *x, long m, long ldx, const float *wp, long n, long k,
+                              long p0, long p1, const float *bias, float *c, long ldc) {
+    for (long i = 0; i < m; i++)
+        for (long j = p0 * 16; j < p1 * 16 && j < n; j++) {
+            const float *w = wp + (j / 16) * 16 * k + j % 16;
+            float acc = 0;
+            for (long kk = 0; kk < k; kk++) acc = __builtin_fmaf(x[i * ldx + kk], w[kk * 16], acc);
+            c[i * ldc + j] = bias ? acc + bias[j] : acc;
+        }
+}
+#endif
