@@ -19,13 +19,23 @@ struct PackedHead: @unchecked Sendable {
     /// Values as the rows of a weight `[dh, nk]`, their transpose (`auscult_pack_columns`).
     let values: UnsafeMutablePointer<Float>
 
+    /// Floats of one packed head: keys, then values.
+    static func floats(nk: Int, dh: Int) -> Int { auscult_packed_floats(nk, dh) + auscult_packed_floats(dh, nk) }
+
+    /// A head of its own, freed by `deallocate`.
     init(nk: Int, dh: Int) {
-        self.nk = nk; self.dh = dh
-        keys = .allocate(capacity: auscult_packed_floats(nk, dh))
-        values = .allocate(capacity: auscult_packed_floats(dh, nk))
+        self.init(nk: nk, dh: dh, at: .allocate(capacity: PackedHead.floats(nk: nk, dh: dh)))
     }
 
-    func deallocate() { keys.deallocate(); values.deallocate() }
+    /// A view of a head packed at `base` (`floats(nk:dh:)` floats, keys first).
+    init(nk: Int, dh: Int, at base: UnsafeMutablePointer<Float>) {
+        self.nk = nk; self.dh = dh
+        keys = base
+        values = base + auscult_packed_floats(nk, dh)
+    }
+
+    /// Frees a head made by `init(nk:dh:)`.
+    func deallocate() { keys.deallocate() }
 
     /// Packs one head's keys and values (rows of stride ldk, ldv).
     func pack(k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int) {

@@ -153,14 +153,41 @@ public enum Attention {
         }
     }
 
+    /// Whether `packHeads` packs heads of width `dh` here (every x86-64 CPU; elsewhere only
+    /// where the fused kernel runs), so callers can keep keys and values packed.
+    public static func packsHeads(dh: Int) -> Bool {
+        #if arch(x86_64)
+        return true
+        #else
+        return dh == 64 && Kernels.avx512
+        #endif
+    }
+
     /// Keys and values `[nk, heads·dh]` (row strides ldk, ldv) packed head by head for
-    /// `forwardPacked`; nil unless dh = 64 and the fused kernel can run.
+    /// `forwardPacked`: for the fused AVX-512 kernel when dh = 64 and it runs, else for the AVX2
+    /// products (`PackedHead`); nil off x86-64 unless the fused kernel runs.
     ///
     /// Cross-attention reads the same clip's keys and values at every decoding step: packed once
     /// per generation, a group of g sequences reading one clip costs one pass over them per step
     /// (OpenBLAS re-packed both for every group, head and step: 30 % of a sweep's decoder phase).
     public static func packHeads(k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
                                  nk: Int, heads: Int, dh: Int) -> [Float]? {
+        #if arch(x86_64)
+        if !(dh == 64 && Kernels.avx512) {
+            // The row-invariant AVX2 products (`PackedHead`), any head width.
+            let per = PackedHead.floats(nk: nk, dh: dh)
+            return [Float](unsafeUninitializedCapacity: per * heads) { buf, count in
+                let ptrs = SendablePointers(q: k, k: k, v: v, out: buf.baseAddress!, pattern: nil, scores: nil)
+                let parts = nk * heads * dh >= 1 << 16 ? min(Threading.workers, heads) : 1
+                DispatchQueue.concurrentPerformIfNeeded(parts) { w in
+                    for h in stride(from: w, to: heads, by: parts) {
+                        PackedHead(nk: nk, dh: dh, at: ptrs.out + h * per).pack(k: ptrs.k + h * dh, ldk: ldk, v: ptrs.v + h * dh, ldv: ldv)
+                    }
+                }
+                count = per * heads
+            }
+        }
+        #endif
         guard dh == 64, Kernels.avx512 else { return nil }
         let per = auscult_attention_packed_floats(nk)
         return [Float](unsafeUninitializedCapacity: per * heads) { buf, count in
@@ -181,8 +208,21 @@ public enum Attention {
     /// and the softmax pattern `[heads, nq, nk]` into `patternOut` when given. A query row's
     /// result does not depend on the other rows of the call.
     public static func forwardPacked(q: UnsafePointer<Float>, ldq: Int, packed: UnsafePointer<Float>, nq: Int, nk: Int,
-                                     heads: Int, out: UnsafeMutablePointer<Float>, ldo: Int,
+                                     heads: Int, dh: Int = 64, out: UnsafeMutablePointer<Float>, ldo: Int,
                                      patternOut: UnsafeMutablePointer<Float>? = nil) {
+        #if arch(x86_64)
+        if !(dh == 64 && Kernels.avx512) {
+            let per = PackedHead.floats(nk: nk, dh: dh)
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: nq * nk)
+            defer { scores.deallocate() }
+            for h in 0..<heads {
+                PackedHead(nk: nk, dh: dh, at: UnsafeMutablePointer(mutating: packed) + h * per)
+                    .attend(q: q + h * dh, ldq: ldq, nq: nq, causalOffset: nil, out: out + h * dh, ldo: ldo, scores: scores,
+                            patternOut: patternOut.map { $0 + h * nq * nk }, scoresOut: nil, parallelSoftmax: false)
+            }
+            return
+        }
+        #endif
         let per = auscult_attention_packed_floats(nk), dh = 64
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: auscult_attention_tile_floats(nk))
         defer { scratch.deallocate() }

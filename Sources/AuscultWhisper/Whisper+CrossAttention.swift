@@ -6,7 +6,7 @@ import Dispatch
 
 /// How a decoding run's cross-attention reads each clip.
 public enum CrossAttentionForm: Sendable {
-    /// Keys and values per clip and layer (packed for the fused kernel where it runs): for clips
+    /// Keys and values per clip and layer (packed for the attention kernels on x86-64): for clips
     /// that several sequences read at once (beams, a sweep's decoder conditions, a batch of
     /// conditions sharing one clip).
     case keysValues
@@ -18,7 +18,8 @@ public enum CrossAttentionForm: Sendable {
 }
 
 /// Cross-attention keys and values of a set of clips, for every decoder layer: packed per clip
-/// for the fused kernel where it runs, else one `[A, F, 2d]` keys|values tensor per layer; or
+/// for the attention kernels (`Attention.packsHeads`: AVX-512 at dh = 64, AVX2 on any x86-64),
+/// else one `[A, F, 2d]` keys|values tensor per layer; or
 /// the audio features they are made from (`CrossAttentionForm.features`).
 public struct CrossAttentionKV: Sendable {
     /// Per layer `[A, F, 2d]` keys|values (the portable path); empty when packed.
@@ -33,7 +34,7 @@ public struct CrossAttentionKV: Sendable {
     public let clips: Int
     /// Audio frames per clip (F).
     public let frames: Int
-    /// Whether the fused kernel reads these (`packed`) rather than BLAS (`layers`).
+    /// Whether a packed attention kernel reads these (`packed`) rather than `Attention.forward` (`layers`).
     public var isPacked: Bool { !packed.isEmpty }
 }
 
@@ -42,7 +43,7 @@ extension Whisper {
     /// Generation and teacher-forced scoring of the same audio share them: for 160 distinct
     /// clips they cost 0.5 TFLOP.
     ///
-    /// Where the fused attention kernel runs they are kept only packed for it, clip by clip: a
+    /// Where a packed attention kernel runs they are kept only packed for it, clip by clip: a
     /// sweep's 160-clip wave then holds 2.9 GB instead of 5.8 GB, and nothing is packed again by
     /// the generation or the scoring that reads them. Freshly touched memory is slow here (the
     /// kernel spent 40 % of that wave zeroing pages for the unpacked copy and its repacks).
@@ -55,17 +56,20 @@ extension Whisper {
             throw WhisperError(.invalidArgument, "audio features have shape \(audio.shape), expected [A, F, \(d)]")
         }
         let a = audio.shape[0], f = audio.shape[1]
-        let packs = d / heads == 64 && Kernels.avx512
+        // Keys and values packed per clip wherever a packed attention runs (AVX-512 at dh = 64,
+        // AVX2 on any x86-64); the features form needs the AVX-512 kernel.
+        let packs = Attention.packsHeads(dh: d / heads)
+        let readsFeatures = d / heads == 64 && Kernels.avx512
         let hooked = decoderBlocks.indices.contains { i in
             hooks.isActive("decoder.blocks.\(i).cross_attn.hook_k") || hooks.isActive("decoder.blocks.\(i).cross_attn.hook_v")
         }
         func pack(_ kv: Tensor, clip: Int) -> [Float] {
             kv.storage.withUnsafeBufferPointer { p in
                 let base = p.baseAddress! + clip * f * 2 * d
-                return Attention.packHeads(k: base, ldk: 2 * d, v: base + d, ldv: 2 * d, nk: f, heads: heads, dh: 64)!
+                return Attention.packHeads(k: base, ldk: 2 * d, v: base + d, ldv: 2 * d, nk: f, heads: heads, dh: d / heads)!
             }
         }
-        if packs && !hooked && form == .features {
+        if readsFeatures && !hooked && form == .features {
             return CrossAttentionKV(layers: [], packed: [], features: audio, clips: a, frames: f)
         }
         if packs && !hooked {
@@ -111,7 +115,7 @@ extension Whisper {
         return try projectHeads(z, block.crossOut!, name: prefix + ".cross_attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
     }
 
-    /// Cross-attention through BLAS (no AVX-512, other head widths, or `AUSCULT_PORTABLE=1`):
+    /// Cross-attention through `Attention.forward` (off x86-64 where the fused kernel does not run):
     /// `z[s, n, d]` and, when asked, the pattern `[s, heads, n, F]`.
     func crossAttentionPortable(q: Tensor, kv: Tensor, cache: DecoderCache,
                                 wantPattern: Bool, pattern: inout Tensor, z: inout Tensor) {
@@ -180,7 +184,8 @@ extension Whisper {
 }
 
 extension Whisper {
-    /// Cross-attention through the fused kernel against keys and values packed once per clip
+    /// Cross-attention through a packed kernel (the fused AVX-512 one, or the AVX2 products of
+    /// `Attention.forwardPacked`) against keys and values packed once per clip
     /// (`CrossAttentionKV.packed`): `z[s, n, d]` and, when asked, the pattern `[s, heads, n, F]`.
     ///
     /// Every sequence takes this path, alone or with others reading its clip, and the kernel's
@@ -208,7 +213,7 @@ extension Whisper {
                             packed[gi].withUnsafeBufferPointer { pb in
                                 if rows.count == 1 {
                                     let r = rows[0]
-                                    Attention.forwardPacked(q: ptr.q + r * n * d, ldq: d, packed: pb.baseAddress!, nq: n, nk: f, heads: heads,
+                                    Attention.forwardPacked(q: ptr.q + r * n * d, ldq: d, packed: pb.baseAddress!, nq: n, nk: f, heads: heads, dh: d / heads,
                                                             out: ptr.out + r * n * d, ldo: d,
                                                             patternOut: ptr.pattern.map { $0 + r * heads * n * f })
                                 } else {
@@ -218,7 +223,7 @@ extension Whisper {
                                     }
                                     qg.withUnsafeBufferPointer { qb in og.withUnsafeMutableBufferPointer { ob in
                                         Attention.forwardPacked(q: qb.baseAddress!, ldq: d, packed: pb.baseAddress!, nq: g, nk: f,
-                                                                heads: heads, out: ob.baseAddress!, ldo: d)
+                                                                heads: heads, dh: d / heads, out: ob.baseAddress!, ldo: d)
                                     } }
                                     for (k, r) in rows.enumerated() {
                                         (0..<(n * d)).forEach { ptr.out[r * n * d + $0] = og[k * n * d + $0] }
