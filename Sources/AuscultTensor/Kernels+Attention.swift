@@ -237,12 +237,26 @@ public enum Attention {
     /// `u[rows, heads, d]` each query head pulled back through the key weight (see
     /// `cross_features_avx512.c`). `scratch` holds `fromFeaturesScratch(rows:heads:nf:)` floats. The softmax of
     /// row r, head h goes to `patternOut + h·headStride + r·rowStride` when given. The features
-    /// are read once per call for all rows. AVX-512 only (`Kernels.avx512`).
+    /// are read once per call for all rows. Where `readsFeatures(d:)` (AVX-512, or AVX2 on any
+    /// x86-64); a row's result does not depend on the other rows of the call.
     public static func fromFeatures(u: UnsafePointer<Float>, rows: Int, heads: Int, x: UnsafePointer<Float>, ldx: Int, nf: Int, d: Int,
                                     alpha: Float, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
                                     patternOut: UnsafeMutablePointer<Float>? = nil, headStride: Int = 0, rowStride: Int = 0) {
-        precondition(Kernels.avx512 && d % 16 == 0, "fromFeatures needs AVX-512 and d % 16 == 0")
-        auscult_cross_features_avx512(u, rows * heads, x, ldx, nf, d, alpha, y, scratch, patternOut, heads, headStride, rowStride)
+        precondition(readsFeatures(d: d), "fromFeatures needs x86-64 and d % 8 == 0 (AVX-512: d % 16 == 0)")
+        if Kernels.avx512 && d % 16 == 0 {
+            auscult_cross_features_avx512(u, rows * heads, x, ldx, nf, d, alpha, y, scratch, patternOut, heads, headStride, rowStride)
+        } else {
+            auscult_cross_features_avx2(u, rows * heads, x, ldx, nf, d, alpha, y, scratch, patternOut, heads, headStride, rowStride)
+        }
+    }
+
+    /// Whether `fromFeatures` runs for width `d` here.
+    public static func readsFeatures(d: Int) -> Bool {
+        #if arch(x86_64)
+        return d % 8 == 0
+        #else
+        return false
+        #endif
     }
 
     /// Floats of scratch `fromFeatures` needs.

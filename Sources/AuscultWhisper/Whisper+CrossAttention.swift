@@ -13,7 +13,7 @@ public enum CrossAttentionForm: Sendable {
     /// The audio features themselves, through the key and value weights: for clips that one
     /// sequence reads. No key/value projection (3.5 GFLOP per tiny.en clip) and no memory for
     /// them; each step reads F·d floats per layer instead of 2·F·d. Falls back to `keysValues`
-    /// where the AVX-512 kernel does not run or a hook reads the keys or values.
+    /// off x86-64 or when a hook reads the keys or values.
     case features
 }
 
@@ -57,9 +57,9 @@ extension Whisper {
         }
         let a = audio.shape[0], f = audio.shape[1]
         // Keys and values packed per clip wherever a packed attention runs (AVX-512 at dh = 64,
-        // AVX2 on any x86-64); the features form needs the AVX-512 kernel.
+        // AVX2 on any x86-64), and so can the features form be read.
         let packs = Attention.packsHeads(dh: d / heads)
-        let readsFeatures = d / heads == 64 && Kernels.avx512
+        let readsFeatures = packs && Attention.readsFeatures(d: d)
         let hooked = decoderBlocks.indices.contains { i in
             hooks.isActive("decoder.blocks.\(i).cross_attn.hook_k") || hooks.isActive("decoder.blocks.\(i).cross_attn.hook_v")
         }
@@ -104,7 +104,7 @@ extension Whisper {
         var pattern = wantPattern ? Tensor(zeros: [s, heads, n, f]) : Tensor(zeros: [0])
         var z = Tensor(zeros: [s, n, d])
         if let x = cache.cross.features {
-            crossAttentionFromFeatures(block, q: q, features: x, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
+            crossAttentionFromFeatures(block, layer: layer, q: q, features: x, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
         } else if cache.cross.isPacked {
             crossAttentionPacked(layer: layer, q: q, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
         } else {

@@ -2,6 +2,7 @@
 // ResidualAttentionBlock): pre-LayerNorm blocks, exact-erf GELU, sinusoidal encoder positions
 // (as stored in the checkpoint), learned decoder positions, logits tied to the token embedding.
 import AuscultTensor
+import Foundation
 
 /// A loaded Whisper model: weights regrouped for fast batched inference.
 public final class Whisper: @unchecked Sendable {
@@ -40,6 +41,9 @@ public final class Whisper: @unchecked Sendable {
     /// The token embedding packed for the logits product (nil off x86-64).
     let tokenEmbeddingPacked: PackedWeight?
     let decoderPositions: Tensor   // [n_text_ctx, d]
+    /// Per decoder layer, the features form's packed weights, made on first use.
+    let crossFeatureLock = NSLock()
+    var crossFeatureCache = [Int: CrossFeatureWeights]()
     let lnFinal: Norm
 
     public init(weights w: WhisperWeights) {

@@ -78,6 +78,12 @@ void auscult_cross_features_avx512(const float *u, long pairs, const float *x, l
                                    float alpha, float *y, float *scratch,
                                    float *pattern_out, long heads, long ld_head, long ld_row);
 
+/// `auscult_cross_features_avx512` on eight lanes (d a multiple of 8; same arguments and scratch).
+/// A pair's result does not depend on the other pairs of the call. AVX2 and FMA.
+void auscult_cross_features_avx2(const float *u, long pairs, const float *x, long ldx, long nf, long d,
+                                 float alpha, float *y, float *scratch,
+                                 float *pattern_out, long heads, long ld_head, long ld_row);
+
 /// glibc: serve every allocation from the heap and never trim it, so freed tensor memory is
 /// reused instead of faulted in and zeroed again (`Memory.retainFreedMemory`). No-op elsewhere.
 void auscult_retain_freed_memory(void);
