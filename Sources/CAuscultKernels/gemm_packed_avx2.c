@@ -72,7 +72,8 @@ static inline void tile(const float *x, long ldx, const int rows, const float *w
     }
 }
 
-/// `tile` compiled for each shape the driver uses, so full tiles carry no tests inside.
+/// `tile` compiled for each shape the driver uses (rows × panels: 6–4 × 1, 3 × 1–2, 2 × 1–3,
+/// 1 × 1–6), so full tiles carry no tests inside.
 static void tile_any(const float *x, long ldx, int rows, const float *w0, long k, int np, long col, long n,
                      const float *bias, float *c, long ldc) {
     switch (rows * 8 + np) {
@@ -84,20 +85,12 @@ static void tile_any(const float *x, long ldx, int rows, const float *w0, long k
     case 2 * 8 + 3: tile(x, ldx, 2, w0, k, 3, col, n, bias, c, ldc); break;
     case 2 * 8 + 2: tile(x, ldx, 2, w0, k, 2, col, n, bias, c, ldc); break;
     case 2 * 8 + 1: tile(x, ldx, 2, w0, k, 1, col, n, bias, c, ldc); break;
-    default:
-        // One row: up to six panels at once, one at a time past that.
-        for (int r = 0; r < rows; r++) {
-            switch (np) {
-            case 6: tile(x + r * ldx, ldx, 1, w0, k, 6, col, n, bias, c + r * ldc, ldc); break;
-            case 5: tile(x + r * ldx, ldx, 1, w0, k, 5, col, n, bias, c + r * ldc, ldc); break;
-            case 4: tile(x + r * ldx, ldx, 1, w0, k, 4, col, n, bias, c + r * ldc, ldc); break;
-            case 3: tile(x + r * ldx, ldx, 1, w0, k, 3, col, n, bias, c + r * ldc, ldc); break;
-            case 2: tile(x + r * ldx, ldx, 1, w0, k, 2, col, n, bias, c + r * ldc, ldc); break;
-            default:
-                for (int t = 0; t < np; t++)
-                    tile(x + r * ldx, ldx, 1, w0 + t * 16 * k, k, 1, col + 16 * t, n, bias, c + r * ldc, ldc);
-            }
-        }
+    case 1 * 8 + 6: tile(x, ldx, 1, w0, k, 6, col, n, bias, c, ldc); break;
+    case 1 * 8 + 5: tile(x, ldx, 1, w0, k, 5, col, n, bias, c, ldc); break;
+    case 1 * 8 + 4: tile(x, ldx, 1, w0, k, 4, col, n, bias, c, ldc); break;
+    case 1 * 8 + 3: tile(x, ldx, 1, w0, k, 3, col, n, bias, c, ldc); break;
+    case 1 * 8 + 2: tile(x, ldx, 1, w0, k, 2, col, n, bias, c, ldc); break;
+    default: tile(x, ldx, 1, w0, k, 1, col, n, bias, c, ldc); break;
     }
 }
 
@@ -106,7 +99,6 @@ void auscult_gemm_packed_avx2(const float *x, long m, long ldx, const float *wp,
     // Rows per block: the block's share of x (mc · k floats) in about 192 KB of L2.
     long mc = (192 * 1024 / 4) / (k > 0 ? k : 1);
     mc = mc < MR ? MR : mc / MR * MR;
-    // Panels per tile for the rows left when fewer than six: twelve accumulators in all.
     for (long i0 = 0; i0 < m; i0 += mc) {
         const long i1 = i0 + mc < m ? i0 + mc : m;
         long i = i0;
@@ -114,6 +106,7 @@ void auscult_gemm_packed_avx2(const float *x, long m, long ldx, const float *wp,
             for (long p = p0; p < p1; p++)
                 tile_any(x + i * ldx, ldx, MR, wp + p * 16 * k, k, 1, p * 16, n, bias, c + i * ldc, ldc);
         if (i < i1) {
+            // The rows left when fewer than six take more panels per tile: twelve accumulators in all.
             const int rows = (int)(i1 - i);
             const int per = rows >= 4 ? 1 : rows == 3 ? 2 : rows == 2 ? 3 : NPMAX;
             for (long p = p0; p < p1; p += per) {
