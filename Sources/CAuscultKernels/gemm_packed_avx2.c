@@ -13,8 +13,9 @@
 //
 // Tiles: 6 rows × 16 columns (12 accumulators, as BLIS's Haswell kernel) when there are many rows;
 // with fewer rows, more panels per tile (one row × 6 panels), so that twelve independent chains
-// hide the FMA latency either way. Rows are taken in blocks that stay in L2 while the panels
-// stream past them; each panel (k · 64 bytes) stays in L1/L2 while the block's rows pass over it.
+// hide the FMA latency either way. Rows are taken in blocks that stay in L2, and the weight in
+// groups of panels that stay in L2 while every row of the block passes over them, so the weight
+// is read from memory once per block of rows, not once per six rows.
 #include "CAuscultKernels.h"
 
 void auscult_pack_columns(const float *b, long ldb, long k, long n, float *out) {
@@ -96,22 +97,33 @@ static void tile_any(const float *x, long ldx, int rows, const float *w0, long k
 
 void auscult_gemm_packed_avx2(const float *x, long m, long ldx, const float *wp, long n, long k,
                               long p0, long p1, const float *bias, float *c, long ldc) {
-    // Rows per block: the block's share of x (mc · k floats) in about 192 KB of L2.
-    long mc = (192 * 1024 / 4) / (k > 0 ? k : 1);
+    // Rows per block: the block's share of x (mc · k floats) in about 128 KB of L2.
+    const long kk = k > 0 ? k : 1;
+    long mc = (128 * 1024 / 4) / kk;
     mc = mc < MR ? MR : mc / MR * MR;
+    // Panels per group: a group (16 · k floats a panel) in about 192 KB of L2, so that all the
+    // block's rows pass over it before the next group is read. Without groups every six rows
+    // streamed the whole weight: 80 MB of tiny.en's token embedding from memory per six rows at
+    // each decoding step, which made the sweep's batched logits memory-bound.
+    long group = (192 * 1024 / 4) / (16 * kk);
+    if (group < 1) group = 1;
     for (long i0 = 0; i0 < m; i0 += mc) {
         const long i1 = i0 + mc < m ? i0 + mc : m;
-        long i = i0;
-        for (; i + MR <= i1; i += MR)
-            for (long p = p0; p < p1; p++)
-                tile_any(x + i * ldx, ldx, MR, wp + p * 16 * k, k, 1, p * 16, n, bias, c + i * ldc, ldc);
-        if (i < i1) {
-            // The rows left when fewer than six take more panels per tile: twelve accumulators in all.
-            const int rows = (int)(i1 - i);
+        const long full = i0 + (i1 - i0) / MR * MR;
+        for (long g0 = p0; g0 < p1 && full > i0; g0 += group) {
+            const long g1 = g0 + group < p1 ? g0 + group : p1;
+            for (long i = i0; i < full; i += MR)
+                for (long p = g0; p < g1; p++)
+                    tile_any(x + i * ldx, ldx, MR, wp + p * 16 * k, k, 1, p * 16, n, bias, c + i * ldc, ldc);
+        }
+        if (full < i1) {
+            // The rows left when fewer than six (only in the last block) take more panels per
+            // tile, twelve accumulators in all, in one pass over the weight.
+            const int rows = (int)(i1 - full);
             const int per = rows >= 4 ? 1 : rows == 3 ? 2 : rows == 2 ? 3 : NPMAX;
             for (long p = p0; p < p1; p += per) {
                 const int np = (int)(p1 - p < per ? p1 - p : per);
-                tile_any(x + i * ldx, ldx, rows, wp + p * 16 * k, k, np, p * 16, n, bias, c + i * ldc, ldc);
+                tile_any(x + full * ldx, ldx, rows, wp + p * 16 * k, k, np, p * 16, n, bias, c + full * ldc, ldc);
             }
         }
     }
