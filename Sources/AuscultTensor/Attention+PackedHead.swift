@@ -44,16 +44,35 @@ struct PackedHead: @unchecked Sendable {
     }
 
     /// `out[nq, dh] = softmax(q kᵀ / √dh + mask) v` for query rows of stride ldq (see
-    /// `Attention.forward` for the mask, scratch and outputs). Queries are scaled by 1/√dh
-    /// before the product.
+    /// `Attention.forward` for the mask, scratch and outputs).
     func attend(q: UnsafePointer<Float>, ldq: Int, nq: Int, causalOffset: Int?, out: UnsafeMutablePointer<Float>, ldo: Int,
                 scores: UnsafeMutablePointer<Float>, patternOut: UnsafeMutablePointer<Float>?,
                 scoresOut: UnsafeMutablePointer<Float>?, parallelSoftmax: Bool) {
+        let (nk, dh, keys, values) = (nk, dh, keys, values)
+        Attention.attendHead(q: q, ldq: ldq, nq: nq, nk: nk, dh: dh, causalOffset: causalOffset, out: out, ldo: ldo,
+                             scores: scores, patternOut: patternOut, scoresOut: scoresOut, parallelSoftmax: parallelSoftmax,
+                             scoresProduct: { qs, s in auscult_gemm_packed_avx2(qs, nq, dh, keys, nk, dh, 0, (nk + 15) / 16, nil, s, nk) },
+                             valuesProduct: { p, o in auscult_gemm_packed_avx2(p, nq, nk, values, dh, nk, 0, (dh + 15) / 16, nil, o, ldo) })
+    }
+}
+#endif
+
+extension Attention {
+    /// One head's attention with its two products given: `scoresProduct(qs, scores)` writes
+    /// `scores[nq, nk] = qs · kᵀ` for the queries already scaled by 1/√dh (`[nq, dh]`), and
+    /// `valuesProduct(p, out)` writes `out[nq, dh] (stride ldo) = p · v` for the unnormalised
+    /// probabilities `[nq, nk]`. Both must be row-invariant (the packed or strided kernels).
+    static func attendHead(q: UnsafePointer<Float>, ldq: Int, nq: Int, nk: Int, dh: Int, causalOffset: Int?,
+                           out: UnsafeMutablePointer<Float>, ldo: Int, scores: UnsafeMutablePointer<Float>,
+                           patternOut: UnsafeMutablePointer<Float>?, scoresOut: UnsafeMutablePointer<Float>?,
+                           parallelSoftmax: Bool,
+                           scoresProduct: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void,
+                           valuesProduct: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
         let alpha = 1 / Float(dh).squareRoot()
         let qs = UnsafeMutablePointer<Float>.allocate(capacity: nq * dh), inv = UnsafeMutablePointer<Float>.allocate(capacity: nq)
         defer { qs.deallocate(); inv.deallocate() }
         for r in 0..<nq { for c in 0..<dh { qs[r * dh + c] = q[r * ldq + c] * alpha } }
-        auscult_gemm_packed_avx2(qs, nq, dh, keys, nk, dh, 0, (nk + 15) / 16, nil, scores, nk)
+        scoresProduct(qs, scores)
         if let off = causalOffset {
             for r in 0..<nq {
                 let first = off + r + 1
@@ -69,8 +88,7 @@ struct PackedHead: @unchecked Sendable {
         if let p = patternOut {
             for r in 0..<nq { for j in 0..<nk { p[r * nk + j] = scores[r * nk + j] * inv[r] } }
         }
-        auscult_gemm_packed_avx2(scores, nq, nk, values, dh, nk, 0, (dh + 15) / 16, nil, out, ldo)
+        valuesProduct(scores, out)
         for r in 0..<nq { Kernels.scale(out + r * ldo, count: dh, by: inv[r]) }
     }
 }
-#endif

@@ -6,7 +6,8 @@ import Dispatch
 ///
 /// Cross-attention keys and values are computed once per clip (`CrossAttentionKV`, shared by
 /// every cache made from it); self-attention keys and values grow by the positions each step
-/// adds (`[S, capacity, d]` per layer).
+/// adds: values `[S, capacity, d]` per layer, keys transposed `[S, d, keyStride]` so that both
+/// products of attention read them in place (`Attention.forwardCached`).
 public final class DecoderCache {
     /// For each sequence, the clip (row of the audio features) it attends to.
     public private(set) var audioIndex: [Int]
@@ -15,9 +16,13 @@ public final class DecoderCache {
     /// Positions already in the cache (the same for every sequence).
     public private(set) var length: Int = 0
     let cross: CrossAttentionKV
+    /// Per layer `[S, d, keyStride]`: key j of a sequence in column j.
     var selfK: [[Float]]
+    /// Per layer `[S, capacity, d]`.
     var selfV: [[Float]]
     let capacity: Int
+    /// Capacity rounded up to 16, the row stride of the transposed keys.
+    let keyStride: Int
     let d: Int
 
     init(cross: CrossAttentionKV, audioIndex: [Int], capacity: Int, d: Int, layers: Int) {
@@ -25,12 +30,14 @@ public final class DecoderCache {
         self.audioIndex = audioIndex
         self.sequenceIndex = Array(audioIndex.indices)
         self.capacity = capacity
+        self.keyStride = (capacity + 15) / 16 * 16
         self.d = d
-        // Left unwritten: attention reads only the `length` positions steps have filled, and
-        // pages of positions no sequence reaches (most of a sweep's 227) are never touched.
-        let n = audioIndex.count * capacity * d
-        selfK = (0..<layers).map { _ in [Float](unsafeUninitializedCapacity: n) { _, count in count = n } }
-        selfV = (0..<layers).map { _ in [Float](unsafeUninitializedCapacity: n) { _, count in count = n } }
+        // Left unwritten: attention reads only the `length` positions steps have filled (and
+        // multiplies, without keeping, key columns up to the next multiple of 16), and pages of
+        // positions no sequence reaches (most of a sweep's 227) are never touched.
+        let nk = audioIndex.count * keyStride * d, nv = audioIndex.count * capacity * d
+        selfK = (0..<layers).map { _ in [Float](unsafeUninitializedCapacity: nk) { _, count in count = nk } }
+        selfV = (0..<layers).map { _ in [Float](unsafeUninitializedCapacity: nv) { _, count in count = nv } }
     }
 
     /// Number of sequences.
@@ -47,28 +54,30 @@ public final class DecoderCache {
 
     /// Keeps sequence `source[i]`'s cache as new sequence `i` (beam search reordering / pruning).
     ///
-    /// Only the `length` filled positions move. Pruning (increasing `source`) compacts in place;
-    /// a general gather goes through one scratch copy per layer.
+    /// Only the `length` filled positions move (for keys, the first `length` columns of each of
+    /// the d rows). Pruning (increasing `source`) compacts in place; a general gather goes
+    /// through one scratch copy per layer.
     public func reorder(_ source: [Int]) {
-        let stride = capacity * d, used = length * d
         let increasing = zip(source, source.dropFirst()).allSatisfy { $0 < $1 } && source.enumerated().allSatisfy { $0.offset <= $0.element }
+        // (floats per sequence, runs per sequence, run length, run stride)
+        let layouts = [(keyStride * d, d, length, keyStride), (capacity * d, 1, length * d, 0)]
         for l in selfK.indices {
             for which in 0..<2 {
+                let (stride, runs, run, runStride) = layouts[which]
+                func copy(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>) {
+                    for r in 0..<runs { (dst + r * runStride).update(from: src + r * runStride, count: run) }
+                }
                 func move(_ buf: inout [Float]) {
                     if increasing {
                         buf.withUnsafeMutableBufferPointer { b in
-                            for (i, s) in source.enumerated() where i != s {
-                                (b.baseAddress! + i * stride).update(from: b.baseAddress! + s * stride, count: used)
-                            }
+                            for (i, s) in source.enumerated() where i != s { copy(b.baseAddress! + i * stride, b.baseAddress! + s * stride) }
                         }
                         buf.removeLast(buf.count - source.count * stride)
                     } else {
                         let old = buf
                         buf = [Float](unsafeUninitializedCapacity: source.count * stride) { _, count in count = source.count * stride }
                         buf.withUnsafeMutableBufferPointer { dst in old.withUnsafeBufferPointer { src in
-                            for (i, s) in source.enumerated() {
-                                (dst.baseAddress! + i * stride).update(from: src.baseAddress! + s * stride, count: used)
-                            }
+                            for (i, s) in source.enumerated() { copy(dst.baseAddress! + i * stride, src.baseAddress! + s * stride) }
                         } }
                     }
                 }
@@ -184,14 +193,16 @@ extension Whisper {
         let offset = cache.length, cap = cache.capacity, total = offset + n
         var qkv = h.linear(block.qkv)
         try hookColumns(&qkv, width: 3 * d, parts: ["q", "k", "v"], prefix: prefix + ".attn", heads: heads, hooks: hooks, ctx: ctx)
-        // Append this step's keys and values to the cache.
+        // Append this step's keys (as columns) and values (as rows) to the cache.
+        let ks = cache.keyStride
         qkv.storage.withUnsafeBufferPointer { src in
             cache.selfK[layer].withUnsafeMutableBufferPointer { kc in
                 cache.selfV[layer].withUnsafeMutableBufferPointer { vc in
                     for i in 0..<s {
                         for j in 0..<n {
                             let row = src.baseAddress! + (i * n + j) * 3 * d
-                            (kc.baseAddress! + (i * cap + offset + j) * d).update(from: row + d, count: d)
+                            let kcol = kc.baseAddress! + i * d * ks + offset + j
+                            for c in 0..<d { kcol[c * ks] = row[d + c] }
                             (vc.baseAddress! + (i * cap + offset + j) * d).update(from: row + 2 * d, count: d)
                         }
                     }
@@ -215,13 +226,13 @@ extension Whisper {
                                 var scratch = [Float](repeating: 0, count: n * total)
                                 scratch.withUnsafeMutableBufferPointer { sc in
                                     for i in (s * w / workers)..<(s * (w + 1) / workers) {
-                                        Attention.forward(q: ptr.q + i * n * 3 * d, ldq: 3 * d,
-                                                          k: ptr.k + i * cap * d, ldk: d,
-                                                          v: ptr.v + i * cap * d, ldv: d,
-                                                          nq: n, nk: total, heads: heads, dh: d / heads, causalOffset: offset,
-                                                          out: ptr.out + i * n * d, ldo: d, scores: sc.baseAddress!,
-                                                          patternOut: wantPattern ? ptr.pattern! + i * heads * n * total : nil,
-                                                          parallelSoftmax: workers == 1)
+                                        Attention.forwardCached(q: ptr.q + i * n * 3 * d, ldq: 3 * d,
+                                                                keysT: ptr.k + i * d * ks, ldkT: ks,
+                                                                v: ptr.v + i * cap * d, ldv: d,
+                                                                nq: n, nk: total, heads: heads, dh: d / heads, causalOffset: offset,
+                                                                out: ptr.out + i * n * d, ldo: d, scores: sc.baseAddress!,
+                                                                patternOut: wantPattern ? ptr.pattern! + i * heads * n * total : nil,
+                                                                parallelSoftmax: workers == 1)
                                     }
                                 }
                             }

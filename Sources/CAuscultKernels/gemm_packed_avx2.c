@@ -37,18 +37,19 @@ void auscult_pack_columns(const float *b, long ldb, long k, long n, float *out) 
 
 enum { MR = 6, NPMAX = 6 };
 
-/// Rows 0 ..< rows of x against `np` consecutive panels from `w0`; writes the 16·np columns
-/// from `col` (those at or past n are not written), adding bias[col + j] when bias is not NULL.
+/// Rows 0 ..< rows of x against `np` consecutive panels from `w0` (term kk of column j of panel t
+/// at w0[t · wpanel + kk · wrow + j]); writes the 16·np columns from `col` (those at or past n
+/// are not written), adding bias[col + j] when bias is not NULL.
 __attribute__((always_inline))
-static inline void tile(const float *x, long ldx, const int rows, const float *w0, long k, const int np,
-                        long col, long n, const float *bias, float *c, long ldc) {
+static inline void tile(const float *x, long ldx, const int rows, const float *w0, long wrow, long wpanel, long k,
+                        const int np, long col, long n, const float *bias, float *c, long ldc) {
     __m256 acc[MR][2 * NPMAX];
     for (int i = 0; i < MR; i++) for (int t = 0; t < 2 * NPMAX; t++) acc[i][t] = _mm256_setzero_ps();
     for (long kk = 0; kk < k; kk++) {
         __m256 b[2 * NPMAX];
         for (int t = 0; t < np; t++) {
-            b[2 * t] = _mm256_loadu_ps(w0 + t * 16 * k + kk * 16);
-            b[2 * t + 1] = _mm256_loadu_ps(w0 + t * 16 * k + kk * 16 + 8);
+            b[2 * t] = _mm256_loadu_ps(w0 + t * wpanel + kk * wrow);
+            b[2 * t + 1] = _mm256_loadu_ps(w0 + t * wpanel + kk * wrow + 8);
         }
         for (int i = 0; i < rows; i++) {
             const __m256 xi = _mm256_broadcast_ss(x + i * ldx + kk);
@@ -75,28 +76,29 @@ static inline void tile(const float *x, long ldx, const int rows, const float *w
 
 /// `tile` compiled for each shape the driver uses (rows × panels: 6–4 × 1, 3 × 1–2, 2 × 1–3,
 /// 1 × 1–6), so full tiles carry no tests inside.
-static void tile_any(const float *x, long ldx, int rows, const float *w0, long k, int np, long col, long n,
-                     const float *bias, float *c, long ldc) {
+static void tile_any(const float *x, long ldx, int rows, const float *w0, long wrow, long wpanel, long k, int np,
+                     long col, long n, const float *bias, float *c, long ldc) {
     switch (rows * 8 + np) {
-    case 6 * 8 + 1: tile(x, ldx, 6, w0, k, 1, col, n, bias, c, ldc); break;
-    case 5 * 8 + 1: tile(x, ldx, 5, w0, k, 1, col, n, bias, c, ldc); break;
-    case 4 * 8 + 1: tile(x, ldx, 4, w0, k, 1, col, n, bias, c, ldc); break;
-    case 3 * 8 + 2: tile(x, ldx, 3, w0, k, 2, col, n, bias, c, ldc); break;
-    case 3 * 8 + 1: tile(x, ldx, 3, w0, k, 1, col, n, bias, c, ldc); break;
-    case 2 * 8 + 3: tile(x, ldx, 2, w0, k, 3, col, n, bias, c, ldc); break;
-    case 2 * 8 + 2: tile(x, ldx, 2, w0, k, 2, col, n, bias, c, ldc); break;
-    case 2 * 8 + 1: tile(x, ldx, 2, w0, k, 1, col, n, bias, c, ldc); break;
-    case 1 * 8 + 6: tile(x, ldx, 1, w0, k, 6, col, n, bias, c, ldc); break;
-    case 1 * 8 + 5: tile(x, ldx, 1, w0, k, 5, col, n, bias, c, ldc); break;
-    case 1 * 8 + 4: tile(x, ldx, 1, w0, k, 4, col, n, bias, c, ldc); break;
-    case 1 * 8 + 3: tile(x, ldx, 1, w0, k, 3, col, n, bias, c, ldc); break;
-    case 1 * 8 + 2: tile(x, ldx, 1, w0, k, 2, col, n, bias, c, ldc); break;
-    default: tile(x, ldx, 1, w0, k, 1, col, n, bias, c, ldc); break;
+    case 6 * 8 + 1: tile(x, ldx, 6, w0, wrow, wpanel, k, 1, col, n, bias, c, ldc); break;
+    case 5 * 8 + 1: tile(x, ldx, 5, w0, wrow, wpanel, k, 1, col, n, bias, c, ldc); break;
+    case 4 * 8 + 1: tile(x, ldx, 4, w0, wrow, wpanel, k, 1, col, n, bias, c, ldc); break;
+    case 3 * 8 + 2: tile(x, ldx, 3, w0, wrow, wpanel, k, 2, col, n, bias, c, ldc); break;
+    case 3 * 8 + 1: tile(x, ldx, 3, w0, wrow, wpanel, k, 1, col, n, bias, c, ldc); break;
+    case 2 * 8 + 3: tile(x, ldx, 2, w0, wrow, wpanel, k, 3, col, n, bias, c, ldc); break;
+    case 2 * 8 + 2: tile(x, ldx, 2, w0, wrow, wpanel, k, 2, col, n, bias, c, ldc); break;
+    case 2 * 8 + 1: tile(x, ldx, 2, w0, wrow, wpanel, k, 1, col, n, bias, c, ldc); break;
+    case 1 * 8 + 6: tile(x, ldx, 1, w0, wrow, wpanel, k, 6, col, n, bias, c, ldc); break;
+    case 1 * 8 + 5: tile(x, ldx, 1, w0, wrow, wpanel, k, 5, col, n, bias, c, ldc); break;
+    case 1 * 8 + 4: tile(x, ldx, 1, w0, wrow, wpanel, k, 4, col, n, bias, c, ldc); break;
+    case 1 * 8 + 3: tile(x, ldx, 1, w0, wrow, wpanel, k, 3, col, n, bias, c, ldc); break;
+    case 1 * 8 + 2: tile(x, ldx, 1, w0, wrow, wpanel, k, 2, col, n, bias, c, ldc); break;
+    default: tile(x, ldx, 1, w0, wrow, wpanel, k, 1, col, n, bias, c, ldc); break;
     }
 }
 
-void auscult_gemm_packed_avx2(const float *x, long m, long ldx, const float *wp, long n, long k,
-                              long p0, long p1, const float *bias, float *c, long ldc) {
+/// The driver over panels p0 ..< p1 laid out as `tile` reads them.
+static void gemm(const float *x, long m, long ldx, const float *wp, long wrow, long wpanel, long n, long k,
+                 long p0, long p1, const float *bias, float *c, long ldc) {
     // Rows per block: the block's share of x (mc · k floats) in about 128 KB of L2.
     const long kk = k > 0 ? k : 1;
     long mc = (128 * 1024 / 4) / kk;
@@ -114,7 +116,7 @@ void auscult_gemm_packed_avx2(const float *x, long m, long ldx, const float *wp,
             const long g1 = g0 + group < p1 ? g0 + group : p1;
             for (long i = i0; i < full; i += MR)
                 for (long p = g0; p < g1; p++)
-                    tile_any(x + i * ldx, ldx, MR, wp + p * 16 * k, k, 1, p * 16, n, bias, c + i * ldc, ldc);
+                    tile_any(x + i * ldx, ldx, MR, wp + p * wpanel, wrow, wpanel, k, 1, p * 16, n, bias, c + i * ldc, ldc);
         }
         if (full < i1) {
             // The rows left when fewer than six (only in the last block) take more panels per
@@ -123,10 +125,20 @@ void auscult_gemm_packed_avx2(const float *x, long m, long ldx, const float *wp,
             const int per = rows >= 4 ? 1 : rows == 3 ? 2 : rows == 2 ? 3 : NPMAX;
             for (long p = p0; p < p1; p += per) {
                 const int np = (int)(p1 - p < per ? p1 - p : per);
-                tile_any(x + full * ldx, ldx, rows, wp + p * 16 * k, k, np, p * 16, n, bias, c + full * ldc, ldc);
+                tile_any(x + full * ldx, ldx, rows, wp + p * wpanel, wrow, wpanel, k, np, p * 16, n, bias, c + full * ldc, ldc);
             }
         }
     }
+}
+
+void auscult_gemm_packed_avx2(const float *x, long m, long ldx, const float *wp, long n, long k,
+                              long p0, long p1, const float *bias, float *c, long ldc) {
+    gemm(x, m, ldx, wp, 16, 16 * k, n, k, p0, p1, bias, c, ldc);
+}
+
+void auscult_gemm_strided_avx2(const float *x, long m, long ldx, const float *w, long ldw, long n, long k,
+                               float *c, long ldc) {
+    gemm(x, m, ldx, w, ldw, 16, n, k, 0, (n + 15) / 16, NULL, c, ldc);
 }
 
 #else
@@ -138,6 +150,16 @@ void auscult_gemm_packed_avx2(const float *x, long m, long ldx, const float *wp,
             float acc = 0;
             for (long kk = 0; kk < k; kk++) acc = __builtin_fmaf(x[i * ldx + kk], w[kk * 16], acc);
             c[i * ldc + j] = bias ? acc + bias[j] : acc;
+        }
+}
+
+void auscult_gemm_strided_avx2(const float *x, long m, long ldx, const float *w, long ldw, long n, long k,
+                               float *c, long ldc) {
+    for (long i = 0; i < m; i++)
+        for (long j = 0; j < n; j++) {
+            float acc = 0;
+            for (long kk = 0; kk < k; kk++) acc = __builtin_fmaf(x[i * ldx + kk], w[kk * ldw + j], acc);
+            c[i * ldc + j] = acc;
         }
 }
 #endif

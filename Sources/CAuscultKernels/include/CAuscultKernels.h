@@ -65,9 +65,21 @@ void auscult_pack_columns(const float *b, long ldb, long k, long n, float *out);
 void auscult_gemm_packed_avx2(const float *x, long m, long ldx, const float *wp, long n, long k,
                               long p0, long p1, const float *bias, float *c, long ldc);
 
+/// C[i][j] = Σ_kk x[i][kk] · w[kk][j] for i < m, j < n, with w `[k][ldw]` unpacked: the
+/// arithmetic of `auscult_gemm_packed_avx2` against the packed transpose of w (the same bits),
+/// reading 16-column panels straight from w. For attention against a cache that grows by a
+/// column (keys stored transposed) or a row (values) per step, which packing would copy whole at
+/// every step. Reads columns up to n rounded up to 16 (they must be readable; their products
+/// are not written). AVX2 and FMA on x86-64; plain C elsewhere.
+void auscult_gemm_strided_avx2(const float *x, long m, long ldx, const float *w, long ldw, long n, long k,
+                               float *c, long ldc);
+
 /// log Σ exp(x[0..<n]) in *lse (max-shifted; −∞ when every entry is −∞) and, when want_index is
 /// not 0, the first index of the maximum as the result (else 0). Requires AVX-512F.
 long auscult_argmax_logsumexp_avx512(const float *x, long n, double *lse, int want_index);
+
+/// `auscult_argmax_logsumexp_avx512` on eight lanes: AVX2 and FMA on x86-64; plain C elsewhere.
+long auscult_argmax_logsumexp_avx2(const float *x, long n, double *lse, int want_index);
 
 /// Cross-attention straight from a clip's features x `[nf][ldx]` (row width d, a multiple of 16)
 /// for `pairs` (query row, head) pairs: y[p] = Σ_j softmax_j(alpha · u[p]·x[j]) x[j], with u
