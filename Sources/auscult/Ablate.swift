@@ -9,18 +9,23 @@ struct Ablate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Ablation sweep: transcripts, WER and cross-entropy per condition, components ranked by damage.",
         discussion: """
-        By default every encoder block and every decoder block is ablated, one at a time. Ablating
-        a block means ablating what it writes to the residual stream (attention + MLP outputs):
+        By default every encoder block and every decoder block is ablated, one at a
+        time. Ablating a block means ablating what it writes to the residual stream
+        (attention + MLP outputs):
           zero      the block writes nothing (it is skipped: resid_post = resid_pre)
-          mean      it writes its mean over the clips of the run (per frame / per position)
-          resample  it writes what it writes on another clip (a random donor, --donors draws);
-                    for decoder blocks the donor's audio is read with the same tokens
+          mean      it writes its mean over the clips of the run (per frame / per
+                    position)
+          resample  it writes what it writes on another clip (a random donor,
+                    --donors draws); for decoder blocks the donor's audio is read
+                    with the same tokens
         Targets can also be hook points, down to single heads:
-          --targets 'encoder.blocks.*.hook_attn_out' --targets decoder.blocks.2.attn.hook_z --heads 0,3
-        Per clip and condition: transcript, WER (against the dataset's transcript), cross-entropy of
-        the clean transcript teacher-forced under the ablation, and its change from clean.
-        Results are appended to OUT/results.jsonl as they are made; running the same command
-        again resumes. At the end: OUT/results.json, OUT/summary.json and OUT/report.html.
+          --targets 'encoder.blocks.*.hook_attn_out'
+          --targets decoder.blocks.2.attn.hook_z --heads 0,3
+        Per clip and condition: transcript, WER (against the dataset's transcript),
+        cross-entropy of the clean transcript teacher-forced under the ablation, and
+        its change from clean. Results are appended to OUT/results.jsonl as they are
+        made; running the same command again resumes. At the end: OUT/results.json,
+        OUT/summary.json and OUT/report.html.
 
         Example:
           auscult ablate --data data/clips --out out/ablate --modes zero,resample --donors 1
@@ -71,11 +76,11 @@ struct Layers: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Layer removal (seed 004): remove the last k blocks of the encoder or decoder, for every k.",
         discussion: """
-        Removing a block means it returns its input. For each side and each k = 1 … n the last k
-        blocks are removed; --remove names other sets (encoder.blocks.1+3). The report plots WER
-        against blocks kept and marks where repetition loops or length-limit hits start.
-        Removing encoder blocks from the end is also the encoder lens: the decoder reads ln_post of
-        an intermediate block.
+        Removing a block means it returns its input. For each side and each k = 1 … n
+        the last k blocks are removed; --remove names other sets (encoder.blocks.1+3).
+        The report plots WER against blocks kept and marks where repetition loops or
+        length-limit hits start. Removing encoder blocks from the end is also the
+        encoder lens: the decoder reads ln_post of an intermediate block.
 
         Example:
           auscult layers --data data/clips --out out/layers --side encoder

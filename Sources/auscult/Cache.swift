@@ -8,9 +8,9 @@ struct Cache: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the activations at the named hook points of one clip to safetensors.",
         discussion: """
-        Keys are hook names, shapes drop the batch axis. Decoder hooks cover the greedy generation
-        in order, prompt included (or the teacher-forced --tokens). decoder.tokens holds the
-        decoder's input ids.
+        Keys are hook names, shapes drop the batch axis. Decoder hooks cover the greedy
+        generation in order, prompt included (or the teacher-forced --tokens).
+        decoder.tokens holds the decoder's input ids.
           auscult cache --hooks 'encoder.blocks.*.hook_resid_post,decoder.hook_logits' --out jfk.safetensors clip.wav
         """)
     @OptionGroup var modelOptions: ModelOptions

@@ -8,12 +8,13 @@ struct Collect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Store an encoder hook point's activations over a dataset (only frames that hold audio).",
         discussion: """
-        The store is a directory: manifest.json (model, hook, dtype, width, and for each clip its
-        shard, first row and frame count) and raw row-major shards (shard-K-of-N.bin) that readers
-        map into memory. Clips are appended one by one and the manifest is replaced atomically, so
-        running the command again after an interruption resumes where it stopped.
-        --shard k/N takes every N-th clip starting at k (one job of a Slurm array each); the
-        per-shard stores then merge by manifest with --merge.
+        The store is a directory: manifest.json (model, hook, dtype, width, and for
+        each clip its shard, first row and frame count) and raw row-major shards
+        (shard-K-of-N.bin) that readers map into memory. Clips are appended one by one
+        and the manifest is replaced atomically, so running the command again after an
+        interruption resumes where it stopped. --shard k/N takes every N-th clip
+        starting at k (one job of a Slurm array each); the per-shard stores then merge
+        by manifest with --merge.
 
         Examples:
           auscult collect --hook encoder.blocks.2.hook_resid_post --data data/clips --out store/

@@ -10,13 +10,13 @@ struct EvalSAE: ParsableCommand {
         commandName: "eval-sae",
         abstract: "Evaluate an SAE: FVU, L0, dead/dense latents, and WER / cross-entropy with it spliced in.",
         discussion: """
-        Each clip runs three times: clean, with the SAE's reconstruction in place of the activation
-        at its hook (encoder hooks: only the frames that hold audio), and with that activation
-        zeroed. Cross-entropy is the mean per-token loss of the clean transcript, read
-        teacher-forced under each condition; the fraction of loss recovered is
-        (CE_zeroed − CE_spliced) / (CE_zeroed − CE_clean). FVU, L0 and densities are measured on
-        the clean activations of the same clips.
-        OUT gets eval.json and report.html (density histogram, transcripts side by side).
+        Each clip runs three times: clean, with the SAE's reconstruction in place of
+        the activation at its hook (encoder hooks: only the frames that hold audio),
+        and with that activation zeroed. Cross-entropy is the mean per-token loss of
+        the clean transcript, read teacher-forced under each condition; the fraction of
+        loss recovered is (CE_zeroed − CE_spliced) / (CE_zeroed − CE_clean). FVU, L0
+        and densities are measured on the clean activations of the same clips. OUT gets
+        eval.json and report.html (density histogram, transcripts side by side).
 
         Example:
           auscult eval-sae --sae sae/ --data data/clips --out eval/

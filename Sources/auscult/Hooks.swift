@@ -7,11 +7,12 @@ struct Hooks: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the hook points of a model with their shapes (F frames, T tokens).",
         discussion: """
-        Names follow TransformerLens with encoder/decoder prefixes. Anywhere a hook is asked for you
-        may also write a module-style alias (encoder.blocks.2 = its hook_resid_post,
-        encoder.blocks.2.mlp.1 = mlp.hook_post) or a glob (encoder.blocks.*.hook_resid_post).
-        Points marked opt-in (attention scores, patterns, per-head results) are computed only when
-        requested; read-only ones (patterns, scores, LayerNorm scales) can be observed, not replaced.
+        Names follow TransformerLens with encoder/decoder prefixes. Anywhere a hook is
+        asked for you may also write a module-style alias (encoder.blocks.2 = its
+        hook_resid_post, encoder.blocks.2.mlp.1 = mlp.hook_post) or a glob
+        (encoder.blocks.*.hook_resid_post). Points marked opt-in (attention scores,
+        patterns, per-head results) are computed only when requested; read-only ones
+        (patterns, scores, LayerNorm scales) can be observed, not replaced.
         """)
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "text or json.") var format: String = "text"

@@ -12,12 +12,14 @@ struct LensCommand: ParsableCommand {
         commandName: "lens",
         abstract: "Decoder logit lens, encoder lens, direct logit attribution and attention views for clips.",
         discussion: """
-        The decoder is teacher-forced on each clip's greedy transcript (prompt, tokens, end-of-text).
-        For the stream after every decoder block: top-k tokens, probability and rank of the token the
-        final layer predicts, and KL(final ‖ layer). The encoder lens decodes from ln_post of every
-        intermediate encoder block. Attribution splits the logit of each next token into every head's
-        and MLP's direct contribution. Attention patterns are drawn per head.
-        Per clip: OUT/clips/<clip>.json and .html (kept, so an interrupted run resumes); then
+        The decoder is teacher-forced on each clip's greedy transcript (prompt, tokens,
+        end-of-text). For the stream after every decoder block: top-k tokens,
+        probability and rank of the token the final layer predicts, and
+        KL(final ‖ layer). The encoder lens decodes from ln_post of every intermediate
+        encoder block. Attribution splits the logit of each next token into every
+        head's and MLP's direct contribution. Attention patterns are drawn per head.
+        Per clip:
+        OUT/clips/<clip>.json and .html (kept, so an interrupted run resumes); then
         OUT/results.json (array of clip results) and OUT/report.html.
 
         Examples:

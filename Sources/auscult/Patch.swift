@@ -9,13 +9,14 @@ struct Patch: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Activation patching from a clean clip into a corrupted one, by layer × position, layer × frames and head.",
         discussion: """
-        The corrupted clip is another file (--corrupt) or made from the clean one: --noise SNR_DB,
-        --silence START:END (seconds), or --shift SECONDS. Each patched run takes one activation
-        from the clean run: decoder resid_pre at one token position, encoder resid_pre over one
-        frame window (--window frames of 20 ms), or one head's z everywhere.
-        Metrics (--metric): logprob (of the clean transcript, teacher-forced; default),
-        logit-diff (--tokens A,B token ids at --position P), wer (greedy transcript against the
-        clean one). Grids are reported as the restored fraction (m − m_corrupt)/(m_clean − m_corrupt).
+        The corrupted clip is another file (--corrupt) or made from the clean one:
+        --noise SNR_DB, --silence START:END (seconds), or --shift SECONDS. Each patched
+        run takes one activation from the clean run: decoder resid_pre at one token
+        position, encoder resid_pre over one frame window (--window frames of 20 ms),
+        or one head's z everywhere. Metrics (--metric): logprob (of the clean
+        transcript, teacher-forced; default), logit-diff (--tokens A,B token ids at
+        --position P), wer (greedy transcript against the clean one). Grids are
+        reported as the restored fraction (m − m_corrupt)/(m_clean − m_corrupt).
 
         Example:
           auscult patch data/clips/jfk.wav --noise 0 --out out/patch

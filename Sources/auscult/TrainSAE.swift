@@ -11,17 +11,18 @@ struct TrainSAE: ParsableCommand {
         commandName: "train-sae",
         abstract: "Train a sparse autoencoder (ReLU+L1, TopK+AuxK, BatchTopK) on an activation store or a model's activations.",
         discussion: """
-        Adam with linear warm-up and a linear decay over the last 20 % of steps, gradient-norm
-        clipping, unit-norm decoder rows (the gradient's component along each row is removed every
-        step), b_dec initialised at the data mean (or geometric median), the encoder at the
-        decoder's transpose. TopK and BatchTopK add the AuxK loss (coefficient 1/32) on latents
-        dead for --dead-after rows. Train on a store from `auscult collect` (--store), or straight
-        from the model (--hook and --data: the activations are collected into OUT/activations
-        first, resumably, then trained on).
-        OUT gets the checkpoint in SAELens layout (cfg.json + sae_weights.safetensors), the
-        optimiser state, train_log.jsonl (loss, FVU, L0, dead fraction, learning rate),
-        summary.json (final FVU over every row, throughput) and report.html; running the command
-        again resumes from the last checkpoint.
+        Adam with linear warm-up and a linear decay over the last 20 % of steps,
+        gradient-norm clipping, unit-norm decoder rows (the gradient's component along
+        each row is removed every step), b_dec initialised at the data mean (or
+        geometric median), the encoder at the decoder's transpose. TopK and BatchTopK
+        add the AuxK loss (coefficient 1/32) on latents dead for --dead-after rows.
+        Train on a store from `auscult collect` (--store), or straight from the model
+        (--hook and --data: the activations are collected into OUT/activations first,
+        resumably, then trained on). OUT gets the checkpoint in SAELens layout
+        (cfg.json + sae_weights.safetensors), the optimiser state, train_log.jsonl
+        (loss, FVU, L0, dead fraction, learning rate), summary.json (final FVU over
+        every row, throughput) and report.html; running the command again resumes from
+        the last checkpoint.
 
         Example:
           auscult collect --hook encoder.blocks.2 --data data/clips --out store/
