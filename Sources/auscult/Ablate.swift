@@ -28,7 +28,8 @@ struct Ablate: ParsableCommand {
         OUT/summary.json and OUT/report.html.
 
         Example:
-          auscult ablate --data data/clips --out out/ablate --modes zero,resample --donors 1
+          auscult ablate --data data/clips --out out/ablate --modes zero,resample \\
+              --donors 1
         """)
 
     @OptionGroup var modelOptions: ModelOptions

@@ -11,7 +11,9 @@ struct Cache: ParsableCommand {
         Keys are hook names, shapes drop the batch axis. Decoder hooks cover the greedy
         generation in order, prompt included (or the teacher-forced --tokens).
         decoder.tokens holds the decoder's input ids.
-          auscult cache --hooks 'encoder.blocks.*.hook_resid_post,decoder.hook_logits' --out jfk.safetensors clip.wav
+          auscult cache \\
+              --hooks 'encoder.blocks.*.hook_resid_post,decoder.hook_logits' \\
+              --out jfk.safetensors clip.wav
         """)
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Comma-separated hook names, aliases or globs.") var hooks: String

@@ -17,8 +17,10 @@ struct Collect: ParsableCommand {
         by manifest with --merge.
 
         Examples:
-          auscult collect --hook encoder.blocks.2.hook_resid_post --data data/clips --out store/
-          auscult collect --hook encoder.blocks.2.mlp.hook_post --data DIR --shard 0/4 --out part0/
+          auscult collect --hook encoder.blocks.2.hook_resid_post \\
+              --data data/clips --out store/
+          auscult collect --hook encoder.blocks.2.mlp.hook_post --data DIR \\
+              --shard 0/4 --out part0/
           auscult collect --merge part0/ part1/ part2/ part3/ --out store/
         """)
 

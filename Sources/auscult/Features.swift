@@ -20,7 +20,8 @@ struct Index: ParsableCommand {
 
         Examples:
           auscult index --sae sae/ --data data/clips --out features.sqlite
-          auscult index --neurons encoder.blocks.2.mlp.hook_post --data data/clips --out neurons.sqlite
+          auscult index --neurons encoder.blocks.2.mlp.hook_post --data data/clips \\
+              --out neurons.sqlite
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -69,7 +70,8 @@ struct Features: ParsableCommand {
           auscult features --index features.sqlite --sort density --limit 20
           auscult features --index features.sqlite --word country
           auscult features --index features.sqlite --feature 17 --format json
-          auscult features --index features.sqlite --sort max_value --limit 20 --html features.html
+          auscult features --index features.sqlite --sort max_value --limit 20 \\
+              --html features.html
         """)
 
     @Option(help: "Index file (from auscult index).") var index: String

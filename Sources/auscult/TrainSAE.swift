@@ -26,8 +26,10 @@ struct TrainSAE: ParsableCommand {
 
         Example:
           auscult collect --hook encoder.blocks.2 --data data/clips --out store/
-          auscult train-sae --store store/ --arch topk --k 32 --expansion 8 --steps 2000 --out sae/
-          auscult train-sae --hook encoder.blocks.2 --data data/clips --steps 300 --batch-size 512 --lr 1e-3 --out sae/
+          auscult train-sae --store store/ --arch topk --k 32 --expansion 8 \\
+              --steps 2000 --out sae/
+          auscult train-sae --hook encoder.blocks.2 --data data/clips --steps 300 \\
+              --batch-size 512 --lr 1e-3 --out sae/
         """)
 
     @OptionGroup var modelOptions: ModelOptions

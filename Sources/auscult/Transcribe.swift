@@ -14,11 +14,15 @@ struct Transcribe: ParsableCommand {
           auscult transcribe clip.wav
           auscult transcribe --format jsonl --beam-size 5 a.wav b.flac
           auscult transcribe --word-timestamps --format json clip.wav
-          auscult transcribe --data path/to/dataset        # prints WER against the transcripts
-          auscult transcribe --zero encoder.blocks.1.hook_attn_out --skip decoder.blocks.2+3 clip.wav
+          # prints WER against the transcripts
+          auscult transcribe --data path/to/dataset
+          auscult transcribe --zero encoder.blocks.1.hook_attn_out \\
+              --skip decoder.blocks.2+3 clip.wav
           auscult transcribe --swap encoder.blocks.2.hook_resid_post=other.wav clip.wav
-          auscult transcribe --sae sae/ clip.wav                 # SAE reconstruction in place of its hook
-          auscult transcribe --sae sae/ --steer 17=x0 --keep-error clip.wav   # turn latent 17 off
+          # SAE reconstruction in place of its hook
+          auscult transcribe --sae sae/ clip.wav
+          # turn latent 17 off
+          auscult transcribe --sae sae/ --steer 17=x0 --keep-error clip.wav
         """)
 
     @OptionGroup var modelOptions: ModelOptions
