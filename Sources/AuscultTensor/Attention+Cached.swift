@@ -26,15 +26,15 @@ extension Attention {
             let strided = false
             #endif
             attendHead(q: q + h * dh, ldq: ldq, nq: nq, nk: nk, dh: dh, causalOffset: causalOffset, out: out + h * dh, ldo: ldo,
-                         scores: scores, patternOut: patternOut.map { $0 + h * nq * nk }, scoresOut: nil, parallelSoftmax: parallelSoftmax,
-                         scoresProduct: { qs, s in
-                             if strided { auscult_gemm_strided_avx2(qs, nq, dh, kh, ldkT, nk, dh, s, nk) }
-                             else { BLAS.gemmNN(m: nq, n: nk, k: dh, a: qs, lda: dh, b: kh, ldb: ldkT, c: s, ldc: nk) }
-                         },
-                         valuesProduct: { p, o in
-                             if strided { auscult_gemm_strided_avx2(p, nq, nk, vh, ldv, dh, nk, o, ldo) }
-                             else { BLAS.gemmNN(m: nq, n: dh, k: nk, a: p, lda: nk, b: vh, ldb: ldv, c: o, ldc: ldo) }
-                         })
+                       scores: scores, patternOut: patternOut.map { $0 + h * nq * nk }, scoresOut: nil, parallelSoftmax: parallelSoftmax,
+                       scoresProduct: { qs, s in
+                           if strided { auscult_gemm_strided_avx2(qs, nq, dh, kh, ldkT, nk, dh, s, nk) }
+                           else { BLAS.gemmNN(m: nq, n: nk, k: dh, a: qs, lda: dh, b: kh, ldb: ldkT, c: s, ldc: nk) }
+                       },
+                       valuesProduct: { p, o in
+                           if strided { auscult_gemm_strided_avx2(p, nq, nk, vh, ldv, dh, nk, o, ldo) }
+                           else { BLAS.gemmNN(m: nq, n: dh, k: nk, a: p, lda: nk, b: vh, ldb: ldv, c: o, ldc: ldo) }
+                       })
         }
     }
 }

@@ -61,7 +61,8 @@ extension Attention {
     /// One head's attention with its two products given: `scoresProduct(qs, scores)` writes
     /// `scores[nq, nk] = qs · kᵀ` for the queries already scaled by 1/√dh (`[nq, dh]`), and
     /// `valuesProduct(p, out)` writes `out[nq, dh] (stride ldo) = p · v` for the unnormalised
-    /// probabilities `[nq, nk]`. Both must be row-invariant (the packed or strided kernels).
+    /// probabilities `[nq, nk]`. With the packed or strided kernels (x86-64) a row's result does
+    /// not depend on the rows beside it; with CBLAS it may.
     static func attendHead(q: UnsafePointer<Float>, ldq: Int, nq: Int, nk: Int, dh: Int, causalOffset: Int?,
                            out: UnsafeMutablePointer<Float>, ldo: Int, scores: UnsafeMutablePointer<Float>,
                            patternOut: UnsafeMutablePointer<Float>?, scoresOut: UnsafeMutablePointer<Float>?,

@@ -33,8 +33,9 @@ public final class DecoderCache {
         self.keyStride = (capacity + 15) / 16 * 16
         self.d = d
         // Left unwritten: attention reads only the `length` positions steps have filled (and
-        // multiplies, without keeping, key columns up to the next multiple of 16), and pages of
-        // positions no sequence reaches (most of a sweep's 227) are never touched.
+        // multiplies, without keeping, key columns up to the next multiple of 16). Value pages of
+        // positions no sequence reaches (most of a sweep's 227) are never touched; every key
+        // page is, as each step writes a column into all d rows.
         let nk = audioIndex.count * keyStride * d, nv = audioIndex.count * capacity * d
         selfK = (0..<layers).map { _ in [Float](unsafeUninitializedCapacity: nk) { _, count in count = nk } }
         selfV = (0..<layers).map { _ in [Float](unsafeUninitializedCapacity: nv) { _, count in count = nv } }

@@ -16,6 +16,10 @@
 // hide the FMA latency either way. Rows are taken in blocks that stay in L2, and the weight in
 // groups of panels that stay in L2 while every row of the block passes over them, so the weight
 // is read from memory once per block of rows, not once per six rows.
+//
+// `auscult_gemm_strided_avx2` runs the same tiles over an unpacked `[k, n]` operand read in
+// 16-column slices (a row stride instead of the panel's 16): the decoder's self-attention cache,
+// which grows by a key column and a value row per step, is multiplied where it lies.
 #include "CAuscultKernels.h"
 
 void auscult_pack_columns(const float *b, long ldb, long k, long n, float *out) {

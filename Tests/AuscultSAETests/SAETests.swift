@@ -38,13 +38,28 @@ struct SAETests {
           arguments: SAEArchitecture.allCases)
     func gradientCheck(_ arch: SAEArchitecture) {
         let (x, _) = plantedData(rows: 6, d: 8, atoms: 12, active: 2, seed: 1)
-        var sae = SparseAutoencoder(config: SAEConfig(architecture: arch, dIn: 8, dSAE: 16, k: 3, l1: 0.05, kAux: 4), seed: 2)
+        var sae = SparseAutoencoder(config: SAEConfig(architecture: arch, dIn: 8, dSAE: 16, k: 3, l1: 0.05, kAux: 4), seed: 24)
         sae.bEnc = Tensor(shape: [16], storage: (0..<16).map { Float($0 % 3) * 0.1 - 0.05 })
         sae.bDec = Tensor(shape: [8], storage: (0..<8).map { Float($0) * 0.01 })
         let dead = (0..<16).map { $0 % 4 == 0 }
         let (_, g, _) = sae.denseLossAndGradients(x, dead: dead)
         let residual = x - sae(x).reconstruction   // the AuxK target, held fixed as in training
         let h: Float = 1e-3
+        // The loss is piecewise smooth: a step of h must not move a pre-activation across zero or
+        // two of them past each other at the k-th largest (per row for TopK, over the batch for
+        // BatchTopK), or the difference quotient measures the jump. A step moves a pre-activation
+        // by at most h·max(1, |W_enc|, |x − b_dec|). (With seed 2 the batch's 18th and 19th
+        // values were 1.4e-4 apart, and about one run in ten failed by ±92 on rounding.)
+        let z = sae.preActivations(x).storage
+        let centred = (0..<x.count).map { abs(x.storage[$0] - sae.bDec.storage[$0 % 8]) }
+        let move = h * max(1, sae.wEnc.storage.map(abs).max()!, centred.max()!)
+        #expect(z.map { abs($0) }.min()! > 2 * move, "a pre-activation within a step of zero")
+        if arch != .relu {
+            let sortedBatch = z.sorted(by: >)
+            var gaps = [sortedBatch[17] - sortedBatch[18]]
+            for r in 0..<6 { let row = z[(r * 16)..<((r + 1) * 16)].sorted(by: >); gaps.append(row[2] - row[3]) }
+            #expect(gaps.min()! > 4 * move, "the k-th and (k+1)-th pre-activations within a step of each other")
+        }
         func check(_ path: WritableKeyPath<SparseAutoencoder, Tensor>, _ grad: Tensor, _ name: String) {
             for i in stride(from: 0, to: grad.count, by: max(1, grad.count / 12)) {
                 var up = sae, down = sae
