@@ -18,13 +18,14 @@ extension Attention {
                                      patternOut: UnsafeMutablePointer<Float>? = nil,
                                      parallelSoftmax: Bool = true) {
         precondition(ldkT % 16 == 0 && ldkT >= nk, "forwardCached: key stride \(ldkT) for \(nk) keys")
+        // The strided kernel on x86-64 (its slices are 16 columns wide); CBLAS otherwise.
+        #if arch(x86_64)
+        let strided = dh % 16 == 0
+        #else
+        let strided = false
+        #endif
         for h in 0..<heads {
             let kh = keysT + h * dh * ldkT, vh = v + h * dh
-            #if arch(x86_64)
-            let strided = dh % 16 == 0
-            #else
-            let strided = false
-            #endif
             attendHead(q: q + h * dh, ldq: ldq, nq: nq, nk: nk, dh: dh, causalOffset: causalOffset, out: out + h * dh, ldo: ldo,
                        scores: scores, patternOut: patternOut.map { $0 + h * nq * nk }, scoresOut: nil, parallelSoftmax: parallelSoftmax,
                        scoresProduct: { qs, s in

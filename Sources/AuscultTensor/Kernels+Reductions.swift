@@ -1,6 +1,5 @@
 // Reductions over one long row (a row of logits).
 import CAuscultKernels
-import Foundation
 
 extension Kernels {
     /// log Σ exp(x[0..<n]) (max-shifted, the sum in double) and the first index of the maximum
