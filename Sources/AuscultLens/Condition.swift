@@ -2,11 +2,6 @@
 // a set of blocks, or one hook point, optionally some heads) and how it is ablated.
 import AuscultWhisper
 
-/// The encoder or the decoder stack.
-public enum Side: String, Codable, Sendable, CaseIterable {
-    case encoder, decoder
-}
-
 /// How a component is ablated.
 public enum AblationMode: String, Codable, Sendable, CaseIterable {
     /// Its output is 0; for a block, what it writes to the residual stream is 0 (the block is skipped).

@@ -97,6 +97,7 @@ public struct Lens {
             names.insert("decoder.blocks.\(i).hook_mlp_out")
             names.insert("decoder.blocks.\(i).hook_attn_out"); names.insert("decoder.blocks.\(i).hook_cross_attn_out")
         }
+        names.formUnion([HookName.embed.name, HookName.posEmbed.name, HookName.lnFinal.scale.name])
         if attention {
             for i in 0..<dims.n_audio_layer { names.insert("encoder.blocks.\(i).attn.hook_pattern") }
             for i in 0..<dims.n_text_layer {
@@ -145,74 +146,34 @@ public struct Lens {
         let feats = try (1..<dims.n_audio_layer).map { try model.encoderOutput(streams[$0]).row(0) }
         let results = try loaded.decoder.decode(audio: Tensor.stack(feats + [audio.row(0)]))
         for (l, r) in results.enumerated() { encLens.append(EncoderLensLayer(layer: l, tokens: r.tokens, text: r.text)) }
-        let attribution = try attribute(store: store, tokens: seq, finalLogits: finalLogits)
+        let frames = LoadedClip.validFrames(samples: samples.count, maxFrames: dims.n_audio_ctx)
+        let cache = ActivationCache(loaded: loaded, activations: store, tokens: seq, audioFrames: frames)
+        let attribution = try attribute(cache, finalLogits: finalLogits)
         let result = LensResult(clip: id ?? path, tokens: seq, tokenText: seq.map { loaded.tokenizer.decode([$0]) },
                                 decoderLens: layers, encoderLens: encLens, attribution: attribution)
         var maps: AttentionMaps?
         if attention {
             var pats = [String: Tensor]()
             for (k, val) in store where k.hasSuffix("hook_pattern") { pats[k] = val }
-            maps = AttentionMaps(patterns: pats, contentFrames: min(dims.n_audio_ctx, Int((Double(samples.count) / 320).rounded(.up))))
+            maps = AttentionMaps(patterns: pats, contentFrames: frames)
         }
         return (result, maps)
     }
 
-    /// Direct logit attribution through the final LayerNorm: component c at position p adds
+    /// Direct logit attribution through the final LayerNorm (`ActivationCache.headDecomposition`,
+    /// `applyLNToStack`, `logitAttrs`): component c at position p adds
     /// `((c_p − mean(c_p)) / σ_p) · (γ ⊙ W_U[t])` to the logit of t, σ_p the final LayerNorm's
-    /// scale at p (from the final residual stream). The parts sum to the logit minus `β · W_U[t]`.
-    func attribute(store: [String: Tensor], tokens: [Int], finalLogits: Tensor) throws -> Attribution {
-        let dims = model.dims, t = tokens.count, d = dims.n_text_state, h = dims.n_text_head
-        let gamma = model.weights["decoder.ln.weight"].storage, beta = model.weights["decoder.ln.bias"].storage
-        let wu = model.weights["decoder.token_embedding.weight"]
-        let last = store["decoder.blocks.\(dims.n_text_layer - 1).hook_resid_post"]!.reshaped([t, d])
+    /// cached scale. The parts sum to the logit minus `β · W_U[t]`.
+    func attribute(_ cache: ActivationCache, finalLogits: Tensor) throws -> Attribution {
+        let tokens = cache.tokens, t = tokens.count, v = model.dims.n_vocab
         // Targets: the next token at each position (the last position predicts end-of-text's successor: itself).
         let targets = (0..<t).map { $0 + 1 < t ? tokens[$0 + 1] : tokens[$0] }
-        var sigma = [Double](repeating: 0, count: t)
-        for p in 0..<t {
-            let row = last.storage[(p * d)..<((p + 1) * d)].map(Double.init)
-            let mu = row.reduce(0, +) / Double(d)
-            sigma[p] = (row.map { ($0 - mu) * ($0 - mu) }.reduce(0, +) / Double(d) + 1e-5).squareRoot()
-        }
-        func direction(_ tok: Int) -> [Double] { (0..<d).map { Double(gamma[$0]) * Double(wu.storage[tok * d + $0]) } }
-        let dirs = targets.map(direction)
-        func contribution(_ vec: ArraySlice<Float>, _ p: Int) -> Double {
-            let x = vec.map(Double.init)
-            let mu = x.reduce(0, +) / Double(d)
-            var s = 0.0
-            for j in 0..<d { s += (x[j] - mu) * dirs[p][j] }
-            return s / sigma[p]
-        }
-        var names = [String](), values = [[Double]]()
-        let embed = store["decoder.blocks.0.hook_resid_pre"]!.reshaped([t, d])
-        names.append("embed"); values.append((0..<t).map { contribution(embed.storage[($0 * d)..<(($0 + 1) * d)], $0) })
-        for i in 0..<dims.n_text_layer {
-            for (part, outName) in [("attn", "hook_attn_out"), ("cross_attn", "hook_cross_attn_out")] {
-                let res = store["decoder.blocks.\(i).\(part).hook_result"]!.reshaped([t, h, d])
-                let out = store["decoder.blocks.\(i).\(outName)"]!.reshaped([t, d])
-                var biasRow = [[Double]](repeating: [], count: 1)
-                for head in 0..<h {
-                    names.append("decoder.blocks.\(i).\(part).h\(head)")
-                    values.append((0..<t).map { p in contribution(res.storage[((p * h + head) * d)..<((p * h + head + 1) * d)], p) })
-                }
-                // The output bias: what attn_out holds beyond the heads' sum.
-                biasRow[0] = (0..<t).map { p in
-                    var b = [Float](repeating: 0, count: d)
-                    for j in 0..<d {
-                        var sum: Float = 0
-                        for head in 0..<h { sum += res.storage[(p * h + head) * d + j] }
-                        b[j] = out.storage[p * d + j] - sum
-                    }
-                    return contribution(b[...], p)
-                }
-                names.append("decoder.blocks.\(i).\(part).bias"); values.append(biasRow[0])
-            }
-            let mlp = store["decoder.blocks.\(i).hook_mlp_out"]!.reshaped([t, d])
-            names.append("decoder.blocks.\(i).mlp"); values.append((0..<t).map { contribution(mlp.storage[($0 * d)..<(($0 + 1) * d)], $0) })
-        }
-        let v = dims.n_vocab
-        let biasTerm = targets.map { tok in (0..<d).reduce(0.0) { $0 + Double(beta[$1]) * Double(wu.storage[tok * d + $1]) } }
+        let (stack, names) = try cache.headDecomposition()
+        let attrs = try cache.logitAttrs(try cache.applyLNToStack(stack), tokens: targets)
+        let values = (0..<names.count).map { c in (0..<t).map { Double(attrs[c, $0]) } }
         let logits = (0..<t).map { Double(finalLogits.storage[$0 * v + targets[$0]]) }
-        return Attribution(components: names, values: values, targets: targets, bias: biasTerm, logits: logits)
+        return Attribution(components: names, values: values, targets: targets,
+                           bias: try cache.logitBias(tokens: targets), logits: logits)
     }
 
     func logSoftmaxRows(_ x: Tensor) -> [Double] {

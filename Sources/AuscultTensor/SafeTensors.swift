@@ -95,20 +95,46 @@ public struct SafeTensorsFile: Sendable {
     }
 
     /// Integer tensor `name` (I32 or I64) as `[Int]`.
+    /// Stored as I64 or I32 the ids are read exactly; other dtypes go through `tensor` and must
+    /// hold whole numbers.
     public func integers(_ name: String) throws -> [Int] {
-        try tensor(name).storage.map { Int($0) }
+        guard let e = entries[name], e.dtype == "I64" || e.dtype == "I32" else {
+            let t = try tensor(name)
+            if let bad = t.storage.first(where: { $0.rounded() != $0 || abs($0) > 16_777_216 }) {
+                throw TensorFileError(.corrupt, "tensor '\(name)' holds \(bad), not an integer id", path: path)
+            }
+            return t.storage.map { Int($0) }
+        }
+        let width = e.dtype == "I64" ? 8 : 4
+        let count = e.shape.reduce(1, *)
+        guard e.range.count == count * width else {
+            throw TensorFileError(.corrupt, "tensor '\(name)' holds \(e.range.count) bytes, shape \(e.shape) needs \(count * width)", path: path)
+        }
+        return data.withUnsafeBytes { raw in
+            let p = raw.baseAddress! + base + e.range.lowerBound
+            return (0..<count).map { i in
+                width == 8 ? Int(Int64(littleEndian: p.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)))
+                    : Int(Int32(littleEndian: p.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)))
+            }
+        }
     }
 
-    /// Writes `tensors` (Float32) to `path` as a safetensors file, keys sorted.
-    public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to path: String) throws {
+    /// Writes `tensors` (as F32) and `integers` (as I64, e.g. token ids) to `path` as a safetensors
+    /// file, keys sorted, through a temporary file renamed into place.
+    public static func write(_ tensors: [String: Tensor], integers: [String: [Int]] = [:],
+                             metadata: [String: String] = [:], to path: String) throws {
+        if let both = tensors.keys.first(where: { integers[$0] != nil }) {
+            throw TensorFileError(.writeFailed, "'\(both)' is given both as a tensor and as integers", path: path)
+        }
         var header = [String: Any]()
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
-        let keys = tensors.keys.sorted()
+        let keys = (Array(tensors.keys) + Array(integers.keys)).sorted()
         for k in keys {
-            let t = tensors[k]!
-            header[k] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + 4 * t.count]] as [String: Any]
-            offset += 4 * t.count
+            let (dtype, shape, bytes) = tensors[k].map { ("F32", $0.shape, 4 * $0.count) }
+                ?? ("I64", [integers[k]!.count], 8 * integers[k]!.count)
+            header[k] = ["dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
+            offset += bytes
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         while (json.count + 8) % 8 != 0 { json.append(0x20) }
@@ -116,7 +142,13 @@ public struct SafeTensorsFile: Sendable {
         out.reserveCapacity(8 + json.count + offset)
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(json)
-        for k in keys { tensors[k]!.storage.withUnsafeBytes { out.append(contentsOf: $0) } }
+        for k in keys {
+            if let t = tensors[k] {
+                t.storage.withUnsafeBytes { out.append(contentsOf: $0) }
+            } else {
+                integers[k]!.map { Int64($0).littleEndian }.withUnsafeBytes { out.append(contentsOf: $0) }
+            }
+        }
         do { try out.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
             throw TensorFileError(.writeFailed, "cannot write: \(error.localizedDescription)", path: path)
         }

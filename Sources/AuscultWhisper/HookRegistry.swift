@@ -25,38 +25,40 @@ public struct HookRegistry: Sendable {
         let da = String(dims.n_audio_state), dt = String(dims.n_text_state)
         let ha = String(dims.n_audio_head), ht = String(dims.n_text_head)
         let dha = String(dims.n_audio_state / dims.n_audio_head), dht = String(dims.n_text_state / dims.n_text_head)
-        func add(_ n: String, _ s: [String], optIn: Bool = false) { p.append(HookPoint(name: n, shape: s, optIn: optIn)) }
-        add("audio.hook_mel", [String(dims.n_mels), String(2 * dims.n_audio_ctx)])
-        add("encoder.hook_conv_out", ["F", da])
-        add("encoder.hook_pos_embed", ["F", da])
-        func block(_ b: String, seq: String, d: String, h: String, dh: String, cross: Bool) {
-            add(b + ".hook_resid_pre", [seq, d])
-            add(b + ".ln1.hook_scale", [seq, "1"]); add(b + ".ln1.hook_normalized", [seq, d])
-            for q in ["q", "k", "v", "z"] { add(b + ".attn.hook_\(q)", [seq, h, dh]) }
-            add(b + ".attn.hook_attn_scores", [h, seq, seq], optIn: true)
-            add(b + ".attn.hook_pattern", [h, seq, seq], optIn: true)
-            add(b + ".attn.hook_result", [seq, h, d], optIn: true)
-            add(b + ".hook_attn_out", [seq, d]); add(b + ".hook_resid_mid", [seq, d])
-            add(b + ".ln2.hook_scale", [seq, "1"]); add(b + ".ln2.hook_normalized", [seq, d])
-            if cross {
-                add(b + ".cross_attn.hook_q", [seq, h, dh])
-                add(b + ".cross_attn.hook_k", ["F", h, dh]); add(b + ".cross_attn.hook_v", ["F", h, dh])
-                add(b + ".cross_attn.hook_pattern", [h, seq, "F"], optIn: true)
-                add(b + ".cross_attn.hook_z", [seq, h, dh])
-                add(b + ".cross_attn.hook_result", [seq, h, d], optIn: true)
-                add(b + ".hook_cross_attn_out", [seq, d]); add(b + ".hook_resid_mid_cross", [seq, d])
-                add(b + ".ln3.hook_scale", [seq, "1"]); add(b + ".ln3.hook_normalized", [seq, d])
+        func add(_ n: HookName, _ s: [String], optIn: Bool = false) { p.append(HookPoint(name: n.name, shape: s, optIn: optIn)) }
+        add(.mel, [String(dims.n_mels), String(2 * dims.n_audio_ctx)])
+        add(.convOut, ["F", da])
+        add(.encoderPosEmbed, ["F", da])
+        func attention(_ a: AttentionHooks, seq: String, keys: String, d: String, h: String, dh: String) {
+            add(a.q, [seq, h, dh]); add(a.k, [keys, h, dh]); add(a.v, [keys, h, dh])
+            // Pre-softmax scores: the encoder's only (the decoder's cached attention does not form them).
+            if keys == seq { add(a.z, [seq, h, dh]); if seq == "F" { add(a.attnScores, [h, seq, keys], optIn: true) } }
+            add(a.pattern, [h, seq, keys], optIn: true)
+            if keys != seq { add(a.z, [seq, h, dh]) }
+            add(a.result, [seq, h, d], optIn: true)
+        }
+        func norm(_ n: LayerNormHooks, _ seq: String, _ d: String) { add(n.scale, [seq, "1"]); add(n.normalized, [seq, d]) }
+        func block(_ b: BlockHooks, seq: String, d: String, h: String, dh: String) {
+            add(b.residPre, [seq, d])
+            norm(b.ln1, seq, d)
+            attention(b.attn, seq: seq, keys: seq, d: d, h: h, dh: dh)
+            add(b.attnOut, [seq, d]); add(b.residMid, [seq, d])
+            norm(b.ln2, seq, d)
+            if b.isDecoder {
+                attention(b.crossAttn, seq: seq, keys: "F", d: d, h: h, dh: dh)
+                add(b.crossAttnOut, [seq, d]); add(b.residMidCross, [seq, d])
+                norm(b.ln3, seq, d)
             }
             let d4 = String(4 * Int(d)!)
-            add(b + ".mlp.hook_pre", [seq, d4]); add(b + ".mlp.hook_post", [seq, d4])
-            add(b + ".hook_mlp_out", [seq, d]); add(b + ".hook_resid_post", [seq, d])
+            add(b.mlp.pre, [seq, d4]); add(b.mlp.post, [seq, d4])
+            add(b.mlpOut, [seq, d]); add(b.residPost, [seq, d])
         }
-        for i in 0..<dims.n_audio_layer { block("encoder.blocks.\(i)", seq: "F", d: da, h: ha, dh: dha, cross: false) }
-        add("encoder.ln_post.hook_normalized", ["F", da])
-        add("decoder.hook_embed", ["T", dt]); add("decoder.hook_pos_embed", ["T", dt])
-        for i in 0..<dims.n_text_layer { block("decoder.blocks.\(i)", seq: "T", d: dt, h: ht, dh: dht, cross: true) }
-        add("decoder.ln_final.hook_normalized", ["T", dt])
-        add("decoder.hook_logits", ["T", String(dims.n_vocab)])
+        for i in 0..<dims.n_audio_layer { block(HookName.encoder(i), seq: "F", d: da, h: ha, dh: dha) }
+        norm(HookName.lnPost, "F", da)
+        add(.embed, ["T", dt]); add(.posEmbed, ["T", dt])
+        for i in 0..<dims.n_text_layer { block(HookName.decoder(i), seq: "T", d: dt, h: ht, dh: dht) }
+        norm(HookName.lnFinal, "T", dt)
+        add(.logits, ["T", String(dims.n_vocab)])
         points = p
         index = Dictionary(uniqueKeysWithValues: p.enumerated().map { ($1.name, $0) })
     }

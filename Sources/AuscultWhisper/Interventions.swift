@@ -207,20 +207,3 @@ extension Intervention {
         return Intervention(hook: hook, kind: .resample(donors))
     }
 }
-
-extension LoadedModel {
-    /// The activation `[F, …]` of encoder hook `hook` on the audio file at `path` (a swap donor).
-    public func encoderActivation(_ hook: String, file path: String) throws -> Tensor {
-        let name = try HookRegistry(dims: model.dims).resolve(hook)
-        guard name.count == 1, name[0].hasPrefix("encoder.") || name[0].hasPrefix("audio.") else {
-            throw WhisperError(.invalidArgument, "swap needs one encoder hook point, got '\(hook)'")
-        }
-        let mel = LogMel(nMels: model.dims.n_mels).window(try AudioClip(contentsOf: path).samples)
-        let rec = ActivationRecorder { $0 == name[0] }
-        _ = try model.encode(mel.reshaped([1] + mel.shape), hooks: rec)
-        let t = rec.store[name[0]]!
-        return t.reshaped(Array(t.shape.dropFirst()))
-    }
-}
-
-import AuscultAudio

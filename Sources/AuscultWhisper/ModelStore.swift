@@ -57,6 +57,8 @@ public struct LoadedModel: Sendable {
     public let model: Whisper
     public let tokenizer: WhisperTokenizer
     public var decoder: WhisperDecoder { WhisperDecoder(model: model, tokenizer: tokenizer) }
+    /// The model's name: the last component of its path (`tiny.en`, `model.pt`).
+    public var name: String { (path as NSString).lastPathComponent }
 
     /// Wraps parts already loaded.
     public init(path: String, model: Whisper, tokenizer: WhisperTokenizer) {

@@ -154,8 +154,10 @@ extension Whisper {
                 }
             }
         }
-        var y = x.layerNorm(lnFinal)
-        try hooks.run("decoder.ln_final.hook_normalized", &y, lastOnly && n > 1 ? HookContext(step: step, positionOffset: offset + n - 1, clips: cache.audioIndex, sequences: cache.sequenceIndex) : ctx)
+        let lnCtx = lastOnly && n > 1
+            ? HookContext(step: step, positionOffset: offset + n - 1, clips: cache.audioIndex, sequences: cache.sequenceIndex)
+            : ctx
+        let y = try normed(x, lnFinal, name: "decoder.ln_final", hooks: hooks, ctx: lnCtx)
         var logits: Tensor
         if let logitRows, logitRows.count < s {
             let per = y.count / s, v = dims.n_vocab, m = per / d

@@ -79,9 +79,7 @@ extension Whisper {
 
     /// `ln_post` on the final residual stream `[B, F, d]`: the audio features the decoder reads.
     public func encoderOutput(_ x: Tensor, hooks: HookHandler? = nil) throws -> Tensor {
-        var out = x.layerNorm(lnPost)
-        try hooks.run("encoder.ln_post.hook_normalized", &out, HookContext(clips: Array(0..<x.shape[0])))
-        return out
+        try normed(x, lnPost, name: "encoder.ln_post", hooks: hooks, ctx: HookContext(clips: Array(0..<x.shape[0])))
     }
 
     /// Self-attention of one encoder block over `h` `[B, F, d]` (already layer-normed): `[B, F, d]`.

@@ -10,7 +10,8 @@ struct Cache: ParsableCommand {
         discussion: """
         Keys are hook names, shapes drop the batch axis. Decoder hooks cover the greedy
         generation in order, prompt included (or the teacher-forced --tokens).
-        decoder.tokens holds the decoder's input ids.
+        decoder.tokens holds the decoder's input ids (I64); the metadata names the
+        model and how many encoder frames hold audio (audio_frames).
           auscult cache \\
               --hooks 'encoder.blocks.*.hook_resid_post,decoder.hook_logits' \\
               --out jfk.safetensors clip.wav
@@ -29,9 +30,9 @@ struct Cache: ParsableCommand {
                 return v
             }
         }
-        let patterns = hooks.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        let store = try loaded.runWithCache(audio, hooks: patterns, tokens: forced)
-        try SafeTensorsFile.write(store, metadata: ["model": loaded.path, "audio": audio], to: out)
-        FileHandle.standardError.write("wrote \(store.count) tensors to \(out)\n".data(using: .utf8)!)
+        let names = hooks.split(separator: ",").map { HookName($0.trimmingCharacters(in: .whitespaces)) }
+        let (_, cache) = try loaded.runWithCache(.file(audio), names: names, tokens: forced)
+        try cache.write(to: out, metadata: ["audio": (audio as NSString).lastPathComponent])
+        FileHandle.standardError.write("wrote \(cache.names.count) tensors and decoder.tokens to \(out)\n".data(using: .utf8)!)
     }
 }

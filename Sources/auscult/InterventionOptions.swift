@@ -50,19 +50,11 @@ struct InterventionOptions: ParsableArguments {
         }
         for s in swap {
             guard let eq = s.lastIndex(of: "=") else { throw ValidationError("--swap wants hook=file, got '\(s)'") }
-            let donor = try loaded.encoderActivation(String(s[..<eq]), file: String(s[s.index(after: eq)...]))
+            let donor = try loaded.activation(HookName(String(s[..<eq])), on: .file(String(s[s.index(after: eq)...])))
             out.append(make(String(s[..<eq]), .replace(donor)))
         }
-        for hook in mean {
-            var sum: Tensor?
-            for file in files {
-                let a = try loaded.encoderActivation(hook, file: file)
-                sum = sum.map { $0 + a } ?? a
-            }
-            guard var m = sum else { continue }
-            let inv = 1 / Float(files.count)
-            for i in m.storage.indices { m.storage[i] *= inv }
-            out.append(make(hook, .mean(m)))
+        for hook in mean where !files.isEmpty {
+            out.append(make(hook, try Intervention.mean(HookName(hook), over: files.map { .file($0) }, model: loaded).kind))
         }
         return out
     }

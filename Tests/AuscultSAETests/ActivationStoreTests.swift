@@ -27,7 +27,7 @@ struct ActivationStoreTests {
         for id in Self.clips {
             let samples = try AudioClip(contentsOf: Fixtures.clip(id)).samples
             let frames = (samples.count + 319) / 320
-            let full = try loaded.runWithCache(Fixtures.clip(id), hooks: [c.hook], tokens: [loaded.tokenizer.sot])[c.hook]!
+            let full = try loaded.activation(HookName(c.hook), on: .file(Fixtures.clip(id)))
             let want = full.rows(0..<frames)
             let got = try f32.rows(of: id)
             #expect(got.shape == [frames, 384])

@@ -29,7 +29,7 @@ struct FeatureIndexTests {
         for id in Self.clips {
             let samples = try AudioClip(contentsOf: Fixtures.clip(id)).samples
             let frames = LoadedClip.validFrames(samples: samples.count, maxFrames: 1500)
-            acts[id] = try loaded.runWithCache(Fixtures.clip(id), hooks: [Self.hook], tokens: [loaded.tokenizer.sot])[Self.hook]!.rows(0..<frames)
+            acts[id] = try loaded.activation(HookName(Self.hook), on: .file(Fixtures.clip(id))).rows(0..<frames)
             let mel = LogMel(nMels: 80).window(samples)
             let audio = try loaded.model.encode(mel.reshaped([1] + mel.shape))
             let tokens = try loaded.decoder.decode(audio: audio)[0].tokens

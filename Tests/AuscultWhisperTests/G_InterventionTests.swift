@@ -27,7 +27,7 @@ struct InterventionTests {
             let prefix = parts.dropLast().joined(separator: ".")
             return parts.last!.split(separator: "+").map { Intervention(hook: "\(prefix).\($0)", kind: .skip) }
         case "swap":
-            let donor = try loaded.encoderActivation(words[1], file: Fixtures.clip(words[3]))
+            let donor = try loaded.activation(HookName(words[1]), on: .file(Fixtures.clip(words[3])))
             return [Intervention(hook: words[1], kind: .resample([0: donor]))]
         default: throw WhisperError(.invalidArgument, "condition \(condition)")
         }
@@ -217,32 +217,43 @@ struct CacheTests {
     func teacherForced() throws {
         let loaded = try Fixtures.loaded("tiny.en")
         let tokens = try Fixtures.jfkActivations().integers("decoder.tokens")
-        let got = try loaded.runWithCache(Fixtures.clip("jfk"), hooks: Self.hooks, tokens: tokens)
-        #expect(got.count == 4 + 1 + 4 + 4 + 2 + 1 + 1)
-        try compare(got, positions: tokens.count)
+        let (_, cache) = try loaded.runWithCache(.file(Fixtures.clip("jfk")), names: Self.hooks.map(HookName.init(_:)), tokens: tokens)
+        #expect(cache.activations.count == 4 + 1 + 4 + 4 + 2 + 1)
+        #expect(cache.tokens == tokens)
+        try compare(cache.activations, positions: tokens.count)
     }
 
     @Test("in greedy generation, decoder entries accumulate in order over the positions both runs have")
     func generation() throws {
         let loaded = try Fixtures.loaded("tiny.en")
         let ref = try Fixtures.jfkActivations().integers("decoder.tokens")
-        let got = try loaded.runWithCache(Fixtures.clip("jfk"), hooks: Self.hooks)
-        let fed = got["decoder.tokens"]!.storage.map { Int($0) }
+        let (result, cache) = try loaded.runWithCache(.file(Fixtures.clip("jfk")), names: Self.hooks.map(HookName.init(_:)))
+        let fed = cache.tokens
         #expect(fed == Array(ref.dropLast()))   // prompt + sampled; the reference also feeds end-of-text
-        #expect(got["decoder.hook_logits"]!.shape == [fed.count, 51864])
-        #expect(got["decoder.blocks.1.attn.hook_pattern"]!.shape == [6, fed.count, fed.count])
-        try compare(got, positions: fed.count)
+        #expect(result.inputTokens == fed && result.tokens == Array(fed.dropFirst(2)))
+        #expect(cache[.logits]!.shape == [fed.count, 51864])
+        #expect(cache[.decoder(1).attn.pattern]!.shape == [6, fed.count, fed.count])
+        try compare(cache.activations, positions: fed.count)
     }
 
     @Test("the cache exports to safetensors keyed by hook name and reads back identically")
     func export() throws {
         let loaded = try Fixtures.loaded("tiny.en")
-        let got = try loaded.runWithCache(Fixtures.clip("ps_cards_003"), hooks: ["encoder.blocks.2.mlp.1", "decoder.ln_final.hook_normalized"])
+        let (result, cache) = try loaded.runWithCache(.file(Fixtures.clip("ps_cards_003")), names: ["encoder.blocks.2.mlp.1", .lnFinal.normalized])
         let path = try Fixtures.temporaryDirectory() + "/c.safetensors"
-        try SafeTensorsFile.write(got, to: path)
+        try cache.write(to: path)
         let back = try SafeTensorsFile(path: path)
         #expect(back.names == ["decoder.ln_final.hook_normalized", "decoder.tokens", "encoder.blocks.2.mlp.hook_post"])
-        for n in back.names { #expect(try back.tensor(n) == got[n]!) }
+        for n in cache.names { #expect(try back.tensor(n) == cache.activations[n]!) }
+        #expect(back.entries["decoder.tokens"]!.dtype == "I64")
+        #expect(try back.integers("decoder.tokens") == result.inputTokens)
+        #expect(back.metadata["model"] == "tiny.en")
+        #expect(back.metadata["audio_frames"] == String(result.audioFrames))
+        let samples = try AudioClip(contentsOf: Fixtures.clip("ps_cards_003")).samples.count
+        #expect(result.audioFrames == (samples + 319) / 320 && result.audioFrames < 1500)
+        let reread = try ActivationCache(contentsOf: path, loaded: loaded)
+        #expect(reread.tokens == cache.tokens && reread.audioFrames == cache.audioFrames)
+        #expect(reread[.encoder(2).mlp.post] == cache[.encoder(2).mlp.post])
     }
 }
 

@@ -1,0 +1,136 @@
+// Looking at results: element access, slices along any axis, argmax and top-k, conversion to and
+// from Swift arrays. Convenience for users and analysis code, not for hot loops.
+
+extension Tensor {
+    /// A tensor holding `values` under `shape` (default: one axis of `values.count`).
+    public init(_ values: [Float], shape: [Int]? = nil) {
+        self.init(shape: shape ?? [values.count], storage: values)
+    }
+
+    /// A rank-2 tensor from equal-length rows.
+    public init(rows: [[Float]]) {
+        let width = rows.first?.count ?? 0
+        precondition(rows.allSatisfy { $0.count == width }, "Tensor(rows:): rows of unequal length")
+        self.init(shape: [rows.count, width], storage: rows.flatMap { $0 })
+    }
+
+    /// The elements in row-major order.
+    public var scalars: [Float] { storage }
+
+    /// The single element of a one-element tensor.
+    public var scalar: Float {
+        precondition(count == 1, "scalar: tensor of shape \(shape) holds \(count) elements")
+        return storage[0]
+    }
+
+    /// The flat offset of a full index (one entry per axis; negative entries count from the end).
+    public func offset(of index: [Int]) -> Int {
+        precondition(index.count == rank, "index \(index) has \(index.count) entries for a tensor of rank \(rank)")
+        var o = 0
+        for (axis, i) in index.enumerated() {
+            let n = shape[axis], j = i < 0 ? i + n : i
+            precondition(j >= 0 && j < n, "index \(i) outside 0..<\(n) on axis \(axis) of shape \(shape)")
+            o = o * n + j
+        }
+        return o
+    }
+
+    /// The element at a full index, e.g. `t[3, 0, -1]`.
+    public subscript(_ index: Int...) -> Float {
+        get { storage[offset(of: index)] }
+        set { storage[offset(of: index)] = newValue }
+    }
+
+    /// The sub-tensor at `index` along the outermost axis (negative counts from the end).
+    public subscript(at index: Int) -> Tensor {
+        let n = shape.first ?? 0
+        let i = index < 0 ? index + n : index
+        precondition(rank >= 1 && i >= 0 && i < n, "index \(index) outside 0..<\(n) of shape \(shape)")
+        return row(i)
+    }
+
+    /// Elements `range` along `axis` (other axes whole); the result keeps the axis.
+    public func slice(_ range: Range<Int>, axis: Int = 0) -> Tensor {
+        let ax = normalizedAxis(axis)
+        precondition(range.lowerBound >= 0 && range.upperBound <= shape[ax],
+                     "slice \(range) outside 0..<\(shape[ax]) on axis \(ax) of shape \(shape)")
+        let outer = shape[..<ax].reduce(1, *), inner = shape[(ax + 1)...].reduce(1, *)
+        var newShape = shape
+        newShape[ax] = range.count
+        var out = [Float]()
+        out.reserveCapacity(outer * range.count * inner)
+        for o in 0..<outer {
+            let base = (o * shape[ax] + range.lowerBound) * inner
+            out.append(contentsOf: storage[base..<(base + range.count * inner)])
+        }
+        return Tensor(shape: newShape, storage: out)
+    }
+
+    /// Index `index` along `axis`, with that axis removed (`t.select(2, axis: 1)` of `[A, B, C]` is `[A, C]`).
+    public func select(_ index: Int, axis: Int) -> Tensor {
+        let ax = normalizedAxis(axis)
+        let i = index < 0 ? index + shape[ax] : index
+        let one = slice(i..<(i + 1), axis: ax)
+        var s = one.shape
+        s.remove(at: ax)
+        return one.reshaped(s)
+    }
+
+    /// Positions of the largest element along `axis` (first on ties), shape without that axis.
+    public func argmax(axis: Int = -1) -> [Int] {
+        topK(1, axis: axis).indices.map { $0[0] }
+    }
+
+    /// The `k` largest elements along `axis`, largest first (earlier index first on ties), for
+    /// each position of the other axes in row-major order. NaN never ranks above a number.
+    public func topK(_ k: Int, axis: Int = -1) -> (values: [[Float]], indices: [[Int]]) {
+        let ax = normalizedAxis(axis)
+        let n = shape[ax]
+        precondition(k >= 1 && k <= n, "topK: k = \(k) outside 1…\(n) on axis \(ax) of shape \(shape)")
+        let outer = shape[..<ax].reduce(1, *), inner = shape[(ax + 1)...].reduce(1, *)
+        var values = [[Float]](), indices = [[Int]]()
+        values.reserveCapacity(outer * inner); indices.reserveCapacity(outer * inner)
+        for o in 0..<outer {
+            for i in 0..<inner {
+                let at = { (j: Int) in self.storage[(o * n + j) * inner + i] }
+                var top = [Int]()
+                for j in 0..<n {
+                    let v = at(j)
+                    if v.isNaN { continue }
+                    if top.count == k, v <= at(top[k - 1]) { continue }
+                    var p = top.count
+                    while p > 0 && at(top[p - 1]) < v { p -= 1 }
+                    top.insert(j, at: p)
+                    if top.count > k { top.removeLast() }
+                }
+                indices.append(top)
+                values.append(top.map(at))
+            }
+        }
+        return (values, indices)
+    }
+
+    /// Sum along `axis`, which is removed (in Double, rounded once).
+    public func sum(axis: Int) -> Tensor {
+        let ax = normalizedAxis(axis)
+        let n = shape[ax], outer = shape[..<ax].reduce(1, *), inner = shape[(ax + 1)...].reduce(1, *)
+        var s = shape
+        s.remove(at: ax)
+        return Tensor(shape: s) { out in
+            for o in 0..<outer {
+                for i in 0..<inner {
+                    var acc = 0.0
+                    for j in 0..<n { acc += Double(storage[(o * n + j) * inner + i]) }
+                    out[o * inner + i] = Float(acc)
+                }
+            }
+        }
+    }
+
+    /// `axis` as a non-negative axis number (negative counts from the last axis).
+    func normalizedAxis(_ axis: Int) -> Int {
+        let ax = axis < 0 ? axis + rank : axis
+        precondition(ax >= 0 && ax < rank, "axis \(axis) outside a tensor of rank \(rank)")
+        return ax
+    }
+}
