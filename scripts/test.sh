@@ -7,3 +7,5 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --browser
 swift build --build-tests -c release -Xswiftc -enable-testing
 swift test -c release -Xswiftc -enable-testing --skip-build "$@"
+# Auscult as a dependency at a version tag: builds Examples/HelloAuscult and runs the README's hello world.
+scripts/consumer.sh

@@ -132,7 +132,7 @@ public final class ActivationStore {
                     for i in 0..<(count * w) { out[i] = src.loadUnaligned(fromByteOffset: i * 4, as: Float.self) }
                 case .f16:
                     let src = raw.baseAddress!.advanced(by: start)
-                    for i in 0..<(count * w) { out[i] = Float(src.loadUnaligned(fromByteOffset: i * 2, as: Float16.self)) }
+                    HalfPrecision.toFloat(src, count: count * w, out: out.baseAddress!)
                 }
             }
         }

@@ -1,24 +1,23 @@
 // In-place element-wise kernels over raw buffers: GELU, softmax, LayerNorm, add.
+import CAuscultKernels
 import Dispatch
-import RealModule
 
 /// Kernels over contiguous Float32 rows. All work in place on caller-owned memory.
 public enum Kernels {
-    /// GELU (exact erf form) over `n` floats in place, split across workers above 2¹⁸ floats
-    /// (an encoder MLP's 1500×1536 took 2.5 ms on one core). Element-wise, so the split changes
-    /// no bit.
+    /// GELU (exact erf form) over `n` floats in place (`auscult_gelu`: AVX2 where the CPU has it,
+    /// else portable C of the same arithmetic), split across workers above 2¹⁸ floats (an encoder
+    /// MLP's 1500×1536 took 2.5 ms on one core). Element-wise, so the split changes no bit.
     public static func gelu(_ x: UnsafeMutablePointer<Float>, count n: Int) {
         let workers = n >= 1 << 18 ? Threading.workers : 1
         let p = UnsafeMutableSendablePointer(x)
         DispatchQueue.concurrentPerformIfNeeded(workers) { w in
             let lo = n * w / workers, hi = n * (w + 1) / workers
-            for i in lo..<hi { p.pointer[i] = FastMath.gelu(p.pointer[i]) }
+            auscult_gelu(p.pointer + lo, hi - lo)
         }
     }
 
     /// Softmax of each of `rows` rows of `cols` floats (stride `stride`), in place.
     /// `-infinity` entries get probability 0; a row of all `-infinity` gives NaN as in PyTorch.
-    @inlinable
     public static func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, stride: Int) {
         let inv = UnsafeMutablePointer<Float>.allocate(capacity: rows)
         defer { inv.deallocate() }
@@ -27,39 +26,14 @@ public enum Kernels {
     }
 
     /// The unnormalised half of softmax: each row becomes `exp(x − max)` in place and
-    /// `inverseSums[r]` receives `1 / Σ exp(x − max)`.
+    /// `inverseSums[r]` receives `1 / Σ exp(x − max)` (`auscult_exp_rows`, `FastMath.exp`'s
+    /// polynomial on eight lanes).
     ///
     /// Attention multiplies these by V first and scales the 64-wide result rows instead of the
     /// 1500-wide probability rows, which saves a pass (~1/3 of the softmax work) per block.
-    /// Written on `SIMD8` lanes: the scalar loop's max and sum reductions do not vectorise.
-    @inlinable
     public static func expRows(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, stride: Int,
                                inverseSums: UnsafeMutablePointer<Float>) {
-        let vec = cols / 8 * 8
-        for r in 0..<rows {
-            let p = x + r * stride
-            var mv = SIMD8<Float>(repeating: -.infinity)
-            var j = 0
-            while j < vec {
-                let v = UnsafeRawPointer(p + j).loadUnaligned(as: SIMD8<Float>.self)
-                mv.replace(with: v, where: v .> mv)
-                j += 8
-            }
-            var m = mv.max()
-            while j < cols { m = Swift.max(m, p[j]); j += 1 }
-            let mm = SIMD8<Float>(repeating: m)
-            var sv = SIMD8<Float>()
-            j = 0
-            while j < vec {
-                let e = FastMath.exp(UnsafeRawPointer(p + j).loadUnaligned(as: SIMD8<Float>.self) - mm)
-                UnsafeMutableRawPointer(p + j).storeBytes(of: e, as: SIMD8<Float>.self)
-                sv += e
-                j += 8
-            }
-            var s = sv.sum()
-            while j < cols { let e = FastMath.exp(p[j] - m); p[j] = e; s += e; j += 1 }
-            inverseSums[r] = 1 / s
-        }
+        auscult_exp_rows(x, rows, cols, stride, inverseSums)
     }
 
     /// `x[i] *= factor` for `count` floats.
@@ -68,27 +42,13 @@ public enum Kernels {
         for i in 0..<count { x[i] *= factor }
     }
 
-    /// LayerNorm over rows of `d` floats: `(x − mean) / sqrt(var + eps) · gamma + beta`.
-    ///
-    /// Sums go through `Relaxed` so they vectorise (0.08 ms vs 0.8 ms for 1500×384, DESIGN.md §6).
-    /// When `scaleOut` is given it receives each row's `1/sqrt(var + eps)` (the `ln.hook_scale`).
-    @inlinable
+    /// LayerNorm over rows of `d` floats: `(x − mean) / sqrt(var + eps) · gamma + beta`
+    /// (`auscult_layer_norm`). When `scaleOut` is given it receives each row's `1/sqrt(var + eps)`
+    /// (the `ln.hook_scale`).
     public static func layerNorm(_ x: UnsafePointer<Float>, rows: Int, d: Int,
                                  gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float = 1e-5,
                                  out: UnsafeMutablePointer<Float>, scaleOut: UnsafeMutablePointer<Float>? = nil) {
-        let invD = 1 / Float(d)
-        for r in 0..<rows {
-            let xr = x + r * d
-            let yr = out + r * d
-            var s: Float = 0
-            for j in 0..<d { s = Relaxed.sum(s, xr[j]) }
-            let mean = s * invD
-            var v: Float = 0
-            for j in 0..<d { let c = xr[j] - mean; v = Relaxed.multiplyAdd(c, c, v) }
-            let inv = 1 / (v * invD + eps).squareRoot()
-            scaleOut?[r] = inv
-            for j in 0..<d { yr[j] = (xr[j] - mean) * inv * gamma[j] + beta[j] }
-        }
+        auscult_layer_norm(x, rows, d, gamma, beta, eps, out, scaleOut)
     }
 
     /// `y[i] += x[i]` for `n` floats.

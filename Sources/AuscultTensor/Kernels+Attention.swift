@@ -253,7 +253,7 @@ public enum Attention {
     /// Whether `fromFeatures` runs for width `d` here.
     public static func readsFeatures(d: Int) -> Bool {
         #if arch(x86_64)
-        return d % 8 == 0
+        return d % 8 == 0 && (Kernels.avx512 && d % 16 == 0 || Kernels.avx2)
         #else
         return false
         #endif

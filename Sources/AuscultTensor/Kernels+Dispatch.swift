@@ -11,3 +11,11 @@ extension Kernels {
         return auscult_has_avx512() != 0
     }()
 }
+
+extension Kernels {
+    /// Whether the CPU has AVX2 and FMA, which the packed products, row kernels, the AVX2 read-out
+    /// and attention straight from features use; without them each `*_avx2` entry point runs
+    /// portable C of the same arithmetic (the same bits, slower), chosen at run time, so the
+    /// library builds without CPU flags.
+    public static let avx2: Bool = auscult_cpu_has_avx2() != 0
+}

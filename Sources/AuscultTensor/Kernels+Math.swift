@@ -1,6 +1,7 @@
 // Scalar maths that vectorise: no libm calls inside hot loops (DESIGN.md §6).
 
-/// Branch-free elementary functions for Float32 that LLVM vectorises in a loop.
+/// Branch-free elementary functions for Float32: the reference forms of the polynomials the
+/// C kernels (`rows_avx2.c`) evaluate on eight lanes.
 ///
 /// A libm `erff` call per element makes GELU over 1500×1536 take ~33 ms; these rational and
 /// polynomial forms take ~0.5 ms and stay within a few ulp of the libm results (tested).
@@ -54,30 +55,5 @@ public enum FastMath {
     @inlinable @inline(__always)
     public static func gelu(_ x: Float) -> Float {
         0.5 * x * (1 + erf(x * 0.70710678118654752))
-    }
-}
-
-extension FastMath {
-    /// e^x on eight lanes, the same polynomial as the scalar `exp`.
-    @inlinable @inline(__always)
-    public static func exp(_ x: SIMD8<Float>) -> SIMD8<Float> {
-        var xc = x
-        xc.replace(with: SIMD8(repeating: -87.3), where: xc .< -87.3)
-        xc.replace(with: SIMD8(repeating: 88.7), where: xc .> 88.7)
-        let shifted = xc * 1.44269504088896341 + 12_582_912
-        let n = shifted - 12_582_912
-        var r = xc - n * 0.693359375
-        r = r + n * 2.12194440e-4
-        // Fused multiply-adds (vfmadd on haswell): half the instructions of separate * and +.
-        var p = SIMD8<Float>(repeating: 1.3981999507e-3).addingProduct(SIMD8(repeating: 1.9875691500e-4), r)
-        p = SIMD8(repeating: 8.3334519073e-3).addingProduct(p, r)
-        p = SIMD8(repeating: 4.1665795894e-2).addingProduct(p, r)
-        p = SIMD8(repeating: 1.6666665459e-1).addingProduct(p, r)
-        p = SIMD8(repeating: 5.0000001201e-1).addingProduct(p, r)
-        let e = r.addingProduct(p, r * r) + 1
-        let bits = (unsafeBitCast(shifted, to: SIMD8<UInt32>.self) &+ 127) &<< 23
-        var y = e * unsafeBitCast(bits, to: SIMD8<Float>.self)
-        y.replace(with: 0, where: x .< -87.3)
-        return y
     }
 }

@@ -10,6 +10,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <math.h>
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
 #include "exp_avx2.h"
 
 enum { FR = 4, PB = 3, KC = 4, JB = 128, PF = 8 };
@@ -105,9 +106,9 @@ static float exp1(float x) {
     return out[0];
 }
 
-void auscult_cross_features_avx2(const float *u, long pairs, const float *x, long ldx, long nf, long d,
-                                 float alpha, float *y, float *scratch,
-                                 float *pattern_out, long heads, long ld_head, long ld_row) {
+static void cross_features_x86(const float *u, long pairs, const float *x, long ldx, long nf, long d,
+                               float alpha, float *y, float *scratch,
+                               float *pattern_out, long heads, long ld_head, long ld_row) {
     float *s = scratch;                     // [pairs][nf] scores
     float *e = s + pairs * nf;              // [pairs][JB] this block's e^(s − m)
     float *m = e + pairs * JB;              // [pairs] running maximum
@@ -154,11 +155,20 @@ void auscult_cross_features_avx2(const float *u, long pairs, const float *x, lon
     }
 }
 
-#else
+#pragma clang attribute pop
+#endif
+
+/// Needs AVX2 and FMA (callers ask first: Attention.readsFeatures).
 void auscult_cross_features_avx2(const float *u, long pairs, const float *x, long ldx, long nf, long d,
                                  float alpha, float *y, float *scratch,
                                  float *pattern_out, long heads, long ld_head, long ld_row) {
+#if defined(__x86_64__)
+    if (auscult_cpu_has_avx2()) {
+        cross_features_x86(u, pairs, x, ldx, nf, d, alpha, y, scratch, pattern_out, heads, ld_head, ld_row);
+        return;
+    }
+#endif
     (void)u; (void)pairs; (void)x; (void)ldx; (void)nf; (void)d; (void)alpha; (void)y; (void)scratch;
     (void)pattern_out; (void)heads; (void)ld_head; (void)ld_row;
+    __builtin_trap();
 }
-#endif

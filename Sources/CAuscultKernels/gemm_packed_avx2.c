@@ -38,6 +38,8 @@ void auscult_pack_columns(const float *b, long ldb, long k, long n, float *out) 
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+// AVX2 + FMA for every function up to the matching pop: chosen at run time (auscult_has_avx2).
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
 
 enum { MR = 6, NPMAX = 6 };
 
@@ -135,19 +137,13 @@ static void gemm(const float *x, long m, long ldx, const float *wp, long wrow, l
     }
 }
 
-void auscult_gemm_packed_avx2(const float *x, long m, long ldx, const float *wp, long n, long k,
-                              long p0, long p1, const float *bias, float *c, long ldc) {
-    gemm(x, m, ldx, wp, 16, 16 * k, n, k, p0, p1, bias, c, ldc);
-}
+#pragma clang attribute pop
+#endif
 
-void auscult_gemm_strided_avx2(const float *x, long m, long ldx, const float *w, long ldw, long n, long k,
-                               float *c, long ldc) {
-    gemm(x, m, ldx, w, ldw, 16, n, k, 0, (n + 15) / 16, NULL, c, ldc);
-}
-
-#else
-void auscult_gemm_packed_avx2(const float *x, long m, long ldx, const float *wp, long n, long k,
-                              long p0, long p1, const float *bias, float *c, long ldc) {
+/// The portable body: the same fused multiply-add per term in order of kk, then the bias (the
+/// same bits as the AVX2 tiles).
+static void gemm_packed_portable(const float *x, long m, long ldx, const float *wp, long n, long k,
+                                 long p0, long p1, const float *bias, float *c, long ldc) {
     for (long i = 0; i < m; i++)
         for (long j = p0 * 16; j < p1 * 16 && j < n; j++) {
             const float *w = wp + (j / 16) * 16 * k + j % 16;
@@ -157,8 +153,8 @@ void auscult_gemm_packed_avx2(const float *x, long m, long ldx, const float *wp,
         }
 }
 
-void auscult_gemm_strided_avx2(const float *x, long m, long ldx, const float *w, long ldw, long n, long k,
-                               float *c, long ldc) {
+static void gemm_strided_portable(const float *x, long m, long ldx, const float *w, long ldw, long n, long k,
+                                  float *c, long ldc) {
     for (long i = 0; i < m; i++)
         for (long j = 0; j < n; j++) {
             float acc = 0;
@@ -166,4 +162,18 @@ void auscult_gemm_strided_avx2(const float *x, long m, long ldx, const float *w,
             c[i * ldc + j] = acc;
         }
 }
+void auscult_gemm_packed_avx2(const float *x, long m, long ldx, const float *wp, long n, long k,
+                              long p0, long p1, const float *bias, float *c, long ldc) {
+#if defined(__x86_64__)
+    if (auscult_has_avx2()) { gemm(x, m, ldx, wp, 16, 16 * k, n, k, p0, p1, bias, c, ldc); return; }
 #endif
+    gemm_packed_portable(x, m, ldx, wp, n, k, p0, p1, bias, c, ldc);
+}
+
+void auscult_gemm_strided_avx2(const float *x, long m, long ldx, const float *w, long ldw, long n, long k,
+                               float *c, long ldc) {
+#if defined(__x86_64__)
+    if (auscult_has_avx2()) { gemm(x, m, ldx, w, ldw, 16, n, k, 0, (n + 15) / 16, NULL, c, ldc); return; }
+#endif
+    gemm_strided_portable(x, m, ldx, w, ldw, n, k, c, ldc);
+}

@@ -8,9 +8,10 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
 #include "exp_avx2.h"
 
-long auscult_argmax_logsumexp_avx2(const float *x, long n, double *lse, int want_index) {
+static long argmax_logsumexp_x86(const float *x, long n, double *lse, int want_index) {
     const long vec = n / 8 * 8;
     __m256 mv = _mm256_set1_ps(-INFINITY);
     long j = 0;
@@ -53,8 +54,11 @@ long auscult_argmax_logsumexp_avx2(const float *x, long n, double *lse, int want
     return index;
 }
 
-#else
-long auscult_argmax_logsumexp_avx2(const float *x, long n, double *lse, int want_index) {
+#pragma clang attribute pop
+#endif
+
+/// The portable body: a scalar maximum, the sum in double.
+static long argmax_logsumexp_portable(const float *x, long n, double *lse, int want_index) {
     float m = -INFINITY;
     long index = 0;
     for (long t = 0; t < n; t++) if (x[t] > m) { m = x[t]; index = t; }
@@ -64,4 +68,9 @@ long auscult_argmax_logsumexp_avx2(const float *x, long n, double *lse, int want
     *lse = (double)m + log(s);
     return want_index ? index : 0;
 }
+long auscult_argmax_logsumexp_avx2(const float *x, long n, double *lse, int want_index) {
+#if defined(__x86_64__)
+    if (auscult_has_avx2()) return argmax_logsumexp_x86(x, n, lse, want_index);
 #endif
+    return argmax_logsumexp_portable(x, n, lse, want_index);
+}

@@ -19,9 +19,14 @@ struct KernelTests {
             let got = Double(FastMath.exp(Float(x))), want = Foundation.exp(Double(Float(x)))
             #expect(abs(got - want) <= 3e-7 * want, "exp(\(x)) = \(got), libm \(want)")
         }
-        var v = SIMD8<Float>(-5, -1, -0.5, 0, 0.25, 1, 3, 10)
-        v = FastMath.exp(v)
-        for (i, x) in [-5.0, -1, -0.5, 0, 0.25, 1, 3, 10].enumerated() { #expect(abs(Double(v[i]) - Foundation.exp(x)) <= 3e-7 * Foundation.exp(x)) }
+        // The eight-lane form in the row kernel: exp(x − max) of one row.
+        let xs: [Float] = [-5, -1, -0.5, 0, 0.25, 1, 3, 10]
+        var v = xs, inv: Float = 0
+        Kernels.expRows(&v, rows: 1, cols: 8, stride: 8, inverseSums: &inv)
+        for (i, x) in xs.enumerated() {
+            let want = Foundation.exp(Double(x) - 10)
+            #expect(abs(Double(v[i]) - want) <= 3e-7 * want)
+        }
     }
 
     @Test("softmax rows sum to one and match the double-precision formula, masked entries give zero")

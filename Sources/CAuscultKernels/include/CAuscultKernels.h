@@ -96,6 +96,36 @@ void auscult_cross_features_avx2(const float *u, long pairs, const float *x, lon
                                  float alpha, float *y, float *scratch,
                                  float *pattern_out, long heads, long ld_head, long ld_row);
 
+/// 1 when the running CPU has AVX2 and FMA, else 0 (asks cpuid once). Every `*_avx2` entry point
+/// dispatches on it to its AVX2 + FMA body or to portable C of the same arithmetic.
+int auscult_has_avx2(void);
+
+/// 1 when the CPU has AVX2 and FMA, whatever `auscult_use_avx2` says.
+int auscult_cpu_has_avx2(void);
+
+/// With 0, the `*_avx2` entry points that have a portable body take it (tests compare both: the
+/// same bits, so other threads running kernels meanwhile only run slower); with 1, the CPU decides
+/// again. `auscult_cross_features_avx2` has no portable body and ignores it.
+void auscult_use_avx2(int enabled);
+
+/// Each of `rows` rows of `cols` floats (row stride `stride`) becomes exp(x − max) in place and
+/// inv_sums[r] receives 1 / Σ exp(x − max): the unnormalised half of softmax. AVX2 + FMA where the
+/// CPU has them, else portable C of the same arithmetic (same bits).
+void auscult_exp_rows(float *x, long rows, long cols, long stride, float *inv_sums);
+
+/// LayerNorm over rows of d floats, (x − mean) / sqrt(var + eps) · gamma + beta, with each row's
+/// 1/sqrt(var + eps) in scale_out when not NULL. AVX2 + FMA or portable C, same bits.
+void auscult_layer_norm(const float *x, long rows, long d, const float *gamma, const float *beta, float eps,
+                        float *out, float *scale_out);
+
+/// Exact-erf GELU over n floats in place (erf as a rational function on [−4, 4]). AVX2 or
+/// portable C, same bits.
+void auscult_gelu(float *x, long n);
+
+/// Converts n little-endian IEEE half-precision values at src (any alignment) to float: F16C where
+/// the CPU has it, else exact bit manipulation (the same values).
+void auscult_half_to_float(const void *src, long n, float *dst);
+
 /// glibc: serve every allocation from the heap and never trim it, so freed tensor memory is
 /// reused instead of faulted in and zeroed again (`Memory.retainFreedMemory`). No-op elsewhere.
 void auscult_retain_freed_memory(void);
