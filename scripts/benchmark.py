@@ -8,6 +8,10 @@ Stage sweep (tiny.en): the seed-000 ablation sweep (every encoder and decoder bl
 resample, one donor, all bundled clips, transcripts and cross-entropy), `auscult ablate` as one
 command against openai-whisper with PyTorch forward hooks, one decode per clip and condition
 (scripts/sweep_torch.py); also counts the clip x condition results whose tokens agree.
+Stage library (tiny.en): the forward pass as a package that depends on Auscult at a version gets it
+(Examples/HelloAuscult's ForwardTiming, built by scripts/consumer.sh with no flags) against
+`auscult bench` on the same clip: encoder forward of one window, best of five; the ratio should
+stay within the noise (<= 1.05).
 Stages (per model, "core"): log-mel of a 30 s window; encoder forward on one 30 s window; greedy
 transcription of all bundled clips (openai-whisper `decode` settings: one padded window, no
 timestamps, suppress blank/non-speech tokens, at most 224 tokens). Peers get the same weights:
@@ -82,6 +86,20 @@ def auscult(model, stages, repeats):
     return json.loads(r.stdout)
 
 
+def library_stage():
+    """The consumer package's encoder forward against the CLI's, same clip, same repeats."""
+    clip = os.path.join(ROOT, "data/clips/jfk.wav")
+    r = subprocess.run([os.path.join(ROOT, "scripts/consumer.sh"), "--timing"], check=True, capture_output=True, text=True)
+    lib = json.loads(r.stdout.strip().splitlines()[-1])
+    cli = json.loads(subprocess.run([AUSCULT, "bench", "--model", "tiny.en", "--stages", "encoder", "--repeats", "5", clip],
+                                    check=True, capture_output=True, text=True).stdout)
+    ratio = lib["encoder_ms"] / (cli["encoder_s"] * 1e3)
+    print(f"== library (tiny.en, jfk.wav)\n  encoder     package at a version tag {lib['encoder_ms']:.1f} ms"
+          f" | auscult tool {cli['encoder_s'] * 1e3:.1f} ms | ratio {ratio:.3f}x (<= 1.05 expected)", flush=True)
+    return {"model": "tiny.en", "stage": "library", "auscult_s": cli["encoder_s"], "library_s": lib["encoder_ms"] / 1e3,
+            "ratio": ratio}
+
+
 def sweep_stage(skip):
     """The full seed-000 sweep (every encoder and decoder block, zero and resample with one donor,
     38 clips, tiny.en; transcripts and per-token cross-entropy): `auscult ablate` as one command
@@ -151,9 +169,10 @@ def main():
     ap.add_argument("--models", default="tiny.en,base")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--skip", default="", help="comma-separated peers to skip: torch,hf,ct2,numpy")
-    ap.add_argument("--stages", default="core,sweep,sae",
+    ap.add_argument("--stages", default="core,sweep,sae,library",
                     help="core: log-mel, encoder, transcription, hooks; sweep: the seed-000 ablation sweep on tiny.en; "
-                         "sae: SAE training throughput and FVU against PyTorch")
+                         "sae: SAE training throughput and FVU against PyTorch; "
+                         "library: the forward pass of a package depending on Auscult against the CLI's")
     args = ap.parse_args()
     stages = set(args.stages.split(","))
     skip = set(args.skip.split(","))
@@ -161,6 +180,8 @@ def main():
     torch.set_num_threads(os.cpu_count())
     import whisper
     rows = []
+    if "library" in stages:
+        rows.append(library_stage())
     if "sweep" in stages:
         rows.append(sweep_stage(skip))
     if "sae" in stages:

@@ -1,5 +1,6 @@
 // How the process keeps the memory of freed tensors (glibc malloc settings).
 import CAuscultKernels
+import Foundation
 
 /// The allocator policy of a long tensor job.
 public enum Memory {
@@ -14,5 +15,27 @@ public enum Memory {
     /// exits, which suits a command-line job. Call it once, before the first large tensor.
     public static func retainFreedMemory() {
         auscult_retain_freed_memory()
+    }
+}
+
+/// What a long tensor job sets up once, before any work: the one public call for it. Importing
+/// the library changes no process setting; only this call (or `Memory.retainFreedMemory`) does.
+public enum ProcessSetup {
+    /// Keeps freed tensor memory in the process (`Memory.retainFreedMemory`) and, when OpenBLAS
+    /// fell back to its generic kernels on a CPU it does not know and the user chose no
+    /// `OPENBLAS_CORETYPE`, restarts the program with the kernels the CPU supports
+    /// (`BLAS.preferredCoreType`; OpenBLAS fixes its choice when it loads). `reexec: false` only
+    /// reports the core type it would set.
+    @discardableResult
+    public static func configure(reexec: Bool = true) -> String? {
+        let core = BLAS.preferredCoreType()
+        if let core, reexec, ProcessInfo.processInfo.environment["AUSCULT_NO_REEXEC"] == nil {
+            setenv("OPENBLAS_CORETYPE", core, 1)
+            setenv("AUSCULT_NO_REEXEC", "1", 1)
+            let args = CommandLine.arguments.map { strdup($0) } + [nil]
+            execv("/proc/self/exe", args)
+        }
+        Memory.retainFreedMemory()
+        return core
     }
 }

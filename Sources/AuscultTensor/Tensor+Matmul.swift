@@ -3,7 +3,6 @@ import CAuscultBLAS
 #if canImport(Glibc)
 import Glibc
 /// glibc's `mallopt` (malloc.h is not part of the Glibc module).
-@_silgen_name("mallopt") func glibcMallopt(_ param: Int32, _ value: Int32) -> Int32
 #endif
 import Dispatch
 import Foundation
@@ -81,15 +80,11 @@ public enum BLAS {
     /// Puts OpenBLAS in single-threaded mode once per process; Auscult splits large products
     /// across `Threading.workers` itself. OpenBLAS's own pool spins in `sched_yield` between
     /// calls and took ~27 % of the encoder's CPU from the Swift kernels running in between.
+    ///
+    /// It changes nothing else in the process: the allocator policy of long jobs is
+    /// `Memory.retainFreedMemory`, and `ProcessSetup.configure` is the one call that sets both.
     public static let configured: Bool = {
         openblas_set_num_threads(1)
-        #if canImport(Glibc)
-        // Keep freed large blocks in the heap: glibc otherwise maps each tensor above 32 MB
-        // fresh and zero-fills its pages on first touch; a batched decoding step allocates a
-        // 50 MB logits tensor, and page faults took 20 % of a sweep's time.
-        _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 1 << 30)
-        _ = glibcMallopt(-1 /* M_TRIM_THRESHOLD */, Int32.max)
-        #endif
         return true
     }()
 

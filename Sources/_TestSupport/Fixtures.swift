@@ -57,6 +57,7 @@ public enum Fixtures {
     public static func loaded(_ name: String) throws -> LoadedModel {
         lock.lock(); defer { lock.unlock() }
         if let m = cache[name] { return m }
+        if cache.isEmpty { Memory.retainFreedMemory() }   // as the CLI does (ProcessSetup.configure)
         let m = try LoadedModel(model(name))
         cache[name] = m
         return m
