@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 scripts/setup.sh >&2
 work=${AUSCULT_CONSUMER_DIR:-$root/.build-consumer}
-version=0.0.0-consumer
+# One version per commit: SwiftPM keeps what it fetched for a tag, so a reused tag name would
+# build an older commit.
+version=0.0.0-consumer.g$(git rev-parse --short HEAD)
 rm -rf "$work/auscult" "$work/consumer/Sources"
 mkdir -p "$work"
 git clone -q "$root" "$work/auscult"
@@ -35,7 +37,7 @@ open(sys.argv[2], "w", encoding="utf-8").write(code)
 print(f"consumer: the README's hello world, {lines} lines", file=sys.stderr)
 PY
 export AUSCULT_GIT_URL="file://$work/auscult" AUSCULT_VERSION="$version"
-(cd "$work/consumer" && rm -f Package.resolved && swift build -c release >&2)
+(cd "$work/consumer" && rm -rf Package.resolved .build/checkouts .build/repositories && swift build -c release >&2)
 bin=$(cd "$work/consumer" && swift build -c release --show-bin-path)
 AUSCULT_MODELS="$root/models" "$bin/HelloAuscult"
 if [ "${1:-}" = "--timing" ]; then
