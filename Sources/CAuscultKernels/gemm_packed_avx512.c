@@ -25,6 +25,8 @@ void auscult_pack_panels(const float *w, long ldw, long n, long k, float *out) {
 #include <immintrin.h>
 
 enum { MR = 8 };
+// Loops over rows and panels unrolled whole so `acc` lives in registers (SwiftPM builds C at -O2).
+#define UNROLL _Pragma("clang loop unroll(full)")
 
 /// Rows i0 ..< i0 + rows (≤ 8) of C for `np` (1…3) consecutive panels starting at panel `p0`.
 /// Columns at or past n (the zero padding of the last panel) are not written.
@@ -32,15 +34,15 @@ __attribute__((target("avx512f,fma"), always_inline))
 static inline void tile(const float *x, long ldx, const int rows, const float *wp, long k, long p0, const int np,
                         long n, float *c, long ldc) {
     __m512 acc[MR][3];
-    for (int i = 0; i < MR; i++) for (int t = 0; t < 3; t++) acc[i][t] = _mm512_setzero_ps();
+    UNROLL for (int i = 0; i < MR; i++) UNROLL for (int t = 0; t < 3; t++) acc[i][t] = _mm512_setzero_ps();
     const float *w0 = wp + p0 * 16 * k;
     for (long kk = 0; kk < k; kk++) {
         __m512 b[3];
-        for (int t = 0; t < 3; t++) if (t < np) b[t] = _mm512_loadu_ps(w0 + t * 16 * k + kk * 16);
-        for (int i = 0; i < MR; i++) {
+        UNROLL for (int t = 0; t < 3; t++) if (t < np) b[t] = _mm512_loadu_ps(w0 + t * 16 * k + kk * 16);
+        UNROLL for (int i = 0; i < MR; i++) {
             if (i < rows) {
                 __m512 xi = _mm512_set1_ps(x[i * ldx + kk]);
-                for (int t = 0; t < 3; t++) if (t < np) acc[i][t] = _mm512_fmadd_ps(xi, b[t], acc[i][t]);
+                UNROLL for (int t = 0; t < 3; t++) if (t < np) acc[i][t] = _mm512_fmadd_ps(xi, b[t], acc[i][t]);
             }
         }
     }

@@ -104,3 +104,16 @@ struct SeededGenerator: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+@Suite("Process setup")
+struct ProcessSetupTests {
+    @Test("after Memory.retainFreedMemory a 64 MB tensor comes from the heap, not a mapping of its own")
+    func retainFreedMemory() {
+        Memory.retainFreedMemory()
+        let before = auscult_mapped_allocation_bytes()
+        let big = Tensor(zeros: [16 << 20])
+        #expect(big.count == 16 << 20)
+        #expect(auscult_mapped_allocation_bytes() == before, "a 64 MB block was mapped on its own")
+        #expect(before >= 0)
+    }
+}

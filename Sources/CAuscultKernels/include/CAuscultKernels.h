@@ -130,6 +130,10 @@ void auscult_half_to_float(const void *src, long n, float *dst);
 /// reused instead of faulted in and zeroed again (`Memory.retainFreedMemory`). No-op elsewhere.
 void auscult_retain_freed_memory(void);
 
+/// Bytes glibc holds in blocks it mapped on their own (`mallinfo2().hblkhd`; −1 off glibc): 0 for
+/// every block allocated after `auscult_retain_freed_memory`.
+long auscult_mapped_allocation_bytes(void);
+
 #ifdef __cplusplus
 }
 #endif
