@@ -85,8 +85,14 @@ extension LoadedModel {
         if decoderSide && tokens == nil {
             throw WhisperError(.invalidArgument, "'\(names[0])' is a decoder hook: give the tokens both runs are teacher-forced on")
         }
-        let (_, cache) = try runWithCache(audio, names: [HookName(names[0])],
-                                          tokens: decoderSide ? tokens : [tokenizer.sot])
-        return try cache.tensor(HookName(names[0]))
+        if decoderSide {
+            return try runWithCache(audio, names: [HookName(names[0])], tokens: tokens).1.tensor(HookName(names[0]))
+        }
+        // An encoder hook needs the encoder only: no decoder step per swap donor or clip of a mean.
+        let (mel, _) = try audio.window(for: model.dims)
+        let recorder = ActivationRecorder { $0 == names[0] }
+        _ = try model.encode(mel.reshaped([1] + mel.shape), hooks: recorder)
+        let t = recorder.store[names[0]]!
+        return t.reshaped(Array(t.shape.dropFirst()))
     }
 }
