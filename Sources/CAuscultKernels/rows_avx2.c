@@ -59,26 +59,42 @@ static float exp_lane(float x) {
     return x < -87.3f ? 0.0f : e * scale;
 }
 
-static void exp_rows_portable(float *x, long rows, long cols, long stride, float *inv_sums) {
+/// Rows of softmax's exponentials with a body's two eight-lane passes over the first `vec`
+/// elements of a row (`max_lanes`: the lanes' maximum; `exp_lanes`: exp(x − m) in place and the
+/// lanes' sum, lane 0 to 7 from −0); the tail past `vec` is scalar in every body.
+typedef float (*max_lanes_fn)(const float *p, long vec);
+typedef float (*exp_lanes_fn)(float *p, long vec, float m);
+
+static void exp_rows_with(float *x, long rows, long cols, long stride, float *inv_sums,
+                          max_lanes_fn max_lanes, exp_lanes_fn exp_lanes) {
     const long vec = cols / 8 * 8;
     for (long r = 0; r < rows; r++) {
         float *p = x + r * stride;
-        float mv[8];
-        for (int l = 0; l < 8; l++) mv[l] = -INFINITY;
-        long j = 0;
-        for (; j < vec; j += 8)
-            for (int l = 0; l < 8; l++) if (p[j + l] > mv[l]) mv[l] = p[j + l];
-        float m = mv[0];
-        for (int l = 1; l < 8; l++) if (mv[l] > m) m = mv[l];
-        for (; j < cols; j++) if (p[j] >= m) m = p[j];
-        float sv[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (j = 0; j < vec; j += 8)
-            for (int l = 0; l < 8; l++) { const float e = exp_lane(p[j + l] - m); p[j + l] = e; sv[l] += e; }
-        float s = -0.0f;
-        for (int l = 0; l < 8; l++) s += sv[l];
-        for (; j < cols; j++) { const float e = exp_scalar(p[j] - m); p[j] = e; s += e; }
+        float m = max_lanes(p, vec);
+        for (long j = vec; j < cols; j++) if (p[j] >= m) m = p[j];
+        float s = exp_lanes(p, vec, m);
+        for (long j = vec; j < cols; j++) { const float e = exp_scalar(p[j] - m); p[j] = e; s += e; }
         inv_sums[r] = 1.0f / s;
     }
+}
+
+static float max_lanes_portable(const float *p, long vec) {
+    float mv[8];
+    for (int l = 0; l < 8; l++) mv[l] = -INFINITY;
+    for (long j = 0; j < vec; j += 8)
+        for (int l = 0; l < 8; l++) if (p[j + l] > mv[l]) mv[l] = p[j + l];
+    float m = mv[0];
+    for (int l = 1; l < 8; l++) if (mv[l] > m) m = mv[l];
+    return m;
+}
+
+static float exp_lanes_portable(float *p, long vec, float m) {
+    float sv[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (long j = 0; j < vec; j += 8)
+        for (int l = 0; l < 8; l++) { const float e = exp_lane(p[j + l] - m); p[j + l] = e; sv[l] += e; }
+    float s = -0.0f;
+    for (int l = 0; l < 8; l++) s += sv[l];
+    return s;
 }
 
 /// The order LLVM's loop vectorizer gave the Swift loop this replaces (8 lanes × 4 accumulators
@@ -103,22 +119,31 @@ static float reduce32(const float *x, long d, float mean, int fused, long *done)
     return 0.0f + (h2[0] + h2[1]);
 }
 
-static void layer_norm_portable(const float *x, long rows, long d, const float *gamma, const float *beta, float eps,
-                                float *out, float *scale_out) {
+/// LayerNorm rows with a body's `reduce32` and its pass writing (x − mean) · inv · γ + β.
+typedef float (*reduce_fn)(const float *x, long d, float mean, int fused, long *done);
+typedef void (*normalize_fn)(const float *x, long d, float mean, float inv, const float *gamma, const float *beta,
+                             float *y);
+
+static void layer_norm_with(const float *x, long rows, long d, const float *gamma, const float *beta, float eps,
+                            float *out, float *scale_out, reduce_fn reduce, normalize_fn normalize) {
     const float inv_d = 1.0f / (float)d;
     for (long r = 0; r < rows; r++) {
         const float *xr = x + r * d;
-        float *yr = out + r * d;
         long j;
-        float s = reduce32(xr, d, 0, 0, &j);
+        float s = reduce(xr, d, 0, 0, &j);
         for (; j < d; j++) s += xr[j];
         const float mean = s * inv_d;
-        float v = reduce32(xr, d, mean, 1, &j);
+        float v = reduce(xr, d, mean, 1, &j);
         for (; j < d; j++) { const float c = xr[j] - mean; v = fmaf(c, c, v); }
         const float inv = 1.0f / sqrtf(v * inv_d + eps);
         if (scale_out) scale_out[r] = inv;
-        for (j = 0; j < d; j++) yr[j] = (xr[j] - mean) * inv * gamma[j] + beta[j];
+        normalize(xr, d, mean, inv, gamma, beta, out + r * d);
     }
+}
+
+static void normalize_portable(const float *x, long d, float mean, float inv, const float *gamma, const float *beta,
+                               float *y) {
+    for (long j = 0; j < d; j++) y[j] = (x[j] - mean) * inv * gamma[j] + beta[j];
 }
 
 /// erf as a rational function on [−4, 4] (`FastMath.erf`), then the exact-erf GELU.
@@ -148,6 +173,9 @@ static float gelu_scalar(float a) {
 #include <immintrin.h>
 #pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
 
+/// `exp_lane` on eight lanes. Not exp_avx2.h's `exp8`, which the features kernel and the read-out
+/// use: that one rounds n with `_mm256_round_ps` and reduces with fused steps, other bits; this one
+/// keeps the bits of the Swift softmax it replaced (the shifted-integer trick, unfused reduction).
 static inline __m256 exp8_lanes(__m256 x) {
     const __m256 lo = _mm256_set1_ps(-87.3f), hi = _mm256_set1_ps(88.7f);
     __m256 xc = _mm256_blendv_ps(x, lo, _mm256_cmp_ps(x, lo, _CMP_LT_OQ));
@@ -177,33 +205,29 @@ static inline float sum8_in_order(__m256 v) {
     return s;
 }
 
-static void exp_rows_avx2(float *x, long rows, long cols, long stride, float *inv_sums) {
-    const long vec = cols / 8 * 8;
-    for (long r = 0; r < rows; r++) {
-        float *p = x + r * stride;
-        __m256 mv = _mm256_set1_ps(-INFINITY);
-        long j = 0;
-        for (; j < vec; j += 8) mv = _mm256_max_ps(_mm256_loadu_ps(p + j), mv);
-        float lanes[8];
-        _mm256_storeu_ps(lanes, mv);
-        float m = lanes[0];
-        for (int l = 1; l < 8; l++) if (lanes[l] > m) m = lanes[l];
-        for (; j < cols; j++) if (p[j] >= m) m = p[j];
-        const __m256 mm = _mm256_set1_ps(m);
-        __m256 sv = _mm256_setzero_ps();
-        for (j = 0; j < vec; j += 8) {
-            const __m256 e = exp8_lanes(_mm256_sub_ps(_mm256_loadu_ps(p + j), mm));
-            _mm256_storeu_ps(p + j, e);
-            sv = _mm256_add_ps(sv, e);
-        }
-        float s = sum8_in_order(sv);
-        for (; j < cols; j++) { const float e = exp_scalar(p[j] - m); p[j] = e; s += e; }
-        inv_sums[r] = 1.0f / s;
+static float max_lanes_avx2(const float *p, long vec) {
+    __m256 mv = _mm256_set1_ps(-INFINITY);
+    for (long j = 0; j < vec; j += 8) mv = _mm256_max_ps(_mm256_loadu_ps(p + j), mv);
+    float lanes[8];
+    _mm256_storeu_ps(lanes, mv);
+    float m = lanes[0];
+    for (int l = 1; l < 8; l++) if (lanes[l] > m) m = lanes[l];
+    return m;
+}
+
+static float exp_lanes_avx2(float *p, long vec, float m) {
+    const __m256 mm = _mm256_set1_ps(m);
+    __m256 sv = _mm256_setzero_ps();
+    for (long j = 0; j < vec; j += 8) {
+        const __m256 e = exp8_lanes(_mm256_sub_ps(_mm256_loadu_ps(p + j), mm));
+        _mm256_storeu_ps(p + j, e);
+        sv = _mm256_add_ps(sv, e);
     }
+    return sum8_in_order(sv);
 }
 
 /// `reduce32` on AVX2 registers: the four 8-lane accumulators, then the same tree.
-static inline float reduce32_avx2(const float *x, long d, float mean, int fused, long *done) {
+static float reduce32_avx2(const float *x, long d, float mean, int fused, long *done) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     const __m256 mv = _mm256_set1_ps(mean);
     const long vec = d / 32 * 32;
@@ -226,30 +250,16 @@ static inline float reduce32_avx2(const float *x, long d, float mean, int fused,
     return 0.0f + _mm_cvtss_f32(h1);
 }
 
-static void layer_norm_avx2(const float *x, long rows, long d, const float *gamma, const float *beta, float eps,
-                            float *out, float *scale_out) {
-    const long vec = d / 8 * 8;
-    const float inv_d = 1.0f / (float)d;
-    for (long r = 0; r < rows; r++) {
-        const float *xr = x + r * d;
-        float *yr = out + r * d;
-        long j;
-        float s = reduce32_avx2(xr, d, 0, 0, &j);
-        for (; j < d; j++) s += xr[j];
-        const float mean = s * inv_d;
-        const __m256 mv = _mm256_set1_ps(mean);
-        float v = reduce32_avx2(xr, d, mean, 1, &j);
-        for (; j < d; j++) { const float c = xr[j] - mean; v = fmaf(c, c, v); }
-        const float inv = 1.0f / sqrtf(v * inv_d + eps);
-        if (scale_out) scale_out[r] = inv;
-        const __m256 iv = _mm256_set1_ps(inv);
-        for (j = 0; j < vec; j += 8) {
-            const __m256 y = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + j), mv), iv),
-                                           _mm256_loadu_ps(gamma + j));
-            _mm256_storeu_ps(yr + j, _mm256_add_ps(y, _mm256_loadu_ps(beta + j)));
-        }
-        for (; j < d; j++) yr[j] = (xr[j] - mean) * inv * gamma[j] + beta[j];
+static void normalize_avx2(const float *x, long d, float mean, float inv, const float *gamma, const float *beta,
+                           float *y) {
+    const __m256 mv = _mm256_set1_ps(mean), iv = _mm256_set1_ps(inv);
+    long j = 0;
+    for (; j + 8 <= d; j += 8) {
+        const __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + j), mv), iv),
+                                       _mm256_loadu_ps(gamma + j));
+        _mm256_storeu_ps(y + j, _mm256_add_ps(t, _mm256_loadu_ps(beta + j)));
     }
+    for (; j < d; j++) y[j] = (x[j] - mean) * inv * gamma[j] + beta[j];
 }
 
 static void gelu_avx2(float *x, long n) {
@@ -305,17 +315,20 @@ int auscult_has_avx2(void) { return 0; }
 
 void auscult_exp_rows(float *x, long rows, long cols, long stride, float *inv_sums) {
 #if defined(__x86_64__)
-    if (auscult_has_avx2()) { exp_rows_avx2(x, rows, cols, stride, inv_sums); return; }
+    if (auscult_has_avx2()) { exp_rows_with(x, rows, cols, stride, inv_sums, max_lanes_avx2, exp_lanes_avx2); return; }
 #endif
-    exp_rows_portable(x, rows, cols, stride, inv_sums);
+    exp_rows_with(x, rows, cols, stride, inv_sums, max_lanes_portable, exp_lanes_portable);
 }
 
 void auscult_layer_norm(const float *x, long rows, long d, const float *gamma, const float *beta, float eps,
                         float *out, float *scale_out) {
 #if defined(__x86_64__)
-    if (auscult_has_avx2()) { layer_norm_avx2(x, rows, d, gamma, beta, eps, out, scale_out); return; }
+    if (auscult_has_avx2()) {
+        layer_norm_with(x, rows, d, gamma, beta, eps, out, scale_out, reduce32_avx2, normalize_avx2);
+        return;
+    }
 #endif
-    layer_norm_portable(x, rows, d, gamma, beta, eps, out, scale_out);
+    layer_norm_with(x, rows, d, gamma, beta, eps, out, scale_out, reduce32, normalize_portable);
 }
 
 void auscult_gelu(float *x, long n) {
