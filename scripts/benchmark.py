@@ -4,7 +4,7 @@
 Stage sae (tiny.en): TopK SAE training on encoder.blocks.2.hook_resid_post over all bundled clips,
 `auscult train-sae` against the same trainer in PyTorch (scripts/sae_torch.py), rows per second
 and final FVU.
-Stage sweep (tiny.en): the seed-000 ablation sweep (every encoder and decoder block, zero and
+Stage sweep (tiny.en): the block-ablation sweep (every encoder and decoder block, zero and
 resample, one donor, all bundled clips, transcripts and cross-entropy), `auscult ablate` as one
 command against openai-whisper with PyTorch forward hooks, one decode per clip and condition
 (scripts/sweep_torch.py); also counts the clip x condition results whose tokens agree.
@@ -101,7 +101,7 @@ def library_stage():
 
 
 def sweep_stage(skip):
-    """The full seed-000 sweep (every encoder and decoder block, zero and resample with one donor,
+    """The full block-ablation sweep (every encoder and decoder block, zero and resample with one donor,
     38 clips, tiny.en; transcripts and per-token cross-entropy): `auscult ablate` as one command
     against openai-whisper with forward hooks, one decode per clip and condition."""
     import shutil, tempfile
@@ -170,7 +170,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--skip", default="", help="comma-separated peers to skip: torch,hf,ct2,numpy")
     ap.add_argument("--stages", default="core,sweep,sae,library",
-                    help="core: log-mel, encoder, transcription, hooks; sweep: the seed-000 ablation sweep on tiny.en; "
+                    help="core: log-mel, encoder, transcription, hooks; sweep: the block-ablation sweep on tiny.en; "
                          "sae: SAE training throughput and FVU against PyTorch; "
                          "library: the forward pass of a package depending on Auscult against the CLI's")
     args = ap.parse_args()

@@ -1,4 +1,4 @@
-"""The seed-000 ablation sweep done the plain way: openai-whisper with PyTorch forward hooks, one
+"""The block-ablation sweep done the plain way: openai-whisper with PyTorch forward hooks, one
 `decode` per clip and condition (the reference for Auscult's sweep and its benchmark peer).
 
   skip   the block's forward hook returns its input (what it writes to the stream is zero)

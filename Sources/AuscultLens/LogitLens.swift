@@ -1,4 +1,4 @@
-// Lenses (seed 004; nostalgebraist's logit lens): read the decoder's residual stream after each
+// Lenses (whisper_logit_lens, after nostalgebraist's logit lens): read the decoder's residual stream after each
 // block through the final LayerNorm and the unembedding, and decode from the encoder's
 // intermediate blocks through ln_post. Direct logit attribution splits the final logit of a
 // token into what each head and MLP wrote.

@@ -1,4 +1,4 @@
-// Ablation sweeps over a dataset (seed 000's layer ablations, seed 004's layer removal), run so
+// Ablation sweeps over a dataset (block ablations; whisper_logit_lens's block removal), run so
 // that nothing is computed twice: the clean residual stream entering every encoder block is kept,
 // an encoder ablation at block L restarts from it at L (or L+1 for a block write, which needs no
 // compute), a decoder ablation reuses the clean audio features and their cross-attention keys,
@@ -19,7 +19,7 @@ public struct SweepOptions: Sendable {
     public var encoderBatch: Int = 8
     /// Sequences generated together for encoder conditions. Each reads its own audio features
     /// (2.3 MB per row for tiny.en) at every step; 320 rows at once were slower than two waves
-    /// of 160 (85 against 82 s for the seed-000 sweep), the larger set streaming from memory.
+    /// of 160 (85 against 82 s for the block-ablation sweep), the larger set streaming from memory.
     public var decodeRows: Int = 160
     /// Clips per decoder batch (each brings one row per decoder condition, plus shadow rows).
     /// When every clip fits in one batch, the clean run's cross-attention keys and values serve

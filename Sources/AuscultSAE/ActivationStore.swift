@@ -1,4 +1,4 @@
-// On-disk activations for SAE training (DESIGN.md §4): a directory with a manifest (model, hook,
+// On-disk activations for SAE training (docs/formats.md): a directory with a manifest (model, hook,
 // dtype, width, and per clip its shard, row offset and valid-frame count) and raw row-major shards
 // read memory-mapped. Only the frames that hold audio are stored, not the 30 s padding.
 import AuscultTensor

@@ -1,4 +1,4 @@
-// Scalar maths that vectorise: no libm calls inside hot loops (DESIGN.md §6).
+// Scalar maths that vectorise: no libm calls inside hot loops (docs/performance.md).
 
 /// Branch-free elementary functions for Float32: the reference forms of the polynomials the
 /// C kernels (`rows_avx2.c`) evaluate on eight lanes.

@@ -22,7 +22,7 @@ extension DispatchQueue {
 /// Thin wrappers over `cblas_sgemm` / `cblas_sgemv` with PyTorch's `[out, in]` weight layout.
 ///
 /// Weights stay `[out, in]` and are passed with `CblasTrans`: OpenBLAS packs B either way, so the
-/// transpose costs nothing (~220 GFLOP/s per core on Whisper shapes, measured, DESIGN.md §6).
+/// transpose costs nothing (~220 GFLOP/s per core on Whisper shapes, measured, docs/performance.md).
 public enum BLAS {
     /// `C[M,N] = alpha * A[M,K] · B[N,K]ᵀ + beta * C`, with leading dimensions for strided views.
     @inlinable
@@ -58,7 +58,7 @@ public enum BLAS {
     }
 
     /// `y[N] = W[N,K] · x[K] + beta * y`: the M=1 product. OpenBLAS 0.3.21 gets ~22 GFLOP/s from
-    /// `sgemv` here against ~7 from `sgemm` with M=1 (DESIGN.md §6).
+    /// `sgemv` here against ~7 from `sgemm` with M=1 (docs/performance.md).
     @inlinable
     public static func gemv(n: Int, k: Int, alpha: Float = 1, w: UnsafePointer<Float>, ldw: Int,
                             x: UnsafePointer<Float>, beta: Float = 0, y: UnsafeMutablePointer<Float>) {

@@ -16,8 +16,12 @@ public struct ActivationCache: Sendable {
     /// Encoder frames that hold audio (20 ms each).
     public let audioFrames: Int
 
+    /// The model's hook points, for aliases (made once: a registry lists a few hundred names).
+    let registry: HookRegistry
+
     public init(loaded: LoadedModel, activations: [String: Tensor], tokens: [Int], audioFrames: Int) {
         self.loaded = loaded; self.activations = activations; self.tokens = tokens; self.audioFrames = audioFrames
+        registry = HookRegistry(dims: loaded.model.dims)
     }
 
     var dims: ModelDimensions { loaded.model.dims }
@@ -27,7 +31,7 @@ public struct ActivationCache: Sendable {
 
     /// The activation at `name` (a name or an alias such as `encoder.blocks.2`), nil when not cached.
     public subscript(_ name: HookName) -> Tensor? {
-        activations[name.name] ?? activations[HookRegistry(dims: dims).canonical(name.name)]
+        activations[name.name] ?? activations[registry.canonical(name.name)]
     }
 
     /// The activation at `name`, or an error naming it and what the cache holds.

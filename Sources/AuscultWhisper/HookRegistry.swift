@@ -1,4 +1,4 @@
-// Every hook point of a Whisper model with its shape (DESIGN.md §3), name resolution with the
+// Every hook point of a Whisper model with its shape (docs/hook-points.md), name resolution with the
 // aliases users type, and filters (name, list, glob, predicate).
 import Foundation
 

@@ -1,5 +1,5 @@
 // The road hook points drive on: every forward step passes its activation through a named point
-// (DESIGN.md §3). With no handler attached a run pays one nil check per point.
+// (docs/hook-points.md). With no handler attached a run pays one nil check per point.
 import AuscultTensor
 
 /// Where in a run an activation was produced.

@@ -32,7 +32,7 @@ extension Intervention {
     /// into a corrupted run). Encoder hooks patch by frame, decoder hooks by absolute position.
     public static func patch(_ hook: HookName, from cache: ActivationCache, heads: [Int]? = nil,
                              frames: Range<Int>? = nil, positions: Set<Int>? = nil) throws -> Intervention {
-        let name = try HookRegistry(dims: cache.dims).resolve(hook.name)
+        let name = try cache.registry.resolve(hook.name)
         guard name.count == 1 else {
             throw WhisperError(.invalidArgument, "patch names one hook point; '\(hook.name)' matches \(name.count)")
         }

@@ -1,4 +1,4 @@
-// The `auscult` command: subcommands for each job (DESIGN.md §1).
+// The `auscult` command: subcommands for each job (docs/README.md).
 import ArgumentParser
 
 struct Auscult: ParsableCommand {
