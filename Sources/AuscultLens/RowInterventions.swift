@@ -85,7 +85,7 @@ public final class RowInterventions: HookHandler, @unchecked Sendable {
                 func fill(_ rep: Replacement, columns: [Int]?, delta: Bool, positions: Set<Int>? = nil) throws {
                     let cols = columns ?? Array(0..<inner)
                     let pre = delta ? saved[block]?[seq] : nil
-                    if delta && pre == nil { throw WhisperError(.invalidArgument, "\(block): block input of row \(seq) not seen") }
+                    if delta && pre == nil { throw LensError(.invalidArgument, "\(block): block input of row \(seq) not seen") }
                     for s in 0..<seqLen where positions?.contains(ctx.positionOffset + s) ?? true {
                         let o = base + s * inner, pos = ctx.positionOffset + s
                         switch rep {
@@ -97,11 +97,11 @@ public final class RowInterventions: HookHandler, @unchecked Sendable {
                             for j in cols { buf[o + j] = (delta ? pre![s * inner + j] : 0) + t.storage[at + j] }
                         case .row(let donor):
                             guard let dr = rowOf[donor] else {
-                                throw WhisperError(.invalidArgument, "shadow row \(donor) of row \(seq) is not in the batch")
+                                throw LensError(.invalidArgument, "shadow row \(donor) of row \(seq) is not in the batch")
                             }
                             let d0 = dr * rowSize + s * inner
                             if delta {
-                                guard let dpre = saved[block]?[donor] else { throw WhisperError(.invalidArgument, "\(block): shadow input not seen") }
+                                guard let dpre = saved[block]?[donor] else { throw LensError(.invalidArgument, "\(block): shadow input not seen") }
                                 for j in cols { buf[o + j] = pre![s * inner + j] + (original[d0 + j] - dpre[s * inner + j]) }
                             } else {
                                 for j in cols { buf[o + j] = buf[d0 + j] }

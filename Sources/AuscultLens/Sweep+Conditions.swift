@@ -8,9 +8,9 @@ extension Sweep {
     func columns(_ comp: Component, width: Int) throws -> [Int]? {
         guard let heads = comp.heads, let hook = comp.hook else { return nil }
         let nh = comp.side == .encoder ? model.dims.n_audio_head : model.dims.n_text_head
-        if hook.contains("mlp.") { throw WhisperError(.invalidArgument, "\(hook) has no heads; drop --heads for MLP targets") }
+        if hook.contains("mlp.") { throw LensError(.invalidArgument, "\(hook) has no heads: heads select parts of attention hook points, not of MLP ones") }
         guard heads.allSatisfy({ $0 >= 0 && $0 < nh }) else {
-            throw WhisperError(.invalidArgument, "\(comp.name): heads outside 0..<\(nh)")
+            throw LensError(.invalidArgument, "\(comp.name): heads outside 0..<\(nh)")
         }
         let w = width / nh
         return heads.flatMap { h in (h * w)..<((h + 1) * w) }

@@ -65,11 +65,11 @@ public final class Sweep {
         self.loaded = loaded; self.items = items; self.options = options; self.normalizer = normalizer
         for c in options.conditions {
             if let comp = c.component, comp.blocks.count > 1, c.mode != .zero {
-                throw WhisperError(.invalidArgument, "\(c.description): only zero ablation (removal) takes several blocks at once")
+                throw LensError(.invalidArgument, "\(c.description): only zero ablation (removal) takes several blocks at once")
             }
         }
         if options.conditions.contains(where: { $0.mode == .resample }) && items.count < 2 {
-            throw WhisperError(.invalidArgument, "resample ablation needs at least 2 clips (a donor other than the clip itself)")
+            throw LensError(.invalidArgument, "resample ablation needs at least 2 clips (a donor other than the clip itself)")
         }
     }
 

@@ -25,7 +25,7 @@ public struct SweepStore {
            let oldSettings = try? JSONDecoder().decode([String: String].self, from: old), oldSettings != settings,
            fm.fileExists(atPath: jsonlPath) {
             let diff = settings.keys.sorted().filter { oldSettings[$0] != settings[$0] }
-            throw LensError(.conflictingRun, "\(directory) holds results of a run with other settings (\(diff.joined(separator: ", ")) differ); pass --fresh to replace them or choose another --out")
+            throw LensError(.conflictingRun, "\(directory) holds results of a run with other settings (\(diff.joined(separator: ", ")) differ); start the run over there or write it to another directory")
         }
         try data.write(to: URL(fileURLWithPath: settingsPath))
     }

@@ -53,7 +53,7 @@ public final class ActivationStore {
             do { manifest = try JSONDecoder().decode(StoreManifest.self, from: data) }
             catch { throw StoreError(.corrupt, "\(path): not an activation store manifest", cause: "\(error)") }
             if let fresh, (fresh.model, fresh.hook, fresh.dtype, fresh.width) != (manifest.model, manifest.hook, manifest.dtype, manifest.width) {
-                throw StoreError(.mismatch, "\(directory) holds \(manifest.hook) (\(manifest.dtype.rawValue), width \(manifest.width)) of \(manifest.model), not \(fresh.hook) (\(fresh.dtype.rawValue), width \(fresh.width)) of \(fresh.model); choose another --out")
+                throw StoreError(.occupied, "\(directory) holds \(manifest.hook) (\(manifest.dtype.rawValue), width \(manifest.width)) of \(manifest.model), not \(fresh.hook) (\(fresh.dtype.rawValue), width \(fresh.width)) of \(fresh.model); write this store to another directory")
             }
         } else if let fresh {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -170,7 +170,11 @@ public final class ActivationStore {
 
 /// Why an activation store could not be read or written.
 public struct StoreError: Error, CustomStringConvertible, Sendable {
-    public enum Code: String, Sendable { case missing, corrupt, mismatch }
+    public enum Code: String, Sendable {
+        case missing, corrupt, mismatch
+        /// The output already holds another run's data (another hook, model, SAE or settings).
+        case occupied
+    }
     public var code: Code
     public var message: String
     public var cause: String?

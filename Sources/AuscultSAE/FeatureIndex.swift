@@ -193,7 +193,7 @@ public struct FeatureIndexBuilder {
             return state
         }
         for (k, v) in settings where k != "rows" && meta[k] != v {
-            throw StoreError(.mismatch, "\(db.path) holds an index with \(k) = \(meta[k] ?? "nothing"), not \(v); use --fresh to rebuild it or another --out")
+            throw StoreError(.occupied, "\(db.path) holds an index with \(k) = \(meta[k] ?? "nothing"), not \(v); rebuild it from scratch or write another index")
         }
         state.rows = Int(meta["rows"] ?? "0") ?? 0
         for row in try db.rows("SELECT id, fired, sum_active FROM features") {

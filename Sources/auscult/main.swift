@@ -1,8 +1,15 @@
 import ArgumentParser
+import AuscultLens
+import AuscultSAE
 import AuscultTensor
 
 // Memory retention for long jobs, and OpenBLAS's kernels: Debian 12's 0.3.21 does not recognise
 // recent Xeons and falls back to its Prescott (SSE3) kernels, 2-4x slower; the process restarts
 // with the right ones when that happened and the user did not choose (ProcessSetup.configure).
 ProcessSetup.configure()
-Auscult.main()
+do {
+    var command = try Auscult.parseAsRoot()
+    try command.run()
+} catch {
+    Auscult.exit(withError: FlagHint.annotate(error))
+}
