@@ -17,12 +17,13 @@ let package = Package(
         .library(name: "AuscultTensor", targets: ["AuscultTensor"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
     ],
     targets: [
         // C system libraries (Debian -dev packages, installed by scripts/setup.sh).
-        .systemLibrary(name: "CAuscultBLAS", pkgConfig: "openblas",
-                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "CAuscultBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CSndfile", pkgConfig: "sndfile", providers: [.apt(["libsndfile1-dev"])]),
         .systemLibrary(name: "CSoxr", pkgConfig: "soxr", providers: [.apt(["libsoxr-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
@@ -30,36 +31,51 @@ let package = Package(
 
         // Layer 1: tensor core, with its hand-vectorised C kernels (run-time dispatched).
         .target(name: "CAuscultKernels"),
-        .target(name: "AuscultTensor",
-                dependencies: ["CAuscultBLAS", "CAuscultKernels"],
-                exclude: ["README.md"]),
+        .target(
+            name: "AuscultTensor",
+            dependencies: ["CAuscultBLAS", "CAuscultKernels"],
+            exclude: ["README.md"]),
         // Layer 2: audio, then the Whisper model on top of it.
-        .target(name: "AuscultAudio", dependencies: ["AuscultTensor", "CSndfile", "CSoxr"],
-                exclude: ["README.md"]),
-        .target(name: "AuscultWhisper", dependencies: ["AuscultTensor", "AuscultAudio", "CZlib"],
-                exclude: ["README.md"]),
+        .target(
+            name: "AuscultAudio", dependencies: ["AuscultTensor", "CSndfile", "CSoxr"],
+            exclude: ["README.md"]),
+        .target(
+            name: "AuscultWhisper", dependencies: ["AuscultTensor", "AuscultAudio", "CZlib"],
+            exclude: ["README.md"]),
         // Layer 3: experiments (sweeps, lenses, patching, attribution) on the hooked model.
-        .target(name: "AuscultLens", dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor"],
-                exclude: ["README.md"]),
+        .target(
+            name: "AuscultLens", dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor"],
+            exclude: ["README.md"]),
         // Layer 3: sparse autoencoders (activation store, training, evaluation, feature index in SQLite).
-        .target(name: "AuscultSAE", dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor", "CSQLite"],
-                exclude: ["README.md"]),
+        .target(
+            name: "AuscultSAE", dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor", "CSQLite"],
+            exclude: ["README.md"]),
         // Top: reports (HTML + SVG) and the command-line tool.
-        .target(name: "AuscultReport", dependencies: ["AuscultLens", "AuscultSAE", "AuscultWhisper", "AuscultTensor", "CZlib"],
-                exclude: ["README.md"]),
-        .executableTarget(name: "auscult",
-                          dependencies: ["AuscultReport", "AuscultLens", "AuscultSAE", "AuscultWhisper", "AuscultAudio", "AuscultTensor",
-                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                          exclude: ["README.md"]),
+        .target(
+            name: "AuscultReport",
+            dependencies: ["AuscultLens", "AuscultSAE", "AuscultWhisper", "AuscultTensor", "CZlib"],
+            exclude: ["README.md"]),
+        .executableTarget(
+            name: "auscult",
+            dependencies: [
+                "AuscultReport", "AuscultLens", "AuscultSAE", "AuscultWhisper", "AuscultAudio", "AuscultTensor",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            exclude: ["README.md"]),
 
-        .target(name: "_TestSupport", dependencies: ["AuscultTensor", "AuscultAudio", "AuscultWhisper"], exclude: ["README.md"]),
+        .target(
+            name: "_TestSupport", dependencies: ["AuscultTensor", "AuscultAudio", "AuscultWhisper"],
+            exclude: ["README.md"]),
         .testTarget(name: "AuscultTensorTests", dependencies: ["AuscultTensor", "_TestSupport"]),
         .testTarget(name: "AuscultAudioTests", dependencies: ["AuscultAudio", "_TestSupport"]),
-        .testTarget(name: "AuscultWhisperTests",
-                    dependencies: ["AuscultWhisper", "AuscultAudio", "_TestSupport"]),
-        .testTarget(name: "AuscultLensTests",
-                    dependencies: ["AuscultLens", "AuscultReport", "AuscultWhisper", "AuscultAudio", "_TestSupport"]),
-        .testTarget(name: "AuscultSAETests",
-                    dependencies: ["AuscultSAE", "AuscultWhisper", "AuscultTensor", "_TestSupport"]),
+        .testTarget(
+            name: "AuscultWhisperTests",
+            dependencies: ["AuscultWhisper", "AuscultAudio", "_TestSupport"]),
+        .testTarget(
+            name: "AuscultLensTests",
+            dependencies: ["AuscultLens", "AuscultReport", "AuscultWhisper", "AuscultAudio", "_TestSupport"]),
+        .testTarget(
+            name: "AuscultSAETests",
+            dependencies: ["AuscultSAE", "AuscultWhisper", "AuscultTensor", "_TestSupport"]),
     ]
 )

@@ -12,8 +12,11 @@ let package = Package(
     dependencies: [.package(url: auscult, exact: version)],
     targets: [
         .executableTarget(name: "HelloAuscult", dependencies: [.product(name: "AuscultWhisper", package: "auscult")]),
-        .executableTarget(name: "ForwardTiming", dependencies: [
-            .product(name: "AuscultWhisper", package: "auscult"), .product(name: "AuscultTensor", package: "auscult"),
-        ]),
+        .executableTarget(
+            name: "ForwardTiming",
+            dependencies: [
+                .product(name: "AuscultWhisper", package: "auscult"),
+                .product(name: "AuscultTensor", package: "auscult"),
+            ]),
     ]
 )

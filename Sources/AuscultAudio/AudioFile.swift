@@ -28,7 +28,8 @@ public struct AudioClip: Sendable {
         var info = SF_INFO()
         guard let handle = sf_open(path, Int32(SFM_READ), &info) else {
             let why = String(cString: sf_strerror(nil))
-            throw AudioError(.unreadable, path: path, "not a readable audio file (wav, flac, ogg, opus or mp3)", cause: why)
+            throw AudioError(
+                .unreadable, path: path, "not a readable audio file (wav, flac, ogg, opus or mp3)", cause: why)
         }
         defer { sf_close(handle) }
         let channels = Int(info.channels), frames = Int(info.frames)
@@ -37,9 +38,11 @@ public struct AudioClip: Sendable {
         }
         guard frames > 0 else { throw AudioError(.empty, path: path, "the file holds no audio samples") }
         var interleaved = [Float](repeating: 0, count: frames * channels)
-        let got = Int(interleaved.withUnsafeMutableBufferPointer { sf_readf_float(handle, $0.baseAddress!, sf_count_t(frames)) })
+        let got = Int(
+            interleaved.withUnsafeMutableBufferPointer { sf_readf_float(handle, $0.baseAddress!, sf_count_t(frames)) })
         guard got > 0 else {
-            throw AudioError(.unreadable, path: path, "decoding produced no samples", cause: String(cString: sf_strerror(handle)))
+            throw AudioError(
+                .unreadable, path: path, "decoding produced no samples", cause: String(cString: sf_strerror(handle)))
         }
         var mono = [Float](repeating: 0, count: got)
         if channels == 1 {
@@ -76,11 +79,15 @@ public struct AudioClip: Sendable {
         var io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I)
         let err: soxr_error_t? = x.withUnsafeBufferPointer { i in
             out.withUnsafeMutableBufferPointer { o in
-                soxr_oneshot(Double(rate), Double(sampleRate), 1, i.baseAddress, x.count, nil,
-                             o.baseAddress, outCount, &done, &io, &q, nil)
+                soxr_oneshot(
+                    Double(rate), Double(sampleRate), 1, i.baseAddress, x.count, nil,
+                    o.baseAddress, outCount, &done, &io, &q, nil)
             }
         }
-        if let err { throw AudioError(.resampleFailed, path: path, "resampling from \(rate) Hz failed", cause: String(cString: err)) }
+        if let err {
+            throw AudioError(
+                .resampleFailed, path: path, "resampling from \(rate) Hz failed", cause: String(cString: err))
+        }
         return Array(out[0..<done])
     }
 }

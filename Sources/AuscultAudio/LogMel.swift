@@ -86,7 +86,7 @@ public struct LogMel: Sendable {
                     let start = f * Self.hop - half
                     let dst = out.baseAddress! + f * Self.nFFT
                     if start >= 0 && start + Self.nFFT <= n {
-                        dst.update(from: xs.baseAddress! + start, count: Self.nFFT)   // interior: a plain copy
+                        dst.update(from: xs.baseAddress! + start, count: Self.nFFT)  // interior: a plain copy
                         continue
                     }
                     for j in 0..<Self.nFFT {
@@ -108,7 +108,7 @@ public struct LogMel: Sendable {
                 }
             }
         }
-        power = power.linear(filters)          // [frames, nMels]
+        power = power.linear(filters)  // [frames, nMels]
         var top = -Float.infinity
         var mel = Tensor(shape: [nMels, nFrames]) { out in
             power.storage.withUnsafeBufferPointer { p in

@@ -78,7 +78,8 @@ extension Component {
         func layers(_ s: Side) -> Int { s == .encoder ? dims.n_audio_layer : dims.n_text_layer }
         for pattern in patterns {
             let p = pattern.trimmingCharacters(in: .whitespaces)
-            if let side = Side(rawValue: p) ?? (p.hasSuffix(".blocks.*") ? Side(rawValue: String(p.dropLast(9))) : nil) {
+            if let side = Side(rawValue: p) ?? (p.hasSuffix(".blocks.*") ? Side(rawValue: String(p.dropLast(9))) : nil)
+            {
                 out += (0..<layers(side)).map { Component(side: side, blocks: [$0]) }
                 continue
             }
@@ -91,11 +92,21 @@ extension Component {
                 continue
             }
             for name in try registry.resolve(p) {
-                guard let (side, rest) = splitBlock(name), let dot = rest.firstIndex(of: "."), let block = Int(rest[..<dot]) else {
-                    throw LensError(.invalidArgument, "'\(name)' is outside the blocks; ablation targets are blocks or hook points inside encoder.blocks.N / decoder.blocks.N")
+                guard let (side, rest) = splitBlock(name), let dot = rest.firstIndex(of: "."),
+                    let block = Int(rest[..<dot])
+                else {
+                    throw LensError(
+                        .invalidArgument,
+                        "'\(name)' is outside the blocks; ablation targets are blocks or hook points inside encoder.blocks.N / decoder.blocks.N"
+                    )
                 }
-                if registry.point(name)?.readOnly == true || name.contains("cross_attn.hook_k") || name.contains("cross_attn.hook_v") {
-                    throw LensError(.invalidArgument, "'\(name)' cannot be ablated in a sweep (read-only, or computed once per clip); pick attn.hook_z, hook_attn_out, hook_mlp_out or a block")
+                if registry.point(name)?.readOnly == true || name.contains("cross_attn.hook_k")
+                    || name.contains("cross_attn.hook_v")
+                {
+                    throw LensError(
+                        .invalidArgument,
+                        "'\(name)' cannot be ablated in a sweep (read-only, or computed once per clip); pick attn.hook_z, hook_attn_out, hook_mlp_out or a block"
+                    )
                 }
                 out.append(Component(side: side, blocks: [block], hook: name, heads: heads))
             }

@@ -28,7 +28,9 @@ public struct LensLayer: Codable, Sendable {
     /// KL(final ‖ this layer) in nats at each position.
     public var kl: [Double]
 
-    enum CodingKeys: String, CodingKey { case layer, top1, topk, kl, finalProb = "final_prob", finalRank = "final_rank" }
+    enum CodingKeys: String, CodingKey {
+        case layer, top1, topk, kl, finalProb = "final_prob", finalRank = "final_rank"
+    }
 }
 
 /// What the encoder lens decodes when the decoder reads ln_post of block `layer`'s output.
@@ -85,8 +87,10 @@ public struct Lens {
 
     /// The lenses for the clip at `path`, teacher-forced on `tokens` (prompt included) or on the
     /// clip's greedy transcript; with `attention`, its attention patterns too.
-    public func run(_ path: String, id: String? = nil, tokens given: [Int]? = nil,
-                    attention: Bool = false) throws -> (LensResult, AttentionMaps?) {
+    public func run(
+        _ path: String, id: String? = nil, tokens given: [Int]? = nil,
+        attention: Bool = false
+    ) throws -> (LensResult, AttentionMaps?) {
         let dims = model.dims
         let samples = try AudioClip(contentsOf: path).samples
         let mel = LogMel(nMels: dims.n_mels).window(samples)
@@ -101,17 +105,24 @@ public struct Lens {
         if attention {
             for i in 0..<dims.n_audio_layer { names.insert("encoder.blocks.\(i).attn.hook_pattern") }
             for i in 0..<dims.n_text_layer {
-                names.insert("decoder.blocks.\(i).attn.hook_pattern"); names.insert("decoder.blocks.\(i).cross_attn.hook_pattern")
+                names.insert("decoder.blocks.\(i).attn.hook_pattern");
+                names.insert("decoder.blocks.\(i).cross_attn.hook_pattern")
             }
         }
         let encoderNames = Set(names.filter { $0.hasPrefix("encoder.") })
         let rec = ActivationRecorder { names.contains($0) }
         // Encoder: keep the stream between blocks for the encoder lens.
-        let (streams, audio) = try model.encodeKeepingStreams(mel.reshaped([1] + mel.shape), hooks: encoderNames.isEmpty ? nil : rec)
+        let (streams, audio) = try model.encodeKeepingStreams(
+            mel.reshaped([1] + mel.shape), hooks: encoderNames.isEmpty ? nil : rec)
         var seq: [Int]
-        if let given { seq = given } else {
+        if let given {
+            seq = given
+        } else {
             let r = try loaded.decoder.decode(audio: audio)[0]
-            seq = loaded.decoder.initialTokens(DecodingOptions(), language: r.language) + r.tokens + [loaded.tokenizer.eot]
+            seq =
+                loaded.decoder.initialTokens(DecodingOptions(), language: r.language) + r.tokens + [
+                    loaded.tokenizer.eot
+                ]
         }
         let logits = try model.decode([seq], cache: try model.makeCache(audio: audio, audioIndex: [0]), hooks: rec)
         let t = seq.count, v = dims.n_vocab, d = dims.n_text_state
@@ -123,7 +134,8 @@ public struct Lens {
         var layers = [LensLayer]()
         let layerNames = ["embed"] + (0..<dims.n_text_layer).map { "decoder.blocks.\($0)" }
         for (li, name) in layerNames.enumerated() {
-            let resid = li == 0 ? store["decoder.blocks.0.hook_resid_pre"]! : store["decoder.blocks.\(li - 1).hook_resid_post"]!
+            let resid =
+                li == 0 ? store["decoder.blocks.0.hook_resid_pre"]! : store["decoder.blocks.\(li - 1).hook_resid_post"]!
             let lg = model.unembed(resid.reshaped([t, d]))
             let lp = logSoftmaxRows(lg)
             var layer = LensLayer(layer: name, top1: [], topk: [], finalProb: [], finalRank: [], kl: [])
@@ -145,12 +157,15 @@ public struct Lens {
         var encLens = [EncoderLensLayer]()
         let feats = try (1..<dims.n_audio_layer).map { try model.encoderOutput(streams[$0]).row(0) }
         let results = try loaded.decoder.decode(audio: Tensor.stack(feats + [audio.row(0)]))
-        for (l, r) in results.enumerated() { encLens.append(EncoderLensLayer(layer: l, tokens: r.tokens, text: r.text)) }
+        for (l, r) in results.enumerated() {
+            encLens.append(EncoderLensLayer(layer: l, tokens: r.tokens, text: r.text))
+        }
         let frames = LoadedClip.validFrames(samples: samples.count, maxFrames: dims.n_audio_ctx)
         let cache = ActivationCache(loaded: loaded, activations: store, tokens: seq, audioFrames: frames)
         let attribution = try attribute(cache, finalLogits: finalLogits)
-        let result = LensResult(clip: id ?? path, tokens: seq, tokenText: seq.map { loaded.tokenizer.decode([$0]) },
-                                decoderLens: layers, encoderLens: encLens, attribution: attribution)
+        let result = LensResult(
+            clip: id ?? path, tokens: seq, tokenText: seq.map { loaded.tokenizer.decode([$0]) },
+            decoderLens: layers, encoderLens: encLens, attribution: attribution)
         var maps: AttentionMaps?
         if attention {
             var pats = [String: Tensor]()
@@ -172,8 +187,9 @@ public struct Lens {
         let attrs = try cache.logitAttrs(try cache.applyLNToStack(stack), tokens: targets)
         let values = (0..<names.count).map { c in (0..<t).map { Double(attrs[c, $0]) } }
         let logits = (0..<t).map { Double(finalLogits.storage[$0 * v + targets[$0]]) }
-        return Attribution(components: names, values: values, targets: targets,
-                           bias: try cache.logitBias(tokens: targets), logits: logits)
+        return Attribution(
+            components: names, values: values, targets: targets,
+            bias: try cache.logitBias(tokens: targets), logits: logits)
     }
 
     func logSoftmaxRows(_ x: Tensor) -> [Double] {

@@ -111,9 +111,12 @@ public struct Patching {
     public let normalizer: EnglishTextNormalizer
     var model: Whisper { loaded.model }
 
-    public init(loaded: LoadedModel, normalizer: EnglishTextNormalizer) { self.loaded = loaded; self.normalizer = normalizer }
+    public init(loaded: LoadedModel, normalizer: EnglishTextNormalizer) {
+        self.loaded = loaded; self.normalizer = normalizer
+    }
 
-    public func run(clean path: String, corruption: Corruption, progress: ProgressReporter? = nil) throws -> PatchResult {
+    public func run(clean path: String, corruption: Corruption, progress: ProgressReporter? = nil) throws -> PatchResult
+    {
         let dims = model.dims
         let cleanSamples = try AudioClip(contentsOf: path).samples
         let corruptSamples = try corruption.apply(cleanSamples)
@@ -144,23 +147,31 @@ public struct Patching {
             let handler = ops.isEmpty ? nil : RowInterventions(ops)
             switch metric {
             case .logprob:
-                return try loaded.decoder.scoreTokens(audio: audio, rows: rows, sequences: rows.map { _ in seq }, from: prompt.count,
-                                                      chunk: 12, hooks: handler).map { $0.reduce(0, +) }
+                return try loaded.decoder.scoreTokens(
+                    audio: audio, rows: rows, sequences: rows.map { _ in seq }, from: prompt.count,
+                    chunk: 12, hooks: handler
+                ).map { $0.reduce(0, +) }
             case .logitDiff(let a, let b, let position):
                 var out = [Double](repeating: 0, count: rows.count)
-                try loaded.decoder.teacherForced(audio: audio, rows: rows, sequences: rows.map { _ in seq }, chunk: 12, hooks: handler) { i, p, lg, _ in
+                try loaded.decoder.teacherForced(
+                    audio: audio, rows: rows, sequences: rows.map { _ in seq }, chunk: 12, hooks: handler
+                ) { i, p, lg, _ in
                     if p == position { out[i] = Double(lg[a]) - Double(lg[b]) }
                 }
                 return out
             case .wer:
                 let results = try loaded.decoder.decode(audio: audio, rows: rows, leaders: nil, hooks: handler)
                 let ref = normalizer(cleanResult.text).split(separator: " ")
-                return results.map { WordErrorRate.align(reference: ref, hypothesis: normalizer($0.text).split(separator: " ")).rate }
+                return results.map {
+                    WordErrorRate.align(reference: ref, hypothesis: normalizer($0.text).split(separator: " ")).rate
+                }
             }
         }
         let ends = try measure(Tensor.stack([cleanAudio.row(0), corruptAudio.row(0)]), rows: [0, 1], ops: [:])
         let (mClean, mCorrupt) = (ends[0], ends[1])
-        func restored(_ v: Double) -> Double { abs(mClean - mCorrupt) < 1e-12 ? 0 : (v - mCorrupt) / (mClean - mCorrupt) }
+        func restored(_ v: Double) -> Double {
+            abs(mClean - mCorrupt) < 1e-12 ? 0 : (v - mCorrupt) / (mClean - mCorrupt)
+        }
         var grids = [PatchGrid]()
         let tokenLabels = seq.enumerated().map { "\($0.offset):" + loaded.tokenizer.decode([$0.element]) }
 
@@ -173,11 +184,14 @@ public struct Patching {
         }
         let decValues = try measure(corruptAudio, rows: [Int](repeating: 0, count: idx), ops: ops)
         progress?.advance(by: 1)
-        grids.append(grid("decoder.blocks.*.hook_resid_pre", rows: (0..<dims.n_text_layer).map { "decoder.blocks.\($0)" },
-                          cols: tokenLabels, flat: decValues, restored: restored))
+        grids.append(
+            grid(
+                "decoder.blocks.*.hook_resid_pre", rows: (0..<dims.n_text_layer).map { "decoder.blocks.\($0)" },
+                cols: tokenLabels, flat: decValues, restored: restored))
 
         // Encoder: resid_pre of block L in a frame window from the clean run; blocks L… rerun.
-        let frames = min(dims.n_audio_ctx, Int((Double(max(cleanSamples.count, corruptSamples.count)) / 320).rounded(.up)))
+        let frames = min(
+            dims.n_audio_ctx, Int((Double(max(cleanSamples.count, corruptSamples.count)) / 320).rounded(.up)))
         let windows = stride(from: 0, to: max(frames, 1), by: window).map { $0..<min($0 + window, dims.n_audio_ctx) }
         var encValues = [Double]()
         for l in 0..<dims.n_audio_layer {
@@ -198,9 +212,13 @@ public struct Patching {
             encValues += try measure(Tensor.stack(feats), rows: Array(feats.indices), ops: [:])
             progress?.advance(by: 1)
         }
-        grids.append(grid("encoder.blocks.*.hook_resid_pre", rows: (0..<dims.n_audio_layer).map { "encoder.blocks.\($0)" },
-                          cols: windows.map { String(format: "%.1f–%.1fs", Double($0.lowerBound) * 0.02, Double($0.upperBound) * 0.02) },
-                          flat: encValues, restored: restored))
+        grids.append(
+            grid(
+                "encoder.blocks.*.hook_resid_pre", rows: (0..<dims.n_audio_layer).map { "encoder.blocks.\($0)" },
+                cols: windows.map {
+                    String(format: "%.1f–%.1fs", Double($0.lowerBound) * 0.02, Double($0.upperBound) * 0.02)
+                },
+                flat: encValues, restored: restored))
 
         // Heads: one head's z from the clean run (all frames / positions).
         let ha = dims.n_audio_head, dha = dims.n_audio_state / ha
@@ -210,13 +228,16 @@ public struct Patching {
             let table = clean[name]!.reshaped([dims.n_audio_ctx, dims.n_audio_state])
             var ops = [Int: RowOp]()
             for h in 0..<ha { ops[h] = .hook(name, columns: Array((h * dha)..<((h + 1) * dha)), .table(table)) }
-            let out = try model.encodeBlocks(Tensor.stack([Tensor](repeating: corruptStreams[l].row(0), count: ha)), from: l,
-                                             hooks: RowInterventions(ops))
+            let out = try model.encodeBlocks(
+                Tensor.stack([Tensor](repeating: corruptStreams[l].row(0), count: ha)), from: l,
+                hooks: RowInterventions(ops))
             headValues += try measure(out, rows: Array(0..<ha), ops: [:])
         }
         progress?.advance(by: 1)
-        grids.append(grid("encoder.blocks.*.attn.hook_z", rows: (0..<dims.n_audio_layer).map { "encoder.blocks.\($0)" },
-                          cols: (0..<ha).map { "head \($0)" }, flat: headValues, restored: restored))
+        grids.append(
+            grid(
+                "encoder.blocks.*.attn.hook_z", rows: (0..<dims.n_audio_layer).map { "encoder.blocks.\($0)" },
+                cols: (0..<ha).map { "head \($0)" }, flat: headValues, restored: restored))
         let ht = dims.n_text_head, dht = dims.n_text_state / ht
         for part in ["attn", "cross_attn"] {
             var ops = [Int: RowOp]()
@@ -224,22 +245,28 @@ public struct Patching {
             for l in 0..<dims.n_text_layer {
                 let name = "decoder.blocks.\(l).\(part).hook_z"
                 let table = clean[name]!.reshaped([t, dims.n_text_state])
-                for h in 0..<ht { ops[idx] = .hook(name, columns: Array((h * dht)..<((h + 1) * dht)), .table(table)); idx += 1 }
+                for h in 0..<ht {
+                    ops[idx] = .hook(name, columns: Array((h * dht)..<((h + 1) * dht)), .table(table)); idx += 1
+                }
             }
             let values = try measure(corruptAudio, rows: [Int](repeating: 0, count: idx), ops: ops)
-            grids.append(grid("decoder.blocks.*.\(part).hook_z", rows: (0..<dims.n_text_layer).map { "decoder.blocks.\($0)" },
-                              cols: (0..<ht).map { "head \($0)" }, flat: values, restored: restored))
+            grids.append(
+                grid(
+                    "decoder.blocks.*.\(part).hook_z", rows: (0..<dims.n_text_layer).map { "decoder.blocks.\($0)" },
+                    cols: (0..<ht).map { "head \($0)" }, flat: values, restored: restored))
             progress?.advance(by: 1)
         }
-        return PatchResult(clean: path, corruption: corruption.description, metric: metric.name, cleanText: cleanResult.text,
-                           corruptText: corruptResult.text, tokens: seq, tokenText: seq.map { loaded.tokenizer.decode([$0]) },
-                           cleanValue: mClean, corruptValue: mCorrupt, grids: grids)
+        return PatchResult(
+            clean: path, corruption: corruption.description, metric: metric.name, cleanText: cleanResult.text,
+            corruptText: corruptResult.text, tokens: seq, tokenText: seq.map { loaded.tokenizer.decode([$0]) },
+            cleanValue: mClean, corruptValue: mCorrupt, grids: grids)
     }
 
     /// Number of progress steps `run` reports.
     public var steps: Int { 4 + model.dims.n_audio_layer }
 
-    func grid(_ hook: String, rows: [String], cols: [String], flat: [Double], restored: (Double) -> Double) -> PatchGrid {
+    func grid(_ hook: String, rows: [String], cols: [String], flat: [Double], restored: (Double) -> Double) -> PatchGrid
+    {
         let values = rows.indices.map { r in Array(flat[(r * cols.count)..<((r + 1) * cols.count)]) }
         return PatchGrid(hook: hook, rows: rows, cols: cols, values: values, restored: values.map { $0.map(restored) })
     }

@@ -80,12 +80,14 @@ public final class RowInterventions: HookHandler, @unchecked Sendable {
         let original = isPost ? x.storage : []
         try x.storage.withUnsafeMutableBufferPointer { buf in
             for (seq, op) in ops {
-                guard let r = rowOf[seq] else { continue }   // finished sequences have left the batch
+                guard let r = rowOf[seq] else { continue }  // finished sequences have left the batch
                 let base = r * rowSize
                 func fill(_ rep: Replacement, columns: [Int]?, delta: Bool, positions: Set<Int>? = nil) throws {
                     let cols = columns ?? Array(0..<inner)
                     let pre = delta ? saved[block]?[seq] : nil
-                    if delta && pre == nil { throw LensError(.invalidArgument, "\(block): block input of row \(seq) not seen") }
+                    if delta && pre == nil {
+                        throw LensError(.invalidArgument, "\(block): block input of row \(seq) not seen")
+                    }
                     for s in 0..<seqLen where positions?.contains(ctx.positionOffset + s) ?? true {
                         let o = base + s * inner, pos = ctx.positionOffset + s
                         switch rep {
@@ -97,12 +99,17 @@ public final class RowInterventions: HookHandler, @unchecked Sendable {
                             for j in cols { buf[o + j] = (delta ? pre![s * inner + j] : 0) + t.storage[at + j] }
                         case .row(let donor):
                             guard let dr = rowOf[donor] else {
-                                throw LensError(.invalidArgument, "shadow row \(donor) of row \(seq) is not in the batch")
+                                throw LensError(
+                                    .invalidArgument, "shadow row \(donor) of row \(seq) is not in the batch")
                             }
                             let d0 = dr * rowSize + s * inner
                             if delta {
-                                guard let dpre = saved[block]?[donor] else { throw LensError(.invalidArgument, "\(block): shadow input not seen") }
-                                for j in cols { buf[o + j] = pre![s * inner + j] + (original[d0 + j] - dpre[s * inner + j]) }
+                                guard let dpre = saved[block]?[donor] else {
+                                    throw LensError(.invalidArgument, "\(block): shadow input not seen")
+                                }
+                                for j in cols {
+                                    buf[o + j] = pre![s * inner + j] + (original[d0 + j] - dpre[s * inner + j])
+                                }
                             } else {
                                 for j in cols { buf[o + j] = buf[d0 + j] }
                             }
@@ -112,7 +119,8 @@ public final class RowInterventions: HookHandler, @unchecked Sendable {
                 switch op {
                 case .skip: try fill(.zero, columns: nil, delta: true)
                 case .blockWrite(_, _, let rep): try fill(rep, columns: nil, delta: true)
-                case .hook(_, let columns, let rep, let positions): try fill(rep, columns: columns, delta: false, positions: positions)
+                case .hook(_, let columns, let rep, let positions):
+                    try fill(rep, columns: columns, delta: false, positions: positions)
                 }
             }
         }

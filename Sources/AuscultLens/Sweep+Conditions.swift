@@ -8,7 +8,10 @@ extension Sweep {
     func columns(_ comp: Component, width: Int) throws -> [Int]? {
         guard let heads = comp.heads, let hook = comp.hook else { return nil }
         let nh = comp.side == .encoder ? model.dims.n_audio_head : model.dims.n_text_head
-        if hook.contains("mlp.") { throw LensError(.invalidArgument, "\(hook) has no heads: heads select parts of attention hook points, not of MLP ones") }
+        if hook.contains("mlp.") {
+            throw LensError(
+                .invalidArgument, "\(hook) has no heads: heads select parts of attention hook points, not of MLP ones")
+        }
         guard heads.allSatisfy({ $0 >= 0 && $0 < nh }) else {
             throw LensError(.invalidArgument, "\(comp.name): heads outside 0..<\(nh)")
         }
@@ -32,15 +35,18 @@ extension Sweep {
     // MARK: encoder
 
     /// Encoder conditions: rows (condition × clip) grouped by the block they restart from.
-    func runEncoderConditions(_ conds: [Condition], done: Set<String>, progress: ProgressReporter?,
-                              emit: ([SweepEntry]) throws -> Void) throws {
+    func runEncoderConditions(
+        _ conds: [Condition], done: Set<String>, progress: ProgressReporter?,
+        emit: ([SweepEntry]) throws -> Void
+    ) throws {
         struct Row { var cond: Condition; var clip: Int; var start: Int; var donor: Int? }
         var rows = [Row]()
         for c in conds {
             let comp = c.component!
             for clip in items.indices where !done.contains(SweepEntry.key(items[clip].id, c.description, c.draw)) {
                 let start = comp.hook == nil ? comp.firstBlock + 1 : comp.firstBlock
-                rows.append(Row(cond: c, clip: clip, start: start, donor: c.mode == .resample ? donor(clip, c.draw) : nil))
+                rows.append(
+                    Row(cond: c, clip: clip, start: start, donor: c.mode == .resample ? donor(clip, c.draw) : nil))
             }
             let skipped = items.count - rows.filter { $0.cond == c }.count
             if skipped > 0 { progress?.advance(by: skipped) }
@@ -59,7 +65,9 @@ extension Sweep {
             var at = 0
             while at < wave.count {
                 var end = at
-                while end < wave.count && end - at < options.encoderBatch && wave[end].start == wave[at].start { end += 1 }
+                while end < wave.count && end - at < options.encoderBatch && wave[end].start == wave[at].start {
+                    end += 1
+                }
                 let batch = Array(wave[at..<end])
                 at = end
                 var inputs = [Tensor]()
@@ -74,7 +82,9 @@ extension Sweep {
                         switch row.cond.mode {
                         case .zero: break
                         case .mean:
-                            if blockMeans[l] == nil { blockMeans[l] = mean(items.indices.map { residuals[$0][l + 1] - residuals[$0][l] }) }
+                            if blockMeans[l] == nil {
+                                blockMeans[l] = mean(items.indices.map { residuals[$0][l + 1] - residuals[$0][l] })
+                            }
                             y += blockMeans[l]!
                         case .resample:
                             y += residuals[row.donor!][l + 1] - residuals[row.donor!][l]
@@ -106,13 +116,16 @@ extension Sweep {
             let kv = try model.crossAttentionKV(audio, form: .features)
             let results = try decodeChunks(audio: audio, rows: Array(wave.indices), leaders: nil, kv: kv, hooks: nil)
             trace("generate")
-            let lp = try loaded.decoder.scoreTokens(audio: audio, rows: Array(wave.indices),
-                                                    sequences: wave.map { targetSequence($0.clip) }, from: prompt.count, chunk: 8, kv: kv)
+            let lp = try loaded.decoder.scoreTokens(
+                audio: audio, rows: Array(wave.indices),
+                sequences: wave.map { targetSequence($0.clip) }, from: prompt.count, chunk: 8, kv: kv)
             trace("score")
-            try emit(wave.indices.map { i in
-                entry(clip: wave[i].clip, condition: wave[i].cond, donor: wave[i].donor, tokens: results[i].tokens,
-                      text: results[i].text, hitLimit: results[i].tokens.count >= sampleLen, logprob: lp[i])
-            })
+            try emit(
+                wave.indices.map { i in
+                    entry(
+                        clip: wave[i].clip, condition: wave[i].cond, donor: wave[i].donor, tokens: results[i].tokens,
+                        text: results[i].text, hitLimit: results[i].tokens.count >= sampleLen, logprob: lp[i])
+                })
             progress?.advance(by: wave.count)
         }
     }
@@ -125,14 +138,16 @@ extension Sweep {
     /// Decoder conditions: per chunk of clips one batched generation of every (clip, condition)
     /// sequence, with a shadow sequence per resample condition that reads the donor's audio and
     /// feeds the same tokens.
-    func runDecoderConditions(_ conds: [Condition], done: Set<String>, progress: ProgressReporter?,
-                              emit: ([SweepEntry]) throws -> Void) throws {
+    func runDecoderConditions(
+        _ conds: [Condition], done: Set<String>, progress: ProgressReporter?,
+        emit: ([SweepEntry]) throws -> Void
+    ) throws {
         guard !conds.isEmpty else { return }
         var clipStart = 0
         while clipStart < items.count {
             let clips = Array(clipStart..<min(items.count, clipStart + options.decoderClips))
             clipStart += clips.count
-            var audioRows = [Int: Int]()        // clip → row of the audio tensor
+            var audioRows = [Int: Int]()  // clip → row of the audio tensor
             var audioClips = [Int]()
             func audioRow(_ c: Int) -> Int {
                 if cleanKV != nil { return c }
@@ -175,7 +190,9 @@ extension Sweep {
                         case .zero: ops[id] = .skip(side: .decoder, blocks: Set(comp.blocks))
                         case .mean:
                             let pre = decoderMeans["decoder.blocks.\(l).hook_resid_pre"]!
-                            ops[id] = .blockWrite(side: .decoder, block: l, .table(decoderMeans["decoder.blocks.\(l).hook_resid_post"]! - pre))
+                            ops[id] = .blockWrite(
+                                side: .decoder, block: l,
+                                .table(decoderMeans["decoder.blocks.\(l).hook_resid_post"]! - pre))
                         case .resample: ops[id] = .blockWrite(side: .decoder, block: l, .row(shadow!))
                         }
                     }
@@ -187,16 +204,21 @@ extension Sweep {
             let audio = cleanAudio ?? Tensor.stack(audioClips.map { features[$0] })
             let kv = try cleanKV ?? model.crossAttentionKV(audio)
             trace("prepare")
-            let results = try decodeChunks(audio: audio, rows: rows, leaders: leaders, kv: kv, hooks: RowInterventions(ops))
+            let results = try decodeChunks(
+                audio: audio, rows: rows, leaders: leaders, kv: kv, hooks: RowInterventions(ops))
             trace("generate \(rows.count) rows")
-            let lp = try loaded.decoder.scoreTokens(audio: audio, rows: rows, sequences: targets, from: prompt.count, chunk: 12,
-                                                    groups: groups, wanted: leaders.indices.map { leaders[$0] == $0 }, kv: kv,
-                                                    hooks: RowInterventions(ops))
+            let lp = try loaded.decoder.scoreTokens(
+                audio: audio, rows: rows, sequences: targets, from: prompt.count, chunk: 12,
+                groups: groups, wanted: leaders.indices.map { leaders[$0] == $0 }, kv: kv,
+                hooks: RowInterventions(ops))
             trace("score")
-            try emit(mains.map { (id, s) in
-                entry(clip: s.clip, condition: s.cond, donor: s.donor, tokens: results[id].tokens, text: results[id].text,
-                      hitLimit: results[id].tokens.count >= sampleLen, logprob: lp[id])
-            })
+            try emit(
+                mains.map { (id, s) in
+                    entry(
+                        clip: s.clip, condition: s.cond, donor: s.donor, tokens: results[id].tokens,
+                        text: results[id].text,
+                        hitLimit: results[id].tokens.count >= sampleLen, logprob: lp[id])
+                })
             progress?.advance(by: mains.count)
         }
     }

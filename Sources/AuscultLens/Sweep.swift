@@ -38,10 +38,10 @@ public final class Sweep {
     var model: Whisper { loaded.model }
 
     // Clean run state.
-    var residuals: [[Tensor]] = []        // [clip][block 0…n] the stream entering block L, [F, d]
-    var features: [Tensor] = []           // [clip] clean audio features [F, d]
-    var encoderHooks: [String: [Tensor]] = [:]   // clean activations at encoder hook targets, per clip
-    var decoderMeans: [String: Tensor] = [:]     // per-position means for decoder mean ablations
+    var residuals: [[Tensor]] = []  // [clip][block 0…n] the stream entering block L, [F, d]
+    var features: [Tensor] = []  // [clip] clean audio features [F, d]
+    var encoderHooks: [String: [Tensor]] = [:]  // clean activations at encoder hook targets, per clip
+    var decoderMeans: [String: Tensor] = [:]  // per-position means for decoder mean ablations
     var cleanTokens: [[Int]] = []
     var cleanText: [String] = []
     var cleanLogprob: [[Double]] = []
@@ -56,20 +56,25 @@ public final class Sweep {
     /// With AUSCULT_TRACE set, prints the time since the last trace point (profiling sweeps).
     func trace(_ what: String) {
         guard tracing else { return }
-        FileHandle.standardError.write(String(format: "\n[trace] %@ %.2f s\n", what, Date().timeIntervalSince(traceClock)).data(using: .utf8)!)
+        FileHandle.standardError.write(
+            String(format: "\n[trace] %@ %.2f s\n", what, Date().timeIntervalSince(traceClock)).data(using: .utf8)!)
         traceClock = Date()
     }
 
     /// Prepares a sweep; `items` must already be loadable (see `SweepInputs`).
-    public init(loaded: LoadedModel, items: [DatasetItem], options: SweepOptions, normalizer: EnglishTextNormalizer) throws {
+    public init(
+        loaded: LoadedModel, items: [DatasetItem], options: SweepOptions, normalizer: EnglishTextNormalizer
+    ) throws {
         self.loaded = loaded; self.items = items; self.options = options; self.normalizer = normalizer
         for c in options.conditions {
             if let comp = c.component, comp.blocks.count > 1, c.mode != .zero {
-                throw LensError(.invalidArgument, "\(c.description): only zero ablation (removal) takes several blocks at once")
+                throw LensError(
+                    .invalidArgument, "\(c.description): only zero ablation (removal) takes several blocks at once")
             }
         }
         if options.conditions.contains(where: { $0.mode == .resample }) && items.count < 2 {
-            throw LensError(.invalidArgument, "resample ablation needs at least 2 clips (a donor other than the clip itself)")
+            throw LensError(
+                .invalidArgument, "resample ablation needs at least 2 clips (a donor other than the clip itself)")
         }
     }
 
@@ -81,7 +86,9 @@ public final class Sweep {
         return k >= clip ? k + 1 : k
     }
 
-    func donor(_ clip: Int, _ draw: Int) -> Int { Self.donor(clip: clip, draw: draw, clips: items.count, seed: options.seed) }
+    func donor(_ clip: Int, _ draw: Int) -> Int {
+        Self.donor(clip: clip, draw: draw, clips: items.count, seed: options.seed)
+    }
 
     /// Expands conditions into their donor draws.
     var runConditions: [Condition] {
@@ -92,8 +99,10 @@ public final class Sweep {
 
     /// Runs everything not already in `done` (keys from `SweepEntry.key`), handing each batch's
     /// entries to `emit` as soon as they are ready (to be written before the next batch starts).
-    public func run(skipping done: Set<String> = [], progress: ProgressReporter? = nil,
-                    emit: ([SweepEntry]) throws -> Void) throws {
+    public func run(
+        skipping done: Set<String> = [], progress: ProgressReporter? = nil,
+        emit: ([SweepEntry]) throws -> Void
+    ) throws {
         traceClock = Date()
         try runClean(done: done, emit: emit)
         progress?.advance(by: items.count)
@@ -113,10 +122,11 @@ public final class Sweep {
 
     func runClean(done: Set<String>, emit: ([SweepEntry]) throws -> Void) throws {
         let mel = LogMel(nMels: model.dims.n_mels)
-        let encHookNames = Set(options.conditions.compactMap { c -> String? in
-            guard let comp = c.component, comp.side == .encoder, c.mode != .zero else { return nil }
-            return comp.hook
-        })
+        let encHookNames = Set(
+            options.conditions.compactMap { c -> String? in
+                guard let comp = c.component, comp.side == .encoder, c.mode != .zero else { return nil }
+                return comp.hook
+            })
         residuals = []; features = []; encoderHooks = [:]
         var start = 0
         while start < items.count {
@@ -129,7 +139,9 @@ public final class Sweep {
                 residuals.append(perBlock.map { $0.row(i) })
                 features.append(out.row(i))
             }
-            for name in encHookNames { encoderHooks[name, default: []] += (0..<batch.count).map { rec!.store[name]!.row($0) } }
+            for name in encHookNames {
+                encoderHooks[name, default: []] += (0..<batch.count).map { rec!.store[name]!.row($0) }
+            }
         }
         // Clean transcripts, then the clean model's log-probabilities of them.
         let audio = Tensor.stack(features)
@@ -140,18 +152,29 @@ public final class Sweep {
         let results = try decodeChunks(audio: audio, rows: Array(items.indices), leaders: nil, kv: kv, hooks: nil)
         cleanTokens = results.map(\.tokens)
         cleanText = results.map(\.text)
-        let decNames = Set(options.conditions.compactMap { c -> [String]? in
-            guard let comp = c.component, comp.side == .decoder, c.mode == .mean else { return nil }
-            return comp.hook.map { [$0] } ?? ["decoder.blocks.\(comp.blocks[0]).hook_resid_pre", "decoder.blocks.\(comp.blocks[0]).hook_resid_post"]
-        }.flatMap { $0 })
-        let acc = decNames.isEmpty ? nil : PositionMeans(names: decNames, lengths: items.indices.map { prompt.count + cleanTokens[$0].count + 1 })
-        cleanLogprob = try loaded.decoder.scoreTokens(audio: audio, rows: Array(items.indices), sequences: items.indices.map(targetSequence),
-                                                      from: prompt.count, kv: kv, hooks: acc)
+        let decNames = Set(
+            options.conditions.compactMap { c -> [String]? in
+                guard let comp = c.component, comp.side == .decoder, c.mode == .mean else { return nil }
+                return comp.hook.map { [$0] } ?? [
+                    "decoder.blocks.\(comp.blocks[0]).hook_resid_pre",
+                    "decoder.blocks.\(comp.blocks[0]).hook_resid_post",
+                ]
+            }.flatMap { $0 })
+        let acc =
+            decNames.isEmpty
+            ? nil
+            : PositionMeans(names: decNames, lengths: items.indices.map { prompt.count + cleanTokens[$0].count + 1 })
+        cleanLogprob = try loaded.decoder.scoreTokens(
+            audio: audio, rows: Array(items.indices), sequences: items.indices.map(targetSequence),
+            from: prompt.count, kv: kv, hooks: acc)
         if let acc { decoderMeans = acc.means(positions: model.dims.n_text_ctx) }
         if items.count <= options.decoderClips { cleanAudio = audio; cleanKV = kv }
         let entries = items.indices.filter { !done.contains(SweepEntry.key(items[$0].id, "clean", 0)) }
-            .map { entry(clip: $0, condition: .clean, donor: nil, tokens: cleanTokens[$0], text: cleanText[$0],
-                         hitLimit: results[$0].tokens.count >= sampleLen, logprob: cleanLogprob[$0]) }
+            .map {
+                entry(
+                    clip: $0, condition: .clean, donor: nil, tokens: cleanTokens[$0], text: cleanText[$0],
+                    hitLimit: results[$0].tokens.count >= sampleLen, logprob: cleanLogprob[$0])
+            }
         if !entries.isEmpty { try emit(entries) }
     }
 
@@ -160,31 +183,38 @@ public final class Sweep {
     /// Prompt + clean tokens + end-of-text: what cross-entropy is measured on.
     func targetSequence(_ clip: Int) -> [Int] { prompt + cleanTokens[clip] + [loaded.tokenizer.eot] }
 
-    func decodeChunks(audio: Tensor, rows: [Int], leaders: [Int]?, kv: CrossAttentionKV? = nil, hooks: HookHandler?) throws -> [DecodingResult] {
+    func decodeChunks(
+        audio: Tensor, rows: [Int], leaders: [Int]?, kv: CrossAttentionKV? = nil, hooks: HookHandler?
+    ) throws -> [DecodingResult] {
         var o = options.decoding
         o.beamSize = nil
         return try loaded.decoder.decode(audio: audio, rows: rows, leaders: leaders, options: o, kv: kv, hooks: hooks)
     }
 
-    func entry(clip: Int, condition: Condition, donor: Int?, tokens: [Int], text: String, hitLimit: Bool,
-               logprob: [Double]) -> SweepEntry {
+    func entry(
+        clip: Int, condition: Condition, donor: Int?, tokens: [Int], text: String, hitLimit: Bool,
+        logprob: [Double]
+    ) -> SweepEntry {
         let item = items[clip]
         let words = { (s: String) in self.normalizer(s).split(separator: " ") }
         let vsRef = WordErrorRate.align(reference: words(item.reference ?? cleanText[clip]), hypothesis: words(text))
         let vsClean = WordErrorRate.align(reference: words(cleanText[clip]), hypothesis: words(text))
         let ce = -logprob.reduce(0, +) / Double(max(1, logprob.count))
         let ceClean = -cleanLogprob[clip].reduce(0, +) / Double(max(1, cleanLogprob[clip].count))
-        return SweepEntry(clip: item.id, condition: condition.description, mode: condition.isClean ? nil : condition.mode.rawValue,
-                          component: condition.component?.name, side: condition.side?.rawValue, draw: condition.draw,
-                          donor: donor.map { items[$0].id }, tokens: tokens, text: text, wer: vsRef.rate, werVsClean: vsClean.rate,
-                          wordErrors: vsRef.substitutions + vsRef.deletions + vsRef.insertions, referenceWords: vsRef.referenceWords,
-                          ce: ce, ceDelta: ce - ceClean, maxRepeat: SweepEntry.maxRepeat(tokens), hitLimit: hitLimit)
+        return SweepEntry(
+            clip: item.id, condition: condition.description, mode: condition.isClean ? nil : condition.mode.rawValue,
+            component: condition.component?.name, side: condition.side?.rawValue, draw: condition.draw,
+            donor: donor.map { items[$0].id }, tokens: tokens, text: text, wer: vsRef.rate, werVsClean: vsClean.rate,
+            wordErrors: vsRef.substitutions + vsRef.deletions + vsRef.insertions, referenceWords: vsRef.referenceWords,
+            ce: ce, ceDelta: ce - ceClean, maxRepeat: SweepEntry.maxRepeat(tokens), hitLimit: hitLimit)
     }
 }
 
 extension SweepEntry {
     /// The resume key of an entry: clip, condition and donor draw.
-    public static func key(_ clip: String, _ condition: String, _ draw: Int) -> String { "\(clip)\u{1F}\(condition)\u{1F}\(draw)" }
+    public static func key(_ clip: String, _ condition: String, _ draw: Int) -> String {
+        "\(clip)\u{1F}\(condition)\u{1F}\(draw)"
+    }
     public var key: String { Self.key(clip, condition, draw) }
 }
 
@@ -204,7 +234,9 @@ final class PositionMeans: HookHandler {
         width[name] = w
         var s = sums[name] ?? [], c = counts[name] ?? []
         let need = ctx.positionOffset + n
-        if s.count < need * w { s += [Double](repeating: 0, count: need * w - s.count); c += [Int](repeating: 0, count: need - c.count) }
+        if s.count < need * w {
+            s += [Double](repeating: 0, count: need * w - s.count); c += [Int](repeating: 0, count: need - c.count)
+        }
         for r in 0..<rows {
             let len = lengths[ctx.sequences[r]]
             for p in 0..<n where ctx.positionOffset + p < len {
@@ -227,7 +259,9 @@ final class PositionMeans: HookHandler {
             var t = [Float](repeating: 0, count: positions * w)
             for p in 0..<positions {
                 for j in 0..<w {
-                    t[p * w + j] = p < c.count && c[p] > 0 ? Float(s[p * w + j] / Double(c[p])) : Float(overall[j] / Double(max(1, total)))
+                    t[p * w + j] =
+                        p < c.count && c[p] > 0
+                        ? Float(s[p * w + j] / Double(c[p])) : Float(overall[j] / Double(max(1, total)))
                 }
             }
             out[name] = Tensor(shape: [positions, w], storage: t)

@@ -75,12 +75,14 @@ public struct ConditionSummary: Codable, Sendable {
             if groups[e.condition] == nil { order.append(e.condition) }
             groups[e.condition, default: []].append(e)
         }
-        let cleanTokens = Dictionary(entries.filter { $0.condition == "clean" }.map { ($0.clip, $0.tokens) }, uniquingKeysWith: { a, _ in a })
+        let cleanTokens = Dictionary(
+            entries.filter { $0.condition == "clean" }.map { ($0.clip, $0.tokens) }, uniquingKeysWith: { a, _ in a })
         let out = order.map { c -> ConditionSummary in
             let g = groups[c]!
             let refWords = g.reduce(0) { $0 + $1.referenceWords }, errs = g.reduce(0) { $0 + $1.wordErrors }
             return ConditionSummary(
-                condition: c, mode: g[0].mode, component: g[0].component, side: g[0].side, clips: Set(g.map(\.clip)).count,
+                condition: c, mode: g[0].mode, component: g[0].component, side: g[0].side,
+                clips: Set(g.map(\.clip)).count,
                 wer: refWords == 0 ? 0 : Double(errs) / Double(refWords),
                 meanCE: g.map(\.ce).reduce(0, +) / Double(g.count),
                 meanCEDelta: g.map(\.ceDelta).reduce(0, +) / Double(g.count),

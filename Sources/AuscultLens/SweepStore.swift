@@ -22,10 +22,14 @@ public struct SweepStore {
         let data = try encoder.encode(settings)
         if fresh { try? fm.removeItem(atPath: jsonlPath) }
         if let old = fm.contents(atPath: settingsPath), !fresh,
-           let oldSettings = try? JSONDecoder().decode([String: String].self, from: old), oldSettings != settings,
-           fm.fileExists(atPath: jsonlPath) {
+            let oldSettings = try? JSONDecoder().decode([String: String].self, from: old), oldSettings != settings,
+            fm.fileExists(atPath: jsonlPath)
+        {
             let diff = settings.keys.sorted().filter { oldSettings[$0] != settings[$0] }
-            throw LensError(.conflictingRun, "\(directory) holds results of a run with other settings (\(diff.joined(separator: ", ")) differ); start the run over there or write it to another directory")
+            throw LensError(
+                .conflictingRun,
+                "\(directory) holds results of a run with other settings (\(diff.joined(separator: ", ")) differ); start the run over there or write it to another directory"
+            )
         }
         try data.write(to: URL(fileURLWithPath: settingsPath))
     }
@@ -64,7 +68,8 @@ public struct SweepStore {
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         try encoder.encode(entries).write(to: URL(fileURLWithPath: resultsPath))
         struct Summary: Encodable { var conditions: [ConditionSummary]; var info: [String: String] }
-        try encoder.encode(Summary(conditions: ConditionSummary.rank(entries), info: extra)).write(to: URL(fileURLWithPath: summaryPath))
+        try encoder.encode(Summary(conditions: ConditionSummary.rank(entries), info: extra)).write(
+            to: URL(fileURLWithPath: summaryPath))
     }
 }
 
@@ -74,6 +79,8 @@ public struct LensError: Error, CustomStringConvertible, Sendable {
     public var code: Code
     public var message: String
     public var cause: String?
-    public init(_ code: Code, _ message: String, cause: String? = nil) { self.code = code; self.message = message; self.cause = cause }
+    public init(_ code: Code, _ message: String, cause: String? = nil) {
+        self.code = code; self.message = message; self.cause = cause
+    }
     public var description: String { message + (cause.map { " (\($0))" } ?? "") }
 }

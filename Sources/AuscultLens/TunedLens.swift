@@ -29,25 +29,32 @@ public struct TunedLens: Sendable {
     /// teacher-forced clean transcripts) against the final log-probabilities `finalLogp` `[N, V]`,
     /// with Adam (learning rate `lr`, `steps` full-batch steps per layer). Returns the mean KL per
     /// layer before and after.
-    public mutating func train(model: Whisper, streams: [Tensor], finalLogp: Tensor, steps: Int = 150, lr: Float = 1e-3,
-                               progress: ((Int, Int) -> Void)? = nil) -> (before: [Double], after: [Double]) {
+    public mutating func train(
+        model: Whisper, streams: [Tensor], finalLogp: Tensor, steps: Int = 150, lr: Float = 1e-3,
+        progress: ((Int, Int) -> Void)? = nil
+    ) -> (before: [Double], after: [Double]) {
         var before = [Double](), after = [Double]()
         for l in streams.indices {
             var adamA = Adam(count: weights[l].count), adamB = Adam(count: biases[l].count)
             before.append(Self.kl(model: model, translated: translate(streams[l], layer: l), finalLogp: finalLogp).loss)
             for step in 0..<steps {
                 let h = streams[l]
-                let (loss, gradH) = Self.kl(model: model, translated: translate(h, layer: l), finalLogp: finalLogp, gradient: true)
+                let (loss, gradH) = Self.kl(
+                    model: model, translated: translate(h, layer: l), finalLogp: finalLogp, gradient: true)
                 _ = loss
                 // h' = h + A h + b: dA = gradHᵀ·h / 1, db = Σ_rows gradH.
                 let n = h.shape[0], d = h.shape[1]
                 var gA = Tensor(zeros: [d, d]), gB = Tensor(zeros: [d])
-                gradH!.storage.withUnsafeBufferPointer { g in h.storage.withUnsafeBufferPointer { x in
-                    gA.storage.withUnsafeMutableBufferPointer { o in
-                        // gA[i][j] = Σ_n g[n][i] · x[n][j]
-                        BLAS.gemmTN(m: d, n: d, k: n, a: g.baseAddress!, lda: d, b: x.baseAddress!, ldb: d, c: o.baseAddress!, ldc: d)
+                gradH!.storage.withUnsafeBufferPointer { g in
+                    h.storage.withUnsafeBufferPointer { x in
+                        gA.storage.withUnsafeMutableBufferPointer { o in
+                            // gA[i][j] = Σ_n g[n][i] · x[n][j]
+                            BLAS.gemmTN(
+                                m: d, n: d, k: n, a: g.baseAddress!, lda: d, b: x.baseAddress!, ldb: d,
+                                c: o.baseAddress!, ldc: d)
+                        }
                     }
-                } }
+                }
                 for r in 0..<n { for j in 0..<d { gB.storage[j] += gradH!.storage[r * d + j] } }
                 adamA.step(&weights[l].storage, gA.storage, lr: lr, t: step + 1)
                 adamB.step(&biases[l].storage, gB.storage, lr: lr, t: step + 1)
@@ -60,9 +67,11 @@ public struct TunedLens: Sendable {
 
     /// Mean KL(final ‖ lens) over rows for translated streams `[N, d]`, and optionally its
     /// gradient with respect to the translated streams (through the final LayerNorm).
-    public static func kl(model: Whisper, translated h: Tensor, finalLogp: Tensor, gradient: Bool = false) -> (loss: Double, grad: Tensor?) {
+    public static func kl(
+        model: Whisper, translated h: Tensor, finalLogp: Tensor, gradient: Bool = false
+    ) -> (loss: Double, grad: Tensor?) {
         let n = h.shape[0], d = h.shape[1], v = model.dims.n_vocab
-        let logits = model.unembed(h)                   // [N, V]
+        let logits = model.unembed(h)  // [N, V]
         var loss = 0.0
         var gz = gradient ? Tensor(zeros: [n, v]) : Tensor(zeros: [0])
         for r in 0..<n {
@@ -83,9 +92,15 @@ public struct TunedLens: Sendable {
         // Back through the unembedding: dy = gz · W_U  [N, d].
         let wu = model.weights["decoder.token_embedding.weight"]
         var dy = Tensor(zeros: [n, d])
-        gz.storage.withUnsafeBufferPointer { g in wu.storage.withUnsafeBufferPointer { w in dy.storage.withUnsafeMutableBufferPointer { o in
-            BLAS.gemmNN(m: n, n: d, k: v, a: g.baseAddress!, lda: v, b: w.baseAddress!, ldb: d, c: o.baseAddress!, ldc: d)
-        } } }
+        gz.storage.withUnsafeBufferPointer { g in
+            wu.storage.withUnsafeBufferPointer { w in
+                dy.storage.withUnsafeMutableBufferPointer { o in
+                    BLAS.gemmNN(
+                        m: n, n: d, k: v, a: g.baseAddress!, lda: v, b: w.baseAddress!, ldb: d, c: o.baseAddress!,
+                        ldc: d)
+                }
+            }
+        }
         // Back through LayerNorm: y = γ ⊙ (h − μ)/σ + β.
         let gamma = model.weights["decoder.ln.weight"].storage
         var gh = Tensor(zeros: [n, d])
@@ -134,23 +149,30 @@ extension Lens {
         let mel = LogMel(nMels: dims.n_mels).window(try AudioClip(contentsOf: path).samples)
         let audio = try model.encode(mel.reshaped([1] + mel.shape))
         let r = try loaded.decoder.decode(audio: audio)[0]
-        let seq = loaded.decoder.initialTokens(DecodingOptions(), language: r.language) + r.tokens + [loaded.tokenizer.eot]
-        let names = ["decoder.blocks.0.hook_resid_pre"] + (0..<dims.n_text_layer).map { "decoder.blocks.\($0).hook_resid_post" }
+        let seq =
+            loaded.decoder.initialTokens(DecodingOptions(), language: r.language) + r.tokens + [loaded.tokenizer.eot]
+        let names =
+            ["decoder.blocks.0.hook_resid_pre"] + (0..<dims.n_text_layer).map { "decoder.blocks.\($0).hook_resid_post" }
         let rec = ActivationRecorder { names.contains($0) }
         let logits = try model.decode([seq], cache: try model.makeCache(audio: audio, audioIndex: [0]), hooks: rec)
         let t = seq.count
         let lp = logSoftmaxRows(logits.reshaped([t, dims.n_vocab]))
-        return (names.map { rec.store[$0]!.reshaped([t, dims.n_text_state]) },
-                Tensor(shape: [t, dims.n_vocab], storage: lp.map(Float.init)))
+        return (
+            names.map { rec.store[$0]!.reshaped([t, dims.n_text_state]) },
+            Tensor(shape: [t, dims.n_vocab], storage: lp.map(Float.init))
+        )
     }
 
     /// Trains a tuned lens on the clips at `paths` and compares it with the logit lens. With two
     /// or more clips the last third (at least one) is held out and the comparison is made there;
     /// with one clip it is in-sample.
-    public func tuned(_ paths: [String], steps: Int = 60, progress: ((Int, Int) -> Void)? = nil) throws -> (TunedLens, TunedLensSummary) {
+    public func tuned(
+        _ paths: [String], steps: Int = 60, progress: ((Int, Int) -> Void)? = nil
+    ) throws -> (TunedLens, TunedLensSummary) {
         let dims = model.dims
         let held = paths.count >= 2 ? max(1, paths.count / 3) : 0
-        let trainPaths = Array(paths.prefix(paths.count - held)), evalPaths = held > 0 ? Array(paths.suffix(held)) : paths
+        let trainPaths = Array(paths.prefix(paths.count - held)),
+            evalPaths = held > 0 ? Array(paths.suffix(held)) : paths
         func gather(_ ps: [String]) throws -> ([Tensor], Tensor) {
             var perLayer = [[Tensor]](repeating: [], count: dims.n_text_layer + 1)
             var finals = [Tensor]()
@@ -167,7 +189,9 @@ extension Lens {
         _ = lens.train(model: model, streams: train, finalLogp: trainFinal, steps: steps, progress: progress)
         let v = dims.n_vocab, n = evalFinal.shape[0]
         func argmaxRows(_ x: Tensor) -> [Int] {
-            (0..<n).map { r in var b = 0; for j in 0..<v where x.storage[r * v + j] > x.storage[r * v + b] { b = j }; return b }
+            (0..<n).map { r in
+                var b = 0; for j in 0..<v where x.storage[r * v + j] > x.storage[r * v + b] { b = j }; return b
+            }
         }
         let target = argmaxRows(evalFinal)
         func agreement(_ h: Tensor) -> Double {
@@ -176,7 +200,9 @@ extension Lens {
         let summary = TunedLensSummary(
             layers: ["embed"] + (0..<dims.n_text_layer).map { "decoder.blocks.\($0)" }, positions: n,
             klLogitLens: eval.map { TunedLens.kl(model: model, translated: $0, finalLogp: evalFinal).loss },
-            klTunedLens: eval.indices.map { TunedLens.kl(model: model, translated: lens.translate(eval[$0], layer: $0), finalLogp: evalFinal).loss },
+            klTunedLens: eval.indices.map {
+                TunedLens.kl(model: model, translated: lens.translate(eval[$0], layer: $0), finalLogp: evalFinal).loss
+            },
             top1LogitLens: eval.map(agreement),
             top1TunedLens: eval.indices.map { agreement(lens.translate(eval[$0], layer: $0)) },
             trainClips: trainPaths, evalClips: evalPaths)

@@ -5,28 +5,58 @@ import Foundation
 
 public enum SAEReport {
     public static func evaluation(_ r: SAEEvaluation, checkpoint: String) -> HTMLDocument {
-        var doc = HTMLDocument(title: "SAE evaluation — \(r.hook)",
-                               subtitle: "\(checkpoint) · \(r.architecture), d_sae \(r.dSAE) · \(r.clips.count) clips, \(r.rows) rows")
+        var doc = HTMLDocument(
+            title: "SAE evaluation — \(r.hook)",
+            subtitle: "\(checkpoint) · \(r.architecture), d_sae \(r.dSAE) · \(r.clips.count) clips, \(r.rows) rows")
         let pct = { (v: Double?) in v.map { String(format: "%.2f %%", $0) } ?? "n/a" }
-        doc.section("Reconstruction", HTMLDocument.table(["FVU", "explained variance", "L0", "dead", "dense (> \(r.denseThreshold))"], [[
-            String(format: "%.4f", r.fvu), String(format: "%.4f", r.explainedVariance), String(format: "%.1f", r.l0),
-            String(format: "%.1f %%", 100 * r.deadFraction), String(format: "%.1f %%", 100 * r.denseFraction),
-        ]]), note: "Measured on the clean activations at the hook, frames holding audio only. Dead: never fired on these clips.")
+        doc.section(
+            "Reconstruction",
+            HTMLDocument.table(
+                ["FVU", "explained variance", "L0", "dead", "dense (> \(r.denseThreshold))"],
+                [
+                    [
+                        String(format: "%.4f", r.fvu), String(format: "%.4f", r.explainedVariance),
+                        String(format: "%.1f", r.l0),
+                        String(format: "%.1f %%", 100 * r.deadFraction),
+                        String(format: "%.1f %%", 100 * r.denseFraction),
+                    ]
+                ]),
+            note:
+                "Measured on the clean activations at the hook, frames holding audio only. Dead: never fired on these clips."
+        )
         let bins = r.densityHistogram.map { b in
             (label: b.log10Low.isInfinite ? "never" : String(format: "%.1f", b.log10Low), value: Double(b.latents))
         }
-        doc.section("Feature density", Plot.bars(bins, title: "Latents by log10 firing density", unit: " latents"),
-                    note: "Fraction of rows in which each latent fires, binned by half decades (the first bar: latents that never fired).")
-        doc.section("Downstream", HTMLDocument.table(["condition", "WER vs reference", "WER vs clean", "CE (nats/token)"], [
-            ["clean", pct(r.werClean), "0.00 %", String(format: "%.4f", r.ceClean)],
-            ["SAE spliced", pct(r.werSpliced), pct(r.werSplicedVsClean), String(format: "%.4f", r.ceSpliced)],
-            ["hook zeroed", pct(r.werZeroed), pct(r.werZeroedVsClean), String(format: "%.4f", r.ceZeroed)],
-        ]) + Plot.bars([("clean", r.ceClean), ("spliced", r.ceSpliced), ("zeroed", r.ceZeroed)], title: "Cross-entropy of the clean transcript", unit: " nats"),
-                    note: String(format: "Fraction of loss recovered: %.3f = (CE_zeroed − CE_spliced) / (CE_zeroed − CE_clean).", r.lossRecovered))
-        doc.section("Transcripts", HTMLDocument.table(["clip", "clean", "SAE spliced", "zeroed", "CE clean / spliced / zeroed"], r.clips.map { c in
-            [htmlEscape(c.id), htmlEscape(c.clean), htmlEscape(c.spliced), htmlEscape(c.zeroed),
-             String(format: "%.3f / %.3f / %.3f", c.ceClean, c.ceSpliced, c.ceZeroed)]
-        }))
+        doc.section(
+            "Feature density", Plot.bars(bins, title: "Latents by log10 firing density", unit: " latents"),
+            note:
+                "Fraction of rows in which each latent fires, binned by half decades (the first bar: latents that never fired)."
+        )
+        doc.section(
+            "Downstream",
+            HTMLDocument.table(
+                ["condition", "WER vs reference", "WER vs clean", "CE (nats/token)"],
+                [
+                    ["clean", pct(r.werClean), "0.00 %", String(format: "%.4f", r.ceClean)],
+                    ["SAE spliced", pct(r.werSpliced), pct(r.werSplicedVsClean), String(format: "%.4f", r.ceSpliced)],
+                    ["hook zeroed", pct(r.werZeroed), pct(r.werZeroedVsClean), String(format: "%.4f", r.ceZeroed)],
+                ])
+                + Plot.bars(
+                    [("clean", r.ceClean), ("spliced", r.ceSpliced), ("zeroed", r.ceZeroed)],
+                    title: "Cross-entropy of the clean transcript", unit: " nats"),
+            note: String(
+                format: "Fraction of loss recovered: %.3f = (CE_zeroed − CE_spliced) / (CE_zeroed − CE_clean).",
+                r.lossRecovered))
+        doc.section(
+            "Transcripts",
+            HTMLDocument.table(
+                ["clip", "clean", "SAE spliced", "zeroed", "CE clean / spliced / zeroed"],
+                r.clips.map { c in
+                    [
+                        htmlEscape(c.id), htmlEscape(c.clean), htmlEscape(c.spliced), htmlEscape(c.zeroed),
+                        String(format: "%.3f / %.3f / %.3f", c.ceClean, c.ceSpliced, c.ceZeroed),
+                    ]
+                }))
         return doc
     }
 }

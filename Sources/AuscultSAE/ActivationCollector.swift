@@ -21,7 +21,10 @@ public struct ActivationCollector {
             throw StoreError(.mismatch, "collect takes one hook point, '\(hook)' names \(names.count)")
         }
         guard point.name.hasPrefix("encoder."), point.shape.first == "F", !point.readOnly else {
-            throw StoreError(.mismatch, "'\(point.name)' has shape \(point.shape); collect stores encoder activations with a frame axis (e.g. encoder.blocks.2.hook_resid_post, encoder.blocks.2.mlp.hook_post)")
+            throw StoreError(
+                .mismatch,
+                "'\(point.name)' has shape \(point.shape); collect stores encoder activations with a frame axis (e.g. encoder.blocks.2.hook_resid_post, encoder.blocks.2.mlp.hook_post)"
+            )
         }
         self.loaded = loaded
         self.hook = point.name
@@ -36,8 +39,10 @@ public struct ActivationCollector {
 
     /// Stores every clip of `items` (shard `k` of `n`: clips whose index ≡ k mod n) not yet in
     /// `store`; unreadable clips are reported through `failed` and skipped.
-    public func collect(_ items: [DatasetItem], into store: ActivationStore, shard k: Int = 0, of n: Int = 1,
-                        progress: ProgressReporter? = nil, failed: (DatasetItem, Error) -> Void = { _, _ in }) throws {
+    public func collect(
+        _ items: [DatasetItem], into store: ActivationStore, shard k: Int = 0, of n: Int = 1,
+        progress: ProgressReporter? = nil, failed: (DatasetItem, Error) -> Void = { _, _ in }
+    ) throws {
         let mine = items.enumerated().filter { $0.offset % n == k }.map(\.element)
         let done = store.storedIDs
         let todo = mine.filter { !done.contains($0.id) }
@@ -59,10 +64,13 @@ public struct ActivationCollector {
                 } else if hook.hasPrefix("encoder.ln_post") {
                     _ = try loaded.model.encodeBlocks(x, from: 0, hooks: rec)
                 }
-                guard let acts = rec.store[hook] else { throw StoreError(.missing, "the encoder did not reach \(hook)") }
+                guard let acts = rec.store[hook] else {
+                    throw StoreError(.missing, "the encoder did not reach \(hook)")
+                }
                 let w = width
                 for (i, g) in good.enumerated() {
-                    let rows = acts.row(i).reshaped([dims.n_audio_ctx, w]).rows(0..<g.validFrames(maxFrames: dims.n_audio_ctx))
+                    let rows = acts.row(i).reshaped([dims.n_audio_ctx, w]).rows(
+                        0..<g.validFrames(maxFrames: dims.n_audio_ctx))
                     try store.append(id: g.item.id, rows: rows, shard: shardName)
                 }
             }

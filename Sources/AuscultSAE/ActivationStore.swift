@@ -50,10 +50,18 @@ public final class ActivationStore {
         self.directory = directory
         let path = Self.manifestPath(directory)
         if let data = FileManager.default.contents(atPath: path) {
-            do { manifest = try JSONDecoder().decode(StoreManifest.self, from: data) }
-            catch { throw StoreError(.corrupt, "\(path): not an activation store manifest", cause: "\(error)") }
-            if let fresh, (fresh.model, fresh.hook, fresh.dtype, fresh.width) != (manifest.model, manifest.hook, manifest.dtype, manifest.width) {
-                throw StoreError(.occupied, "\(directory) holds \(manifest.hook) (\(manifest.dtype.rawValue), width \(manifest.width)) of \(manifest.model), not \(fresh.hook) (\(fresh.dtype.rawValue), width \(fresh.width)) of \(fresh.model); write this store to another directory")
+            do { manifest = try JSONDecoder().decode(StoreManifest.self, from: data) } catch {
+                throw StoreError(.corrupt, "\(path): not an activation store manifest", cause: "\(error)")
+            }
+            if let fresh,
+                (fresh.model, fresh.hook, fresh.dtype, fresh.width) != (
+                    manifest.model, manifest.hook, manifest.dtype, manifest.width
+                )
+            {
+                throw StoreError(
+                    .occupied,
+                    "\(directory) holds \(manifest.hook) (\(manifest.dtype.rawValue), width \(manifest.width)) of \(manifest.model), not \(fresh.hook) (\(fresh.dtype.rawValue), width \(fresh.width)) of \(fresh.model); write this store to another directory"
+                )
             }
         } else if let fresh {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -61,7 +69,8 @@ public final class ActivationStore {
             manifest.clips = []
             try saveManifest()
         } else {
-            throw StoreError(.missing, "\(directory): no manifest.json; collect activations into it first (auscult collect)")
+            throw StoreError(
+                .missing, "\(directory): no manifest.json; collect activations into it first (auscult collect)")
         }
     }
 
@@ -116,13 +125,16 @@ public final class ActivationStore {
     public func rows(shard: String, offset: Int, count: Int) throws -> Tensor {
         if mapped[shard] == nil {
             let path = (directory as NSString).appendingPathComponent(shard)
-            do { mapped[shard] = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) }
-            catch { throw StoreError(.missing, "\(path): cannot map the shard", cause: "\(error)") }
+            do { mapped[shard] = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
+                throw StoreError(.missing, "\(path): cannot map the shard", cause: "\(error)")
+            }
         }
         let data = mapped[shard]!, w = manifest.width, b = manifest.dtype.bytes
         let start = offset * w * b, end = (offset + count) * w * b
         guard end <= data.count else {
-            throw StoreError(.corrupt, "\(shard): \(data.count) bytes, rows up to \(offset + count) need \(end); the shard is truncated")
+            throw StoreError(
+                .corrupt,
+                "\(shard): \(data.count) bytes, rows up to \(offset + count) need \(end); the shard is truncated")
         }
         return data.withUnsafeBytes { raw in
             Tensor(shape: [count, w]) { out in
@@ -147,18 +159,30 @@ public final class ActivationStore {
         var merged = first.manifest
         merged.clips = []
         let out = try ActivationStore(directory: directory, creating: merged)
-        guard out.manifest.clips.isEmpty else { throw StoreError(.mismatch, "\(directory) already holds a store; merge into an empty directory") }
+        guard out.manifest.clips.isEmpty else {
+            throw StoreError(.mismatch, "\(directory) already holds a store; merge into an empty directory")
+        }
         var seen = Set<String>()
         for (k, s) in stores.enumerated() {
-            guard (s.manifest.model, s.manifest.hook, s.manifest.dtype, s.manifest.width) == (merged.model, merged.hook, merged.dtype, merged.width) else {
-                throw StoreError(.mismatch, "\(s.directory) holds \(s.manifest.hook) of \(s.manifest.model) (\(s.manifest.dtype.rawValue)), unlike \(inputs[0])")
+            guard
+                (s.manifest.model, s.manifest.hook, s.manifest.dtype, s.manifest.width) == (
+                    merged.model, merged.hook, merged.dtype, merged.width
+                )
+            else {
+                throw StoreError(
+                    .mismatch,
+                    "\(s.directory) holds \(s.manifest.hook) of \(s.manifest.model) (\(s.manifest.dtype.rawValue)), unlike \(inputs[0])"
+                )
             }
             for c in s.manifest.clips {
-                guard seen.insert(c.id).inserted else { throw StoreError(.mismatch, "clip '\(c.id)' is in more than one store") }
+                guard seen.insert(c.id).inserted else {
+                    throw StoreError(.mismatch, "clip '\(c.id)' is in more than one store")
+                }
                 let name = "part\(k)-" + c.shard
                 let dst = (directory as NSString).appendingPathComponent(name)
                 if !FileManager.default.fileExists(atPath: dst) {
-                    try FileManager.default.copyItem(atPath: (s.directory as NSString).appendingPathComponent(c.shard), toPath: dst)
+                    try FileManager.default.copyItem(
+                        atPath: (s.directory as NSString).appendingPathComponent(c.shard), toPath: dst)
                 }
                 out.manifest.clips.append(StoredClip(id: c.id, shard: name, offset: c.offset, frames: c.frames))
             }
@@ -178,6 +202,8 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     public var code: Code
     public var message: String
     public var cause: String?
-    public init(_ code: Code, _ message: String, cause: String? = nil) { self.code = code; self.message = message; self.cause = cause }
+    public init(_ code: Code, _ message: String, cause: String? = nil) {
+        self.code = code; self.message = message; self.cause = cause
+    }
     public var description: String { message + (cause.map { " (\($0))" } ?? "") }
 }

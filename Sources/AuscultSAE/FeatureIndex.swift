@@ -57,7 +57,9 @@ public struct FeatureIndexBuilder {
         }
         let collector = try ActivationCollector(loaded: loaded, hook: hookName)
         if case .sae(let sae, _, _) = source, sae.config.dIn != collector.width {
-            throw StoreError(.mismatch, "the SAE reads \(sae.config.dIn) values per row but \(collector.hook) has \(collector.width)")
+            throw StoreError(
+                .mismatch, "the SAE reads \(sae.config.dIn) values per row but \(collector.hook) has \(collector.width)"
+            )
         }
         self.loaded = loaded; self.source = source; hook = collector.hook
         if case .sae(let sae, _, _) = source { width = sae.config.dSAE } else { width = collector.width }
@@ -82,8 +84,10 @@ public struct FeatureIndexBuilder {
 
     /// Indexes every clip of `items` not yet in the index at `path` (resuming a build of the same
     /// source there; `fresh` starts over). Unreadable clips are reported through `failed`.
-    public func build(_ items: [DatasetItem], path: String, fresh: Bool = false, progress: ProgressReporter? = nil,
-                      failed: (DatasetItem, Error) -> Void = { _, _ in }) throws {
+    public func build(
+        _ items: [DatasetItem], path: String, fresh: Bool = false, progress: ProgressReporter? = nil,
+        failed: (DatasetItem, Error) -> Void = { _, _ in }
+    ) throws {
         if fresh { try? FileManager.default.removeItem(atPath: path) }
         let db = try SQLiteDatabase(path: path)
         try createSchema(db)
@@ -110,8 +114,9 @@ public struct FeatureIndexBuilder {
                 let id = (clipIDs.values.max() ?? -1) + 1
                 clipIDs[g.item.id] = id
                 let frames = g.validFrames(maxFrames: dims.n_audio_ctx)
-                let words = try loaded.alignWords(audio: audio.row(b).reshaped([1] + Array(audio.shape.dropFirst())),
-                                                  textTokens: results[b].tokens, samples: g.samples)
+                let words = try loaded.alignWords(
+                    audio: audio.row(b).reshaped([1] + Array(audio.shape.dropFirst())),
+                    textTokens: results[b].tokens, samples: g.samples)
                 let x = acts.row(b).reshaped([dims.n_audio_ctx, inWidth]).rows(0..<frames)
                 update(&state, x, clip: id)
                 newClips.append((id, g.item, frames, results[b].text, words))
@@ -153,7 +158,9 @@ public struct FeatureIndexBuilder {
     }
 
     /// Inserts into a list kept sorted by `before` (earlier clips win ties), at most `limit` long.
-    static func insert(_ list: inout [(Float, Int, Int)], _ e: (Float, Int, Int), limit: Int, before: (Float, Float) -> Bool) {
+    static func insert(
+        _ list: inout [(Float, Int, Int)], _ e: (Float, Int, Int), limit: Int, before: (Float, Float) -> Bool
+    ) {
         if list.count == limit, let last = list.last, !before(e.0, last.0) { return }
         var i = list.count
         while i > 0 && before(e.0, list[i - 1].0) { i -= 1 }
@@ -162,7 +169,8 @@ public struct FeatureIndexBuilder {
     }
 
     func createSchema(_ db: SQLiteDatabase) throws {
-        try db.execute("""
+        try db.execute(
+            """
             PRAGMA journal_mode=WAL;
             CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS clips(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, path TEXT NOT NULL,
@@ -179,7 +187,10 @@ public struct FeatureIndexBuilder {
 
     /// The settings that must agree for a build to resume.
     var settings: [String: String] {
-        ["kind": kind, "hook": hook, "source": sourcePath, "model": loaded.path, "width": "\(width)", "top": "\(top)", "version": "1"]
+        [
+            "kind": kind, "hook": hook, "source": sourcePath, "model": loaded.path, "width": "\(width)",
+            "top": "\(top)", "version": "1",
+        ]
     }
 
     /// Loads the state of an earlier build of the same settings, or records the settings.
@@ -189,11 +200,16 @@ public struct FeatureIndexBuilder {
         var state = State(width: width)
         if meta.isEmpty {
             let st = try db.prepare("INSERT INTO meta(key, value) VALUES (?, ?)")
-            try db.transaction { for (k, v) in settings.sorted(by: { $0.key < $1.key }) { try st.run([.text(k), .text(v)]) } }
+            try db.transaction {
+                for (k, v) in settings.sorted(by: { $0.key < $1.key }) { try st.run([.text(k), .text(v)]) }
+            }
             return state
         }
         for (k, v) in settings where k != "rows" && meta[k] != v {
-            throw StoreError(.occupied, "\(db.path) holds an index with \(k) = \(meta[k] ?? "nothing"), not \(v); rebuild it from scratch or write another index")
+            throw StoreError(
+                .occupied,
+                "\(db.path) holds an index with \(k) = \(meta[k] ?? "nothing"), not \(v); rebuild it from scratch or write another index"
+            )
         }
         state.rows = Int(meta["rows"] ?? "0") ?? 0
         for row in try db.rows("SELECT id, fired, sum_active FROM features") {
@@ -209,7 +225,10 @@ public struct FeatureIndexBuilder {
     }
 
     /// Commits a batch: its clips and words, and the whole feature state.
-    func save(_ db: SQLiteDatabase, _ state: State, _ clips: [(id: Int, item: DatasetItem, frames: Int, text: String, words: [WordTiming])]) throws {
+    func save(
+        _ db: SQLiteDatabase, _ state: State,
+        _ clips: [(id: Int, item: DatasetItem, frames: Int, text: String, words: [WordTiming])]
+    ) throws {
         // Words of every indexed clip, to name the word under each example.
         var words = [Int: [(String, Double, Double)]]()
         for row in try db.rows("SELECT clip, word, start_s, end_s FROM words ORDER BY clip, idx") {
@@ -221,27 +240,41 @@ public struct FeatureIndexBuilder {
             return .text(w.0.trimmingCharacters(in: .whitespaces))
         }
         try db.transaction {
-            let ins = try db.prepare("INSERT INTO clips(id, name, path, frames, transcript, reference) VALUES (?, ?, ?, ?, ?, ?)")
+            let ins = try db.prepare(
+                "INSERT INTO clips(id, name, path, frames, transcript, reference) VALUES (?, ?, ?, ?, ?, ?)")
             let insWord = try db.prepare("INSERT INTO words(clip, idx, word, start_s, end_s) VALUES (?, ?, ?, ?, ?)")
             for c in clips {
-                try ins.run([.int(c.id), .text(c.item.id), .text(c.item.path), .int(c.frames), .text(c.text),
-                             c.item.reference.map { .text($0) } ?? .null])
+                try ins.run([
+                    .int(c.id), .text(c.item.id), .text(c.item.path), .int(c.frames), .text(c.text),
+                    c.item.reference.map { .text($0) } ?? .null,
+                ])
                 for (i, w) in c.words.enumerated() {
                     try insWord.run([.int(c.id), .int(i), .text(w.word), .double(w.start), .double(w.end)])
                 }
             }
-            try db.execute("DELETE FROM features; DELETE FROM examples; INSERT OR REPLACE INTO meta(key, value) VALUES ('rows', '\(state.rows)')")
-            let feat = try db.prepare("INSERT INTO features(id, fired, density, mean_active, max_value, min_value, sum_active) VALUES (?, ?, ?, ?, ?, ?, ?)")
-            let ex = try db.prepare("INSERT INTO examples(feature, kind, rank, clip, frame, time, value, word) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+            try db.execute(
+                "DELETE FROM features; DELETE FROM examples; INSERT OR REPLACE INTO meta(key, value) VALUES ('rows', '\(state.rows)')"
+            )
+            let feat = try db.prepare(
+                "INSERT INTO features(id, fired, density, mean_active, max_value, min_value, sum_active) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            )
+            let ex = try db.prepare(
+                "INSERT INTO examples(feature, kind, rank, clip, frame, time, value, word) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            )
             for i in 0..<width {
-                try feat.run([.int(i), .int(state.fired[i]), .double(Double(state.fired[i]) / Double(max(1, state.rows))),
-                              state.fired[i] > 0 ? .double(state.sumActive[i] / Double(state.fired[i])) : .null,
-                              state.top[i].first.map { .double(Double($0.0)) } ?? .null,
-                              state.negative[i].first.map { .double(Double($0.0)) } ?? .null, .double(state.sumActive[i])])
+                try feat.run([
+                    .int(i), .int(state.fired[i]), .double(Double(state.fired[i]) / Double(max(1, state.rows))),
+                    state.fired[i] > 0 ? .double(state.sumActive[i] / Double(state.fired[i])) : .null,
+                    state.top[i].first.map { .double(Double($0.0)) } ?? .null,
+                    state.negative[i].first.map { .double(Double($0.0)) } ?? .null, .double(state.sumActive[i]),
+                ])
                 for (kind, list) in [("top", state.top[i]), ("negative", state.negative[i])] {
                     for (rank, e) in list.enumerated() {
                         let t = (Double(e.2) + 0.5) * 0.02
-                        try ex.run([.int(i), .text(kind), .int(rank), .int(e.1), .int(e.2), .double(t), .double(Double(e.0)), word(e.1, t)])
+                        try ex.run([
+                            .int(i), .text(kind), .int(rank), .int(e.1), .int(e.2), .double(t), .double(Double(e.0)),
+                            word(e.1, t),
+                        ])
                     }
                 }
             }
@@ -272,17 +305,23 @@ public struct FeatureIndex {
 
     /// One feature with its examples (nil if the index has no such feature).
     public func feature(_ i: Int, examples: Int = 10) throws -> FeatureRecord? {
-        guard let f = try db.rows("SELECT fired, density, mean_active FROM features WHERE id = ?", [.int(i)]).first else { return nil }
+        guard let f = try db.rows("SELECT fired, density, mean_active FROM features WHERE id = ?", [.int(i)]).first
+        else { return nil }
         func list(_ kind: String) throws -> [FeatureExample] {
-            try db.rows("""
+            try db.rows(
+                """
                 SELECT c.name, e.frame, e.time, e.value, e.word FROM examples e JOIN clips c ON c.id = e.clip
                 WHERE e.feature = ? AND e.kind = ? ORDER BY e.rank LIMIT ?
-                """, [.int(i), .text(kind), .int(examples)]).map {
-                FeatureExample(clip: $0[0].text!, frame: $0[1].int!, time: $0[2].double!, value: Float($0[3].double!), word: $0[4].text)
+                """, [.int(i), .text(kind), .int(examples)]
+            ).map {
+                FeatureExample(
+                    clip: $0[0].text!, frame: $0[1].int!, time: $0[2].double!, value: Float($0[3].double!),
+                    word: $0[4].text)
             }
         }
-        return FeatureRecord(feature: i, fired: f[0].int!, density: f[1].double!, meanActive: f[2].double,
-                             top: try list("top"), negative: try list("negative"))
+        return FeatureRecord(
+            feature: i, fired: f[0].int!, density: f[1].double!, meanActive: f[2].double,
+            top: try list("top"), negative: try list("negative"))
     }
 
     /// Features ordered by `column` (density, max_value, mean_active), highest first.
@@ -290,8 +329,10 @@ public struct FeatureIndex {
         guard ["density", "max_value", "mean_active", "fired"].contains(column) else {
             throw StoreError(.mismatch, "cannot sort by '\(column)': use density, max_value, mean_active or fired")
         }
-        return try db.rows("SELECT id, density, max_value FROM features ORDER BY \(column) DESC, id LIMIT ?", [.int(limit)])
-            .map { ($0[0].int!, $0[1].double!, $0[2].double) }
+        return try db.rows(
+            "SELECT id, density, max_value FROM features ORDER BY \(column) DESC, id LIMIT ?", [.int(limit)]
+        )
+        .map { ($0[0].int!, $0[1].double!, $0[2].double) }
     }
 
     /// The path of an indexed clip.
@@ -306,9 +347,11 @@ public struct FeatureIndex {
 
     /// Features whose top examples fall on `word` (case-insensitive), most examples first.
     public func features(onWord word: String, limit: Int) throws -> [(feature: Int, examples: Int)] {
-        try db.rows("""
+        try db.rows(
+            """
             SELECT feature, COUNT(*) AS n FROM examples WHERE kind = 'top' AND lower(word) = lower(?)
             GROUP BY feature ORDER BY n DESC, feature LIMIT ?
-            """, [.text(word), .int(limit)]).map { ($0[0].int!, $0[1].int!) }
+            """, [.text(word), .int(limit)]
+        ).map { ($0[0].int!, $0[1].int!) }
     }
 }

@@ -6,8 +6,10 @@ import Foundation
 
 public enum SAECheckpoint {
     /// Writes `sae` (and the trainer's state, if given) into `directory`.
-    public static func save(_ sae: SparseAutoencoder, to directory: String, hook: String, model: String,
-                            trainer: SAETrainer? = nil) throws {
+    public static func save(
+        _ sae: SparseAutoencoder, to directory: String, hook: String, model: String,
+        trainer: SAETrainer? = nil
+    ) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let c = sae.config
         let cfg: [String: Any] = [
@@ -17,9 +19,11 @@ public enum SAECheckpoint {
             "apply_b_dec_to_input": true, "normalize_activations": "none",
         ]
         try JSONSerialization.data(withJSONObject: cfg, options: [.prettyPrinted, .sortedKeys])
-            .write(to: URL(fileURLWithPath: (directory as NSString).appendingPathComponent("cfg.json")), options: .atomic)
+            .write(
+                to: URL(fileURLWithPath: (directory as NSString).appendingPathComponent("cfg.json")), options: .atomic)
         let weights = (directory as NSString).appendingPathComponent("sae_weights.safetensors")
-        try SafeTensorsFile.write(["W_enc": sae.wEnc, "b_enc": sae.bEnc, "W_dec": sae.wDec, "b_dec": sae.bDec], to: weights + ".tmp")
+        try SafeTensorsFile.write(
+            ["W_enc": sae.wEnc, "b_enc": sae.bEnc, "W_dec": sae.wDec, "b_dec": sae.bDec], to: weights + ".tmp")
         try replace(weights)
         if let t = trainer {
             var state = [String: Tensor]()
@@ -33,7 +37,9 @@ public enum SAECheckpoint {
 
     /// Moves `path.tmp` over `path` in one step (rename), so a kill never leaves half a file.
     static func replace(_ path: String) throws {
-        guard rename(path + ".tmp", path) == 0 else { throw StoreError(.corrupt, "cannot move \(path).tmp into place (errno \(errno))") }
+        guard rename(path + ".tmp", path) == 0 else {
+            throw StoreError(.corrupt, "cannot move \(path).tmp into place (errno \(errno))")
+        }
     }
 
     /// Loads an SAE from a SAELens directory (`cfg.json` + `sae_weights.safetensors`) or a
@@ -41,7 +47,8 @@ public enum SAECheckpoint {
     public static func load(_ directory: String) throws -> SparseAutoencoder {
         let cfgPath = (directory as NSString).appendingPathComponent("cfg.json")
         guard let data = FileManager.default.contents(atPath: cfgPath),
-              let cfg = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            let cfg = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else {
             throw StoreError(.missing, "\(cfgPath): no readable SAE config (expected SAELens or sparsify layout)")
         }
         let lens = (directory as NSString).appendingPathComponent("sae_weights.safetensors")
@@ -51,23 +58,31 @@ public enum SAECheckpoint {
             let f = try SafeTensorsFile(path: lens)
             let wEnc = try f.tensor("W_enc"), wDec = try f.tensor("W_dec")
             let dIn = wEnc.shape[0], dSAE = wEnc.shape[1]
-            guard wDec.shape == [dSAE, dIn] else { throw StoreError(.corrupt, "\(lens): W_dec is \(wDec.shape), W_enc is \(wEnc.shape)") }
+            guard wDec.shape == [dSAE, dIn] else {
+                throw StoreError(.corrupt, "\(lens): W_dec is \(wDec.shape), W_enc is \(wEnc.shape)")
+            }
             let arch = SAEArchitecture(rawValue: cfg["architecture"] as? String ?? "") ?? .relu
-            let config = SAEConfig(architecture: arch, dIn: dIn, dSAE: dSAE, k: cfg["k"] as? Int ?? 32,
-                                   l1: Float(cfg["l1_coefficient"] as? Double ?? 5e-3), kAux: cfg["k_aux"] as? Int,
-                                   auxCoefficient: Float(cfg["aux_coefficient"] as? Double ?? 1.0 / 32))
-            return SparseAutoencoder(config: config, wEnc: wEnc, bEnc: try f.tensor("b_enc"), wDec: wDec, bDec: try f.tensor("b_dec"))
+            let config = SAEConfig(
+                architecture: arch, dIn: dIn, dSAE: dSAE, k: cfg["k"] as? Int ?? 32,
+                l1: Float(cfg["l1_coefficient"] as? Double ?? 5e-3), kAux: cfg["k_aux"] as? Int,
+                auxCoefficient: Float(cfg["aux_coefficient"] as? Double ?? 1.0 / 32))
+            return SparseAutoencoder(
+                config: config, wEnc: wEnc, bEnc: try f.tensor("b_enc"), wDec: wDec, bDec: try f.tensor("b_dec"))
         }
         if fm.fileExists(atPath: sparsify) {
             // sparsify: encoder.weight [d_sae, d_in], encoder.bias, W_dec [d_sae, d_in], b_dec; TopK with k in cfg.
             let f = try SafeTensorsFile(path: sparsify)
             let enc = try f.tensor("encoder.weight"), wDec = try f.tensor("W_dec")
             let dSAE = enc.shape[0], dIn = enc.shape[1]
-            let wEnc = Tensor(shape: [dIn, dSAE]) { out in for i in 0..<dSAE { for j in 0..<dIn { out[j * dSAE + i] = enc.storage[i * dIn + j] } } }
+            let wEnc = Tensor(shape: [dIn, dSAE]) { out in
+                for i in 0..<dSAE { for j in 0..<dIn { out[j * dSAE + i] = enc.storage[i * dIn + j] } }
+            }
             let config = SAEConfig(architecture: .topk, dIn: dIn, dSAE: dSAE, k: cfg["k"] as? Int ?? 32)
-            return SparseAutoencoder(config: config, wEnc: wEnc, bEnc: try f.tensor("encoder.bias"), wDec: wDec, bDec: try f.tensor("b_dec"))
+            return SparseAutoencoder(
+                config: config, wEnc: wEnc, bEnc: try f.tensor("encoder.bias"), wDec: wDec, bDec: try f.tensor("b_dec"))
         }
-        throw StoreError(.missing, "\(directory): neither sae_weights.safetensors (SAELens) nor sae.safetensors (sparsify)")
+        throw StoreError(
+            .missing, "\(directory): neither sae_weights.safetensors (SAELens) nor sae.safetensors (sparsify)")
     }
 
     /// The hook point and model named in a checkpoint's `cfg.json` (SAELens `hook_name`,
@@ -75,7 +90,8 @@ public enum SAECheckpoint {
     public static func origin(_ directory: String) -> (hook: String?, model: String?) {
         let cfgPath = (directory as NSString).appendingPathComponent("cfg.json")
         guard let data = FileManager.default.contents(atPath: cfgPath),
-              let cfg = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return (nil, nil) }
+            let cfg = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return (nil, nil) }
         return (cfg["hook_name"] as? String, cfg["model_name"] as? String)
     }
 

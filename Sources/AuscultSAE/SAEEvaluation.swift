@@ -56,7 +56,8 @@ public struct SAEEvaluation: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case hook, architecture, rows, fvu, l0, clips
         case dSAE = "d_sae", explainedVariance = "explained_variance", deadFraction = "dead_fraction"
-        case denseFraction = "dense_fraction", denseThreshold = "dense_threshold", densityHistogram = "density_histogram"
+        case denseFraction = "dense_fraction", denseThreshold = "dense_threshold", densityHistogram =
+            "density_histogram"
         case werClean = "wer_clean", werSpliced = "wer_spliced", werZeroed = "wer_zeroed"
         case werSplicedVsClean = "wer_spliced_vs_clean", werZeroedVsClean = "wer_zeroed_vs_clean"
         case ceClean = "ce_clean", ceSpliced = "ce_spliced", ceZeroed = "ce_zeroed", lossRecovered = "loss_recovered"
@@ -95,10 +96,15 @@ public struct SAEEvaluator {
         guard names.count == 1, let point = reg.point(names[0]) else {
             throw StoreError(.mismatch, "an SAE splices into one hook point, '\(hook)' names \(names.count)")
         }
-        guard !point.readOnly else { throw StoreError(.mismatch, "\(point.name) is observed, not read back: splicing there would change nothing") }
+        guard !point.readOnly else {
+            throw StoreError(.mismatch, "\(point.name) is observed, not read back: splicing there would change nothing")
+        }
         let width = point.shape.dropFirst().compactMap { Int($0) }.reduce(1, *)
         guard width == sae.config.dIn else {
-            throw StoreError(.mismatch, "the SAE reads \(sae.config.dIn) values per row but \(point.name) has \(width) on this model; was it trained on another hook or model?")
+            throw StoreError(
+                .mismatch,
+                "the SAE reads \(sae.config.dIn) values per row but \(point.name) has \(width) on this model; was it trained on another hook or model?"
+            )
         }
         self.loaded = loaded; self.sae = sae; self.hook = point.name
     }
@@ -117,7 +123,9 @@ public struct SAEEvaluator {
             let batch = Array(items[at..<min(items.count, at + batchSize)])
             at += batch.count
             // An unreadable clip stops the evaluation: its three conditions could not be compared.
-            let loadedClips = try mel.load(batch) { item, error in throw StoreError(.missing, "\(item.path): cannot read", cause: "\(error)") }
+            let loadedClips = try mel.load(batch) { item, error in
+                throw StoreError(.missing, "\(item.path): cannot read", cause: "\(error)")
+            }
             let frames = loadedClips.map { $0.validFrames(maxFrames: model.dims.n_audio_ctx) }
             let input = Tensor.stack(loadedClips.map(\.mel))
             observer.frames = frames
@@ -127,27 +135,36 @@ public struct SAEEvaluator {
             let clean = try decoder.decode(audio: cleanAudio, options: options, hooks: nil)
             let targets = clean.map { prompt + $0.tokens + [loaded.tokenizer.eot] }
             let rows = Array(batch.indices)
-            let ceClean = try decoder.scoreTokens(audio: cleanAudio, rows: rows, sequences: targets, from: prompt.count,
-                                                  hooks: isEncoder ? nil : observer)
+            let ceClean = try decoder.scoreTokens(
+                audio: cleanAudio, rows: rows, sequences: targets, from: prompt.count,
+                hooks: isEncoder ? nil : observer)
             var texts = [[String]](), ces = [[[Double]]]()
             for mode in [SAESplice.Mode.reconstruct, .zero] {
                 let splice = try SAESplice(sae: sae, hook: hook, mode: mode, frames: frames)
                 let audio = try model.encode(input, hooks: splice)
                 texts.append(try decoder.decode(audio: audio, options: options, hooks: splice).map(\.text))
-                ces.append(try decoder.scoreTokens(audio: audio, rows: rows, sequences: targets, from: prompt.count, hooks: splice))
+                ces.append(
+                    try decoder.scoreTokens(
+                        audio: audio, rows: rows, sequences: targets, from: prompt.count, hooks: splice))
             }
             for (i, item) in batch.enumerated() {
                 let mean = { (v: [Double]) in -v.reduce(0, +) / Double(max(1, v.count)) }
-                clips.append(.init(id: item.id, reference: item.reference, clean: clean[i].text, spliced: texts[0][i], zeroed: texts[1][i],
-                                   ceClean: mean(ceClean[i]), ceSpliced: mean(ces[0][i]), ceZeroed: mean(ces[1][i])))
-                tokenSums[0] -= ceClean[i].reduce(0, +); tokenSums[1] -= ces[0][i].reduce(0, +); tokenSums[2] -= ces[1][i].reduce(0, +)
+                clips.append(
+                    .init(
+                        id: item.id, reference: item.reference, clean: clean[i].text, spliced: texts[0][i],
+                        zeroed: texts[1][i],
+                        ceClean: mean(ceClean[i]), ceSpliced: mean(ces[0][i]), ceZeroed: mean(ces[1][i])))
+                tokenSums[0] -= ceClean[i].reduce(0, +); tokenSums[1] -= ces[0][i].reduce(0, +);
+                tokenSums[2] -= ces[1][i].reduce(0, +)
                 tokenCount += ceClean[i].count
             }
             progress?.advance(by: batch.count)
         }
         progress?.finish()
         let norm = try EnglishTextNormalizer()
-        func wer(_ pairs: [(String, String)]) -> Double { 100 * WordErrorRate.corpus(pairs.map { (reference: $0.0, hypothesis: $0.1) }, normalizer: norm).rate }
+        func wer(_ pairs: [(String, String)]) -> Double {
+            100 * WordErrorRate.corpus(pairs.map { (reference: $0.0, hypothesis: $0.1) }, normalizer: norm).rate
+        }
         let withRef = clips.filter { $0.reference != nil }
         let hasRefs = !withRef.isEmpty
         let ce = tokenSums.map { $0 / Double(max(1, tokenCount)) }
@@ -162,7 +179,8 @@ public struct SAEEvaluator {
             werClean: hasRefs ? wer(withRef.map { ($0.reference!, $0.clean) }) : nil,
             werSpliced: hasRefs ? wer(withRef.map { ($0.reference!, $0.spliced) }) : nil,
             werZeroed: hasRefs ? wer(withRef.map { ($0.reference!, $0.zeroed) }) : nil,
-            werSplicedVsClean: wer(clips.map { ($0.clean, $0.spliced) }), werZeroedVsClean: wer(clips.map { ($0.clean, $0.zeroed) }),
+            werSplicedVsClean: wer(clips.map { ($0.clean, $0.spliced) }),
+            werZeroedVsClean: wer(clips.map { ($0.clean, $0.zeroed) }),
             ceClean: ce[0], ceSpliced: ce[1], ceZeroed: ce[2],
             lossRecovered: ce[2] - ce[0] != 0 ? (ce[2] - ce[1]) / (ce[2] - ce[0]) : 1,
             clips: clips)

@@ -22,11 +22,17 @@ public struct LatentEdit: Sendable, Equatable, CustomStringConvertible {
     public init(parsing text: String) throws {
         let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
         guard parts.count == 2, let i = Int(parts[0]), i >= 0 else {
-            throw StoreError(.mismatch, "latent edit '\(text)': expected LATENT=xSCALE (e.g. 17=x0, 17=x4) or LATENT=VALUE (e.g. 17=10)")
+            throw StoreError(
+                .mismatch,
+                "latent edit '\(text)': expected LATENT=xSCALE (e.g. 17=x0, 17=x4) or LATENT=VALUE (e.g. 17=10)")
         }
-        if parts[1].hasPrefix("x"), let s = Float(parts[1].dropFirst()) { self.init(latent: i, kind: .scale(s)) }
-        else if let v = Float(parts[1]) { self.init(latent: i, kind: .clamp(v)) }
-        else { throw StoreError(.mismatch, "latent edit '\(text)': '\(parts[1])' is neither xSCALE nor a number") }
+        if parts[1].hasPrefix("x"), let s = Float(parts[1].dropFirst()) {
+            self.init(latent: i, kind: .scale(s))
+        } else if let v = Float(parts[1]) {
+            self.init(latent: i, kind: .clamp(v))
+        } else {
+            throw StoreError(.mismatch, "latent edit '\(text)': '\(parts[1])' is neither xSCALE nor a number")
+        }
     }
 
     public var description: String {
@@ -85,12 +91,15 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
     public var frames: [Int]?
     public private(set) var stats: SpliceStats
 
-    public init(sae: SparseAutoencoder, hook: String, mode: Mode = .reconstruct, edits: [LatentEdit] = [],
-                keepError: Bool = false, frames: [Int]? = nil) throws {
+    public init(
+        sae: SparseAutoencoder, hook: String, mode: Mode = .reconstruct, edits: [LatentEdit] = [],
+        keepError: Bool = false, frames: [Int]? = nil
+    ) throws {
         for e in edits where e.latent >= sae.config.dSAE {
             throw StoreError(.mismatch, "\(e): the SAE has latents 0…\(sae.config.dSAE - 1)")
         }
-        self.sae = sae; self.hook = hook; self.mode = mode; self.edits = edits; self.keepError = keepError; self.frames = frames
+        self.sae = sae; self.hook = hook; self.mode = mode; self.edits = edits; self.keepError = keepError;
+        self.frames = frames
         stats = SpliceStats(dIn: sae.config.dIn, dSAE: sae.config.dSAE)
     }
 
@@ -103,7 +112,10 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
         let b = x.shape[0], n = x.shape[1], d = sae.config.dIn
         let width = x.count / max(1, b * n)
         guard width == d else {
-            throw StoreError(.mismatch, "the SAE reads \(d) values per row but \(hook) has \(width) (shape \(x.shape)); was it trained on another hook or model?")
+            throw StoreError(
+                .mismatch,
+                "the SAE reads \(d) values per row but \(hook) has \(width) (shape \(x.shape)); was it trained on another hook or model?"
+            )
         }
         // Gather the spliced rows of every batch row into one matrix.
         var spans = [(start: Int, count: Int)]()
@@ -117,9 +129,11 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
         var input = [Float](repeating: 0, count: total * d)
         var at = 0
         for s in spans {
-            input.withUnsafeMutableBufferPointer { dst in x.storage.withUnsafeBufferPointer { src in
-                (dst.baseAddress! + at).update(from: src.baseAddress! + s.start, count: s.count * d)
-            } }
+            input.withUnsafeMutableBufferPointer { dst in
+                x.storage.withUnsafeBufferPointer { src in
+                    (dst.baseAddress! + at).update(from: src.baseAddress! + s.start, count: s.count * d)
+                }
+            }
             at += s.count * d
         }
         let xin = Tensor(shape: [total, d], storage: input)
@@ -145,15 +159,19 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
                     }
                 }
                 var edited = sae.decode(a)
-                if keepError { for i in edited.storage.indices { edited.storage[i] += xin.storage[i] - clean.storage[i] } }
+                if keepError {
+                    for i in edited.storage.indices { edited.storage[i] += xin.storage[i] - clean.storage[i] }
+                }
                 out = edited
             }
         }
         at = 0
         for s in spans {
-            x.storage.withUnsafeMutableBufferPointer { dst in out.storage.withUnsafeBufferPointer { src in
-                (dst.baseAddress! + s.start).update(from: src.baseAddress! + at, count: s.count * d)
-            } }
+            x.storage.withUnsafeMutableBufferPointer { dst in
+                out.storage.withUnsafeBufferPointer { src in
+                    (dst.baseAddress! + s.start).update(from: src.baseAddress! + at, count: s.count * d)
+                }
+            }
             at += s.count * d
         }
     }

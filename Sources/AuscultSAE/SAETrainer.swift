@@ -42,7 +42,9 @@ public struct SAELogLine: Codable, Sendable {
     public var loss: Double, mse: Double, aux: Double, l1: Double, fvu: Double, l0: Double
     public var deadFraction: Double
     public var lr: Float
-    enum CodingKeys: String, CodingKey { case step, loss, mse, aux, l1, fvu, l0, lr; case deadFraction = "dead_fraction" }
+    enum CodingKeys: String, CodingKey {
+        case step, loss, mse, aux, l1, fvu, l0, lr; case deadFraction = "dead_fraction"
+    }
 }
 
 /// Trains an SAE on rows held in memory (from an `ActivationStore`).
@@ -68,7 +70,8 @@ public final class SAETrainer {
         let n = data.shape[0], d = sae.config.dIn
         var mean = [Float](repeating: 0, count: d)
         for r in 0..<n { for j in 0..<d { mean[j] += data.storage[r * d + j] / Float(n) } }
-        self.sae.bDec = Tensor(shape: [d], storage: options.bDecInit == .median ? Self.geometricMedian(data, start: mean) : mean)
+        self.sae.bDec = Tensor(
+            shape: [d], storage: options.bDecInit == .median ? Self.geometricMedian(data, start: mean) : mean)
     }
 
     /// The point minimising the summed Euclidean distance to the rows of `x` `[N, d]`, by
@@ -116,8 +119,10 @@ public final class SAETrainer {
             let m = sae.config.dSAE
             if step % options.logEvery == 0 || step == options.steps {
                 let deadFraction = Double(sinceFired.filter { $0 >= options.deadAfter }.count) / Double(m)
-                try log(SAELogLine(step: step, loss: stats.loss, mse: stats.mse, aux: stats.aux, l1: stats.l1, fvu: stats.fvu,
-                                   l0: stats.l0, deadFraction: deadFraction, lr: lr))
+                try log(
+                    SAELogLine(
+                        step: step, loss: stats.loss, mse: stats.mse, aux: stats.aux, l1: stats.l1, fvu: stats.fvu,
+                        l0: stats.l0, deadFraction: deadFraction, lr: lr))
             }
             if step % options.checkpointEvery == 0 || step == options.steps { try checkpoint(self) }
         }
@@ -174,4 +179,3 @@ public final class SAETrainer {
     /// Adam moments, m then v for each parameter (W_enc, b_enc, W_dec, b_dec).
     public var moments: [[Float]] { adam.flatMap { [$0.m, $0.v] } }
 }
-

@@ -123,7 +123,11 @@ public final class SQLiteStatement {
 }
 
 extension SQLiteValue {
-    public var int: Int? { if case .int(let x) = self { return x }; if case .double(let x) = self { return Int(x) }; return nil }
-    public var double: Double? { if case .double(let x) = self { return x }; if case .int(let x) = self { return Double(x) }; return nil }
+    public var int: Int? {
+        if case .int(let x) = self { return x }; if case .double(let x) = self { return Int(x) }; return nil
+    }
+    public var double: Double? {
+        if case .double(let x) = self { return x }; if case .int(let x) = self { return Double(x) }; return nil
+    }
     public var text: String? { if case .text(let x) = self { return x }; return nil }
 }

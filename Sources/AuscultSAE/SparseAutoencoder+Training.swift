@@ -11,7 +11,9 @@ public struct SAEGradients: Sendable {
     /// Global L2 norm.
     public var norm: Float {
         var sum: Float = 0
-        for t in [wEnc, bEnc, wDec, bDec] { t.storage.withUnsafeBufferPointer { sum += dot($0.count, $0.baseAddress!, $0.baseAddress!) } }
+        for t in [wEnc, bEnc, wDec, bDec] {
+            t.storage.withUnsafeBufferPointer { sum += dot($0.count, $0.baseAddress!, $0.baseAddress!) }
+        }
         return sum.squareRoot()
     }
 
@@ -44,13 +46,17 @@ extension SparseAutoencoder {
     ///
     /// Sparse latents take the sparse path (`sparseLossAndGradients`), dense ones
     /// `denseLossAndGradients`; both give the same numbers.
-    public func lossAndGradients(_ x: Tensor, dead: [Bool]? = nil, residual: Tensor? = nil) -> (stats: SAEBatchStats, grads: SAEGradients, latents: Tensor) {
+    public func lossAndGradients(
+        _ x: Tensor, dead: [Bool]? = nil, residual: Tensor? = nil
+    ) -> (stats: SAEBatchStats, grads: SAEGradients, latents: Tensor) {
         let z = preActivations(x)
         guard let (stats, grads, active) = sparseLossAndGradients(x, z: z, dead: dead, residual: residual) else {
             return denseLossAndGradients(x, z: z, dead: dead, residual: residual)
         }
         var a = Tensor(zeros: [x.shape[0], config.dSAE])
-        for e in 0..<active.count { a.storage[Int(active.row[e]) * config.dSAE + Int(active.latent[e])] = active.value[e] }
+        for e in 0..<active.count {
+            a.storage[Int(active.row[e]) * config.dSAE + Int(active.latent[e])] = active.value[e]
+        }
         return (stats, grads, a)
     }
 
@@ -58,7 +64,7 @@ extension SparseAutoencoder {
     /// trainer's step; no dense latent matrix is built on the sparse path).
     func stepGradients(_ x: Tensor, dead: [Bool]?) -> (stats: SAEBatchStats, grads: SAEGradients, fired: [Bool]) {
         var fired = [Bool](repeating: false, count: config.dSAE)
-        let z = preActivations(x)   // computed once: the dense fallback (ReLU early on) reuses it
+        let z = preActivations(x)  // computed once: the dense fallback (ReLU early on) reuses it
         if let (stats, grads, active) = sparseLossAndGradients(x, z: z, dead: dead, residual: nil) {
             for i in active.latent { fired[Int(i)] = true }
             return (stats, grads, fired)
@@ -70,7 +76,9 @@ extension SparseAutoencoder {
     }
 
     /// The loss and gradients with dense products throughout (the reference for the sparse path).
-    func denseLossAndGradients(_ x: Tensor, z given: Tensor? = nil, dead: [Bool]? = nil, residual: Tensor? = nil) -> (stats: SAEBatchStats, grads: SAEGradients, latents: Tensor) {
+    func denseLossAndGradients(
+        _ x: Tensor, z given: Tensor? = nil, dead: [Bool]? = nil, residual: Tensor? = nil
+    ) -> (stats: SAEBatchStats, grads: SAEGradients, latents: Tensor) {
         let b = x.shape[0], d = config.dIn, m = config.dSAE
         let z = given ?? preActivations(x)
         let a = activate(z)
@@ -86,9 +94,9 @@ extension SparseAutoencoder {
             dxhat.storage[i] = Float(2 * e / Double(b))
         }
         var da = Tensor(zeros: [b, m])
-        gemm(dxhat, wDec, transposeB: true, into: &da)              // dx̂ · W_decᵀ  [B, m]
+        gemm(dxhat, wDec, transposeB: true, into: &da)  // dx̂ · W_decᵀ  [B, m]
         var gWDec = Tensor(zeros: [m, d])
-        gemm(a, dxhat, transposeA: true, into: &gWDec)              // aᵀ · dx̂  [m, d]
+        gemm(a, dxhat, transposeA: true, into: &gWDec)  // aᵀ · dx̂  [m, d]
         var gBDec = Tensor(zeros: [d])
         for r in 0..<b { for j in 0..<d { gBDec.storage[j] += dxhat.storage[r * d + j] } }
         var l1 = 0.0, aux = 0.0
@@ -105,7 +113,9 @@ extension SparseAutoencoder {
             var aAux = Tensor(zeros: [b, m])
             let kAux = min(config.kAux, dead.filter { $0 }.count)
             for r in 0..<b {
-                for i in Self.topIndices(zd.storage, from: r * m, count: m, k: kAux) { aAux.storage[r * m + i] = max(0, zd.storage[r * m + i]) }
+                for i in Self.topIndices(zd.storage, from: r * m, count: m, k: kAux) {
+                    aAux.storage[r * m + i] = max(0, zd.storage[r * m + i])
+                }
             }
             var ehat = Tensor(zeros: [b, d])
             gemm(aAux, wDec, into: &ehat)
@@ -135,8 +145,9 @@ extension SparseAutoencoder {
         for r in 0..<b { for j in 0..<d { gBDec.storage[j] -= dCentred.storage[r * d + j] } }
         mse /= Double(b)
         let l0 = Double(a.storage.filter { $0 > 0 }.count) / Double(b)
-        let stats = SAEBatchStats(loss: mse + l1 + aux, mse: mse, aux: aux, l1: l1,
-                                  fvu: variance > 0 ? mse * Double(b) / variance : 0, l0: l0)
+        let stats = SAEBatchStats(
+            loss: mse + l1 + aux, mse: mse, aux: aux, l1: l1,
+            fvu: variance > 0 ? mse * Double(b) / variance : 0, l0: l0)
         return (stats, SAEGradients(wEnc: gWEnc, bEnc: gBEnc, wDec: gWDec, bDec: gBDec), a)
     }
 
@@ -149,13 +160,15 @@ extension SparseAutoencoder {
     /// moves along the unit sphere; call before the optimiser step, `renormalizeDecoder` after.
     public func projectDecoderGradient(_ g: inout SAEGradients) {
         let m = config.dSAE, d = config.dIn
-        wDec.storage.withUnsafeBufferPointer { w in g.wDec.storage.withUnsafeMutableBufferPointer { gw in
-            for i in 0..<m {
-                let wi = w.baseAddress! + i * d, gi = gw.baseAddress! + i * d
-                let p = dot(d, gi, wi)
-                axpy(d, -p, wi, gi)
+        wDec.storage.withUnsafeBufferPointer { w in
+            g.wDec.storage.withUnsafeMutableBufferPointer { gw in
+                for i in 0..<m {
+                    let wi = w.baseAddress! + i * d, gi = gw.baseAddress! + i * d
+                    let p = dot(d, gi, wi)
+                    axpy(d, -p, wi, gi)
+                }
             }
-        } }
+        }
     }
 
     /// Scales every decoder row to unit norm.
@@ -172,16 +185,32 @@ extension SparseAutoencoder {
 }
 
 /// `c (+)= op(a) · op(b)` for row-major 2-d tensors.
-func gemm(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false, into c: inout Tensor, accumulate: Bool = false) {
+func gemm(
+    _ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false, into c: inout Tensor,
+    accumulate: Bool = false
+) {
     let m = c.shape[0], n = c.shape[1]
     let k = transposeA ? a.shape[0] : a.shape[1]
-    a.storage.withUnsafeBufferPointer { ap in b.storage.withUnsafeBufferPointer { bp in c.storage.withUnsafeMutableBufferPointer { cp in
-        let beta: Float = accumulate ? 1 : 0
-        switch (transposeA, transposeB) {
-        case (false, false): BLAS.gemmNN(m: m, n: n, k: k, a: ap.baseAddress!, lda: a.shape[1], b: bp.baseAddress!, ldb: b.shape[1], beta: beta, c: cp.baseAddress!, ldc: n)
-        case (false, true): BLAS.gemmNT(m: m, n: n, k: k, a: ap.baseAddress!, lda: a.shape[1], b: bp.baseAddress!, ldb: b.shape[1], beta: beta, c: cp.baseAddress!, ldc: n)
-        case (true, false): BLAS.gemmTN(m: m, n: n, k: k, a: ap.baseAddress!, lda: a.shape[1], b: bp.baseAddress!, ldb: b.shape[1], beta: beta, c: cp.baseAddress!, ldc: n)
-        case (true, true): preconditionFailure("Aᵀ·Bᵀ is not used by the SAE")
+    a.storage.withUnsafeBufferPointer { ap in
+        b.storage.withUnsafeBufferPointer { bp in
+            c.storage.withUnsafeMutableBufferPointer { cp in
+                let beta: Float = accumulate ? 1 : 0
+                switch (transposeA, transposeB) {
+                case (false, false):
+                    BLAS.gemmNN(
+                        m: m, n: n, k: k, a: ap.baseAddress!, lda: a.shape[1], b: bp.baseAddress!, ldb: b.shape[1],
+                        beta: beta, c: cp.baseAddress!, ldc: n)
+                case (false, true):
+                    BLAS.gemmNT(
+                        m: m, n: n, k: k, a: ap.baseAddress!, lda: a.shape[1], b: bp.baseAddress!, ldb: b.shape[1],
+                        beta: beta, c: cp.baseAddress!, ldc: n)
+                case (true, false):
+                    BLAS.gemmTN(
+                        m: m, n: n, k: k, a: ap.baseAddress!, lda: a.shape[1], b: bp.baseAddress!, ldb: b.shape[1],
+                        beta: beta, c: cp.baseAddress!, ldc: n)
+                case (true, true): preconditionFailure("Aᵀ·Bᵀ is not used by the SAE")
+                }
+            }
         }
-    } } }
+    }
 }

@@ -30,8 +30,10 @@ public struct SAEConfig: Codable, Sendable, Equatable {
     public var kAux: Int
     public var auxCoefficient: Float
 
-    public init(architecture: SAEArchitecture, dIn: Int, dSAE: Int, k: Int = 32, l1: Float = 5e-3,
-                kAux: Int? = nil, auxCoefficient: Float = 1.0 / 32) {
+    public init(
+        architecture: SAEArchitecture, dIn: Int, dSAE: Int, k: Int = 32, l1: Float = 5e-3,
+        kAux: Int? = nil, auxCoefficient: Float = 1.0 / 32
+    ) {
         self.architecture = architecture; self.dIn = dIn; self.dSAE = dSAE; self.k = k; self.l1 = l1
         self.kAux = kAux ?? min(dSAE, max(1, dIn / 2)); self.auxCoefficient = auxCoefficient
     }
@@ -40,10 +42,10 @@ public struct SAEConfig: Codable, Sendable, Equatable {
 /// An SAE's parameters.
 public struct SparseAutoencoder: Sendable {
     public var config: SAEConfig
-    public var wEnc: Tensor   // [d_in, d_sae]
-    public var bEnc: Tensor   // [d_sae]
-    public var wDec: Tensor   // [d_sae, d_in]
-    public var bDec: Tensor   // [d_in]
+    public var wEnc: Tensor  // [d_in, d_sae]
+    public var bEnc: Tensor  // [d_sae]
+    public var wDec: Tensor  // [d_sae, d_in]
+    public var bDec: Tensor  // [d_in]
 
     /// Random unit-norm decoder rows (seeded), encoder initialised as the decoder's transpose,
     /// zero biases (b_dec is usually set from the data afterwards).
@@ -76,13 +78,19 @@ public struct SparseAutoencoder: Sendable {
         _ = BLAS.configured
         // Rows split across workers: OpenBLAS runs single-threaded here (BLAS.configured).
         let workers = b >= 64 && b * m * d >= 1 << 22 ? Threading.workers : 1
-        centred.storage.withUnsafeBufferPointer { xp in wEnc.storage.withUnsafeBufferPointer { wp in z.storage.withUnsafeMutableBufferPointer { zp in
-            let xs = Shared(xp.baseAddress!), ws = Shared(wp.baseAddress!), zs = Shared(zp.baseAddress!)
-            DispatchQueue.concurrentPerformIfNeeded(workers) { w in
-                let r0 = b * w / workers, r1 = b * (w + 1) / workers
-                BLAS.gemmNN(m: r1 - r0, n: m, k: d, a: xs.base + r0 * d, lda: d, b: ws.base, ldb: m, beta: 1, c: zs.base + r0 * m, ldc: m)
+        centred.storage.withUnsafeBufferPointer { xp in
+            wEnc.storage.withUnsafeBufferPointer { wp in
+                z.storage.withUnsafeMutableBufferPointer { zp in
+                    let xs = Shared(xp.baseAddress!), ws = Shared(wp.baseAddress!), zs = Shared(zp.baseAddress!)
+                    DispatchQueue.concurrentPerformIfNeeded(workers) { w in
+                        let r0 = b * w / workers, r1 = b * (w + 1) / workers
+                        BLAS.gemmNN(
+                            m: r1 - r0, n: m, k: d, a: xs.base + r0 * d, lda: d, b: ws.base, ldb: m, beta: 1,
+                            c: zs.base + r0 * m, ldc: m)
+                    }
+                }
             }
-        } } }
+        }
         return z
     }
 
@@ -95,10 +103,14 @@ public struct SparseAutoencoder: Sendable {
             for i in 0..<z.count { a.storage[i] = max(0, z.storage[i]) }
         case .topk:
             for r in 0..<b {
-                for i in Self.topIndices(z.storage, from: r * m, count: m, k: config.k) { a.storage[r * m + i] = max(0, z.storage[r * m + i]) }
+                for i in Self.topIndices(z.storage, from: r * m, count: m, k: config.k) {
+                    a.storage[r * m + i] = max(0, z.storage[r * m + i])
+                }
             }
         case .batchtopk:
-            for i in Self.topIndices(z.storage, from: 0, count: z.count, k: min(z.count, config.k * b)) { a.storage[i] = max(0, z.storage[i]) }
+            for i in Self.topIndices(z.storage, from: 0, count: z.count, k: min(z.count, config.k * b)) {
+                a.storage[i] = max(0, z.storage[i])
+            }
         }
         return a
     }
@@ -107,9 +119,15 @@ public struct SparseAutoencoder: Sendable {
     public func decode(_ a: Tensor) -> Tensor {
         let b = a.shape[0], d = config.dIn, m = config.dSAE
         var y = Tensor(shape: [b, d]) { out in for r in 0..<b { for j in 0..<d { out[r * d + j] = bDec.storage[j] } } }
-        a.storage.withUnsafeBufferPointer { ap in wDec.storage.withUnsafeBufferPointer { wp in y.storage.withUnsafeMutableBufferPointer { yp in
-            BLAS.gemmNN(m: b, n: d, k: m, a: ap.baseAddress!, lda: m, b: wp.baseAddress!, ldb: d, beta: 1, c: yp.baseAddress!, ldc: d)
-        } } }
+        a.storage.withUnsafeBufferPointer { ap in
+            wDec.storage.withUnsafeBufferPointer { wp in
+                y.storage.withUnsafeMutableBufferPointer { yp in
+                    BLAS.gemmNN(
+                        m: b, n: d, k: m, a: ap.baseAddress!, lda: m, b: wp.baseAddress!, ldb: d, beta: 1,
+                        c: yp.baseAddress!, ldc: d)
+                }
+            }
+        }
         return y
     }
 
@@ -145,27 +163,31 @@ public struct SparseAutoencoder: Sendable {
     static func topIndicesByHeap(_ p: UnsafePointer<Float>, count: Int, k: Int) -> [Int] {
         var heapV = [Float](repeating: 0, count: k), heapI = [Int](repeating: 0, count: k)
         // "a is worse than b": smaller value, or equal value and larger index.
-        @inline(__always) func worse(_ av: Float, _ ai: Int, _ bv: Float, _ bi: Int) -> Bool { av < bv || (av == bv && ai > bi) }
-        heapV.withUnsafeMutableBufferPointer { hv in heapI.withUnsafeMutableBufferPointer { hi in
-            func siftDown(_ start: Int) {
-                var i = start
-                while true {
-                    let l = 2 * i + 1, r = l + 1
-                    var w = i
-                    if l < k && worse(hv[l], hi[l], hv[w], hi[w]) { w = l }
-                    if r < k && worse(hv[r], hi[r], hv[w], hi[w]) { w = r }
-                    if w == i { return }
-                    hv.swapAt(i, w); hi.swapAt(i, w)
-                    i = w
+        @inline(__always) func worse(_ av: Float, _ ai: Int, _ bv: Float, _ bi: Int) -> Bool {
+            av < bv || (av == bv && ai > bi)
+        }
+        heapV.withUnsafeMutableBufferPointer { hv in
+            heapI.withUnsafeMutableBufferPointer { hi in
+                func siftDown(_ start: Int) {
+                    var i = start
+                    while true {
+                        let l = 2 * i + 1, r = l + 1
+                        var w = i
+                        if l < k && worse(hv[l], hi[l], hv[w], hi[w]) { w = l }
+                        if r < k && worse(hv[r], hi[r], hv[w], hi[w]) { w = r }
+                        if w == i { return }
+                        hv.swapAt(i, w); hi.swapAt(i, w)
+                        i = w
+                    }
+                }
+                for i in 0..<k { hv[i] = p[i]; hi[i] = i }
+                for i in stride(from: k / 2 - 1, through: 0, by: -1) { siftDown(i) }
+                for i in k..<count where p[i] > hv[0] {
+                    hv[0] = p[i]; hi[0] = i
+                    siftDown(0)
                 }
             }
-            for i in 0..<k { hv[i] = p[i]; hi[i] = i }
-            for i in stride(from: k / 2 - 1, through: 0, by: -1) { siftDown(i) }
-            for i in k..<count where p[i] > hv[0] {
-                hv[0] = p[i]; hi[0] = i
-                siftDown(0)
-            }
-        } }
+        }
         return heapI
     }
 

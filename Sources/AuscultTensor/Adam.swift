@@ -22,25 +22,31 @@ public struct Adam: Sendable {
         let c1 = 1 - pow(beta1, Float(t)), c2 = 1 - pow(beta2, Float(t))
         let b1 = beta1, b2 = beta2, eps = epsilon, n = p.count
         let workers = n >= 1 << 18 ? Threading.workers : 1
-        p.withUnsafeMutableBufferPointer { pb in g.withUnsafeBufferPointer { gb in
-            m.withUnsafeMutableBufferPointer { mb in v.withUnsafeMutableBufferPointer { vb in
-                let ptrs = AdamPointers(p: pb.baseAddress!, g: gb.baseAddress!, m: mb.baseAddress!, v: vb.baseAddress!)
-                DispatchQueue.concurrentPerformIfNeeded(workers) { w in
-                    let step = lr / c1, rc2 = 1 / c2.squareRoot()
-                    for i in (n * w / workers)..<(n * (w + 1) / workers) {
-                        let gi = ptrs.g[i]
-                        let mi = b1 * ptrs.m[i] + (1 - b1) * gi
-                        let vi = b2 * ptrs.v[i] + (1 - b2) * gi * gi
-                        ptrs.m[i] = mi; ptrs.v[i] = vi
-                        ptrs.p[i] -= step * mi / (vi.squareRoot() * rc2 + eps)
+        p.withUnsafeMutableBufferPointer { pb in
+            g.withUnsafeBufferPointer { gb in
+                m.withUnsafeMutableBufferPointer { mb in
+                    v.withUnsafeMutableBufferPointer { vb in
+                        let ptrs = AdamPointers(
+                            p: pb.baseAddress!, g: gb.baseAddress!, m: mb.baseAddress!, v: vb.baseAddress!)
+                        DispatchQueue.concurrentPerformIfNeeded(workers) { w in
+                            let step = lr / c1, rc2 = 1 / c2.squareRoot()
+                            for i in (n * w / workers)..<(n * (w + 1) / workers) {
+                                let gi = ptrs.g[i]
+                                let mi = b1 * ptrs.m[i] + (1 - b1) * gi
+                                let vi = b2 * ptrs.v[i] + (1 - b2) * gi * gi
+                                ptrs.m[i] = mi; ptrs.v[i] = vi
+                                ptrs.p[i] -= step * mi / (vi.squareRoot() * rc2 + eps)
+                            }
+                        }
                     }
                 }
-            } }
-        } }
+            }
+        }
     }
 }
 
 /// The buffers of one Adam step, handed to workers that update disjoint ranges.
 struct AdamPointers: @unchecked Sendable {
-    let p: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>
+    let p: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
+        v: UnsafeMutablePointer<Float>
 }

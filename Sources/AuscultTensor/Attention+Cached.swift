@@ -11,12 +11,14 @@ extension Attention {
     /// it. `forward` packed every head's keys and values again at every step of every sequence
     /// (12 % of a sweep's decoder-condition time). `ldkT` must be a multiple of 16 (the kernel reads
     /// columns up to nk rounded up to 16).
-    public static func forwardCached(q: UnsafePointer<Float>, ldq: Int, keysT: UnsafePointer<Float>, ldkT: Int,
-                                     v: UnsafePointer<Float>, ldv: Int, nq: Int, nk: Int, heads: Int, dh: Int,
-                                     causalOffset: Int?, out: UnsafeMutablePointer<Float>, ldo: Int,
-                                     scores: UnsafeMutablePointer<Float>,
-                                     patternOut: UnsafeMutablePointer<Float>? = nil,
-                                     parallelSoftmax: Bool = true) {
+    public static func forwardCached(
+        q: UnsafePointer<Float>, ldq: Int, keysT: UnsafePointer<Float>, ldkT: Int,
+        v: UnsafePointer<Float>, ldv: Int, nq: Int, nk: Int, heads: Int, dh: Int,
+        causalOffset: Int?, out: UnsafeMutablePointer<Float>, ldo: Int,
+        scores: UnsafeMutablePointer<Float>,
+        patternOut: UnsafeMutablePointer<Float>? = nil,
+        parallelSoftmax: Bool = true
+    ) {
         precondition(ldkT % 16 == 0 && ldkT >= nk, "forwardCached: key stride \(ldkT) for \(nk) keys")
         // The strided kernel on x86-64 (its slices are 16 columns wide); CBLAS otherwise.
         #if arch(x86_64)
@@ -26,16 +28,25 @@ extension Attention {
         #endif
         for h in 0..<heads {
             let kh = keysT + h * dh * ldkT, vh = v + h * dh
-            attendHead(q: q + h * dh, ldq: ldq, nq: nq, nk: nk, dh: dh, causalOffset: causalOffset, out: out + h * dh, ldo: ldo,
-                       scores: scores, patternOut: patternOut.map { $0 + h * nq * nk }, scoresOut: nil, parallelSoftmax: parallelSoftmax,
-                       scoresProduct: { qs, s in
-                           if strided { auscult_gemm_strided_avx2(qs, nq, dh, kh, ldkT, nk, dh, s, nk) }
-                           else { BLAS.gemmNN(m: nq, n: nk, k: dh, a: qs, lda: dh, b: kh, ldb: ldkT, c: s, ldc: nk) }
-                       },
-                       valuesProduct: { p, o in
-                           if strided { auscult_gemm_strided_avx2(p, nq, nk, vh, ldv, dh, nk, o, ldo) }
-                           else { BLAS.gemmNN(m: nq, n: dh, k: nk, a: p, lda: nk, b: vh, ldb: ldv, c: o, ldc: ldo) }
-                       })
+            attendHead(
+                q: q + h * dh, ldq: ldq, nq: nq, nk: nk, dh: dh, causalOffset: causalOffset, out: out + h * dh,
+                ldo: ldo,
+                scores: scores, patternOut: patternOut.map { $0 + h * nq * nk }, scoresOut: nil,
+                parallelSoftmax: parallelSoftmax,
+                scoresProduct: { qs, s in
+                    if strided {
+                        auscult_gemm_strided_avx2(qs, nq, dh, kh, ldkT, nk, dh, s, nk)
+                    } else {
+                        BLAS.gemmNN(m: nq, n: nk, k: dh, a: qs, lda: dh, b: kh, ldb: ldkT, c: s, ldc: nk)
+                    }
+                },
+                valuesProduct: { p, o in
+                    if strided {
+                        auscult_gemm_strided_avx2(p, nq, nk, vh, ldv, dh, nk, o, ldo)
+                    } else {
+                        BLAS.gemmNN(m: nq, n: dh, k: nk, a: p, lda: nk, b: vh, ldb: ldv, c: o, ldc: ldo)
+                    }
+                })
         }
     }
 }

@@ -45,14 +45,19 @@ struct PackedHead: @unchecked Sendable {
 
     /// `out[nq, dh] = softmax(q kᵀ / √dh + mask) v` for query rows of stride ldq (see
     /// `Attention.forward` for the mask, scratch and outputs).
-    func attend(q: UnsafePointer<Float>, ldq: Int, nq: Int, causalOffset: Int?, out: UnsafeMutablePointer<Float>, ldo: Int,
-                scores: UnsafeMutablePointer<Float>, patternOut: UnsafeMutablePointer<Float>?,
-                scoresOut: UnsafeMutablePointer<Float>?, parallelSoftmax: Bool) {
+    func attend(
+        q: UnsafePointer<Float>, ldq: Int, nq: Int, causalOffset: Int?, out: UnsafeMutablePointer<Float>, ldo: Int,
+        scores: UnsafeMutablePointer<Float>, patternOut: UnsafeMutablePointer<Float>?,
+        scoresOut: UnsafeMutablePointer<Float>?, parallelSoftmax: Bool
+    ) {
         let (nk, dh, keys, values) = (nk, dh, keys, values)
-        Attention.attendHead(q: q, ldq: ldq, nq: nq, nk: nk, dh: dh, causalOffset: causalOffset, out: out, ldo: ldo,
-                             scores: scores, patternOut: patternOut, scoresOut: scoresOut, parallelSoftmax: parallelSoftmax,
-                             scoresProduct: { qs, s in auscult_gemm_packed_avx2(qs, nq, dh, keys, nk, dh, 0, (nk + 15) / 16, nil, s, nk) },
-                             valuesProduct: { p, o in auscult_gemm_packed_avx2(p, nq, nk, values, dh, nk, 0, (dh + 15) / 16, nil, o, ldo) })
+        Attention.attendHead(
+            q: q, ldq: ldq, nq: nq, nk: nk, dh: dh, causalOffset: causalOffset, out: out, ldo: ldo,
+            scores: scores, patternOut: patternOut, scoresOut: scoresOut, parallelSoftmax: parallelSoftmax,
+            scoresProduct: { qs, s in auscult_gemm_packed_avx2(qs, nq, dh, keys, nk, dh, 0, (nk + 15) / 16, nil, s, nk)
+            },
+            valuesProduct: { p, o in auscult_gemm_packed_avx2(p, nq, nk, values, dh, nk, 0, (dh + 15) / 16, nil, o, ldo)
+            })
     }
 }
 #endif
@@ -63,14 +68,17 @@ extension Attention {
     /// `valuesProduct(p, out)` writes `out[nq, dh] (stride ldo) = p · v` for the unnormalised
     /// probabilities `[nq, nk]`. With the packed or strided kernels (x86-64) a row's result does
     /// not depend on the rows beside it; with CBLAS it may.
-    static func attendHead(q: UnsafePointer<Float>, ldq: Int, nq: Int, nk: Int, dh: Int, causalOffset: Int?,
-                           out: UnsafeMutablePointer<Float>, ldo: Int, scores: UnsafeMutablePointer<Float>,
-                           patternOut: UnsafeMutablePointer<Float>?, scoresOut: UnsafeMutablePointer<Float>?,
-                           parallelSoftmax: Bool,
-                           scoresProduct: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void,
-                           valuesProduct: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+    static func attendHead(
+        q: UnsafePointer<Float>, ldq: Int, nq: Int, nk: Int, dh: Int, causalOffset: Int?,
+        out: UnsafeMutablePointer<Float>, ldo: Int, scores: UnsafeMutablePointer<Float>,
+        patternOut: UnsafeMutablePointer<Float>?, scoresOut: UnsafeMutablePointer<Float>?,
+        parallelSoftmax: Bool,
+        scoresProduct: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void,
+        valuesProduct: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+    ) {
         let alpha = 1 / Float(dh).squareRoot()
-        let qs = UnsafeMutablePointer<Float>.allocate(capacity: nq * dh), inv = UnsafeMutablePointer<Float>.allocate(capacity: nq)
+        let qs = UnsafeMutablePointer<Float>.allocate(capacity: nq * dh),
+            inv = UnsafeMutablePointer<Float>.allocate(capacity: nq)
         defer { qs.deallocate(); inv.deallocate() }
         for r in 0..<nq { for c in 0..<dh { qs[r * dh + c] = q[r * ldq + c] * alpha } }
         scoresProduct(qs, scores)
@@ -84,8 +92,11 @@ extension Attention {
         // Unnormalised exp, PV, then the dh-wide output rows scaled by 1/Σ: one pass fewer over
         // the nq×nk block than normalising first. The same arithmetic runs whether or not a
         // pattern is requested, so observing a run never changes its output.
-        if parallelSoftmax { Attention.expRowsParallel(scores, rows: nq, cols: nk, inverseSums: inv) }
-        else { Kernels.expRows(scores, rows: nq, cols: nk, stride: nk, inverseSums: inv) }
+        if parallelSoftmax {
+            Attention.expRowsParallel(scores, rows: nq, cols: nk, inverseSums: inv)
+        } else {
+            Kernels.expRows(scores, rows: nq, cols: nk, stride: nk, inverseSums: inv)
+        }
         if let p = patternOut {
             for r in 0..<nq { for j in 0..<nk { p[r * nk + j] = scores[r * nk + j] * inv[r] } }
         }

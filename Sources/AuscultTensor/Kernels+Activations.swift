@@ -31,8 +31,10 @@ public enum Kernels {
     ///
     /// Attention multiplies these by V first and scales the 64-wide result rows instead of the
     /// 1500-wide probability rows, which saves a pass (~1/3 of the softmax work) per block.
-    public static func expRows(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, stride: Int,
-                               inverseSums: UnsafeMutablePointer<Float>) {
+    public static func expRows(
+        _ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, stride: Int,
+        inverseSums: UnsafeMutablePointer<Float>
+    ) {
         auscult_exp_rows(x, rows, cols, stride, inverseSums)
     }
 
@@ -45,9 +47,11 @@ public enum Kernels {
     /// LayerNorm over rows of `d` floats: `(x − mean) / sqrt(var + eps) · gamma + beta`
     /// (`auscult_layer_norm`). When `scaleOut` is given it receives each row's `1/sqrt(var + eps)`
     /// (the `ln.hook_scale`).
-    public static func layerNorm(_ x: UnsafePointer<Float>, rows: Int, d: Int,
-                                 gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float = 1e-5,
-                                 out: UnsafeMutablePointer<Float>, scaleOut: UnsafeMutablePointer<Float>? = nil) {
+    public static func layerNorm(
+        _ x: UnsafePointer<Float>, rows: Int, d: Int,
+        gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float = 1e-5,
+        out: UnsafeMutablePointer<Float>, scaleOut: UnsafeMutablePointer<Float>? = nil
+    ) {
         auscult_layer_norm(x, rows, d, gamma, beta, eps, out, scaleOut)
     }
 
@@ -59,7 +63,8 @@ public enum Kernels {
 
     /// Adds `bias[n]` to each of `rows` rows of `n` floats.
     @inlinable
-    public static func addRowBias(_ bias: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, n: Int) {
+    public static func addRowBias(_ bias: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, n: Int)
+    {
         for r in 0..<rows {
             let yr = y + r * n
             for j in 0..<n { yr[j] += bias[j] }
@@ -92,8 +97,9 @@ extension Tensor {
             storage.withUnsafeBufferPointer { x in
                 gamma.storage.withUnsafeBufferPointer { g in
                     beta.storage.withUnsafeBufferPointer { b in
-                        Kernels.layerNorm(x.baseAddress!, rows: count / d, d: d, gamma: g.baseAddress!,
-                                          beta: b.baseAddress!, eps: eps, out: out.baseAddress!)
+                        Kernels.layerNorm(
+                            x.baseAddress!, rows: count / d, d: d, gamma: g.baseAddress!,
+                            beta: b.baseAddress!, eps: eps, out: out.baseAddress!)
                     }
                 }
             }

@@ -1,6 +1,7 @@
 // Scaled dot-product attention over strided head views, one head at a time.
 import CAuscultKernels
 import Dispatch
+import Foundation
 
 /// Multi-head attention on row-major activations whose heads are column blocks of width `dh`.
 public enum Attention {
@@ -17,36 +18,42 @@ public enum Attention {
     /// does: identical in exact arithmetic, within float32 rounding otherwise. On x86-64 each head's
     /// keys and values are packed (`PackedHead`) so a query row's result does not depend on the
     /// rows beside it.
-    public static func forward(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
-                               v: UnsafePointer<Float>, ldv: Int, nq: Int, nk: Int, heads: Int, dh: Int,
-                               causalOffset: Int?, out: UnsafeMutablePointer<Float>, ldo: Int,
-                               scores: UnsafeMutablePointer<Float>,
-                               patternOut: UnsafeMutablePointer<Float>? = nil,
-                               scoresOut: UnsafeMutablePointer<Float>? = nil,
-                               parallelSoftmax: Bool = true) {
+    public static func forward(
+        q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
+        v: UnsafePointer<Float>, ldv: Int, nq: Int, nk: Int, heads: Int, dh: Int,
+        causalOffset: Int?, out: UnsafeMutablePointer<Float>, ldo: Int,
+        scores: UnsafeMutablePointer<Float>,
+        patternOut: UnsafeMutablePointer<Float>? = nil,
+        scoresOut: UnsafeMutablePointer<Float>? = nil,
+        parallelSoftmax: Bool = true
+    ) {
         #if arch(x86_64)
         let packed = PackedHead(nk: nk, dh: dh)
         defer { packed.deallocate() }
         for h in 0..<heads {
             packed.pack(k: k + h * dh, ldk: ldk, v: v + h * dh, ldv: ldv)
-            packed.attend(q: q + h * dh, ldq: ldq, nq: nq, causalOffset: causalOffset, out: out + h * dh, ldo: ldo,
-                          scores: scores, patternOut: patternOut.map { $0 + h * nq * nk },
-                          scoresOut: scoresOut.map { $0 + h * nq * nk }, parallelSoftmax: parallelSoftmax)
+            packed.attend(
+                q: q + h * dh, ldq: ldq, nq: nq, causalOffset: causalOffset, out: out + h * dh, ldo: ldo,
+                scores: scores, patternOut: patternOut.map { $0 + h * nq * nk },
+                scoresOut: scoresOut.map { $0 + h * nq * nk }, parallelSoftmax: parallelSoftmax)
         }
         #else
-        forwardBLAS(q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv, nq: nq, nk: nk, heads: heads, dh: dh,
-                    causalOffset: causalOffset, out: out, ldo: ldo, scores: scores, patternOut: patternOut,
-                    scoresOut: scoresOut, parallelSoftmax: parallelSoftmax)
+        forwardBLAS(
+            q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv, nq: nq, nk: nk, heads: heads, dh: dh,
+            causalOffset: causalOffset, out: out, ldo: ldo, scores: scores, patternOut: patternOut,
+            scoresOut: scoresOut, parallelSoftmax: parallelSoftmax)
         #endif
     }
 
     /// `forward` through CBLAS (off x86-64): its rows' rounding depends on the rows beside them.
-    static func forwardBLAS(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
-                            v: UnsafePointer<Float>, ldv: Int, nq: Int, nk: Int, heads: Int, dh: Int,
-                            causalOffset: Int?, out: UnsafeMutablePointer<Float>, ldo: Int,
-                            scores: UnsafeMutablePointer<Float>,
-                            patternOut: UnsafeMutablePointer<Float>?, scoresOut: UnsafeMutablePointer<Float>?,
-                            parallelSoftmax: Bool) {
+    static func forwardBLAS(
+        q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
+        v: UnsafePointer<Float>, ldv: Int, nq: Int, nk: Int, heads: Int, dh: Int,
+        causalOffset: Int?, out: UnsafeMutablePointer<Float>, ldo: Int,
+        scores: UnsafeMutablePointer<Float>,
+        patternOut: UnsafeMutablePointer<Float>?, scoresOut: UnsafeMutablePointer<Float>?,
+        parallelSoftmax: Bool
+    ) {
         let alpha = 1 / Float(dh).squareRoot()
         let inv = UnsafeMutablePointer<Float>.allocate(capacity: nq)
         defer { inv.deallocate() }
@@ -67,8 +74,11 @@ public enum Attention {
             // Unnormalised exp, PV, then the dh-wide output rows scaled by 1/Σ: one pass fewer
             // over the nq×nk block than normalising first. The same arithmetic runs whether or
             // not a pattern is requested, so observing a run never changes its output.
-            if parallelSoftmax { expRowsParallel(scores, rows: nq, cols: nk, inverseSums: inv) }
-            else { Kernels.expRows(scores, rows: nq, cols: nk, stride: nk, inverseSums: inv) }
+            if parallelSoftmax {
+                expRowsParallel(scores, rows: nq, cols: nk, inverseSums: inv)
+            } else {
+                Kernels.expRows(scores, rows: nq, cols: nk, stride: nk, inverseSums: inv)
+            }
             if let p = patternOut {
                 let dst = p + h * nq * nk
                 for r in 0..<nq { for j in 0..<nk { dst[r * nk + j] = scores[r * nk + j] * inv[r] } }
@@ -92,12 +102,14 @@ public enum Attention {
     /// Otherwise (head width, CPU, or `AUSCULT_PORTABLE=1`) work items are (head, block of 128
     /// query rows) through `forward`: a block's 128×1500 scores (0.8 MB) stay in L2, where whole
     /// 1500×1500 heads (9 MB each) made the encoder memory-bound (~300 ms vs ~200 ms).
-    public static func forwardHeadsParallel(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
-                                            v: UnsafePointer<Float>, ldv: Int, n: Int, heads: Int, dh: Int,
-                                            out: UnsafeMutablePointer<Float>, ldo: Int,
-                                            patternOut: UnsafeMutablePointer<Float>? = nil,
-                                            scoresOut: UnsafeMutablePointer<Float>? = nil,
-                                            blockRows: Int = 128) {
+    public static func forwardHeadsParallel(
+        q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
+        v: UnsafePointer<Float>, ldv: Int, n: Int, heads: Int, dh: Int,
+        out: UnsafeMutablePointer<Float>, ldo: Int,
+        patternOut: UnsafeMutablePointer<Float>? = nil,
+        scoresOut: UnsafeMutablePointer<Float>? = nil,
+        blockRows: Int = 128
+    ) {
         _ = BLAS.configured
         let ptrs = SendablePointers(q: q, k: k, v: v, out: out, pattern: patternOut, scores: scoresOut)
         if dh == 64 && Kernels.avx512 {
@@ -109,9 +121,10 @@ public enum Attention {
                 let r0 = n * w / workers, r1 = n * (w + 1) / workers
                 for h in 0..<heads {
                     let at = h * n * n
-                    auscult_attention_rows_avx512(ptrs.q + h * dh, ldq, ptrs.k + h * dh, ldk, ptrs.v + h * dh, ldv,
-                                                  r0, r1, n, alpha, ptrs.out + h * dh, ldo, scratch,
-                                                  ptrs.scores.map { $0 + at }, ptrs.pattern.map { $0 + at })
+                    auscult_attention_rows_avx512(
+                        ptrs.q + h * dh, ldq, ptrs.k + h * dh, ldk, ptrs.v + h * dh, ldv,
+                        r0, r1, n, alpha, ptrs.out + h * dh, ldo, scratch,
+                        ptrs.scores.map { $0 + at }, ptrs.pattern.map { $0 + at })
                 }
             }
             return
@@ -138,15 +151,17 @@ public enum Attention {
                 let rows = min(blockRows, n - r0)
                 let at = h * n * n + r0 * n
                 #if arch(x86_64)
-                packs[h].attend(q: ptrs.q + r0 * ldq + h * dh, ldq: ldq, nq: rows, causalOffset: nil,
-                                out: ptrs.out + r0 * ldo + h * dh, ldo: ldo, scores: scratch,
-                                patternOut: ptrs.pattern.map { $0 + at }, scoresOut: ptrs.scores.map { $0 + at },
-                                parallelSoftmax: false)
+                packs[h].attend(
+                    q: ptrs.q + r0 * ldq + h * dh, ldq: ldq, nq: rows, causalOffset: nil,
+                    out: ptrs.out + r0 * ldo + h * dh, ldo: ldo, scores: scratch,
+                    patternOut: ptrs.pattern.map { $0 + at }, scoresOut: ptrs.scores.map { $0 + at },
+                    parallelSoftmax: false)
                 #else
-                forward(q: ptrs.q + r0 * ldq + h * dh, ldq: ldq, k: ptrs.k + h * dh, ldk: ldk, v: ptrs.v + h * dh, ldv: ldv,
-                        nq: rows, nk: n, heads: 1, dh: dh, causalOffset: nil, out: ptrs.out + r0 * ldo + h * dh, ldo: ldo,
-                        scores: scratch, patternOut: ptrs.pattern.map { $0 + at }, scoresOut: ptrs.scores.map { $0 + at },
-                        parallelSoftmax: false)
+                forward(
+                    q: ptrs.q + r0 * ldq + h * dh, ldq: ldq, k: ptrs.k + h * dh, ldk: ldk, v: ptrs.v + h * dh, ldv: ldv,
+                    nq: rows, nk: n, heads: 1, dh: dh, causalOffset: nil, out: ptrs.out + r0 * ldo + h * dh, ldo: ldo,
+                    scores: scratch, patternOut: ptrs.pattern.map { $0 + at }, scoresOut: ptrs.scores.map { $0 + at },
+                    parallelSoftmax: false)
                 #endif
                 item += workers
             }
@@ -170,8 +185,10 @@ public enum Attention {
     /// Cross-attention reads the same clip's keys and values at every decoding step: packed once
     /// per generation, a group of g sequences reading one clip costs one pass over them per step
     /// (OpenBLAS re-packed both for every group, head and step: 30 % of a sweep's decoder phase).
-    public static func packHeads(k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
-                                 nk: Int, heads: Int, dh: Int) -> [Float]? {
+    public static func packHeads(
+        k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
+        nk: Int, heads: Int, dh: Int
+    ) -> [Float]? {
         #if arch(x86_64)
         if !(dh == 64 && Kernels.avx512) {
             // The row-invariant AVX2 products (`PackedHead`), any head width.
@@ -181,7 +198,8 @@ public enum Attention {
                 let parts = nk * heads * dh >= 1 << 16 ? min(Threading.workers, heads) : 1
                 DispatchQueue.concurrentPerformIfNeeded(parts) { w in
                     for h in stride(from: w, to: heads, by: parts) {
-                        PackedHead(nk: nk, dh: dh, at: ptrs.out + h * per).pack(k: ptrs.k + h * dh, ldk: ldk, v: ptrs.v + h * dh, ldv: ldv)
+                        PackedHead(nk: nk, dh: dh, at: ptrs.out + h * per).pack(
+                            k: ptrs.k + h * dh, ldk: ldk, v: ptrs.v + h * dh, ldv: ldv)
                     }
                 }
                 count = per * heads
@@ -207,9 +225,11 @@ public enum Attention {
     /// `forward` without mask against keys and values from `packHeads`: `out[nq, heads·64]`,
     /// and the softmax pattern `[heads, nq, nk]` into `patternOut` when given. A query row's
     /// result does not depend on the other rows of the call.
-    public static func forwardPacked(q: UnsafePointer<Float>, ldq: Int, packed: UnsafePointer<Float>, nq: Int, nk: Int,
-                                     heads: Int, dh: Int = 64, out: UnsafeMutablePointer<Float>, ldo: Int,
-                                     patternOut: UnsafeMutablePointer<Float>? = nil) {
+    public static func forwardPacked(
+        q: UnsafePointer<Float>, ldq: Int, packed: UnsafePointer<Float>, nq: Int, nk: Int,
+        heads: Int, dh: Int = 64, out: UnsafeMutablePointer<Float>, ldo: Int,
+        patternOut: UnsafeMutablePointer<Float>? = nil
+    ) {
         #if arch(x86_64)
         if !(dh == 64 && Kernels.avx512) {
             let per = PackedHead.floats(nk: nk, dh: dh)
@@ -217,8 +237,9 @@ public enum Attention {
             defer { scores.deallocate() }
             for h in 0..<heads {
                 PackedHead(nk: nk, dh: dh, at: UnsafeMutablePointer(mutating: packed) + h * per)
-                    .attend(q: q + h * dh, ldq: ldq, nq: nq, causalOffset: nil, out: out + h * dh, ldo: ldo, scores: scores,
-                            patternOut: patternOut.map { $0 + h * nq * nk }, scoresOut: nil, parallelSoftmax: false)
+                    .attend(
+                        q: q + h * dh, ldq: ldq, nq: nq, causalOffset: nil, out: out + h * dh, ldo: ldo, scores: scores,
+                        patternOut: patternOut.map { $0 + h * nq * nk }, scoresOut: nil, parallelSoftmax: false)
             }
             return
         }
@@ -227,8 +248,9 @@ public enum Attention {
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: auscult_attention_tile_floats(nk))
         defer { scratch.deallocate() }
         for h in 0..<heads {
-            auscult_attention_packed_avx512(q + h * dh, ldq, packed + h * per, nq, nk, 1 / Float(dh).squareRoot(),
-                                            out + h * dh, ldo, scratch, patternOut.map { $0 + h * nq * nk })
+            auscult_attention_packed_avx512(
+                q + h * dh, ldq, packed + h * per, nq, nk, 1 / Float(dh).squareRoot(),
+                out + h * dh, ldo, scratch, patternOut.map { $0 + h * nq * nk })
         }
     }
 
@@ -239,14 +261,18 @@ public enum Attention {
     /// row r, head h goes to `patternOut + h·headStride + r·rowStride` when given. The features
     /// are read once per call for all rows. Where `readsFeatures(d:)` (AVX-512, or AVX2 on any
     /// x86-64); a row's result does not depend on the other rows of the call.
-    public static func fromFeatures(u: UnsafePointer<Float>, rows: Int, heads: Int, x: UnsafePointer<Float>, ldx: Int, nf: Int, d: Int,
-                                    alpha: Float, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
-                                    patternOut: UnsafeMutablePointer<Float>? = nil, headStride: Int = 0, rowStride: Int = 0) {
+    public static func fromFeatures(
+        u: UnsafePointer<Float>, rows: Int, heads: Int, x: UnsafePointer<Float>, ldx: Int, nf: Int, d: Int,
+        alpha: Float, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+        patternOut: UnsafeMutablePointer<Float>? = nil, headStride: Int = 0, rowStride: Int = 0
+    ) {
         precondition(readsFeatures(d: d), "fromFeatures needs x86-64 and d % 8 == 0 (AVX-512: d % 16 == 0)")
         if Kernels.avx512 && d % 16 == 0 {
-            auscult_cross_features_avx512(u, rows * heads, x, ldx, nf, d, alpha, y, scratch, patternOut, heads, headStride, rowStride)
+            auscult_cross_features_avx512(
+                u, rows * heads, x, ldx, nf, d, alpha, y, scratch, patternOut, heads, headStride, rowStride)
         } else {
-            auscult_cross_features_avx2(u, rows * heads, x, ldx, nf, d, alpha, y, scratch, patternOut, heads, headStride, rowStride)
+            auscult_cross_features_avx2(
+                u, rows * heads, x, ldx, nf, d, alpha, y, scratch, patternOut, heads, headStride, rowStride)
         }
     }
 
@@ -263,8 +289,10 @@ public enum Attention {
     public static func fromFeaturesScratch(rows: Int, heads: Int, nf: Int) -> Int { rows * heads * (nf + 130) }
 
     /// `Kernels.expRows`, split across cores when the block is large.
-    public static func expRowsParallel(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
-                                       inverseSums: UnsafeMutablePointer<Float>) {
+    public static func expRowsParallel(
+        _ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
+        inverseSums: UnsafeMutablePointer<Float>
+    ) {
         let workers = rows * cols >= 1 << 18 ? Threading.workers : 1
         if workers <= 1 {
             Kernels.expRows(x, rows: rows, cols: cols, stride: cols, inverseSums: inverseSums)
@@ -299,5 +327,3 @@ public struct UnsafeMutableSendablePointer: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public init(_ p: UnsafeMutablePointer<Float>) { pointer = p }
 }
-
-import Foundation

@@ -7,11 +7,14 @@ extension Tensor {
     /// im2col turns the product into one GEMM (`[T_out, C_in·k] · [C_out, C_in·k]ᵀ`), so Whisper's
     /// conv2 (384→384, k 3, 1500 frames, 0.66 GFLOP) runs at BLAS speed.
     /// With `framesFirst` the input is `[T, C_in]` instead (the layout conv1's output comes in).
-    public func conv1d(weight: Tensor, bias: Tensor, stride: Int = 1, padding: Int = 1,
-                       framesFirst: Bool = false) -> Tensor {
+    public func conv1d(
+        weight: Tensor, bias: Tensor, stride: Int = 1, padding: Int = 1,
+        framesFirst: Bool = false
+    ) -> Tensor {
         let cIn = framesFirst ? shape[1] : shape[0], t = framesFirst ? shape[0] : shape[1]
-        precondition(rank == 2 && weight.rank == 3 && weight.shape[1] == cIn,
-                     "conv1d: input \(shape) does not match weight \(weight.shape)")
+        precondition(
+            rank == 2 && weight.rank == 3 && weight.shape[1] == cIn,
+            "conv1d: input \(shape) does not match weight \(weight.shape)")
         let k = weight.shape[2], cOut = weight.shape[0]
         // Element (channel c, time ti) of the input.
         let cStride = framesFirst ? 1 : t, tStride = framesFirst ? cIn : 1

@@ -10,8 +10,10 @@ extension Kernels {
     ///
     /// Blocks of 2 input rows × 4 weight rows keep 8 SIMD8 accumulators and 6 loads in the 16
     /// AVX2 registers; `k` must be a multiple of 8.
-    public static func gemmNTSmall(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
-                                   w: UnsafePointer<Float>, ldw: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    public static func gemmNTSmall(
+        m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+        w: UnsafePointer<Float>, ldw: Int, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         precondition(k % 8 == 0)
         @inline(__always) func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
             UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)

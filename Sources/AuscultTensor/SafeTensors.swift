@@ -37,7 +37,8 @@ public struct SafeTensorsFile: Sendable {
         guard d.count >= 8 else { throw TensorFileError(.corrupt, "too short for a safetensors header", path: path) }
         let n = d.withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
         guard n > 0, 8 + n <= d.count,
-              let json = try? JSONSerialization.jsonObject(with: d.subdata(in: 8..<(8 + n))) as? [String: Any] else {
+            let json = try? JSONSerialization.jsonObject(with: d.subdata(in: 8..<(8 + n))) as? [String: Any]
+        else {
             throw TensorFileError(.corrupt, "the header is not valid safetensors JSON", path: path)
         }
         var entries = [String: Entry]()
@@ -45,8 +46,10 @@ public struct SafeTensorsFile: Sendable {
         for (k, v) in json {
             if k == "__metadata__" { meta = (v as? [String: String]) ?? [:]; continue }
             guard let e = v as? [String: Any], let dt = e["dtype"] as? String, let sh = e["shape"] as? [Int],
-                  let off = e["data_offsets"] as? [Int], off.count == 2, off[0] <= off[1], 8 + n + off[1] <= d.count else {
-                throw TensorFileError(.corrupt, "entry '\(k)' is malformed or points past the end of the file", path: path)
+                let off = e["data_offsets"] as? [Int], off.count == 2, off[0] <= off[1], 8 + n + off[1] <= d.count
+            else {
+                throw TensorFileError(
+                    .corrupt, "entry '\(k)' is malformed or points past the end of the file", path: path)
             }
             entries[k] = Entry(dtype: dt, shape: sh, range: off[0]..<off[1])
         }
@@ -71,10 +74,13 @@ public struct SafeTensorsFile: Sendable {
         case "F16", "BF16": width = 2
         case "I64", "F64": width = 8
         case "U8", "I8", "BOOL": width = 1
-        default: throw TensorFileError(.unsupportedDType, "tensor '\(name)' has unsupported dtype \(e.dtype)", path: path)
+        default:
+            throw TensorFileError(.unsupportedDType, "tensor '\(name)' has unsupported dtype \(e.dtype)", path: path)
         }
         guard e.range.count == count * width else {
-            throw TensorFileError(.corrupt, "tensor '\(name)' holds \(e.range.count) bytes, shape \(e.shape) needs \(count * width)", path: path)
+            throw TensorFileError(
+                .corrupt, "tensor '\(name)' holds \(e.range.count) bytes, shape \(e.shape) needs \(count * width)",
+                path: path)
         }
         let start = base + e.range.lowerBound
         return data.withUnsafeBytes { raw in
@@ -82,12 +88,18 @@ public struct SafeTensorsFile: Sendable {
             return Tensor(shape: e.shape) { out in
                 switch e.dtype {
                 case "F32": for i in 0..<count { out[i] = p.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) }
-                case "I32": for i in 0..<count { out[i] = Float(p.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
-                case "I64": for i in 0..<count { out[i] = Float(p.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)) }
-                case "F64": for i in 0..<count { out[i] = Float(p.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
+                case "I32":
+                    for i in 0..<count { out[i] = Float(p.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
+                case "I64":
+                    for i in 0..<count { out[i] = Float(p.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)) }
+                case "F64":
+                    for i in 0..<count { out[i] = Float(p.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
                 case "F16": HalfPrecision.toFloat(p, count: count, out: out.baseAddress!)
-                case "BF16": for i in 0..<count {
-                    out[i] = Float(bitPattern: UInt32(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16) }
+                case "BF16":
+                    for i in 0..<count {
+                        out[i] = Float(
+                            bitPattern: UInt32(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16)
+                    }
                 case "U8", "BOOL": for i in 0..<count { out[i] = Float(p.load(fromByteOffset: i, as: UInt8.self)) }
                 default: for i in 0..<count { out[i] = Float(p.load(fromByteOffset: i, as: Int8.self)) }
                 }
@@ -109,12 +121,15 @@ public struct SafeTensorsFile: Sendable {
         let width = e.dtype == "I64" ? 8 : 4
         let count = e.shape.reduce(1, *)
         guard e.range.count == count * width else {
-            throw TensorFileError(.corrupt, "tensor '\(name)' holds \(e.range.count) bytes, shape \(e.shape) needs \(count * width)", path: path)
+            throw TensorFileError(
+                .corrupt, "tensor '\(name)' holds \(e.range.count) bytes, shape \(e.shape) needs \(count * width)",
+                path: path)
         }
         return data.withUnsafeBytes { raw in
             let p = raw.baseAddress! + base + e.range.lowerBound
             return (0..<count).map { i in
-                width == 8 ? Int(Int64(littleEndian: p.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)))
+                width == 8
+                    ? Int(Int64(littleEndian: p.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)))
                     : Int(Int32(littleEndian: p.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)))
             }
         }
@@ -122,8 +137,10 @@ public struct SafeTensorsFile: Sendable {
 
     /// Writes `tensors` (as F32) and `integers` (as I64, e.g. token ids) to `path` as a safetensors
     /// file, keys sorted, through a temporary file renamed into place.
-    public static func write(_ tensors: [String: Tensor], integers: [String: [Int]] = [:],
-                             metadata: [String: String] = [:], to path: String) throws {
+    public static func write(
+        _ tensors: [String: Tensor], integers: [String: [Int]] = [:],
+        metadata: [String: String] = [:], to path: String
+    ) throws {
         if let both = tensors.keys.first(where: { integers[$0] != nil }) {
             throw TensorFileError(.writeFailed, "'\(both)' is given both as a tensor and as integers", path: path)
         }
@@ -132,7 +149,8 @@ public struct SafeTensorsFile: Sendable {
         var offset = 0
         let keys = (Array(tensors.keys) + Array(integers.keys)).sorted()
         for k in keys {
-            let (dtype, shape, bytes) = tensors[k].map { ("F32", $0.shape, 4 * $0.count) }
+            let (dtype, shape, bytes) =
+                tensors[k].map { ("F32", $0.shape, 4 * $0.count) }
                 ?? ("I64", [integers[k]!.count], 8 * integers[k]!.count)
             header[k] = ["dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
             offset += bytes

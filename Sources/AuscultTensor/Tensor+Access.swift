@@ -52,8 +52,9 @@ extension Tensor {
     /// Elements `range` along `axis` (other axes whole); the result keeps the axis.
     public func slice(_ range: Range<Int>, axis: Int = 0) -> Tensor {
         let ax = normalizedAxis(axis)
-        precondition(range.lowerBound >= 0 && range.upperBound <= shape[ax],
-                     "slice \(range) outside 0..<\(shape[ax]) on axis \(ax) of shape \(shape)")
+        precondition(
+            range.lowerBound >= 0 && range.upperBound <= shape[ax],
+            "slice \(range) outside 0..<\(shape[ax]) on axis \(ax) of shape \(shape)")
         let outer = shape[..<ax].reduce(1, *), inner = shape[(ax + 1)...].reduce(1, *)
         var newShape = shape
         newShape[ax] = range.count

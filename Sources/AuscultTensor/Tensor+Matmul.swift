@@ -1,11 +1,12 @@
 // Matrix products through CBLAS (Debian's OpenBLAS).
 import CAuscultBLAS
+import Dispatch
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 /// glibc's `mallopt` (malloc.h is not part of the Glibc module).
 #endif
-import Dispatch
-import Foundation
 
 /// The three operands of a product, handed to workers that write disjoint parts of `c`.
 struct GemmPointers: @unchecked Sendable {
@@ -26,50 +27,63 @@ extension DispatchQueue {
 public enum BLAS {
     /// `C[M,N] = alpha * A[M,K] · B[N,K]ᵀ + beta * C`, with leading dimensions for strided views.
     @inlinable
-    public static func gemmNT(m: Int, n: Int, k: Int, alpha: Float = 1,
-                              a: UnsafePointer<Float>, lda: Int,
-                              b: UnsafePointer<Float>, ldb: Int,
-                              beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        _ = configured   // single-threaded OpenBLAS before its first call: concurrent callers race otherwise
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
-                    alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    public static func gemmNT(
+        m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        _ = configured  // single-threaded OpenBLAS before its first call: concurrent callers race otherwise
+        cblas_sgemm(
+            CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
+            alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
     /// `C[M,N] = alpha · A[K,M]ᵀ · B[K,N] + beta · C` (gradients of weights: Σ over rows).
     @inlinable
-    public static func gemmTN(m: Int, n: Int, k: Int, alpha: Float = 1,
-                              a: UnsafePointer<Float>, lda: Int,
-                              b: UnsafePointer<Float>, ldb: Int,
-                              beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        _ = configured   // single-threaded OpenBLAS before its first call: concurrent callers race otherwise
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
-                    alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    public static func gemmTN(
+        m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        _ = configured  // single-threaded OpenBLAS before its first call: concurrent callers race otherwise
+        cblas_sgemm(
+            CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+            alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
     /// `C[M,N] = alpha * A[M,K] · B[K,N] + beta * C`.
     @inlinable
-    public static func gemmNN(m: Int, n: Int, k: Int, alpha: Float = 1,
-                              a: UnsafePointer<Float>, lda: Int,
-                              b: UnsafePointer<Float>, ldb: Int,
-                              beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        _ = configured   // single-threaded OpenBLAS before its first call: concurrent callers race otherwise
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
-                    alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    public static func gemmNN(
+        m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        _ = configured  // single-threaded OpenBLAS before its first call: concurrent callers race otherwise
+        cblas_sgemm(
+            CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+            alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
     /// `y[N] = W[N,K] · x[K] + beta * y`: the M=1 product. OpenBLAS 0.3.21 gets ~22 GFLOP/s from
     /// `sgemv` here against ~7 from `sgemm` with M=1 (docs/performance.md).
     @inlinable
-    public static func gemv(n: Int, k: Int, alpha: Float = 1, w: UnsafePointer<Float>, ldw: Int,
-                            x: UnsafePointer<Float>, beta: Float = 0, y: UnsafeMutablePointer<Float>) {
+    public static func gemv(
+        n: Int, k: Int, alpha: Float = 1, w: UnsafePointer<Float>, ldw: Int,
+        x: UnsafePointer<Float>, beta: Float = 0, y: UnsafeMutablePointer<Float>
+    ) {
         _ = configured
         cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, w, Int32(ldw), x, 1, beta, y, 1)
     }
 
     /// `y[K] = W[N,K]ᵀ · x[N] + beta * y`: a row vector times a matrix.
     @inlinable
-    public static func gemvT(n: Int, k: Int, w: UnsafePointer<Float>, ldw: Int,
-                             x: UnsafePointer<Float>, beta: Float = 0, y: UnsafeMutablePointer<Float>) {
+    public static func gemvT(
+        n: Int, k: Int, w: UnsafePointer<Float>, ldw: Int,
+        x: UnsafePointer<Float>, beta: Float = 0, y: UnsafeMutablePointer<Float>
+    ) {
         _ = configured
         cblas_sgemv(CblasRowMajor, CblasTrans, Int32(n), Int32(k), 1, w, Int32(ldw), x, 1, beta, y, 1)
     }
@@ -93,8 +107,9 @@ public enum BLAS {
     /// `OPENBLAS_CORETYPE`; nil when nothing needs changing.
     public static func preferredCoreType() -> String? {
         guard ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil, coreName == "Prescott",
-              let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let flagsLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
+            let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+            let flagsLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+        else { return nil }
         let flags = Set(flagsLine.split(separator: " ").map(String.init))
         if flags.contains("avx512f") && flags.contains("avx512bw") && flags.contains("avx512vl") { return "SkylakeX" }
         if flags.contains("avx2") && flags.contains("fma") { return "Haswell" }
@@ -117,15 +132,19 @@ extension Tensor {
         if let packed = PackedWeight(weight) { return linear(packed, bias: bias) }
         let k = shape[shape.count - 1]
         let n = weight.shape[0]
-        precondition(weight.shape.count == 2 && weight.shape[1] == k,
-                     "linear: input \(shape) does not match weight \(weight.shape)")
+        precondition(
+            weight.shape.count == 2 && weight.shape[1] == k,
+            "linear: input \(shape) does not match weight \(weight.shape)")
         let m = count / k
         var outShape = shape
         outShape[outShape.count - 1] = n
         var out = Tensor(shape: outShape) { buf in
             if let bias {
-                for r in 0..<m { bias.storage.withUnsafeBufferPointer { b in
-                    (buf.baseAddress! + r * n).initialize(from: b.baseAddress!, count: n) } }
+                for r in 0..<m {
+                    bias.storage.withUnsafeBufferPointer { b in
+                        (buf.baseAddress! + r * n).initialize(from: b.baseAddress!, count: n)
+                    }
+                }
             } else {
                 buf.initialize(repeating: 0)
             }
@@ -133,35 +152,40 @@ extension Tensor {
         _ = BLAS.configured
         // Split rows (or, for M=1, weight rows) across workers when the product is large.
         let workers = m * n * k >= 1 << 21 ? Threading.workers : 1
-        storage.withUnsafeBufferPointer { ab in weight.storage.withUnsafeBufferPointer { wb in
-            out.storage.withUnsafeMutableBufferPointer { cb in
-                let p = GemmPointers(a: ab.baseAddress!, w: wb.baseAddress!, c: cb.baseAddress!)
-                if m == 1 {
-                    DispatchQueue.concurrentPerformIfNeeded(workers) { i in
-                        let n0 = n * i / workers, n1 = n * (i + 1) / workers
-                        BLAS.gemv(n: n1 - n0, k: k, w: p.w + n0 * k, ldw: k, x: p.a, beta: 1, y: p.c + n0)
-                    }
-                } else if m <= 16 && k % 8 == 0 && n * k >= 1 << 20 {
-                    // Few rows, big weight: no packing (see Kernels.gemmNTSmall), weight rows split.
-                    DispatchQueue.concurrentPerformIfNeeded(workers) { i in
-                        let n0 = (n * i / workers) & ~3, n1 = i == workers - 1 ? n : (n * (i + 1) / workers) & ~3
-                        Kernels.gemmNTSmall(m: m, n: n1 - n0, k: k, a: p.a, lda: k, w: p.w + n0 * k, ldw: k, c: p.c + n0, ldc: n)
-                    }
-                } else if m >= 2 * workers && n < 8 * m {
-                    DispatchQueue.concurrentPerformIfNeeded(workers) { i in
-                        let m0 = m * i / workers, m1 = m * (i + 1) / workers
-                        BLAS.gemmNT(m: m1 - m0, n: n, k: k, a: p.a + m0 * k, lda: k, b: p.w, ldb: k,
-                                    beta: 1, c: p.c + m0 * n, ldc: n)
-                    }
-                } else {
-                    DispatchQueue.concurrentPerformIfNeeded(workers) { i in
-                        let n0 = n * i / workers, n1 = n * (i + 1) / workers
-                        BLAS.gemmNT(m: m, n: n1 - n0, k: k, a: p.a, lda: k, b: p.w + n0 * k, ldb: k,
-                                    beta: 1, c: p.c + n0, ldc: n)
+        storage.withUnsafeBufferPointer { ab in
+            weight.storage.withUnsafeBufferPointer { wb in
+                out.storage.withUnsafeMutableBufferPointer { cb in
+                    let p = GemmPointers(a: ab.baseAddress!, w: wb.baseAddress!, c: cb.baseAddress!)
+                    if m == 1 {
+                        DispatchQueue.concurrentPerformIfNeeded(workers) { i in
+                            let n0 = n * i / workers, n1 = n * (i + 1) / workers
+                            BLAS.gemv(n: n1 - n0, k: k, w: p.w + n0 * k, ldw: k, x: p.a, beta: 1, y: p.c + n0)
+                        }
+                    } else if m <= 16 && k % 8 == 0 && n * k >= 1 << 20 {
+                        // Few rows, big weight: no packing (see Kernels.gemmNTSmall), weight rows split.
+                        DispatchQueue.concurrentPerformIfNeeded(workers) { i in
+                            let n0 = (n * i / workers) & ~3, n1 = i == workers - 1 ? n : (n * (i + 1) / workers) & ~3
+                            Kernels.gemmNTSmall(
+                                m: m, n: n1 - n0, k: k, a: p.a, lda: k, w: p.w + n0 * k, ldw: k, c: p.c + n0, ldc: n)
+                        }
+                    } else if m >= 2 * workers && n < 8 * m {
+                        DispatchQueue.concurrentPerformIfNeeded(workers) { i in
+                            let m0 = m * i / workers, m1 = m * (i + 1) / workers
+                            BLAS.gemmNT(
+                                m: m1 - m0, n: n, k: k, a: p.a + m0 * k, lda: k, b: p.w, ldb: k,
+                                beta: 1, c: p.c + m0 * n, ldc: n)
+                        }
+                    } else {
+                        DispatchQueue.concurrentPerformIfNeeded(workers) { i in
+                            let n0 = n * i / workers, n1 = n * (i + 1) / workers
+                            BLAS.gemmNT(
+                                m: m, n: n1 - n0, k: k, a: p.a, lda: k, b: p.w + n0 * k, ldb: k,
+                                beta: 1, c: p.c + n0, ldc: n)
+                        }
                     }
                 }
             }
-        } }
+        }
         return out
     }
 }

@@ -25,7 +25,8 @@ public struct PackedWeight: @unchecked Sendable {
         n = weight.shape[0]; k = weight.shape[1]
         let (n, k) = (n, k)
         panels = [Float](unsafeUninitializedCapacity: auscult_packed_floats(n, k)) { buf, count in
-            weight.storage.withUnsafeBufferPointer { w in auscult_pack_panels(w.baseAddress!, k, n, k, buf.baseAddress!) }
+            weight.storage.withUnsafeBufferPointer { w in auscult_pack_panels(w.baseAddress!, k, n, k, buf.baseAddress!)
+            }
             count = auscult_packed_floats(n, k)
         }
         #else
@@ -61,32 +62,37 @@ extension Tensor {
         let byRows = m >= 24 && workers > 1 && !wide
         // The kernels write every element, so the output needs no zero fill first.
         return Tensor(shape: outShape) { cb in
-            storage.withUnsafeBufferPointer { ab in packed.panels.withUnsafeBufferPointer { wb in
-                let run = { (biasPointer: UnsafePointer<Float>?) in
-                    let p = PackedPointers(a: ab.baseAddress!, w: wb.baseAddress!, bias: biasPointer, c: cb.baseAddress!)
-                    if byRows {
-                        DispatchQueue.concurrentPerformIfNeeded(workers) { i in
-                            let m0 = m * i / workers, m1 = m * (i + 1) / workers
-                            if wide {
-                                auscult_gemm_packed_avx512(p.a + m0 * k, m1 - m0, k, p.w, n, k, 0, panelCount, p.c + m0 * n, n)
-                            } else {
-                                auscult_gemm_packed_avx2(p.a + m0 * k, m1 - m0, k, p.w, n, k, 0, panelCount, p.bias, p.c + m0 * n, n)
+            storage.withUnsafeBufferPointer { ab in
+                packed.panels.withUnsafeBufferPointer { wb in
+                    let run = { (biasPointer: UnsafePointer<Float>?) in
+                        let p = PackedPointers(
+                            a: ab.baseAddress!, w: wb.baseAddress!, bias: biasPointer, c: cb.baseAddress!)
+                        if byRows {
+                            DispatchQueue.concurrentPerformIfNeeded(workers) { i in
+                                let m0 = m * i / workers, m1 = m * (i + 1) / workers
+                                if wide {
+                                    auscult_gemm_packed_avx512(
+                                        p.a + m0 * k, m1 - m0, k, p.w, n, k, 0, panelCount, p.c + m0 * n, n)
+                                } else {
+                                    auscult_gemm_packed_avx2(
+                                        p.a + m0 * k, m1 - m0, k, p.w, n, k, 0, panelCount, p.bias, p.c + m0 * n, n)
+                                }
                             }
-                        }
-                    } else {
-                        let parts = min(workers, blocks)
-                        DispatchQueue.concurrentPerformIfNeeded(parts) { i in
-                            let p0 = blocks * i / parts * 3, p1 = min(panelCount, blocks * (i + 1) / parts * 3)
-                            if wide {
-                                auscult_gemm_packed_avx512(p.a, m, k, p.w, n, k, p0, p1, p.c, n)
-                            } else {
-                                auscult_gemm_packed_avx2(p.a, m, k, p.w, n, k, p0, p1, p.bias, p.c, n)
+                        } else {
+                            let parts = min(workers, blocks)
+                            DispatchQueue.concurrentPerformIfNeeded(parts) { i in
+                                let p0 = blocks * i / parts * 3, p1 = min(panelCount, blocks * (i + 1) / parts * 3)
+                                if wide {
+                                    auscult_gemm_packed_avx512(p.a, m, k, p.w, n, k, p0, p1, p.c, n)
+                                } else {
+                                    auscult_gemm_packed_avx2(p.a, m, k, p.w, n, k, p0, p1, p.bias, p.c, n)
+                                }
                             }
                         }
                     }
+                    if let bias { bias.storage.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
                 }
-                if let bias { bias.storage.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
-            } }
+            }
         }
     }
 }

@@ -18,8 +18,9 @@ public struct Tensor: Sendable, Equatable {
 
     /// A tensor that takes ownership of `storage`; its count must equal the product of `shape`.
     public init(shape: [Int], storage: [Float]) {
-        precondition(shape.reduce(1, *) == storage.count,
-                     "Tensor: \(storage.count) elements do not fill shape \(shape)")
+        precondition(
+            shape.reduce(1, *) == storage.count,
+            "Tensor: \(storage.count) elements do not fill shape \(shape)")
         self.shape = shape
         self.storage = storage
     }

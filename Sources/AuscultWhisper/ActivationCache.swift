@@ -37,8 +37,10 @@ public struct ActivationCache: Sendable {
     /// The activation at `name`, or an error naming it and what the cache holds.
     public func tensor(_ name: HookName) throws -> Tensor {
         if let t = self[name] { return t }
-        throw WhisperError(.invalidArgument, "the cache holds no '\(name.name)'; cache it by naming it in runWithCache "
-                           + "(cached: \(names.prefix(6).joined(separator: ", "))\(names.count > 6 ? ", …" : ""))")
+        throw WhisperError(
+            .invalidArgument,
+            "the cache holds no '\(name.name)'; cache it by naming it in runWithCache "
+                + "(cached: \(names.prefix(6).joined(separator: ", "))\(names.count > 6 ? ", …" : ""))")
     }
 
     // MARK: Residual stream
@@ -46,8 +48,10 @@ public struct ActivationCache: Sendable {
     /// The residual stream entering each block of `side` up to `layer` (nil: every block, then
     /// the stream leaving the last): `[L, seq, d]` with a label per entry. With `applyLN`, each
     /// passes through the final LayerNorm's centring and cached scale (`applyLNToStack`).
-    public func accumulatedResid(_ side: Side = .decoder, layer: Int? = nil,
-                                 applyLN: Bool = false) throws -> (stack: Tensor, labels: [String]) {
+    public func accumulatedResid(
+        _ side: Side = .decoder, layer: Int? = nil,
+        applyLN: Bool = false
+    ) throws -> (stack: Tensor, labels: [String]) {
         let n = layers(side)
         let upTo = try checkedLayer(layer, side)
         var parts = [Tensor](), labels = [String]()
@@ -68,8 +72,10 @@ public struct ActivationCache: Sendable {
     /// the embeddings (`embed` and `pos_embed`; the encoder's `conv` and `pos_embed`), then each
     /// block's attention, cross-attention (decoder) and MLP outputs, `[C, seq, d]`. They sum to
     /// the stream (`accumulatedResid`'s last entry).
-    public func decomposeResid(_ side: Side = .decoder, layer: Int? = nil,
-                               applyLN: Bool = false) throws -> (stack: Tensor, labels: [String]) {
+    public func decomposeResid(
+        _ side: Side = .decoder, layer: Int? = nil,
+        applyLN: Bool = false
+    ) throws -> (stack: Tensor, labels: [String]) {
         var parts = [Tensor](), labels = [String]()
         for (name, label) in embeddingParts(side) { parts.append(try tensor(name)); labels.append(label) }
         for i in 0..<(try checkedLayer(layer, side)) {
@@ -85,17 +91,23 @@ public struct ActivationCache: Sendable {
     /// Every head's result (self-attention; also cross-attention with `cross`) of the blocks of
     /// `side` before `layer`: `[C, seq, d]`, labelled `decoder.blocks.1.attn.h3`. Needs the
     /// per-head results cached (`attn.hook_result`, computed only when named).
-    public func stackHeadResults(_ side: Side = .decoder, layer: Int? = nil, cross: Bool = false,
-                                 applyLN: Bool = false) throws -> (stack: Tensor, labels: [String]) {
+    public func stackHeadResults(
+        _ side: Side = .decoder, layer: Int? = nil, cross: Bool = false,
+        applyLN: Bool = false
+    ) throws -> (stack: Tensor, labels: [String]) {
         var parts = [Tensor](), labels = [String]()
         for i in 0..<(try checkedLayer(layer, side)) {
             let b = block(side, i)
             for attention in cross && side == .decoder ? [b.attn, b.crossAttn] : [b.attn] {
-                let r = try tensor(attention.result)   // [seq, h, d]
-                for h in 0..<r.shape[1] { parts.append(r.select(h, axis: 1)); labels.append("\(attention.prefix).h\(h)") }
+                let r = try tensor(attention.result)  // [seq, h, d]
+                for h in 0..<r.shape[1] {
+                    parts.append(r.select(h, axis: 1)); labels.append("\(attention.prefix).h\(h)")
+                }
             }
         }
-        guard !parts.isEmpty else { throw WhisperError(.invalidArgument, "stackHeadResults: no block before layer \(layer ?? 0)") }
+        guard !parts.isEmpty else {
+            throw WhisperError(.invalidArgument, "stackHeadResults: no block before layer \(layer ?? 0)")
+        }
         let stack = Tensor.stack(parts)
         return (applyLN ? try applyLNToStack(stack, side, layer: layer) : stack, labels)
     }
@@ -110,7 +122,7 @@ public struct ActivationCache: Sendable {
         for i in 0..<dims.n_text_layer {
             let b = block(.decoder, i)
             for (attention, out) in [(b.attn, b.attnOut), (b.crossAttn, b.crossAttnOut)] {
-                let r = try tensor(attention.result)   // [T, h, d]
+                let r = try tensor(attention.result)  // [T, h, d]
                 var rest = try tensor(out)
                 for h in 0..<r.shape[1] {
                     let head = r.select(h, axis: 1)
@@ -132,11 +144,15 @@ public struct ActivationCache: Sendable {
     /// `encoder.ln_post.hook_scale`; else the block's `ln1.hook_scale`). The LayerNorm's γ and β
     /// are not applied (Auscult does not fold them into the weights): `logitAttrs` applies γ.
     public func applyLNToStack(_ stack: Tensor, _ side: Side = .decoder, layer: Int? = nil) throws -> Tensor {
-        let scaleName: HookName = layer.map { block(side, $0).ln1.scale }
+        let scaleName: HookName =
+            layer.map { block(side, $0).ln1.scale }
             ?? (side == .decoder ? HookName.lnFinal.scale : HookName.lnPost.scale)
-        let scale = try tensor(scaleName)   // [seq, 1]
+        let scale = try tensor(scaleName)  // [seq, 1]
         guard stack.rank == 3, stack.shape[1] == scale.shape[0] else {
-            throw WhisperError(.invalidArgument, "applyLNToStack: stack of shape \(stack.shape) for a scale over \(scale.shape[0]) positions; expected [C, \(scale.shape[0]), d]")
+            throw WhisperError(
+                .invalidArgument,
+                "applyLNToStack: stack of shape \(stack.shape) for a scale over \(scale.shape[0]) positions; expected [C, \(scale.shape[0]), d]"
+            )
         }
         let c = stack.shape[0], seq = stack.shape[1], d = stack.shape[2]
         return Tensor(shape: stack.shape) { out in
@@ -160,8 +176,12 @@ public struct ActivationCache: Sendable {
     public func logitAttrs(_ stack: Tensor, tokens: [Int], incorrect: [Int]? = nil) throws -> Tensor {
         let d = dims.n_text_state
         guard stack.rank == 3, stack.shape[2] == d, stack.shape[1] == tokens.count,
-              incorrect.map({ $0.count == tokens.count }) ?? true else {
-            throw WhisperError(.invalidArgument, "logitAttrs: stack \(stack.shape) needs [C, \(tokens.count), \(d)] for \(tokens.count) tokens (and as many incorrect ones)")
+            incorrect.map({ $0.count == tokens.count }) ?? true
+        else {
+            throw WhisperError(
+                .invalidArgument,
+                "logitAttrs: stack \(stack.shape) needs [C, \(tokens.count), \(d)] for \(tokens.count) tokens (and as many incorrect ones)"
+            )
         }
         try checkVocabulary(tokens + (incorrect ?? []))
         let gamma = loaded.model.weights["decoder.ln.weight"].storage
@@ -218,7 +238,8 @@ public struct ActivationCache: Sendable {
         }
         let frames = Int(file.metadata["audio_frames"] ?? "") ?? loaded.model.dims.n_audio_ctx
         guard frames >= 1 && frames <= loaded.model.dims.n_audio_ctx else {
-            throw WhisperError(.invalidArgument, "\(path): audio_frames \(frames) outside 1…\(loaded.model.dims.n_audio_ctx)")
+            throw WhisperError(
+                .invalidArgument, "\(path): audio_frames \(frames) outside 1…\(loaded.model.dims.n_audio_ctx)")
         }
         let tokens = file.entries["decoder.tokens"] == nil ? [] : try file.integers("decoder.tokens")
         self.init(loaded: loaded, activations: acts, tokens: tokens, audioFrames: frames)
@@ -230,7 +251,8 @@ public struct ActivationCache: Sendable {
     func block(_ side: Side, _ i: Int) -> BlockHooks { side == .decoder ? HookName.decoder(i) : HookName.encoder(i) }
 
     func embeddingParts(_ side: Side) -> [(HookName, String)] {
-        side == .decoder ? [(.embed, "embed"), (.posEmbed, "pos_embed")]
+        side == .decoder
+            ? [(.embed, "embed"), (.posEmbed, "pos_embed")]
             : [(.convOut, "conv"), (.encoderPosEmbed, "pos_embed")]
     }
 

@@ -29,8 +29,9 @@ public enum AudioInput: Sendable, ExpressibleByStringLiteral {
             return try Self.window(s, source: "the samples given", dims: dims)
         case .logMel(let mel, let valid):
             guard mel.shape == [dims.n_mels, 2 * frames] else {
-                throw WhisperError(.invalidArgument,
-                                   "log-mel input has shape \(mel.shape); the model reads [\(dims.n_mels), \(2 * frames)]")
+                throw WhisperError(
+                    .invalidArgument,
+                    "log-mel input has shape \(mel.shape); the model reads [\(dims.n_mels), \(2 * frames)]")
             }
             guard let bad = mel.storage.firstIndex(where: { !$0.isFinite }) else {
                 let n = valid ?? frames
@@ -39,11 +40,14 @@ public enum AudioInput: Sendable, ExpressibleByStringLiteral {
                 }
                 return (mel, n)
             }
-            throw WhisperError(.invalidArgument, "log-mel input holds \(mel.storage[bad]) at element \(bad); values must be finite")
+            throw WhisperError(
+                .invalidArgument, "log-mel input holds \(mel.storage[bad]) at element \(bad); values must be finite")
         }
     }
 
-    static func window(_ samples: [Float], source: String, dims: ModelDimensions) throws -> (mel: Tensor, audioFrames: Int) {
+    static func window(
+        _ samples: [Float], source: String, dims: ModelDimensions
+    ) throws -> (mel: Tensor, audioFrames: Int) {
         if let bad = samples.firstIndex(where: { !$0.isFinite }) {
             throw WhisperError(.invalidArgument, "\(source): sample \(bad) is \(samples[bad]); audio must be finite")
         }

@@ -7,7 +7,9 @@ public struct DatasetItem: Sendable, Equatable {
     public var id: String
     public var path: String
     public var reference: String?
-    public init(id: String, path: String, reference: String?) { self.id = id; self.path = path; self.reference = reference }
+    public init(id: String, path: String, reference: String?) {
+        self.id = id; self.path = path; self.reference = reference
+    }
 }
 
 /// A list of clips read from a folder or manifest.
@@ -38,7 +40,8 @@ public struct Dataset: Sendable {
                 for line in text.split(separator: "\n") {
                     guard let sp = line.firstIndex(of: " ") else { continue }
                     let id = String(line[..<sp]), ref = String(line[line.index(after: sp)...])
-                    let audio = audioExtensions.map { (dir as NSString).appendingPathComponent("\(id).\($0)") }
+                    let audio =
+                        audioExtensions.map { (dir as NSString).appendingPathComponent("\(id).\($0)") }
                         .first { fm.fileExists(atPath: $0) } ?? (dir as NSString).appendingPathComponent("\(id).flac")
                     items.append(DatasetItem(id: id, path: audio, reference: ref))
                 }
@@ -49,10 +52,12 @@ public struct Dataset: Sendable {
         guard !audio.isEmpty else {
             throw WhisperError(.invalidArgument, "\(path): no metadata.csv, manifest, *.trans.txt or audio files found")
         }
-        return Dataset(items: audio.map {
-            DatasetItem(id: (($0 as NSString).lastPathComponent as NSString).deletingPathExtension,
-                        path: (path as NSString).appendingPathComponent($0), reference: nil)
-        })
+        return Dataset(
+            items: audio.map {
+                DatasetItem(
+                    id: (($0 as NSString).lastPathComponent as NSString).deletingPathExtension,
+                    path: (path as NSString).appendingPathComponent($0), reference: nil)
+            })
     }
 
     static let fileKeys = ["file_name", "file", "path", "audio", "audio_filepath"]
@@ -64,7 +69,8 @@ public struct Dataset: Sendable {
         }
         var records = [[String: String]]()
         if path.hasSuffix(".jsonl") {
-            for (n, line) in text.split(separator: "\n").enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+            for (n, line) in text.split(separator: "\n").enumerated()
+            where !line.trimmingCharacters(in: .whitespaces).isEmpty {
                 guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
                     throw WhisperError(.invalidArgument, "\(path):\(n + 1): not a JSON object")
                 }
@@ -82,7 +88,9 @@ public struct Dataset: Sendable {
         var items = [DatasetItem]()
         for (n, rec) in records.enumerated() {
             guard let file = fileKeys.lazy.compactMap({ rec[$0] }).first else {
-                throw WhisperError(.invalidArgument, "\(path): record \(n + 1) has no file column (one of \(fileKeys.joined(separator: ", ")))")
+                throw WhisperError(
+                    .invalidArgument,
+                    "\(path): record \(n + 1) has no file column (one of \(fileKeys.joined(separator: ", ")))")
             }
             let full = file.hasPrefix("/") ? file : (base as NSString).appendingPathComponent(file)
             let id = rec["id"] ?? ((file as NSString).lastPathComponent as NSString).deletingPathExtension
@@ -100,12 +108,24 @@ enum CSV {
         var it = Array(text.unicodeScalars)[...]
         while let c = it.popFirst() {
             if quoted {
-                if c == "\"" { if it.first == "\"" { field.unicodeScalars.append("\""); it = it.dropFirst() } else { quoted = false } }
-                else { field.unicodeScalars.append(c) }
-            } else if c == "\"" { quoted = true }
-            else if c == "," { row.append(field); field = "" }
-            else if c == "\n" { row.append(field); rows.append(row); row = []; field = "" }
-            else if c != "\r" { field.unicodeScalars.append(c) }
+                if c == "\"" {
+                    if it.first == "\"" {
+                        field.unicodeScalars.append("\""); it = it.dropFirst()
+                    } else {
+                        quoted = false
+                    }
+                } else {
+                    field.unicodeScalars.append(c)
+                }
+            } else if c == "\"" {
+                quoted = true
+            } else if c == "," {
+                row.append(field); field = ""
+            } else if c == "\n" {
+                row.append(field); rows.append(row); row = []; field = ""
+            } else if c != "\r" {
+                field.unicodeScalars.append(c)
+            }
         }
         if !field.isEmpty || !row.isEmpty { row.append(field); rows.append(row) }
         return rows

@@ -11,15 +11,19 @@ extension WhisperDecoder {
     /// `groups` (consecutive row counts) keeps rows that must see each other (a row and its
     /// shadow) in one chunk; a chunk then holds whole groups. Sequences with `wanted[i]` false
     /// only feed the others (shadows): theirs are left at 0 and their logits never computed.
-    public func scoreTokens(audio: Tensor, rows: [Int], sequences: [[Int]], from: Int, chunk: Int = 16,
-                            groups: [Int]? = nil, wanted: [Bool]? = nil, kv: CrossAttentionKV? = nil,
-                            hooks: HookHandler? = nil) throws -> [[Double]] {
+    public func scoreTokens(
+        audio: Tensor, rows: [Int], sequences: [[Int]], from: Int, chunk: Int = 16,
+        groups: [Int]? = nil, wanted: [Bool]? = nil, kv: CrossAttentionKV? = nil,
+        hooks: HookHandler? = nil
+    ) throws -> [[Double]] {
         guard sequences.allSatisfy({ $0.count > from && from >= 1 }) else {
             throw WhisperError(.invalidArgument, "scoring needs sequences longer than the \(from) prompt tokens")
         }
         var out = sequences.map { [Double](repeating: 0, count: $0.count - from) }
-        try teacherForced(audio: audio, rows: rows, sequences: sequences, chunk: chunk, groups: groups, wanted: wanted,
-                          kv: kv, hooks: hooks) { i, p, row, v in
+        try teacherForced(
+            audio: audio, rows: rows, sequences: sequences, chunk: chunk, groups: groups, wanted: wanted,
+            kv: kv, hooks: hooks
+        ) { i, p, row, v in
             let seq = sequences[i]
             guard p + 1 >= from, p + 1 < seq.count else { return }
             out[i][p + 1 - from] = Double(row[seq[p + 1]]) - LogSoftmax.logSumExp(row, 0..<v)
@@ -36,16 +40,24 @@ extension WhisperDecoder {
     /// length; each chunk is padded at the end with end-of-text to its own longest sequence
     /// only. The decoder is causal, so padding never changes an earlier position; padding every
     /// chunk to the longest of all spent over half of a sweep's scoring on padding.
-    public func teacherForced(audio: Tensor, rows: [Int], sequences: [[Int]], chunk: Int = 16, groups: [Int]? = nil,
-                              wanted: [Bool]? = nil, kv: CrossAttentionKV? = nil, hooks: HookHandler? = nil,
-                              read: (_ sequence: Int, _ position: Int, _ logits: UnsafePointer<Float>, _ vocab: Int) -> Void) throws {
-        guard rows.count == sequences.count, sequences.allSatisfy({ !$0.isEmpty }), wanted.map({ $0.count == sequences.count }) ?? true else {
-            throw WhisperError(.invalidArgument, "teacher forcing needs one row (and wanted flag) per non-empty sequence")
+    public func teacherForced(
+        audio: Tensor, rows: [Int], sequences: [[Int]], chunk: Int = 16, groups: [Int]? = nil,
+        wanted: [Bool]? = nil, kv: CrossAttentionKV? = nil, hooks: HookHandler? = nil,
+        read: (_ sequence: Int, _ position: Int, _ logits: UnsafePointer<Float>, _ vocab: Int) -> Void
+    ) throws {
+        guard rows.count == sequences.count, sequences.allSatisfy({ !$0.isEmpty }),
+            wanted.map({ $0.count == sequences.count }) ?? true
+        else {
+            throw WhisperError(
+                .invalidArgument, "teacher forcing needs one row (and wanted flag) per non-empty sequence")
         }
         let v = model.dims.n_vocab
         let longest = sequences.map(\.count).max() ?? 0
         let cache = try model.makeCache(audio: audio, audioIndex: rows, kv: kv, capacity: longest, hooks: hooks)
-        let order = groups == nil ? sequences.indices.sorted { (sequences[$0].count, $0) < (sequences[$1].count, $1) } : Array(sequences.indices)
+        let order =
+            groups == nil
+            ? sequences.indices.sorted { (sequences[$0].count, $0) < (sequences[$1].count, $1) }
+            : Array(sequences.indices)
         var bounds = [Range<Int>]()
         var start = 0
         for g in groups ?? [Int](repeating: 1, count: sequences.count) {
@@ -68,7 +80,8 @@ extension WhisperDecoder {
             let n = idx.map { sequences[$0].count }.max()!
             let sub = cache.subset(idx)
             let padded = idx.map { sequences[$0] + [Int](repeating: tokenizer.eot, count: n - sequences[$0].count) }
-            let logits = try model.decode(padded, cache: sub, logitRows: want.count < idx.count ? want : nil, hooks: hooks)
+            let logits = try model.decode(
+                padded, cache: sub, logitRows: want.count < idx.count ? want : nil, hooks: hooks)
             logits.storage.withUnsafeBufferPointer { buf in
                 for k in want {
                     let i = idx[k]
@@ -83,7 +96,8 @@ extension DecoderCache {
     /// A fresh, empty cache for sequences `idx` of this one, sharing its cross-attention keys and
     /// values (the sequence ids of hook contexts stay those of this cache).
     func subset(_ idx: [Int]) -> DecoderCache {
-        let c = DecoderCache(cross: cross, audioIndex: idx.map { audioIndex[$0] }, capacity: capacity, d: d, layers: selfK.count)
+        let c = DecoderCache(
+            cross: cross, audioIndex: idx.map { audioIndex[$0] }, capacity: capacity, d: d, layers: selfK.count)
         c.relabel(idx.map { sequenceIndex[$0] })
         return c
     }

@@ -19,7 +19,9 @@ struct TokenSearch {
 
     /// Runs the prompt through the decoder: returns last-position logits `[S, V]` and
     /// the no-speech probability read at the `<|sot|>` position of each sequence.
-    func prompt(_ tokens: [[Int]], cache: DecoderCache, logitRows: [Int]? = nil, hooks: HookHandler?) throws -> (Tensor, [Double]) {
+    func prompt(
+        _ tokens: [[Int]], cache: DecoderCache, logitRows: [Int]? = nil, hooks: HookHandler?
+    ) throws -> (Tensor, [Double]) {
         let v = model.dims.n_vocab, n = tokens[0].count, s = tokens.count
         let logits = try model.decode(tokens, cache: cache, logitRows: logitRows, hooks: hooks)
         var last = Tensor(zeros: [s, v])
@@ -38,11 +40,14 @@ struct TokenSearch {
 
     /// Greedy (temperature 0) or sampled decoding; finished sequences leave the batch, which
     /// does not change the others' results.
-    func greedy(audio: Tensor, prompts: [[Int]], rows: [Int]? = nil, leaders: [Int]? = nil, kv: CrossAttentionKV? = nil,
-                hooks: HookHandler?) throws -> Outcome {
+    func greedy(
+        audio: Tensor, prompts: [[Int]], rows: [Int]? = nil, leaders: [Int]? = nil, kv: CrossAttentionKV? = nil,
+        hooks: HookHandler?
+    ) throws -> Outcome {
         let a = prompts.count, v = model.dims.n_vocab, nCtx = model.dims.n_text_ctx
-        let cache = try model.makeCache(audio: audio, audioIndex: rows ?? Array(0..<a), kv: kv,
-                                        capacity: (prompts.map(\.count).max() ?? 0) + sampleLen, hooks: hooks)
+        let cache = try model.makeCache(
+            audio: audio, audioIndex: rows ?? Array(0..<a), kv: kv,
+            capacity: (prompts.map(\.count).max() ?? 0) + sampleLen, hooks: hooks)
         // Followers take their leader's token: their logits are never read.
         func leading(_ rows: [Int]) -> [Int]? {
             guard let leaders else { return nil }
@@ -51,7 +56,7 @@ struct TokenSearch {
         var (logits, noSpeech) = try prompt(prompts, cache: cache, logitRows: leading(Array(0..<a)), hooks: hooks)
         var tokens = prompts
         var sums = [Double](repeating: 0, count: a)
-        var active = Array(0..<a)          // clip of each row in the batch
+        var active = Array(0..<a)  // clip of each row in the batch
         var rng = SplitMix64(seed: options.seed)
         for step in 0..<sampleLen {
             var next = [Int](repeating: 0, count: active.count)
@@ -79,18 +84,21 @@ struct TokenSearch {
                 let follows = active.map { seq in leaders.map { $0[seq] != seq } ?? false }
                 let filters = self.filters
                 logits.storage.withUnsafeMutableBufferPointer { buf in
-                    next.withUnsafeMutableBufferPointer { nb in deltas.withUnsafeMutableBufferPointer { db in
-                        let ptr = PickPointers(logits: buf.baseAddress!, next: nb.baseAddress!, delta: db.baseAddress!)
-                        DispatchQueue.concurrentPerformIfNeeded(workers) { w in
-                            for r in (n * w / workers)..<(n * (w + 1) / workers) where !follows[r] {
-                                let row = ptr.logits + r * v
-                                filters.apply(row, vocab: v, tokens: tokenLists[r])
-                                let (pick, lse) = Kernels.argmaxLogSumExp(row, count: v)
-                                ptr.next[r] = pick
-                                ptr.delta[r] = Double(row[pick]) - lse
+                    next.withUnsafeMutableBufferPointer { nb in
+                        deltas.withUnsafeMutableBufferPointer { db in
+                            let ptr = PickPointers(
+                                logits: buf.baseAddress!, next: nb.baseAddress!, delta: db.baseAddress!)
+                            DispatchQueue.concurrentPerformIfNeeded(workers) { w in
+                                for r in (n * w / workers)..<(n * (w + 1) / workers) where !follows[r] {
+                                    let row = ptr.logits + r * v
+                                    filters.apply(row, vocab: v, tokens: tokenLists[r])
+                                    let (pick, lse) = Kernels.argmaxLogSumExp(row, count: v)
+                                    ptr.next[r] = pick
+                                    ptr.delta[r] = Double(row[pick]) - lse
+                                }
                             }
                         }
-                    } }
+                    }
                 }
                 for (r, clip) in activeRows.enumerated() { sums[clip] += deltas[r]; picked[clip] = next[r] }
             }
@@ -103,8 +111,10 @@ struct TokenSearch {
             if keep.isEmpty || tokens[active[0]].count > nCtx || step == sampleLen - 1 { break }
             if keep.count != active.count { cache.reorder(keep) }
             active = keep.map { active[$0] }
-            logits = try model.decode(keep.map { [next[$0]] }, cache: cache, step: step + 1, logitRows: leading(active), hooks: hooks)
-                .reshaped([keep.count, v])
+            logits = try model.decode(
+                keep.map { [next[$0]] }, cache: cache, step: step + 1, logitRows: leading(active), hooks: hooks
+            )
+            .reshaped([keep.count, v])
         }
         let best = tokens.enumerated().map { (i, t) -> ([Int], Double) in
             let sampled = Array(t[sampleBegin...])
@@ -123,16 +133,16 @@ struct TokenSearch {
         var (logits, noSpeechRows) = try prompt(rows.map { prompts[$0] }, cache: cache, hooks: hooks)
         let noSpeech = (0..<a).map { noSpeechRows[$0 * width] }
         noSpeechRows = []
-        var seqs = rows.map { prompts[$0] }      // live beams, `width` per unfinished clip
+        var seqs = rows.map { prompts[$0] }  // live beams, `width` per unfinished clip
         var sums = [Double](repeating: 0, count: rows.count)
-        var clips = Array(0..<a)                  // unfinished clips, in batch order
+        var clips = Array(0..<a)  // unfinished clips, in batch order
         var finished = [[([Int], Double)]](repeating: [], count: a)
         for step in 0..<sampleLen {
             var nextSeqs = [[Int]](), nextSums = [Double](), sources = [Int]()
             var newlyFinished = [[([Int], Double)]](repeating: [], count: clips.count)
             logits.storage.withUnsafeMutableBufferPointer { buf in
                 for (ci, _) in clips.enumerated() {
-                    var cands = [([Int], Double, Int)]()   // sequence, score, source row
+                    var cands = [([Int], Double, Int)]()  // sequence, score, source row
                     var seen = [[Int]: Int]()
                     for j in 0..<width {
                         let idx = ci * width + j
@@ -142,15 +152,23 @@ struct TokenSearch {
                         for t in Self.topK(row, v, width + 1) {
                             let seq = seqs[idx] + [t]
                             let score = sums[idx] + Double(row[t]) - lse
-                            if let at = seen[seq] { cands[at] = (seq, score, idx) } else { seen[seq] = cands.count; cands.append((seq, score, idx)) }
+                            if let at = seen[seq] {
+                                cands[at] = (seq, score, idx)
+                            } else {
+                                seen[seq] = cands.count; cands.append((seq, score, idx))
+                            }
                         }
                     }
                     // Stable sort by descending score (Python's sorted(..., reverse=True) keeps ties in order).
-                    let order = cands.indices.sorted { cands[$0].1 > cands[$1].1 || (cands[$0].1 == cands[$1].1 && $0 < $1) }
+                    let order = cands.indices.sorted {
+                        cands[$0].1 > cands[$1].1 || (cands[$0].1 == cands[$1].1 && $0 < $1)
+                    }
                     var saved = 0
                     for k in order {
                         let (seq, score, src) = cands[k]
-                        if seq.last == eot { newlyFinished[ci].append((seq, score)) } else {
+                        if seq.last == eot {
+                            newlyFinished[ci].append((seq, score))
+                        } else {
                             nextSeqs.append(seq); nextSums.append(score); sources.append(src)
                             saved += 1
                             if saved == width { break }
@@ -159,15 +177,19 @@ struct TokenSearch {
                 }
             }
             for (ci, clip) in clips.enumerated() {
-                for f in newlyFinished[ci] {   // already in descending score order
+                for f in newlyFinished[ci] {  // already in descending score order
                     if finished[clip].count >= maxCandidates { break }
-                    if let at = finished[clip].firstIndex(where: { $0.0 == f.0 }) { finished[clip][at] = f } else { finished[clip].append(f) }
+                    if let at = finished[clip].firstIndex(where: { $0.0 == f.0 }) {
+                        finished[clip][at] = f
+                    } else {
+                        finished[clip].append(f)
+                    }
                 }
             }
             // Clips with enough finished candidates leave the batch; their results are final.
             let keepClips = clips.indices.filter { finished[clips[$0]].count < maxCandidates }
             if keepClips.isEmpty || nextSeqs[0].count > nCtx || step == sampleLen - 1 {
-                seqs = nextSeqs; sums = nextSums   // rows stay `width` per clip of `clips`, for finalize
+                seqs = nextSeqs; sums = nextSums  // rows stay `width` per clip of `clips`, for finalize
                 break
             }
             let keepRows = keepClips.flatMap { c in (0..<width).map { c * width + $0 } }
@@ -183,7 +205,11 @@ struct TokenSearch {
             let live = (0..<width).map { ci * width + $0 }.filter { $0 < seqs.count }
             for r in live.sorted(by: { sums[$0] > sums[$1] }) {
                 let seq = seqs[r] + [eot]
-                if let at = finished[clip].firstIndex(where: { $0.0 == seq }) { finished[clip][at] = (seq, sums[r]) } else { finished[clip].append((seq, sums[r])) }
+                if let at = finished[clip].firstIndex(where: { $0.0 == seq }) {
+                    finished[clip][at] = (seq, sums[r])
+                } else {
+                    finished[clip].append((seq, sums[r]))
+                }
                 if finished[clip].count >= width { break }
             }
         }

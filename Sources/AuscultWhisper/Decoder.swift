@@ -17,7 +17,10 @@ public struct WhisperDecoder: Sendable {
     public func suppressTokens(_ options: DecodingOptions) -> [Int] {
         var s = options.suppressTokens.filter { $0 >= 0 }
         if options.suppressTokens.contains(-1) { s += tokenizer.nonSpeechTokens }
-        s += [tokenizer.transcribe, tokenizer.translate, tokenizer.sot, tokenizer.sotPrev, tokenizer.sotLM, tokenizer.noSpeech]
+        s += [
+            tokenizer.transcribe, tokenizer.translate, tokenizer.sot, tokenizer.sotPrev, tokenizer.sotLM,
+            tokenizer.noSpeech,
+        ]
         return Array(Set(s)).sorted()
     }
 
@@ -62,8 +65,10 @@ public struct WhisperDecoder: Sendable {
     }
 
     /// Decodes every clip of `audio` `[A, F, d]` (one 30 s window each) with `options`.
-    public func decode(audio: Tensor, options: DecodingOptions = DecodingOptions(),
-                       hooks: HookHandler? = nil) throws -> [DecodingResult] {
+    public func decode(
+        audio: Tensor, options: DecodingOptions = DecodingOptions(),
+        hooks: HookHandler? = nil
+    ) throws -> [DecodingResult] {
         try decode(audio: audio, rows: nil, leaders: nil, options: options, hooks: hooks)
     }
 
@@ -72,25 +77,33 @@ public struct WhisperDecoder: Sendable {
     /// keys and values). With `leaders`, sequence i feeds the token its leader `leaders[i]` picks
     /// instead of its own (a shadow run of the same tokens on other audio, as resample ablations
     /// of decoder blocks need); `leaders[j] == j` for ordinary sequences. One result per sequence.
-    public func decode(audio: Tensor, rows: [Int]?, leaders: [Int]?, options: DecodingOptions = DecodingOptions(),
-                       kv: CrossAttentionKV? = nil, hooks: HookHandler? = nil) throws -> [DecodingResult] {
+    public func decode(
+        audio: Tensor, rows: [Int]?, leaders: [Int]?, options: DecodingOptions = DecodingOptions(),
+        kv: CrossAttentionKV? = nil, hooks: HookHandler? = nil
+    ) throws -> [DecodingResult] {
         let rows = rows ?? Array(0..<audio.shape[0])
         let a = rows.count
         if let leaders {
             guard leaders.count == a, leaders.indices.allSatisfy({ leaders[leaders[$0]] == leaders[$0] }) else {
-                throw WhisperError(.invalidArgument, "leaders must name one ordinary sequence per sequence (\(a)), leading itself")
+                throw WhisperError(
+                    .invalidArgument, "leaders must name one ordinary sequence per sequence (\(a)), leading itself")
             }
         }
         guard rows.allSatisfy({ $0 >= 0 && $0 < audio.shape[0] }) else {
-            throw WhisperError(.invalidArgument, "sequence rows \(rows) outside the \(audio.shape[0]) clips of the audio features")
+            throw WhisperError(
+                .invalidArgument, "sequence rows \(rows) outside the \(audio.shape[0]) clips of the audio features")
         }
         if let l = options.language, tokenizer.isMultilingual, tokenizer.languageToken(l) == nil {
-            throw WhisperError(.invalidArgument, "unknown language '\(l)'; known: \(tokenizer.languageCodes.joined(separator: ", "))")
+            throw WhisperError(
+                .invalidArgument, "unknown language '\(l)'; known: \(tokenizer.languageCodes.joined(separator: ", "))")
         }
         if options.beamSize != nil, rows != Array(0..<audio.shape[0]) || leaders != nil {
-            throw WhisperError(.invalidArgument, "beam search decodes one sequence per clip; use greedy decoding for rows and leaders")
+            throw WhisperError(
+                .invalidArgument, "beam search decodes one sequence per clip; use greedy decoding for rows and leaders")
         }
-        if let b = options.beamSize, b < 1 { throw WhisperError(.invalidArgument, "beam size must be at least 1, got \(b)") }
+        if let b = options.beamSize, b < 1 {
+            throw WhisperError(.invalidArgument, "beam size must be at least 1, got \(b)")
+        }
         let languages: [String]
         if options.language == nil && tokenizer.isMultilingual {
             let detected = try detectLanguage(audio).map(\.code)
@@ -101,20 +114,24 @@ public struct WhisperDecoder: Sendable {
         let prompts = languages.map { initialTokens(options, language: $0) }
         let sampleBegin = prompts[0].count
         let filters = LogitFilters(
-            tokenizer: tokenizer, sampleBegin: sampleBegin, suppress: options.suppressTokens.isEmpty ? [] : suppressTokens(options),
+            tokenizer: tokenizer, sampleBegin: sampleBegin,
+            suppress: options.suppressTokens.isEmpty ? [] : suppressTokens(options),
             blank: options.suppressBlank ? tokenizer.encode(" ") + [tokenizer.eot] : [],
             timestamps: !options.withoutTimestamps,
             maxInitialTimestampIndex: options.maxInitialTimestamp.map { Int(($0 / 0.02).rounded()) })
-        let search = TokenSearch(decoder: self, options: options, filters: filters, sampleBegin: sampleBegin,
-                                sotIndex: prompts[0].firstIndex(of: tokenizer.sot) ?? 0)
-        let outcome = options.beamSize != nil
+        let search = TokenSearch(
+            decoder: self, options: options, filters: filters, sampleBegin: sampleBegin,
+            sotIndex: prompts[0].firstIndex(of: tokenizer.sot) ?? 0)
+        let outcome =
+            options.beamSize != nil
             ? try search.beam(audio: audio, prompts: prompts, width: options.beamSize!, hooks: hooks)
             : try search.greedy(audio: audio, prompts: prompts, rows: rows, leaders: leaders, kv: kv, hooks: hooks)
         return (0..<a).map { i in
             let (toks, sum) = outcome.best[i]
-            return DecodingResult(tokens: toks, text: tokenizer.decode(toks).trimmingCharacters(in: .whitespaces),
-                                  language: languages[i], sumLogprob: sum, avgLogprob: sum / Double(toks.count + 1),
-                                  noSpeechProb: outcome.noSpeech[i], temperature: options.temperature)
+            return DecodingResult(
+                tokens: toks, text: tokenizer.decode(toks).trimmingCharacters(in: .whitespaces),
+                language: languages[i], sumLogprob: sum, avgLogprob: sum / Double(toks.count + 1),
+                noSpeechProb: outcome.noSpeech[i], temperature: options.temperature)
         }
     }
 }

@@ -1,5 +1,6 @@
 // Options and results of decoding one 30 s window, as openai-whisper `decoding.py` names them.
 import AuscultTensor
+import Foundation
 
 /// How to decode a 30 s window (`DecodingOptions` of openai-whisper; defaults match its `decode`
 /// except `language`, which defaults to English as the reference runs use).
@@ -66,8 +67,11 @@ struct LogitFilters {
         let lastWas = seq.count >= 1 && seq[seq.count - 1] >= tb
         let penultimateWas = seq.count < 2 || seq[seq.count - 2] >= tb
         if lastWas {
-            if penultimateWas { for t in tb..<vocab { logits[t] = -.infinity } }
-            else { for t in 0..<eot { logits[t] = -.infinity } }
+            if penultimateWas {
+                for t in tb..<vocab { logits[t] = -.infinity }
+            } else {
+                for t in 0..<eot { logits[t] = -.infinity }
+            }
         }
         if let lastTs = seq.last(where: { $0 >= tb }) {
             let limit = (lastWas && !penultimateWas) ? lastTs : lastTs + 1
@@ -95,5 +99,3 @@ enum LogSoftmax {
         Kernels.logSumExp(x + r.lowerBound, count: r.count)
     }
 }
-
-import Foundation

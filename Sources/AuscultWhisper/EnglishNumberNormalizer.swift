@@ -7,23 +7,34 @@ struct EnglishNumberNormalizer: Sendable {
     enum Value: Equatable {
         case int(Int)
         case str(String)
-        var text: String { switch self { case .int(let i): return String(i); case .str(let s): return s } }
+        var text: String {
+            switch self {
+            case .int(let i): return String(i);
+            case .str(let s): return s
+            }
+        }
     }
 
     static let zeros: Set<String> = ["o", "oh", "zero"]
-    static let onesList = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-                           "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+    static let onesList = [
+        "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+        "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+    ]
     static let ones: [String: Int] = Dictionary(uniqueKeysWithValues: onesList.enumerated().map { ($1, $0 + 1) })
     static let onesSuffixed: [String: (Int, String)] = {
         var d = [String: (Int, String)]()
         for (name, v) in ones { d[name == "six" ? "sixes" : name + "s"] = (v, "s") }
         d["zeroth"] = (0, "th"); d["first"] = (1, "st"); d["second"] = (2, "nd"); d["third"] = (3, "rd")
         d["fifth"] = (5, "th"); d["twelfth"] = (12, "th")
-        for (name, v) in ones where v > 3 && v != 5 && v != 12 { d[name + (name.hasSuffix("t") ? "h" : "th")] = (v, "th") }
+        for (name, v) in ones where v > 3 && v != 5 && v != 12 {
+            d[name + (name.hasSuffix("t") ? "h" : "th")] = (v, "th")
+        }
         return d
     }()
-    static let tens: [String: Int] = ["twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60,
-                                      "seventy": 70, "eighty": 80, "ninety": 90]
+    static let tens: [String: Int] = [
+        "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60,
+        "seventy": 70, "eighty": 80, "ninety": 90,
+    ]
     static let tensSuffixed: [String: (Int, String)] = {
         var d = [String: (Int, String)]()
         for (name, v) in tens {
@@ -33,9 +44,11 @@ struct EnglishNumberNormalizer: Sendable {
         return d
     }()
     /// Multipliers that fit in Int64; larger ones (quintillion and up) are left as words.
-    static let multipliers: [String: Int] = ["hundred": 100, "thousand": 1_000, "million": 1_000_000,
-                                             "billion": 1_000_000_000, "trillion": 1_000_000_000_000,
-                                             "quadrillion": 1_000_000_000_000_000]
+    static let multipliers: [String: Int] = [
+        "hundred": 100, "thousand": 1_000, "million": 1_000_000,
+        "billion": 1_000_000_000, "trillion": 1_000_000_000_000,
+        "quadrillion": 1_000_000_000_000_000,
+    ]
     static let multipliersSuffixed: [String: (Int, String)] = {
         var d = [String: (Int, String)]()
         for (name, v) in multipliers { d[name + "s"] = (v, "s"); d[name + "th"] = (v, "th") }
@@ -43,9 +56,12 @@ struct EnglishNumberNormalizer: Sendable {
     }()
     static let decimals: Set<String> = Set(ones.keys).union(tens.keys).union(zeros)
     static let precedingPrefixers = ["minus": "-", "negative": "-", "plus": "+", "positive": "+"]
-    static let followingPrefixers = ["pound": "£", "pounds": "£", "euro": "€", "euros": "€",
-                                     "dollar": "$", "dollars": "$", "cent": "¢", "cents": "¢"]
-    static let prefixes: Set<Character> = Set(precedingPrefixers.values.map { Character($0) } + followingPrefixers.values.map { Character($0) })
+    static let followingPrefixers = [
+        "pound": "£", "pounds": "£", "euro": "€", "euros": "€",
+        "dollar": "$", "dollars": "$", "cent": "¢", "cents": "¢",
+    ]
+    static let prefixes: Set<Character> = Set(
+        precedingPrefixers.values.map { Character($0) } + followingPrefixers.values.map { Character($0) })
     static let specials: Set<String> = ["and", "double", "triple", "point"]
     static let words: Set<String> = {
         var w = Set<String>(zeros)
@@ -105,10 +121,17 @@ struct EnglishNumberNormalizer: Sendable {
             } else if Self.zeros.contains(current) {
                 value = .str(Self.orEmpty(value) + "0")
             } else if let ones = Self.ones[current] {
-                value = Self.combineOnes(value, ones, prevIsOnes: prevIn(Set(Self.ones.keys)), prevIsTens: prevIn(Set(Self.tens.keys)))
+                value = Self.combineOnes(
+                    value, ones, prevIsOnes: prevIn(Set(Self.ones.keys)), prevIsTens: prevIn(Set(Self.tens.keys)))
             } else if let (ones, suffix) = Self.onesSuffixed[current] {
-                if value == nil { emit(String(ones) + suffix) } else {
-                    emit(Self.combineOnes(value, ones, prevIsOnes: prevIn(Set(Self.ones.keys)), prevIsTens: prevIn(Set(Self.tens.keys))).text + suffix)
+                if value == nil {
+                    emit(String(ones) + suffix)
+                } else {
+                    emit(
+                        Self.combineOnes(
+                            value, ones, prevIsOnes: prevIn(Set(Self.ones.keys)),
+                            prevIsTens: prevIn(Set(Self.tens.keys))
+                        ).text + suffix)
                 }
                 value = nil
             } else if let tens = Self.tens[current] {
@@ -128,7 +151,11 @@ struct EnglishNumberNormalizer: Sendable {
                     var textual = false
                     if case .str = v { textual = true }
                     if textual || v == .int(0) {
-                        if let f = Self.fraction(v.text), let p = Self.times(f, mult) { value = .int(p) } else { emit(v.text); value = .int(mult) }
+                        if let f = Self.fraction(v.text), let p = Self.times(f, mult) {
+                            value = .int(p)
+                        } else {
+                            emit(v.text); value = .int(mult)
+                        }
                     } else if case .int(let n) = v {
                         value = .int(Self.scale(n, mult))
                     }
@@ -139,8 +166,11 @@ struct EnglishNumberNormalizer: Sendable {
                 switch value {
                 case nil: emit(String(mult) + suffix)
                 case .str(let s)?:
-                    if let f = Self.fraction(s), let p = Self.times(f, mult) { emit(String(p) + suffix) }
-                    else { emit(s); emit(String(mult) + suffix) }
+                    if let f = Self.fraction(s), let p = Self.times(f, mult) {
+                        emit(String(p) + suffix)
+                    } else {
+                        emit(s); emit(String(mult) + suffix)
+                    }
                 case .int(let v)?:
                     emit(String(Self.scale(v, mult)) + suffix)
                 }
@@ -152,10 +182,16 @@ struct EnglishNumberNormalizer: Sendable {
                 if let v = value { prefix = p; emit(v.text) } else { emit(current) }
             } else if current == "per" || current == "percent" {
                 if let v = value {
-                    if current == "percent" { emit(v.text + "%") }
-                    else if next == "cent" { emit(v.text + "%"); skip = true }
-                    else { emit(v.text); emit(current) }
-                } else { emit(current) }
+                    if current == "percent" {
+                        emit(v.text + "%")
+                    } else if next == "cent" {
+                        emit(v.text + "%"); skip = true
+                    } else {
+                        emit(v.text); emit(current)
+                    }
+                } else {
+                    emit(current)
+                }
             } else if Self.specials.contains(current) {
                 if !nextInWords && !nextIsNumeric {
                     if let v = value { emit(v.text) }
@@ -227,7 +263,8 @@ struct EnglishNumberNormalizer: Sendable {
             results.append(seg)
             if i != segments.count - 1 {
                 let last = seg.split(whereSeparator: \.isWhitespace).last.map(String.init) ?? ""
-                results.append(Self.decimals.contains(last) || Self.multipliers[last] != nil ? "point five" : "and a half")
+                results.append(
+                    Self.decimals.contains(last) || Self.multipliers[last] != nil ? "point five" : "and a half")
             }
         }
         var t = results.joined(separator: " ")
@@ -252,7 +289,8 @@ struct EnglishNumberNormalizer: Sendable {
 
     func callAsFunction(_ s: String) -> String {
         let pre = preprocess(s)
-        return postprocess(processWords(pre.split(whereSeparator: \.isWhitespace).map(String.init)).joined(separator: " "))
+        return postprocess(
+            processWords(pre.split(whereSeparator: \.isWhitespace).map(String.init)).joined(separator: " "))
     }
 }
 

@@ -12,10 +12,15 @@ public struct EnglishTextNormalizer: Sendable {
     /// Uses the British→American spelling map at `spellingMap` (default: `models/english.json`,
     /// installed by scripts/setup.sh); throws if it cannot be read.
     public init(spellingMap: String? = nil) throws {
-        guard let path = spellingMap ?? ModelStore.modelsDirectory().map({ ($0 as NSString).appendingPathComponent("english.json") }),
-              let data = FileManager.default.contents(atPath: path),
-              let map = try? JSONSerialization.jsonObject(with: data) as? [String: String] else {
-            throw WhisperError(.modelNotFound, "the English spelling map (english.json) was not found in models/; run scripts/setup.sh")
+        guard
+            let path = spellingMap
+                ?? ModelStore.modelsDirectory().map({ ($0 as NSString).appendingPathComponent("english.json") }),
+            let data = FileManager.default.contents(atPath: path),
+            let map = try? JSONSerialization.jsonObject(with: data) as? [String: String]
+        else {
+            throw WhisperError(
+                .modelNotFound, "the English spelling map (english.json) was not found in models/; run scripts/setup.sh"
+            )
         }
         spelling = map
     }
@@ -29,12 +34,16 @@ public struct EnglishTextNormalizer: Sendable {
         ("\\bi'ma\\b", "i am going to"), ("\\bimma\\b", "i am going to"), ("\\bwoulda\\b", "would have"),
         ("\\bcoulda\\b", "could have"), ("\\bshoulda\\b", "should have"), ("\\bma'am\\b", "madam"),
         ("\\bmr\\b", "mister "), ("\\bmrs\\b", "missus "), ("\\bst\\b", "saint "), ("\\bdr\\b", "doctor "),
-        ("\\bprof\\b", "professor "), ("\\bcapt\\b", "captain "), ("\\bgov\\b", "governor "), ("\\bald\\b", "alderman "),
-        ("\\bgen\\b", "general "), ("\\bsen\\b", "senator "), ("\\brep\\b", "representative "), ("\\bpres\\b", "president "),
-        ("\\brev\\b", "reverend "), ("\\bhon\\b", "honorable "), ("\\basst\\b", "assistant "), ("\\bassoc\\b", "associate "),
+        ("\\bprof\\b", "professor "), ("\\bcapt\\b", "captain "), ("\\bgov\\b", "governor "),
+        ("\\bald\\b", "alderman "),
+        ("\\bgen\\b", "general "), ("\\bsen\\b", "senator "), ("\\brep\\b", "representative "),
+        ("\\bpres\\b", "president "),
+        ("\\brev\\b", "reverend "), ("\\bhon\\b", "honorable "), ("\\basst\\b", "assistant "),
+        ("\\bassoc\\b", "associate "),
         ("\\blt\\b", "lieutenant "), ("\\bcol\\b", "colonel "), ("\\bjr\\b", "junior "), ("\\bsr\\b", "senior "),
         ("\\besq\\b", "esquire "),
-        ("'d been\\b", " had been"), ("'s been\\b", " has been"), ("'d gone\\b", " had gone"), ("'s gone\\b", " has gone"),
+        ("'d been\\b", " had been"), ("'s been\\b", " has been"), ("'d gone\\b", " had gone"),
+        ("'s gone\\b", " has gone"),
         ("'d done\\b", " had done"), ("'s got\\b", " has got"),
         ("n't\\b", " not"), ("'re\\b", " are"), ("'s\\b", " is"), ("'d\\b", " would"), ("'ll\\b", " will"),
         ("'t\\b", " not"), ("'ve\\b", " have"), ("'m\\b", " am"),
@@ -51,7 +60,8 @@ public struct EnglishTextNormalizer: Sendable {
         s = Regex.sub("\\.([^0-9]|$)", " $1", s)
         s = TextCleanup.removeSymbolsAndDiacritics(s, keep: ".%$¢€£")
         s = numbers(s)
-        s = s.split(whereSeparator: \.isWhitespaceForPython).map { spelling[String($0)] ?? String($0) }.joined(separator: " ")
+        s = s.split(whereSeparator: \.isWhitespaceForPython).map { spelling[String($0)] ?? String($0) }.joined(
+            separator: " ")
         s = Regex.sub("[.$¢€£]([^0-9])", " $1", s)
         s = Regex.sub("([^0-9])%", "$1 ", s)
         s = Regex.sub("\\s+", " ", s)
@@ -78,9 +88,9 @@ enum TextCleanup {
             switch u.properties.generalCategory {
             case .nonspacingMark: continue
             case .spacingMark, .enclosingMark,
-                 .mathSymbol, .currencySymbol, .modifierSymbol, .otherSymbol,
-                 .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
-                 .initialPunctuation, .finalPunctuation, .otherPunctuation:
+                .mathSymbol, .currencySymbol, .modifierSymbol, .otherSymbol,
+                .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
+                .initialPunctuation, .finalPunctuation, .otherPunctuation:
                 out.append(" ")
             default: out.append(u)
             }

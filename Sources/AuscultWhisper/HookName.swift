@@ -11,7 +11,9 @@ public struct HookName: Hashable, Sendable, Codable, ExpressibleByStringLiteral,
     public var name: String
     public init(_ name: String) { self.name = name }
     public init(stringLiteral value: String) { name = value }
-    public init(from decoder: any Swift.Decoder) throws { name = try decoder.singleValueContainer().decode(String.self) }
+    public init(from decoder: any Swift.Decoder) throws {
+        name = try decoder.singleValueContainer().decode(String.self)
+    }
     public func encode(to encoder: any Swift.Encoder) throws {
         var c = encoder.singleValueContainer()
         try c.encode(name)

@@ -10,7 +10,9 @@ public struct HookPoint: Sendable, Equatable, Codable {
     /// Computed only when something listens (attention patterns, scores, per-head results).
     public var optIn: Bool
     /// Observed only: a hook may read it but not replace it (patterns, scores, LayerNorm scales).
-    public var readOnly: Bool { name.hasSuffix("hook_pattern") || name.hasSuffix("hook_attn_scores") || name.hasSuffix("hook_scale") }
+    public var readOnly: Bool {
+        name.hasSuffix("hook_pattern") || name.hasSuffix("hook_attn_scores") || name.hasSuffix("hook_scale")
+    }
 }
 
 /// The hook points of a model with given dimensions.
@@ -25,19 +27,25 @@ public struct HookRegistry: Sendable {
         let da = String(dims.n_audio_state), dt = String(dims.n_text_state)
         let ha = String(dims.n_audio_head), ht = String(dims.n_text_head)
         let dha = String(dims.n_audio_state / dims.n_audio_head), dht = String(dims.n_text_state / dims.n_text_head)
-        func add(_ n: HookName, _ s: [String], optIn: Bool = false) { p.append(HookPoint(name: n.name, shape: s, optIn: optIn)) }
+        func add(_ n: HookName, _ s: [String], optIn: Bool = false) {
+            p.append(HookPoint(name: n.name, shape: s, optIn: optIn))
+        }
         add(.mel, [String(dims.n_mels), String(2 * dims.n_audio_ctx)])
         add(.convOut, ["F", da])
         add(.encoderPosEmbed, ["F", da])
         func attention(_ a: AttentionHooks, seq: String, keys: String, d: String, h: String, dh: String) {
             add(a.q, [seq, h, dh]); add(a.k, [keys, h, dh]); add(a.v, [keys, h, dh])
             // Pre-softmax scores: the encoder's only (the decoder's cached attention does not form them).
-            if keys == seq { add(a.z, [seq, h, dh]); if seq == "F" { add(a.attnScores, [h, seq, keys], optIn: true) } }
+            if keys == seq {
+                add(a.z, [seq, h, dh]); if seq == "F" { add(a.attnScores, [h, seq, keys], optIn: true) }
+            }
             add(a.pattern, [h, seq, keys], optIn: true)
             if keys != seq { add(a.z, [seq, h, dh]) }
             add(a.result, [seq, h, d], optIn: true)
         }
-        func norm(_ n: LayerNormHooks, _ seq: String, _ d: String) { add(n.scale, [seq, "1"]); add(n.normalized, [seq, d]) }
+        func norm(_ n: LayerNormHooks, _ seq: String, _ d: String) {
+            add(n.scale, [seq, "1"]); add(n.normalized, [seq, d])
+        }
         func block(_ b: BlockHooks, seq: String, d: String, h: String, dh: String) {
             add(b.residPre, [seq, d])
             norm(b.ln1, seq, d)
@@ -85,13 +93,21 @@ public struct HookRegistry: Sendable {
         let c = canonical(pattern)
         if index[c] != nil { return [c] }
         if pattern.contains("*") || pattern.contains("?") {
-            let re = "^" + NSRegularExpression.escapedPattern(for: pattern)
+            let re =
+                "^"
+                + NSRegularExpression.escapedPattern(for: pattern)
                 .replacingOccurrences(of: "\\*", with: ".*").replacingOccurrences(of: "\\?", with: ".") + "$"
             let hits = names.filter { Regex.matches(re, $0) }
             if !hits.isEmpty { return hits }
-            throw WhisperError(.invalidArgument, "hook pattern '\(pattern)' matches no hook point; for example: \(closest(pattern).joined(separator: ", "))")
+            throw WhisperError(
+                .invalidArgument,
+                "hook pattern '\(pattern)' matches no hook point; for example: \(closest(pattern).joined(separator: ", "))"
+            )
         }
-        throw WhisperError(.invalidArgument, "unknown hook point '\(pattern)'; closest valid names: \(closest(pattern).joined(separator: ", ")) (auscult hooks lists them all)")
+        throw WhisperError(
+            .invalidArgument,
+            "unknown hook point '\(pattern)'; closest valid names: \(closest(pattern).joined(separator: ", ")) (auscult hooks lists them all)"
+        )
     }
 
     /// Resolves a comma-separated list of names, aliases and globs.

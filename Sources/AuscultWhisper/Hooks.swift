@@ -59,7 +59,10 @@ extension Optional where Wrapped == HookHandler {
         let seen = x
         try run(name, &x, ctx)
         if x != seen {
-            throw WhisperError(.invalidArgument, "hook '\(name)' changed a read-only activation (attention patterns and scores and LayerNorm scales are observed, not read back); intervene on attn.hook_z, attn.hook_result, ln*.hook_normalized or the block outputs instead")
+            throw WhisperError(
+                .invalidArgument,
+                "hook '\(name)' changed a read-only activation (attention patterns and scores and LayerNorm scales are observed, not read back); intervene on attn.hook_z, attn.hook_result, ln*.hook_normalized or the block outputs instead"
+            )
         }
     }
 
@@ -84,7 +87,9 @@ public final class ActivationRecorder: HookHandler {
     public func isActive(_ name: String) -> Bool { filter(name) }
     public func visit(_ name: String, _ x: inout Tensor, _ context: HookContext) throws {
         guard filter(name) else { return }
-        if let old = store[name], context.positionOffset > 0, old.rank == x.rank, old.rank >= 2, old.shape[0] == x.shape[0] {
+        if let old = store[name], context.positionOffset > 0, old.rank == x.rank, old.rank >= 2,
+            old.shape[0] == x.shape[0]
+        {
             store[name] = Self.join(old, x, axis: old.rank == 4 ? 2 : 1)
         } else {
             store[name] = x
@@ -115,7 +120,9 @@ public final class ActivationRecorder: HookHandler {
             var idx = [Int](repeating: 0, count: t.rank)
             for i in 0..<t.count {
                 var rem = i
-                for ax in stride(from: t.rank - 1, through: 0, by: -1) { idx[ax] = rem % t.shape[ax]; rem /= t.shape[ax] }
+                for ax in stride(from: t.rank - 1, through: 0, by: -1) {
+                    idx[ax] = rem % t.shape[ax]; rem /= t.shape[ax]
+                }
                 var o = 0
                 for ax in 0..<t.rank { o = o * shape[ax] + idx[ax] + (ax == axis ? offset : 0) }
                 out.storage[o] = t.storage[i]

@@ -4,41 +4,52 @@ import AuscultTensor
 
 extension Intervention {
     /// Sets the activation at `hook` to 0 (restricted to `heads`, encoder `frames` or decoder `positions`).
-    public static func zero(_ hook: HookName, heads: [Int]? = nil, frames: Range<Int>? = nil,
-                            positions: Set<Int>? = nil) -> Intervention {
+    public static func zero(
+        _ hook: HookName, heads: [Int]? = nil, frames: Range<Int>? = nil,
+        positions: Set<Int>? = nil
+    ) -> Intervention {
         Intervention(hook: hook.name, kind: .zero, heads: heads, frames: frames, positions: positions)
     }
 
     /// Multiplies the activation at `hook` by `factor`.
-    public static func scale(_ hook: HookName, by factor: Float, heads: [Int]? = nil, frames: Range<Int>? = nil,
-                             positions: Set<Int>? = nil) -> Intervention {
+    public static func scale(
+        _ hook: HookName, by factor: Float, heads: [Int]? = nil, frames: Range<Int>? = nil,
+        positions: Set<Int>? = nil
+    ) -> Intervention {
         Intervention(hook: hook.name, kind: .scale(factor), heads: heads, frames: frames, positions: positions)
     }
 
     /// Adds `vector` (`[width]` of the hook's last axes) to every selected row: steering.
-    public static func add(_ hook: HookName, _ vector: Tensor, heads: [Int]? = nil, frames: Range<Int>? = nil,
-                           positions: Set<Int>? = nil) -> Intervention {
+    public static func add(
+        _ hook: HookName, _ vector: Tensor, heads: [Int]? = nil, frames: Range<Int>? = nil,
+        positions: Set<Int>? = nil
+    ) -> Intervention {
         Intervention(hook: hook.name, kind: .add(vector), heads: heads, frames: frames, positions: positions)
     }
 
     /// Replaces the activation at `hook` by `value`: `[seq, …]` (per frame or position) or one row
     /// `[…]` for every frame or position (a mean, a donor's activation).
-    public static func replace(_ hook: HookName, with value: Tensor, heads: [Int]? = nil, frames: Range<Int>? = nil,
-                               positions: Set<Int>? = nil) -> Intervention {
+    public static func replace(
+        _ hook: HookName, with value: Tensor, heads: [Int]? = nil, frames: Range<Int>? = nil,
+        positions: Set<Int>? = nil
+    ) -> Intervention {
         Intervention(hook: hook.name, kind: .replace(value), heads: heads, frames: frames, positions: positions)
     }
 
     /// Restores the activation at `hook` from `cache` (activation patching: a clean run's cache
     /// into a corrupted run). Encoder hooks patch by frame, decoder hooks by absolute position.
-    public static func patch(_ hook: HookName, from cache: ActivationCache, heads: [Int]? = nil,
-                             frames: Range<Int>? = nil, positions: Set<Int>? = nil) throws -> Intervention {
+    public static func patch(
+        _ hook: HookName, from cache: ActivationCache, heads: [Int]? = nil,
+        frames: Range<Int>? = nil, positions: Set<Int>? = nil
+    ) throws -> Intervention {
         let name = try cache.registry.resolve(hook.name)
         guard name.count == 1 else {
             throw WhisperError(.invalidArgument, "patch names one hook point; '\(hook.name)' matches \(name.count)")
         }
         let t = try cache.tensor(HookName(name[0]))
-        return Intervention(hook: name[0], kind: .patch(t.reshaped([1] + t.shape)), heads: heads, frames: frames,
-                            positions: positions)
+        return Intervention(
+            hook: name[0], kind: .patch(t.reshaped([1] + t.shape)), heads: heads, frames: frames,
+            positions: positions)
     }
 
     /// Skips block `block`: it returns its input, writing nothing to the residual stream.
@@ -49,18 +60,23 @@ extension Intervention {
     /// Replaces the activation at `hook` by its value on `donor` (resample ablation with one donor).
     /// Encoder hooks take the donor's activation frame by frame; decoder hooks need `tokens`, the
     /// teacher-forced input both runs share, so that only the audio differs.
-    public static func resample(_ hook: HookName, from donor: AudioInput, model: LoadedModel, tokens: [Int]? = nil,
-                                heads: [Int]? = nil, frames: Range<Int>? = nil,
-                                positions: Set<Int>? = nil) throws -> Intervention {
-        try .replace(hook, with: model.activation(hook, on: donor, tokens: tokens), heads: heads, frames: frames,
-                     positions: positions)
+    public static func resample(
+        _ hook: HookName, from donor: AudioInput, model: LoadedModel, tokens: [Int]? = nil,
+        heads: [Int]? = nil, frames: Range<Int>? = nil,
+        positions: Set<Int>? = nil
+    ) throws -> Intervention {
+        try .replace(
+            hook, with: model.activation(hook, on: donor, tokens: tokens), heads: heads, frames: frames,
+            positions: positions)
     }
 
     /// Replaces the activation at `hook` by its mean over `clips` (per frame, or per position of
     /// the teacher-forced `tokens` that decoder hooks need).
-    public static func mean(_ hook: HookName, over clips: [AudioInput], model: LoadedModel, tokens: [Int]? = nil,
-                            heads: [Int]? = nil, frames: Range<Int>? = nil,
-                            positions: Set<Int>? = nil) throws -> Intervention {
+    public static func mean(
+        _ hook: HookName, over clips: [AudioInput], model: LoadedModel, tokens: [Int]? = nil,
+        heads: [Int]? = nil, frames: Range<Int>? = nil,
+        positions: Set<Int>? = nil
+    ) throws -> Intervention {
         guard !clips.isEmpty else { throw WhisperError(.invalidArgument, "mean of '\(hook.name)' over no clips") }
         var sum = [Double]()
         var shape = [Int]()
@@ -83,7 +99,8 @@ extension LoadedModel {
         }
         let decoderSide = names[0].hasPrefix("decoder.")
         if decoderSide && tokens == nil {
-            throw WhisperError(.invalidArgument, "'\(names[0])' is a decoder hook: give the tokens both runs are teacher-forced on")
+            throw WhisperError(
+                .invalidArgument, "'\(names[0])' is a decoder hook: give the tokens both runs are teacher-forced on")
         }
         if decoderSide {
             return try runWithCache(audio, names: [HookName(names[0])], tokens: tokens).1.tensor(HookName(names[0]))

@@ -37,7 +37,9 @@ public struct Intervention: Sendable {
     /// Absolute decoder token positions to touch (the T axis).
     public var positions: Set<Int>?
 
-    public init(hook: String, kind: InterventionKind, heads: [Int]? = nil, frames: Range<Int>? = nil, positions: Set<Int>? = nil) {
+    public init(
+        hook: String, kind: InterventionKind, heads: [Int]? = nil, frames: Range<Int>? = nil, positions: Set<Int>? = nil
+    ) {
         self.hook = hook; self.kind = kind; self.heads = heads; self.frames = frames; self.positions = positions
     }
 
@@ -70,15 +72,23 @@ public final class Interventions: HookHandler, @unchecked Sendable {
         for var it in items {
             if case .skip = it.kind {
                 guard Regex.matches("^(encoder|decoder)\\.blocks\\.\\d+$", it.hook),
-                      registry.point(it.hook + ".hook_resid_post") != nil else {
-                    throw WhisperError(.invalidArgument, "skip needs a block such as encoder.blocks.3 or decoder.blocks.1, got '\(it.hook)'; closest: \(registry.closest(it.hook + ".hook_resid_post").joined(separator: ", "))")
+                    registry.point(it.hook + ".hook_resid_post") != nil
+                else {
+                    throw WhisperError(
+                        .invalidArgument,
+                        "skip needs a block such as encoder.blocks.3 or decoder.blocks.1, got '\(it.hook)'; closest: \(registry.closest(it.hook + ".hook_resid_post").joined(separator: ", "))"
+                    )
                 }
                 resolved.append(it)
                 continue
             }
             for name in try registry.resolve(it.hook) {
-                if name.hasSuffix("hook_pattern") || name.hasSuffix("hook_attn_scores") || name.hasSuffix("hook_scale") {
-                    throw WhisperError(.invalidArgument, "'\(name)' is read-only: the forward pass does not read it back; intervene on attn.hook_z (with heads), attn.hook_result, ln*.hook_normalized or the block outputs")
+                if name.hasSuffix("hook_pattern") || name.hasSuffix("hook_attn_scores") || name.hasSuffix("hook_scale")
+                {
+                    throw WhisperError(
+                        .invalidArgument,
+                        "'\(name)' is read-only: the forward pass does not read it back; intervene on attn.hook_z (with heads), attn.hook_result, ln*.hook_normalized or the block outputs"
+                    )
                 }
                 it.hook = name
                 resolved.append(it)
@@ -130,7 +140,10 @@ public final class Interventions: HookHandler, @unchecked Sendable {
         let needed = (ctx.positionOffset + seq) * inner
         func check(_ t: Tensor, _ what: String) throws {
             guard t.count == inner || t.count >= needed else {
-                throw WhisperError(.invalidArgument, "\(it.description): \(what) has shape \(t.shape), too small for positions up to \(ctx.positionOffset + seq) of width \(inner)")
+                throw WhisperError(
+                    .invalidArgument,
+                    "\(it.description): \(what) has shape \(t.shape), too small for positions up to \(ctx.positionOffset + seq) of width \(inner)"
+                )
             }
         }
         switch it.kind {
@@ -138,7 +151,9 @@ public final class Interventions: HookHandler, @unchecked Sendable {
         case .resample(let donors): for d in donors.values { try check(d, "a donor") }
         case .patch(let clean):
             guard clean.rank >= 2, clean.count / clean.shape[0] / clean.shape[1] == inner else {
-                throw WhisperError(.invalidArgument, "\(it.description): cached activation has shape \(clean.shape), the run's is \(x.shape)")
+                throw WhisperError(
+                    .invalidArgument,
+                    "\(it.description): cached activation has shape \(clean.shape), the run's is \(x.shape)")
             }
         default: break
         }
@@ -196,8 +211,10 @@ extension Intervention {
     /// A resample ("data swap") intervention whose donor for each clip of a batch is drawn at
     /// random, with `seed`, from `candidates` (activations `[F, …]` of other clips), never the
     /// clip's own activation when `own[clip]` names its index among the candidates.
-    public static func resampleRandom(hook: String, clips: Int, candidates: [Tensor], own: [Int: Int] = [:],
-                                      seed: UInt64) -> Intervention {
+    public static func resampleRandom(
+        hook: String, clips: Int, candidates: [Tensor], own: [Int: Int] = [:],
+        seed: UInt64
+    ) -> Intervention {
         var rng = SplitMix64(seed: seed)
         var donors = [Int: Tensor]()
         for c in 0..<clips {

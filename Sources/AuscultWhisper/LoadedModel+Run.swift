@@ -29,11 +29,15 @@ extension LoadedModel {
     ///     let clean = try model.run("data/clips/jfk.wav", logits: true)
     ///     let ablated = try model.run("data/clips/jfk.wav", tokens: clean.inputTokens,
     ///                                 interventions: [.zero(.decoder(1).attn.z, heads: [3])], logits: true)
-    public func run(_ audio: AudioInput, tokens: [Int]? = nil, interventions: [Intervention] = [],
-                    hooks: HookHandler? = nil, logits: Bool = false,
-                    options: DecodingOptions = DecodingOptions()) throws -> RunResult {
-        try forward(audio, record: logits ? [HookName.logits.name] : [], tokens: tokens,
-                    interventions: interventions, hooks: hooks, options: options).result
+    public func run(
+        _ audio: AudioInput, tokens: [Int]? = nil, interventions: [Intervention] = [],
+        hooks: HookHandler? = nil, logits: Bool = false,
+        options: DecodingOptions = DecodingOptions()
+    ) throws -> RunResult {
+        try forward(
+            audio, record: logits ? [HookName.logits.name] : [], tokens: tokens,
+            interventions: interventions, hooks: hooks, options: options
+        ).result
     }
 
     /// Runs one clip as `run` does and caches the activations at `names` (hook names, aliases or
@@ -43,9 +47,11 @@ extension LoadedModel {
     ///
     /// Decoder entries cover every input position: the teacher-forced tokens, or the prompt and
     /// each sampled token fed back, in order.
-    public func runWithCache(_ audio: AudioInput, names: [HookName]? = nil, tokens: [Int]? = nil,
-                             interventions: [Intervention] = [], hooks: HookHandler? = nil, logits: Bool = false,
-                             options: DecodingOptions = DecodingOptions()) throws -> (RunResult, ActivationCache) {
+    public func runWithCache(
+        _ audio: AudioInput, names: [HookName]? = nil, tokens: [Int]? = nil,
+        interventions: [Intervention] = [], hooks: HookHandler? = nil, logits: Bool = false,
+        options: DecodingOptions = DecodingOptions()
+    ) throws -> (RunResult, ActivationCache) {
         let registry = HookRegistry(dims: model.dims)
         var wanted = [String]()
         if let names {
@@ -55,12 +61,14 @@ extension LoadedModel {
         }
         let cachesLogits = wanted.contains(HookName.logits.name)
         if logits && !cachesLogits { wanted.append(HookName.logits.name) }
-        let run = try forward(audio, record: wanted, tokens: tokens, interventions: interventions, hooks: hooks,
-                              options: options)
+        let run = try forward(
+            audio, record: wanted, tokens: tokens, interventions: interventions, hooks: hooks,
+            options: options)
         var store = run.store
         if !cachesLogits { store[HookName.logits.name] = nil }
-        let cache = ActivationCache(loaded: self, activations: store, tokens: run.result.inputTokens,
-                                    audioFrames: run.result.audioFrames)
+        let cache = ActivationCache(
+            loaded: self, activations: store, tokens: run.result.inputTokens,
+            audioFrames: run.result.audioFrames)
         return (run.result, cache)
     }
 
@@ -72,12 +80,15 @@ extension LoadedModel {
 
     /// The one forward pass behind `run` and `runWithCache`: records the hook points `record`
     /// (canonical names), batch axis dropped.
-    func forward(_ audio: AudioInput, record: [String], tokens: [Int]?, interventions: [Intervention],
-                 hooks: HookHandler?, options: DecodingOptions) throws -> (result: RunResult, store: [String: Tensor]) {
+    func forward(
+        _ audio: AudioInput, record: [String], tokens: [Int]?, interventions: [Intervention],
+        hooks: HookHandler?, options: DecodingOptions
+    ) throws -> (result: RunResult, store: [String: Tensor]) {
         let dims = model.dims
         if let tokens { try validate(tokens: tokens) }
         if options.beamSize != nil {
-            throw WhisperError(.invalidArgument, "a run decodes greedily (one sequence per clip); beam search is for transcription")
+            throw WhisperError(
+                .invalidArgument, "a run decodes greedily (one sequence per clip); beam search is for transcription")
         }
         let (mel, frames) = try audio.window(for: dims)
         let wanted = Set(record)
@@ -95,17 +106,19 @@ extension LoadedModel {
             let prompt = self.prompt(options)
             let text = tokens.starts(with: prompt) ? Array(tokens.dropFirst(prompt.count)) : tokens
             let plain = text.filter { $0 < tokenizer.eot }
-            result = RunResult(inputTokens: tokens, tokens: plain,
-                               text: tokenizer.decode(plain).trimmingCharacters(in: .whitespaces), logits: nil,
-                               audioFrames: frames, language: options.language ?? "en", avgLogprob: nil)
+            result = RunResult(
+                inputTokens: tokens, tokens: plain,
+                text: tokenizer.decode(plain).trimmingCharacters(in: .whitespaces), logits: nil,
+                audioFrames: frames, language: options.language ?? "en", avgLogprob: nil)
         } else {
             var o = options
             o.beamSize = nil
             let r = try decoder.decode(audio: features, options: o, hooks: handler)[0]
             let plain = r.tokens.filter { $0 < tokenizer.eot }
-            result = RunResult(inputTokens: decoder.initialTokens(o, language: r.language) + r.tokens, tokens: plain,
-                               text: r.text, logits: nil, audioFrames: frames, language: r.language,
-                               avgLogprob: r.avgLogprob)
+            result = RunResult(
+                inputTokens: decoder.initialTokens(o, language: r.language) + r.tokens, tokens: plain,
+                text: r.text, logits: nil, audioFrames: frames, language: r.language,
+                avgLogprob: r.avgLogprob)
         }
         var store = [String: Tensor]()
         for (k, v) in recorder.store { store[k] = v.reshaped(Array(v.shape.dropFirst())) }
@@ -120,8 +133,9 @@ extension LoadedModel {
             throw WhisperError(.invalidArgument, "tokens: \(tokens.count) given; a run takes 1…\(dims.n_text_ctx)")
         }
         if let bad = tokens.firstIndex(where: { $0 < 0 || $0 >= dims.n_vocab }) {
-            throw WhisperError(.invalidArgument,
-                               "tokens: id \(tokens[bad]) at position \(bad) is outside the vocabulary 0..<\(dims.n_vocab)")
+            throw WhisperError(
+                .invalidArgument,
+                "tokens: id \(tokens[bad]) at position \(bad) is outside the vocabulary 0..<\(dims.n_vocab)")
         }
     }
 }

@@ -13,8 +13,10 @@ public struct ModelDimensions: Sendable, Equatable, Codable {
     public var n_text_head: Int
     public var n_text_layer: Int
 
-    public init(n_mels: Int, n_audio_ctx: Int, n_audio_state: Int, n_audio_head: Int, n_audio_layer: Int,
-                n_vocab: Int, n_text_ctx: Int, n_text_state: Int, n_text_head: Int, n_text_layer: Int) {
+    public init(
+        n_mels: Int, n_audio_ctx: Int, n_audio_state: Int, n_audio_head: Int, n_audio_layer: Int,
+        n_vocab: Int, n_text_ctx: Int, n_text_state: Int, n_text_head: Int, n_text_layer: Int
+    ) {
         self.n_mels = n_mels; self.n_audio_ctx = n_audio_ctx; self.n_audio_state = n_audio_state
         self.n_audio_head = n_audio_head; self.n_audio_layer = n_audio_layer; self.n_vocab = n_vocab
         self.n_text_ctx = n_text_ctx; self.n_text_state = n_text_state; self.n_text_head = n_text_head

@@ -12,7 +12,9 @@ public enum ModelStore {
     public static func modelsDirectory() -> String? {
         let fm = FileManager.default
         if let env = ProcessInfo.processInfo.environment["AUSCULT_MODELS"] { return env }
-        if fm.fileExists(atPath: "models") { return (fm.currentDirectoryPath as NSString).appendingPathComponent("models") }
+        if fm.fileExists(atPath: "models") {
+            return (fm.currentDirectoryPath as NSString).appendingPathComponent("models")
+        }
         var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
         for _ in 0..<6 {
             let c = dir.appendingPathComponent("models").path
@@ -31,9 +33,12 @@ public enum ModelStore {
             if FileManager.default.fileExists(atPath: p) { return p }
         }
         if knownNames.contains(name) {
-            throw WhisperError(.modelNotFound, "model '\(name)' is not installed; run scripts/setup.sh to fetch it into models/")
+            throw WhisperError(
+                .modelNotFound, "model '\(name)' is not installed; run scripts/setup.sh to fetch it into models/")
         }
-        throw WhisperError(.modelNotFound, "'\(name)' is neither a model path nor a known model name (\(knownNames.joined(separator: ", ")))")
+        throw WhisperError(
+            .modelNotFound,
+            "'\(name)' is neither a model path nor a known model name (\(knownNames.joined(separator: ", ")))")
     }
 
     /// The directory holding the tokenizer for a model at `path` (its own directory, else the
@@ -42,10 +47,14 @@ public enum ModelStore {
         var isDir: ObjCBool = false
         _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         let dir = isDir.boolValue ? path : (path as NSString).deletingLastPathComponent
-        if FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("tokenizer.json")) { return dir }
+        if FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("tokenizer.json")) {
+            return dir
+        }
         if let models = modelsDirectory() {
             let p = (models as NSString).appendingPathComponent(multilingual ? "base" : "tiny.en")
-            if FileManager.default.fileExists(atPath: (p as NSString).appendingPathComponent("tokenizer.json")) { return p }
+            if FileManager.default.fileExists(atPath: (p as NSString).appendingPathComponent("tokenizer.json")) {
+                return p
+            }
         }
         return nil
     }
@@ -70,10 +79,14 @@ public struct LoadedModel: Sendable {
         let path = try ModelStore.resolve(nameOrPath)
         let model = try Whisper(contentsOf: path)
         guard let tdir = ModelStore.tokenizerDirectory(for: path, multilingual: model.dims.isMultilingual) else {
-            throw WhisperError(.tokenizerMissing, "\(path): no tokenizer.json beside the model, and no installed model to borrow one from; run scripts/setup.sh")
+            throw WhisperError(
+                .tokenizerMissing,
+                "\(path): no tokenizer.json beside the model, and no installed model to borrow one from; run scripts/setup.sh"
+            )
         }
         self.path = path
         self.model = model
-        self.tokenizer = try WhisperTokenizer(directory: tdir, multilingual: model.dims.isMultilingual, vocabularySize: model.dims.n_vocab)
+        self.tokenizer = try WhisperTokenizer(
+            directory: tdir, multilingual: model.dims.isMultilingual, vocabularySize: model.dims.n_vocab)
     }
 }

@@ -19,9 +19,12 @@ public struct WhisperTokenizer: Sendable {
     public init(directory: String, multilingual: Bool, vocabularySize: Int) throws {
         let path = (directory as NSString).appendingPathComponent("tokenizer.json")
         guard let data = FileManager.default.contents(atPath: path),
-              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let model = json["model"] as? [String: Any], let vocab = model["vocab"] as? [String: Int] else {
-            throw WhisperError(.tokenizerMissing, "\(path): missing or unreadable tokenizer.json; the model directory needs Whisper's tokenizer")
+            let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let model = json["model"] as? [String: Any], let vocab = model["vocab"] as? [String: Int]
+        else {
+            throw WhisperError(
+                .tokenizerMissing,
+                "\(path): missing or unreadable tokenizer.json; the model directory needs Whisper's tokenizer")
         }
         var byId = [String?](repeating: nil, count: vocabularySize)
         for (s, i) in vocab where i < vocabularySize { byId[i] = s }
@@ -30,7 +33,8 @@ public struct WhisperTokenizer: Sendable {
         }
         let notimestamps = byId.firstIndex(of: "<|notimestamps|>") ?? -1
         guard notimestamps > 0 else {
-            throw WhisperError(.tokenizerMissing, "\(path): tokenizer.json has no <|notimestamps|> token; not a Whisper tokenizer")
+            throw WhisperError(
+                .tokenizerMissing, "\(path): tokenizer.json has no <|notimestamps|> token; not a Whisper tokenizer")
         }
         // Timestamp tokens follow <|notimestamps|> at 0.02 s steps (absent from tokenizer.json).
         for i in (notimestamps + 1)..<vocabularySize where byId[i] == nil {
@@ -62,7 +66,9 @@ public struct WhisperTokenizer: Sendable {
         var codes = [String](), toks = [Int]()
         for i in (sot + 1)..<translate {
             let s = vocabulary[i]
-            if s.hasPrefix("<|") && s.hasSuffix("|>") { codes.append(String(s.dropFirst(2).dropLast(2))); toks.append(i) }
+            if s.hasPrefix("<|") && s.hasSuffix("|>") {
+                codes.append(String(s.dropFirst(2).dropLast(2))); toks.append(i)
+            }
         }
         languageCodes = codes
         languageTokens = toks
@@ -152,7 +158,8 @@ public struct WhisperTokenizer: Sendable {
 
     private func computeNonSpeechTokens() -> [Int] {
         var symbols = "\"#()*+/:;<=>@[\\]^_`{|}~「」『』".map { String($0) }
-        symbols += "<< >> <<< >>> -- --- -( -[ (' (\" (( )) ((( ))) [[ ]] {{ }} ♪♪ ♪♪♪".split(separator: " ").map(String.init)
+        symbols += "<< >> <<< >>> -- --- -( -[ (' (\" (( )) ((( ))) [[ ]] {{ }} ♪♪ ♪♪♪".split(separator: " ").map(
+            String.init)
         let misc = Set("♩♪♫♬♭♮♯".map { String($0) })
         var result = Set<Int>()
         if let t = encode(" -").first { result.insert(t) }

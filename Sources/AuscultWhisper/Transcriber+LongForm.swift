@@ -55,8 +55,10 @@ public func compressionRatio(_ text: String) -> Double {
 
 extension LoadedModel {
     /// Transcribes all of `samples` (16 kHz) window by window; `progress` gets frames done / total.
-    public func transcribe(_ samples: [Float], options: TranscribeOptions = TranscribeOptions(),
-                           progress: ((Int, Int) -> Void)? = nil) throws -> Transcript {
+    public func transcribe(
+        _ samples: [Float], options: TranscribeOptions = TranscribeOptions(),
+        progress: ((Int, Int) -> Void)? = nil
+    ) throws -> Transcript {
         let nFrames = LogMel.windowFrames
         let mel = LogMel(nMels: model.dims.n_mels).compute(samples + [Float](repeating: 0, count: LogMel.windowSamples))
         let contentFrames = mel.shape[1] - nFrames
@@ -79,7 +81,8 @@ extension LoadedModel {
             opts.prompt = Array(allTokens[promptResetSince...])
             let result = try decodeWithFallback(audio, opts, options)
             if let nst = options.noSpeechThreshold, result.noSpeechProb > nst,
-               !(options.logprobThreshold.map { result.avgLogprob > $0 } ?? false) {
+                !(options.logprobThreshold.map { result.avgLogprob > $0 } ?? false)
+            {
                 seek += segmentSize
                 progress?(min(seek, contentFrames), contentFrames)
                 continue
@@ -89,12 +92,16 @@ extension LoadedModel {
             let isTs = tokens.map { $0 >= tb }
             let singleTimestampEnding = isTs.count >= 2 && !isTs[isTs.count - 2] && isTs[isTs.count - 1]
             var consecutive = [Int]()
-            if isTs.count >= 2 { for i in 0..<(isTs.count - 1) where isTs[i] && isTs[i + 1] { consecutive.append(i + 1) } }
+            if isTs.count >= 2 {
+                for i in 0..<(isTs.count - 1) where isTs[i] && isTs[i + 1] { consecutive.append(i + 1) }
+            }
             var current = [Segment]()
             func segment(_ start: Double, _ end: Double, _ toks: [Int]) -> Segment {
-                Segment(id: 0, seek: seek, start: start, end: end, text: tokenizer.decode(toks.filter { $0 < tokenizer.eot }),
-                        tokens: toks, temperature: result.temperature, avgLogprob: result.avgLogprob,
-                        compressionRatio: compressionRatio(result.text), noSpeechProb: result.noSpeechProb)
+                Segment(
+                    id: 0, seek: seek, start: start, end: end,
+                    text: tokenizer.decode(toks.filter { $0 < tokenizer.eot }),
+                    tokens: toks, temperature: result.temperature, avgLogprob: result.avgLogprob,
+                    compressionRatio: compressionRatio(result.text), noSpeechProb: result.noSpeechProb)
             }
             if !consecutive.isEmpty {
                 var slices = consecutive
@@ -102,18 +109,23 @@ extension LoadedModel {
                 var last = 0
                 for cur in slices {
                     let piece = Array(tokens[last..<cur])
-                    current.append(segment(timeOffset + Double(piece.first! - tb) * timePrecision,
-                                           timeOffset + Double(piece.last! - tb) * timePrecision, piece))
+                    current.append(
+                        segment(
+                            timeOffset + Double(piece.first! - tb) * timePrecision,
+                            timeOffset + Double(piece.last! - tb) * timePrecision, piece))
                     last = cur
                 }
                 if singleTimestampEnding { seek += segmentSize } else { seek += (tokens[last - 1] - tb) * inputStride }
             } else {
                 var duration = Double(segmentSize) * 0.01
-                if let lastTs = tokens.last(where: { $0 >= tb }), lastTs != tb { duration = Double(lastTs - tb) * timePrecision }
+                if let lastTs = tokens.last(where: { $0 >= tb }), lastTs != tb {
+                    duration = Double(lastTs - tb) * timePrecision
+                }
                 current.append(segment(timeOffset, timeOffset + duration, tokens))
                 seek += segmentSize
             }
-            for i in current.indices where current[i].start == current[i].end || current[i].text.trimmingCharacters(in: .whitespaces).isEmpty {
+            for i in current.indices
+            where current[i].start == current[i].end || current[i].text.trimmingCharacters(in: .whitespaces).isEmpty {
                 current[i].text = ""; current[i].tokens = []
             }
             for var s in current { s.id = segments.count; segments.append(s); allTokens += s.tokens }
@@ -157,7 +169,9 @@ extension LoadedModel {
             var fallback = false
             if let c = t.compressionRatioThreshold, compressionRatio(r.text) > c { fallback = true }
             if let l = t.logprobThreshold, r.avgLogprob < l { fallback = true }
-            if let n = t.noSpeechThreshold, r.noSpeechProb > n, let l = t.logprobThreshold, r.avgLogprob < l { fallback = false }
+            if let n = t.noSpeechThreshold, r.noSpeechProb > n, let l = t.logprobThreshold, r.avgLogprob < l {
+                fallback = false
+            }
             if !fallback { break }
         }
         return result!

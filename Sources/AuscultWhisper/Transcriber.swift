@@ -14,14 +14,18 @@ public struct BatchTranscriber: Sendable {
     /// Times each result's words from the alignment heads (one teacher-forced pass per clip).
     public var wordTimestamps = false
 
-    public init(loaded: LoadedModel, options: DecodingOptions, batchSize: Int = 8,
-                hooks: (@Sendable ([DatasetItem]) throws -> HookHandler?)? = nil) {
+    public init(
+        loaded: LoadedModel, options: DecodingOptions, batchSize: Int = 8,
+        hooks: (@Sendable ([DatasetItem]) throws -> HookHandler?)? = nil
+    ) {
         self.loaded = loaded; self.options = options; self.batchSize = batchSize; self.hooks = hooks
     }
 
     /// Runs every item; a file that fails to load is reported as a failure and the rest go on.
-    public func run(_ items: [DatasetItem], progress: ProgressReporter? = nil,
-                    _ report: (DatasetItem, Result<DecodingResult, Error>) throws -> Void) throws {
+    public func run(
+        _ items: [DatasetItem], progress: ProgressReporter? = nil,
+        _ report: (DatasetItem, Result<DecodingResult, Error>) throws -> Void
+    ) throws {
         let mel = LogMel(nMels: loaded.model.dims.n_mels)
         var start = 0
         while start < items.count {
@@ -35,8 +39,9 @@ public struct BatchTranscriber: Sendable {
                 if wordTimestamps {
                     for i in results.indices {
                         let text = results[i].tokens.filter { $0 < loaded.tokenizer.eot }
-                        results[i].words = try loaded.alignWords(audio: features.row(i).reshaped([1] + Array(features.shape.dropFirst())),
-                                                                 textTokens: text, samples: good[i].samples)
+                        results[i].words = try loaded.alignWords(
+                            audio: features.row(i).reshaped([1] + Array(features.shape.dropFirst())),
+                            textTokens: text, samples: good[i].samples)
                     }
                 }
                 for (g, r) in zip(good, results) { try report(g.item, .success(r)) }
@@ -64,7 +69,8 @@ public final class ProgressReporter: @unchecked Sendable {
     }
     public func finish() {
         let el = Date().timeIntervalSince(started)
-        FileHandle.standardError.write(String(format: "\r%@ %d/%d done in %.1fs                \n", label, done, total, el).data(using: .utf8)!)
+        FileHandle.standardError.write(
+            String(format: "\r%@ %d/%d done in %.1fs                \n", label, done, total, el).data(using: .utf8)!)
     }
 }
 
@@ -79,7 +85,9 @@ public struct LoadedClip: Sendable {
     public func validFrames(maxFrames: Int) -> Int { Self.validFrames(samples: samples, maxFrames: maxFrames) }
 
     /// Encoder frames that hold audio in a clip of `samples` 16 kHz samples.
-    public static func validFrames(samples: Int, maxFrames: Int) -> Int { min(maxFrames, max(1, (samples + 319) / 320)) }
+    public static func validFrames(samples: Int, maxFrames: Int) -> Int {
+        min(maxFrames, max(1, (samples + 319) / 320))
+    }
 }
 
 extension LogMel {

@@ -15,10 +15,13 @@ enum CTranslate2Loader {
         let vars = try parse(data, path: path)
         func raw(_ name: String) throws -> Tensor {
             guard let v = vars[name] else {
-                throw WhisperError(.missingTensor, "\(path): the CTranslate2 model has no variable '\(name)'; the file is incomplete or not a Whisper model")
+                throw WhisperError(
+                    .missingTensor,
+                    "\(path): the CTranslate2 model has no variable '\(name)'; the file is incomplete or not a Whisper model"
+                )
             }
             var t = try decode(v, data: data, name: name, path: path)
-            if v.dtype == 1 || v.dtype == 2 { // int8/int16: divide each row by its scale
+            if v.dtype == 1 || v.dtype == 2 {  // int8/int16: divide each row by its scale
                 guard let s = vars[name + "_scale"] else {
                     throw WhisperError(.missingTensor, "\(path): quantised '\(name)' has no '\(name)_scale'")
                 }
@@ -108,17 +111,31 @@ enum CTranslate2Loader {
     static func parse(_ data: Data, path: String) throws -> [String: Variable] {
         var o = 0
         func corrupt(_ what: String) -> WhisperError {
-            WhisperError(.corruptModel, "\(path): corrupt CTranslate2 model (\(what) at byte \(o) of \(data.count)); re-download or re-convert it")
+            WhisperError(
+                .corruptModel,
+                "\(path): corrupt CTranslate2 model (\(what) at byte \(o) of \(data.count)); re-download or re-convert it"
+            )
         }
         func need(_ n: Int) throws { if n < 0 || o + n > data.count { throw corrupt("truncated") } }
         func u8() throws -> UInt8 { try need(1); defer { o += 1 }; return data[data.startIndex + o] }
-        func u16() throws -> Int { try need(2); defer { o += 2 }
-            return data.withUnsafeBytes { Int(UInt16(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt16.self))) } }
-        func u32() throws -> Int { try need(4); defer { o += 4 }
-            return data.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt32.self))) } }
+        func u16() throws -> Int {
+            try need(2); defer { o += 2 }
+            return data.withUnsafeBytes {
+                Int(UInt16(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt16.self)))
+            }
+        }
+        func u32() throws -> Int {
+            try need(4); defer { o += 4 }
+            return data.withUnsafeBytes {
+                Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt32.self)))
+            }
+        }
         func str() throws -> String {
             let n = try u16(); try need(n)
-            guard n > 0, let s = String(data: data.subdata(in: (data.startIndex + o)..<(data.startIndex + o + n - 1)), encoding: .utf8) else {
+            guard n > 0,
+                let s = String(
+                    data: data.subdata(in: (data.startIndex + o)..<(data.startIndex + o + n - 1)), encoding: .utf8)
+            else {
                 throw corrupt("bad string")
             }
             o += n
@@ -164,7 +181,9 @@ enum CTranslate2Loader {
         default: throw WhisperError(.corruptModel, "\(path): variable '\(name)' has unknown dtype \(v.dtype)")
         }
         guard count * width == v.bytes else {
-            throw WhisperError(.corruptModel, "\(path): variable '\(name)' holds \(v.bytes) bytes, its shape \(v.shape) needs \(count * width)")
+            throw WhisperError(
+                .corruptModel,
+                "\(path): variable '\(name)' holds \(v.bytes) bytes, its shape \(v.shape) needs \(count * width)")
         }
         return data.withUnsafeBytes { raw in
             let p = raw.baseAddress! + v.offset
@@ -175,8 +194,11 @@ enum CTranslate2Loader {
                 case 1: for i in 0..<count { out[i] = Float(p.load(fromByteOffset: i, as: Int8.self)) }
                 case 2: for i in 0..<count { out[i] = Float(p.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self)) }
                 case 4: HalfPrecision.toFloat(p, count: count, out: out.baseAddress!)
-                default: for i in 0..<count {
-                    out[i] = Float(bitPattern: UInt32(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16) }
+                default:
+                    for i in 0..<count {
+                        out[i] = Float(
+                            bitPattern: UInt32(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16)
+                    }
                 }
             }
         }

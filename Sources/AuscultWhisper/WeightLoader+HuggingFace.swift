@@ -34,17 +34,21 @@ enum HuggingFaceLoader {
         }
         let configPath = (dir as NSString).appendingPathComponent("config.json")
         guard let data = FileManager.default.contents(atPath: configPath),
-              let cfg = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw WhisperError(.corruptModel, "\(configPath): missing or unreadable config.json beside the safetensors weights")
+            let cfg = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else {
+            throw WhisperError(
+                .corruptModel, "\(configPath): missing or unreadable config.json beside the safetensors weights")
         }
         func int(_ k: String) throws -> Int {
             guard let v = cfg[k] as? Int else { throw WhisperError(.corruptModel, "\(configPath): no integer '\(k)'") }
             return v
         }
         let dims = ModelDimensions(
-            n_mels: try int("num_mel_bins"), n_audio_ctx: try int("max_source_positions"), n_audio_state: try int("d_model"),
+            n_mels: try int("num_mel_bins"), n_audio_ctx: try int("max_source_positions"),
+            n_audio_state: try int("d_model"),
             n_audio_head: try int("encoder_attention_heads"), n_audio_layer: try int("encoder_layers"),
-            n_vocab: try int("vocab_size"), n_text_ctx: try int("max_target_positions"), n_text_state: try int("d_model"),
+            n_vocab: try int("vocab_size"), n_text_ctx: try int("max_target_positions"),
+            n_text_state: try int("d_model"),
             n_text_head: try int("decoder_attention_heads"), n_text_layer: try int("decoder_layers"))
         var byHF = [String: String]()
         for key in dims.expectedShapes().keys { byHF[hfName(key)] = key }
@@ -62,7 +66,8 @@ enum HuggingFaceLoader {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var out = [String: Tensor]()
         for (k, t) in w.tensors { out[hfName(k)] = t }
-        try SafeTensorsFile.write(out, metadata: ["format": "pt"], to: (dir as NSString).appendingPathComponent("model.safetensors"))
+        try SafeTensorsFile.write(
+            out, metadata: ["format": "pt"], to: (dir as NSString).appendingPathComponent("model.safetensors"))
         let d = w.dims
         let cfg: [String: Any] = [
             "architectures": ["WhisperForConditionalGeneration"], "model_type": "whisper",

@@ -9,7 +9,11 @@ enum PyTorchLoader {
         var isDir: ObjCBool = false
         _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         var file = path
-        if isDir.boolValue, let pt = try? FileManager.default.contentsOfDirectory(atPath: path).sorted().first(where: { $0.hasSuffix(".pt") }) {
+        if isDir.boolValue,
+            let pt = try? FileManager.default.contentsOfDirectory(atPath: path).sorted().first(where: {
+                $0.hasSuffix(".pt")
+            })
+        {
             file = (path as NSString).appendingPathComponent(pt)
         }
         guard let data = try? Data(contentsOf: URL(fileURLWithPath: file), options: .alwaysMapped) else {
@@ -17,7 +21,9 @@ enum PyTorchLoader {
         }
         let zip: ZipArchive
         do { zip = try ZipArchive(data) } catch {
-            throw WhisperError(.corruptModel, "\(file): not an openai-whisper checkpoint (expected a torch.save zip archive)", cause: "\(error)")
+            throw WhisperError(
+                .corruptModel, "\(file): not an openai-whisper checkpoint (expected a torch.save zip archive)",
+                cause: "\(error)")
         }
         guard let pklName = zip.names.first(where: { $0.hasSuffix("/data.pkl") || $0 == "data.pkl" }) else {
             throw WhisperError(.corruptModel, "\(file): the archive has no data.pkl")
@@ -27,17 +33,22 @@ enum PyTorchLoader {
         do { root = try Pickle.load(try zip.entry(pklName)) } catch {
             throw WhisperError(.corruptModel, "\(file): cannot unpickle data.pkl", cause: "\(error)")
         }
-        guard case .dict(let top) = root, case .dict(let dimsDict)? = top["dims"], case .dict(let sd)? = top["model_state_dict"] else {
+        guard case .dict(let top) = root, case .dict(let dimsDict)? = top["dims"],
+            case .dict(let sd)? = top["model_state_dict"]
+        else {
             throw WhisperError(.corruptModel, "\(file): data.pkl is not a dict with 'dims' and 'model_state_dict'")
         }
         func dim(_ k: String) throws -> Int {
-            guard case .int(let v)? = dimsDict[k] else { throw WhisperError(.corruptModel, "\(file): dims has no '\(k)'") }
+            guard case .int(let v)? = dimsDict[k] else {
+                throw WhisperError(.corruptModel, "\(file): dims has no '\(k)'")
+            }
             return v
         }
         let dims = ModelDimensions(
             n_mels: try dim("n_mels"), n_audio_ctx: try dim("n_audio_ctx"), n_audio_state: try dim("n_audio_state"),
             n_audio_head: try dim("n_audio_head"), n_audio_layer: try dim("n_audio_layer"), n_vocab: try dim("n_vocab"),
-            n_text_ctx: try dim("n_text_ctx"), n_text_state: try dim("n_text_state"), n_text_head: try dim("n_text_head"),
+            n_text_ctx: try dim("n_text_ctx"), n_text_state: try dim("n_text_state"),
+            n_text_head: try dim("n_text_head"),
             n_text_layer: try dim("n_text_layer"))
         var tensors = [String: Tensor]()
         for (key, value) in sd {
@@ -46,7 +57,8 @@ enum PyTorchLoader {
             tensors[key] = try ref.materialise(bytes, name: key, file: file)
         }
         if tensors["encoder.positional_embedding"] == nil {
-            tensors["encoder.positional_embedding"] = whisperSinusoids(length: dims.n_audio_ctx, channels: dims.n_audio_state)
+            tensors["encoder.positional_embedding"] = whisperSinusoids(
+                length: dims.n_audio_ctx, channels: dims.n_audio_state)
         }
         return try WhisperWeights(dims: dims, tensors: tensors, source: file, format: "openai-whisper")
     }

@@ -21,7 +21,10 @@ public enum WeightLoader {
                 _ = pt
                 return .openaiPyTorch
             }
-            throw WhisperError(.unknownFormat, "\(path): the directory holds no model.bin (CTranslate2), model.safetensors (Hugging Face) or .pt checkpoint (openai-whisper)")
+            throw WhisperError(
+                .unknownFormat,
+                "\(path): the directory holds no model.bin (CTranslate2), model.safetensors (Hugging Face) or .pt checkpoint (openai-whisper)"
+            )
         }
         if path.hasSuffix(".safetensors") { return .huggingFace }
         if path.hasSuffix(".bin") { return .ctranslate2 }

@@ -50,7 +50,9 @@ extension Whisper {
     ///
     /// With `form: .features` nothing is computed: attention reads `audio` itself through the key
     /// and value weights (`CrossAttentionForm`).
-    public func crossAttentionKV(_ audio: Tensor, hooks: HookHandler? = nil, form: CrossAttentionForm = .keysValues) throws -> CrossAttentionKV {
+    public func crossAttentionKV(
+        _ audio: Tensor, hooks: HookHandler? = nil, form: CrossAttentionForm = .keysValues
+    ) throws -> CrossAttentionKV {
         let d = dims.n_text_state, heads = dims.n_text_head
         guard audio.rank == 3, audio.shape[2] == d else {
             throw WhisperError(.invalidArgument, "audio features have shape \(audio.shape), expected [A, F, \(d)]")
@@ -61,12 +63,14 @@ extension Whisper {
         let packs = Attention.packsHeads(dh: d / heads)
         let readsFeatures = packs && Attention.readsFeatures(d: d)
         let hooked = decoderBlocks.indices.contains { i in
-            hooks.isActive("decoder.blocks.\(i).cross_attn.hook_k") || hooks.isActive("decoder.blocks.\(i).cross_attn.hook_v")
+            hooks.isActive("decoder.blocks.\(i).cross_attn.hook_k")
+                || hooks.isActive("decoder.blocks.\(i).cross_attn.hook_v")
         }
         func pack(_ kv: Tensor, clip: Int) -> [Float] {
             kv.storage.withUnsafeBufferPointer { p in
                 let base = p.baseAddress! + clip * f * 2 * d
-                return Attention.packHeads(k: base, ldk: 2 * d, v: base + d, ldv: 2 * d, nk: f, heads: heads, dh: d / heads)!
+                return Attention.packHeads(
+                    k: base, ldk: 2 * d, v: base + d, ldv: 2 * d, nk: f, heads: heads, dh: d / heads)!
             }
         }
         if readsFeatures && !hooked && form == .features {
@@ -77,25 +81,32 @@ extension Whisper {
             var packed = [[[Float]]](repeating: [], count: decoderBlocks.count)
             for c in 0..<a {
                 let x = audio.rows(c..<(c + 1))
-                for (i, block) in decoderBlocks.enumerated() { packed[i].append(pack(x.linear(block.crossKV!), clip: 0)) }
+                for (i, block) in decoderBlocks.enumerated() {
+                    packed[i].append(pack(x.linear(block.crossKV!), clip: 0))
+                }
             }
             return CrossAttentionKV(layers: [], packed: packed, features: nil, clips: a, frames: f)
         }
         var kvs = [Tensor]()
         for (i, block) in decoderBlocks.enumerated() {
             var kv = audio.linear(block.crossKV!)  // [A, F, 2d]
-            try hookColumns(&kv, width: 2 * d, parts: ["k", "v"], prefix: "decoder.blocks.\(i).cross_attn", heads: heads,
-                            hooks: hooks, ctx: HookContext(clips: Array(0..<a)))
+            try hookColumns(
+                &kv, width: 2 * d, parts: ["k", "v"], prefix: "decoder.blocks.\(i).cross_attn", heads: heads,
+                hooks: hooks, ctx: HookContext(clips: Array(0..<a)))
             kvs.append(kv)
         }
         if packs {
-            return CrossAttentionKV(layers: [], packed: kvs.map { kv in (0..<a).map { pack(kv, clip: $0) } }, features: nil, clips: a, frames: f)
+            return CrossAttentionKV(
+                layers: [], packed: kvs.map { kv in (0..<a).map { pack(kv, clip: $0) } }, features: nil, clips: a,
+                frames: f)
         }
         return CrossAttentionKV(layers: kvs, packed: [], features: nil, clips: a, frames: f)
     }
 
-    func crossAttention(_ block: Block, layer: Int, _ h: Tensor, cache: DecoderCache, prefix: String,
-                        hooks: HookHandler?, ctx: HookContext) throws -> Tensor {
+    func crossAttention(
+        _ block: Block, layer: Int, _ h: Tensor, cache: DecoderCache, prefix: String,
+        hooks: HookHandler?, ctx: HookContext
+    ) throws -> Tensor {
         let s = h.shape[0], n = h.shape[1], d = dims.n_text_state, heads = dims.n_text_head
         let f = cache.cross.frames
         var q = h.linear(block.crossQ!)
@@ -104,21 +115,27 @@ extension Whisper {
         var pattern = wantPattern ? Tensor(zeros: [s, heads, n, f]) : Tensor(zeros: [0])
         var z = Tensor(zeros: [s, n, d])
         if let x = cache.cross.features {
-            crossAttentionFromFeatures(block, layer: layer, q: q, features: x, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
+            crossAttentionFromFeatures(
+                block, layer: layer, q: q, features: x, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z
+            )
         } else if cache.cross.isPacked {
             crossAttentionPacked(layer: layer, q: q, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
         } else {
-            crossAttentionPortable(q: q, kv: cache.cross.layers[layer], cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
+            crossAttentionPortable(
+                q: q, kv: cache.cross.layers[layer], cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
         }
         if wantPattern { try hooks.runReadOnly(prefix + ".cross_attn.hook_pattern", &pattern, ctx) }
         try hookHeads(&z, name: prefix + ".cross_attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
-        return try projectHeads(z, block.crossOut!, name: prefix + ".cross_attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
+        return try projectHeads(
+            z, block.crossOut!, name: prefix + ".cross_attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
     }
 
     /// Cross-attention through `Attention.forward` (off x86-64 where the fused kernel does not run):
     /// `z[s, n, d]` and, when asked, the pattern `[s, heads, n, F]`.
-    func crossAttentionPortable(q: Tensor, kv: Tensor, cache: DecoderCache,
-                                wantPattern: Bool, pattern: inout Tensor, z: inout Tensor) {
+    func crossAttentionPortable(
+        q: Tensor, kv: Tensor, cache: DecoderCache,
+        wantPattern: Bool, pattern: inout Tensor, z: inout Tensor
+    ) {
         let s = q.shape[0], n = q.shape[1], d = dims.n_text_state, heads = dims.n_text_head, f = kv.shape[1]
         let audioIndex = cache.audioIndex
         // Sequences reading the same clip (the conditions of a sweep) attend together: one
@@ -130,7 +147,9 @@ extension Whisper {
             q.storage.withUnsafeBufferPointer { qp in
                 kv.storage.withUnsafeBufferPointer { kvp in
                     z.storage.withUnsafeMutableBufferPointer { o in
-                        let ptr = RowPointers(q: qp.baseAddress!, k: kvp.baseAddress!, v: kvp.baseAddress!, out: o.baseAddress!, pattern: nil)
+                        let ptr = RowPointers(
+                            q: qp.baseAddress!, k: kvp.baseAddress!, v: kvp.baseAddress!, out: o.baseAddress!,
+                            pattern: nil)
                         DispatchQueue.concurrentPerformIfNeeded(gw) { w in
                             var gi = w
                             while gi < groups.count {
@@ -138,14 +157,22 @@ extension Whisper {
                                 var qg = [Float](repeating: 0, count: g * d), og = [Float](repeating: 0, count: g * d)
                                 var scratch = [Float](repeating: 0, count: g * f)
                                 for (k, r) in rows.enumerated() {
-                                    for j in 0..<n { for c in 0..<d { qg[(k * n + j) * d + c] = ptr.q[(r * n + j) * d + c] } }
+                                    for j in 0..<n {
+                                        for c in 0..<d { qg[(k * n + j) * d + c] = ptr.q[(r * n + j) * d + c] }
+                                    }
                                 }
                                 let a = ptr.k + audioIndex[rows[0]] * f * 2 * d
-                                qg.withUnsafeBufferPointer { qb in og.withUnsafeMutableBufferPointer { ob in scratch.withUnsafeMutableBufferPointer { sc in
-                                    Attention.forward(q: qb.baseAddress!, ldq: d, k: a, ldk: 2 * d, v: a + d, ldv: 2 * d,
-                                                      nq: g, nk: f, heads: heads, dh: d / heads, causalOffset: nil,
-                                                      out: ob.baseAddress!, ldo: d, scores: sc.baseAddress!, parallelSoftmax: gw == 1)
-                                } } }
+                                qg.withUnsafeBufferPointer { qb in
+                                    og.withUnsafeMutableBufferPointer { ob in
+                                        scratch.withUnsafeMutableBufferPointer { sc in
+                                            Attention.forward(
+                                                q: qb.baseAddress!, ldq: d, k: a, ldk: 2 * d, v: a + d, ldv: 2 * d,
+                                                nq: g, nk: f, heads: heads, dh: d / heads, causalOffset: nil,
+                                                out: ob.baseAddress!, ldo: d, scores: sc.baseAddress!,
+                                                parallelSoftmax: gw == 1)
+                                        }
+                                    }
+                                }
                                 for (k, r) in rows.enumerated() {
                                     for j in 0..<(n * d) { ptr.out[r * n * d + j] = og[k * n * d + j] }
                                 }
@@ -162,17 +189,20 @@ extension Whisper {
             kv.storage.withUnsafeBufferPointer { kvp in
                 z.storage.withUnsafeMutableBufferPointer { o in
                     pattern.storage.withUnsafeMutableBufferPointer { p in
-                        let ptr = RowPointers(q: qp.baseAddress!, k: kvp.baseAddress!, v: kvp.baseAddress!, out: o.baseAddress!, pattern: p.baseAddress)
+                        let ptr = RowPointers(
+                            q: qp.baseAddress!, k: kvp.baseAddress!, v: kvp.baseAddress!, out: o.baseAddress!,
+                            pattern: p.baseAddress)
                         DispatchQueue.concurrentPerformIfNeeded(workers) { w in
                             var scratch = [Float](repeating: 0, count: n * f)
                             scratch.withUnsafeMutableBufferPointer { sc in
                                 for i in (s * w / workers)..<(s * (w + 1) / workers) {
                                     let a = ptr.k + audioIndex[i] * f * 2 * d
-                                    Attention.forward(q: ptr.q + i * n * d, ldq: d, k: a, ldk: 2 * d, v: a + d, ldv: 2 * d,
-                                                      nq: n, nk: f, heads: heads, dh: d / heads, causalOffset: nil,
-                                                      out: ptr.out + i * n * d, ldo: d, scores: sc.baseAddress!,
-                                                      patternOut: wantPattern ? ptr.pattern! + i * heads * n * f : nil,
-                                                      parallelSoftmax: workers == 1)
+                                    Attention.forward(
+                                        q: ptr.q + i * n * d, ldq: d, k: a, ldk: 2 * d, v: a + d, ldv: 2 * d,
+                                        nq: n, nk: f, heads: heads, dh: d / heads, causalOffset: nil,
+                                        out: ptr.out + i * n * d, ldo: d, scores: sc.baseAddress!,
+                                        patternOut: wantPattern ? ptr.pattern! + i * heads * n * f : nil,
+                                        parallelSoftmax: workers == 1)
                                 }
                             }
                         }
@@ -193,8 +223,10 @@ extension Whisper {
     /// a patched run and its plain baseline, and a run that records the pattern give the same
     /// bits as a plain run. Sequences sharing a clip attend in one call, reading its keys and
     /// values once per step (the sweep's decoder conditions: 12 per clip).
-    func crossAttentionPacked(layer: Int, q: Tensor, cache: DecoderCache,
-                              wantPattern: Bool, pattern: inout Tensor, z: inout Tensor) {
+    func crossAttentionPacked(
+        layer: Int, q: Tensor, cache: DecoderCache,
+        wantPattern: Bool, pattern: inout Tensor, z: inout Tensor
+    ) {
         let s = q.shape[0], n = q.shape[1], d = dims.n_text_state, heads = dims.n_text_head, f = cache.cross.frames
         let audioIndex = cache.audioIndex
         // With a pattern to record every sequence is its own group (its pattern rows are contiguous).
@@ -204,8 +236,9 @@ extension Whisper {
         q.storage.withUnsafeBufferPointer { qp in
             z.storage.withUnsafeMutableBufferPointer { o in
                 pattern.storage.withUnsafeMutableBufferPointer { pp in
-                    let ptr = RowPointers(q: qp.baseAddress!, k: qp.baseAddress!, v: qp.baseAddress!, out: o.baseAddress!,
-                                          pattern: wantPattern ? pp.baseAddress! : nil)
+                    let ptr = RowPointers(
+                        q: qp.baseAddress!, k: qp.baseAddress!, v: qp.baseAddress!, out: o.baseAddress!,
+                        pattern: wantPattern ? pp.baseAddress! : nil)
                     DispatchQueue.concurrentPerformIfNeeded(workers) { w in
                         var gi = w
                         while gi < groups.count {
@@ -213,18 +246,24 @@ extension Whisper {
                             packed[gi].withUnsafeBufferPointer { pb in
                                 if rows.count == 1 {
                                     let r = rows[0]
-                                    Attention.forwardPacked(q: ptr.q + r * n * d, ldq: d, packed: pb.baseAddress!, nq: n, nk: f, heads: heads, dh: d / heads,
-                                                            out: ptr.out + r * n * d, ldo: d,
-                                                            patternOut: ptr.pattern.map { $0 + r * heads * n * f })
+                                    Attention.forwardPacked(
+                                        q: ptr.q + r * n * d, ldq: d, packed: pb.baseAddress!, nq: n, nk: f,
+                                        heads: heads, dh: d / heads,
+                                        out: ptr.out + r * n * d, ldo: d,
+                                        patternOut: ptr.pattern.map { $0 + r * heads * n * f })
                                 } else {
-                                    var qg = [Float](repeating: 0, count: g * d), og = [Float](repeating: 0, count: g * d)
+                                    var qg = [Float](repeating: 0, count: g * d),
+                                        og = [Float](repeating: 0, count: g * d)
                                     for (k, r) in rows.enumerated() {
                                         (0..<(n * d)).forEach { qg[k * n * d + $0] = ptr.q[r * n * d + $0] }
                                     }
-                                    qg.withUnsafeBufferPointer { qb in og.withUnsafeMutableBufferPointer { ob in
-                                        Attention.forwardPacked(q: qb.baseAddress!, ldq: d, packed: pb.baseAddress!, nq: g, nk: f,
-                                                                heads: heads, dh: d / heads, out: ob.baseAddress!, ldo: d)
-                                    } }
+                                    qg.withUnsafeBufferPointer { qb in
+                                        og.withUnsafeMutableBufferPointer { ob in
+                                            Attention.forwardPacked(
+                                                q: qb.baseAddress!, ldq: d, packed: pb.baseAddress!, nq: g, nk: f,
+                                                heads: heads, dh: d / heads, out: ob.baseAddress!, ldo: d)
+                                        }
+                                    }
                                     for (k, r) in rows.enumerated() {
                                         (0..<(n * d)).forEach { ptr.out[r * n * d + $0] = og[k * n * d + $0] }
                                     }

@@ -12,11 +12,13 @@ extension Whisper {
     ///
     /// A query row's arithmetic does not depend on the rows computed with it, so a row's result
     /// does not depend on the rows beside it.
-    func crossAttentionFromFeatures(_ block: Block, layer: Int, q: Tensor, features: Tensor, cache: DecoderCache,
-                                    wantPattern: Bool, pattern: inout Tensor, z: inout Tensor) {
+    func crossAttentionFromFeatures(
+        _ block: Block, layer: Int, q: Tensor, features: Tensor, cache: DecoderCache,
+        wantPattern: Bool, pattern: inout Tensor, z: inout Tensor
+    ) {
         let s = q.shape[0], n = q.shape[1], d = dims.n_text_state, heads = dims.n_text_head, dh = d / heads
         let f = features.shape[1], rows = s * n
-        let kv = block.crossKV!   // weight [2d, d]: keys in rows 0..<d, values in d..<2d
+        let kv = block.crossKV!  // weight [2d, d]: keys in rows 0..<d, values in d..<2d
         let w = crossFeatureWeights(block, layer: layer)
         // u[r, h] = q[r, h·dh ..< (h+1)·dh] · W_k[h·dh ..< (h+1)·dh, :]: the query in feature space.
         // Both are written whole before they are read (u by the products below, y by the kernel,
@@ -24,45 +26,60 @@ extension Whisper {
         // row-invariant ones, so a row's result never depends on the rows beside it.
         var u = [Float](unsafeUninitializedCapacity: rows * heads * d) { _, count in count = rows * heads * d }
         var y = [Float](unsafeUninitializedCapacity: rows * heads * d) { _, count in count = rows * heads * d }
-        q.storage.withUnsafeBufferPointer { qp in u.withUnsafeMutableBufferPointer { up in
-            for h in 0..<heads {
-                w.keys[h].withUnsafeBufferPointer { kp in
-                    auscult_gemm_packed_avx2(qp.baseAddress! + h * dh, rows, d, kp.baseAddress!, d, dh, 0, (d + 15) / 16, nil,
-                                             up.baseAddress! + h * d, heads * d)
+        q.storage.withUnsafeBufferPointer { qp in
+            u.withUnsafeMutableBufferPointer { up in
+                for h in 0..<heads {
+                    w.keys[h].withUnsafeBufferPointer { kp in
+                        auscult_gemm_packed_avx2(
+                            qp.baseAddress! + h * dh, rows, d, kp.baseAddress!, d, dh, 0, (d + 15) / 16, nil,
+                            up.baseAddress! + h * d, heads * d)
+                    }
                 }
             }
-        } }
+        }
         // y[r, h] = Σ_j p[r, h, j] x_j, one call per sequence: its positions share one pass over
         // its clip's features. Sequences are split across workers.
         let audioIndex = cache.audioIndex
         let workers = min(Threading.workers, s)
-        features.storage.withUnsafeBufferPointer { xp in u.withUnsafeBufferPointer { up in y.withUnsafeMutableBufferPointer { yp in
-            pattern.storage.withUnsafeMutableBufferPointer { pp in
-                let ptr = RowPointers(q: up.baseAddress!, k: xp.baseAddress!, v: xp.baseAddress!, out: yp.baseAddress!,
-                                      pattern: wantPattern ? pp.baseAddress! : nil)
-                DispatchQueue.concurrentPerformIfNeeded(workers) { w in
-                    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: Attention.fromFeaturesScratch(rows: n, heads: heads, nf: f))
-                    defer { scratch.deallocate() }
-                    for i in stride(from: w, to: s, by: workers) {
-                        Attention.fromFeatures(u: ptr.q + i * n * heads * d, rows: n, heads: heads, x: ptr.k + audioIndex[i] * f * d,
-                                               ldx: d, nf: f, d: d, alpha: 1 / Float(dh).squareRoot(), y: ptr.out + i * n * heads * d,
-                                               scratch: scratch, patternOut: ptr.pattern.map { $0 + i * heads * n * f },
-                                               headStride: n * f, rowStride: f)
+        features.storage.withUnsafeBufferPointer { xp in
+            u.withUnsafeBufferPointer { up in
+                y.withUnsafeMutableBufferPointer { yp in
+                    pattern.storage.withUnsafeMutableBufferPointer { pp in
+                        let ptr = RowPointers(
+                            q: up.baseAddress!, k: xp.baseAddress!, v: xp.baseAddress!, out: yp.baseAddress!,
+                            pattern: wantPattern ? pp.baseAddress! : nil)
+                        DispatchQueue.concurrentPerformIfNeeded(workers) { w in
+                            let scratch = UnsafeMutablePointer<Float>.allocate(
+                                capacity: Attention.fromFeaturesScratch(rows: n, heads: heads, nf: f))
+                            defer { scratch.deallocate() }
+                            for i in stride(from: w, to: s, by: workers) {
+                                Attention.fromFeatures(
+                                    u: ptr.q + i * n * heads * d, rows: n, heads: heads,
+                                    x: ptr.k + audioIndex[i] * f * d,
+                                    ldx: d, nf: f, d: d, alpha: 1 / Float(dh).squareRoot(),
+                                    y: ptr.out + i * n * heads * d,
+                                    scratch: scratch, patternOut: ptr.pattern.map { $0 + i * heads * n * f },
+                                    headStride: n * f, rowStride: f)
+                            }
+                        }
                     }
                 }
             }
-        } } }
+        }
         // z[r, h·dh ..< (h+1)·dh] = y[r, h] · W_v,hᵀ + b_v,h
-        y.withUnsafeBufferPointer { yp in kv.bias.storage.withUnsafeBufferPointer { b in
-            z.storage.withUnsafeMutableBufferPointer { zp in
-                for h in 0..<heads {
-                    w.values[h].withUnsafeBufferPointer { vp in
-                        auscult_gemm_packed_avx2(yp.baseAddress! + h * d, rows, heads * d, vp.baseAddress!, dh, d, 0, (dh + 15) / 16,
-                                                 b.baseAddress! + d + h * dh, zp.baseAddress! + h * dh, d)
+        y.withUnsafeBufferPointer { yp in
+            kv.bias.storage.withUnsafeBufferPointer { b in
+                z.storage.withUnsafeMutableBufferPointer { zp in
+                    for h in 0..<heads {
+                        w.values[h].withUnsafeBufferPointer { vp in
+                            auscult_gemm_packed_avx2(
+                                yp.baseAddress! + h * d, rows, heads * d, vp.baseAddress!, dh, d, 0, (dh + 15) / 16,
+                                b.baseAddress! + d + h * dh, zp.baseAddress! + h * dh, d)
+                        }
                     }
                 }
             }
-        } }
+        }
     }
 }
 

@@ -59,7 +59,9 @@ public final class DecoderCache {
     /// the d rows). Pruning (increasing `source`) compacts in place; a general gather goes
     /// through one scratch copy per layer.
     public func reorder(_ source: [Int]) {
-        let increasing = zip(source, source.dropFirst()).allSatisfy { $0 < $1 } && source.enumerated().allSatisfy { $0.offset <= $0.element }
+        let increasing =
+            zip(source, source.dropFirst()).allSatisfy { $0 < $1 }
+            && source.enumerated().allSatisfy { $0.offset <= $0.element }
         // (floats per sequence, runs per sequence, run length, run stride)
         let layouts = [(keyStride * d, d, length, keyStride), (capacity * d, 1, length * d, 0)]
         for l in selfK.indices {
@@ -71,15 +73,23 @@ public final class DecoderCache {
                 func move(_ buf: inout [Float]) {
                     if increasing {
                         buf.withUnsafeMutableBufferPointer { b in
-                            for (i, s) in source.enumerated() where i != s { copy(b.baseAddress! + i * stride, b.baseAddress! + s * stride) }
+                            for (i, s) in source.enumerated() where i != s {
+                                copy(b.baseAddress! + i * stride, b.baseAddress! + s * stride)
+                            }
                         }
                         buf.removeLast(buf.count - source.count * stride)
                     } else {
                         let old = buf
-                        buf = [Float](unsafeUninitializedCapacity: source.count * stride) { _, count in count = source.count * stride }
-                        buf.withUnsafeMutableBufferPointer { dst in old.withUnsafeBufferPointer { src in
-                            for (i, s) in source.enumerated() { copy(dst.baseAddress! + i * stride, src.baseAddress! + s * stride) }
-                        } }
+                        buf = [Float](unsafeUninitializedCapacity: source.count * stride) { _, count in
+                            count = source.count * stride
+                        }
+                        buf.withUnsafeMutableBufferPointer { dst in
+                            old.withUnsafeBufferPointer { src in
+                                for (i, s) in source.enumerated() {
+                                    copy(dst.baseAddress! + i * stride, src.baseAddress! + s * stride)
+                                }
+                            }
+                        }
                     }
                 }
                 if which == 0 { move(&selfK[l]) } else { move(&selfV[l]) }
@@ -98,11 +108,14 @@ extension Whisper {
     /// decoding needs the prompt plus the sample length, about half the context, and its
     /// self-attention cache is memory touched fresh for every batch (880 MB for a sweep's 160 rows
     /// at full context).
-    public func makeCache(audio: Tensor, audioIndex: [Int], kv: CrossAttentionKV? = nil, capacity: Int? = nil,
-                          hooks: HookHandler? = nil) throws -> DecoderCache {
+    public func makeCache(
+        audio: Tensor, audioIndex: [Int], kv: CrossAttentionKV? = nil, capacity: Int? = nil,
+        hooks: HookHandler? = nil
+    ) throws -> DecoderCache {
         let kv = try kv ?? crossAttentionKV(audio, hooks: hooks)
-        return DecoderCache(cross: kv, audioIndex: audioIndex, capacity: min(capacity ?? dims.n_text_ctx, dims.n_text_ctx),
-                            d: dims.n_text_state, layers: dims.n_text_layer)
+        return DecoderCache(
+            cross: kv, audioIndex: audioIndex, capacity: min(capacity ?? dims.n_text_ctx, dims.n_text_ctx),
+            d: dims.n_text_state, layers: dims.n_text_layer)
     }
 
     /// Runs the decoder on `tokens` `[S][n]` (n new positions for every sequence, appended after
@@ -111,17 +124,24 @@ extension Whisper {
     ///
     /// `logitRows` limits the vocabulary product to those sequences (the others' logits are 0):
     /// shadow sequences that only feed a leader's tokens never need theirs.
-    public func decode(_ tokens: [[Int]], cache: DecoderCache, lastOnly: Bool = false, step: Int = 0,
-                       logitRows: [Int]? = nil, hooks: HookHandler? = nil) throws -> Tensor {
+    public func decode(
+        _ tokens: [[Int]], cache: DecoderCache, lastOnly: Bool = false, step: Int = 0,
+        logitRows: [Int]? = nil, hooks: HookHandler? = nil
+    ) throws -> Tensor {
         let s = tokens.count, n = tokens.first?.count ?? 0, d = dims.n_text_state
         let offset = cache.length
         guard s == cache.sequences, n > 0, tokens.allSatisfy({ $0.count == n }) else {
-            throw WhisperError(.invalidArgument, "decoder: \(s) sequences of unequal or zero length for a cache of \(cache.sequences)")
+            throw WhisperError(
+                .invalidArgument, "decoder: \(s) sequences of unequal or zero length for a cache of \(cache.sequences)")
         }
         guard offset + n <= cache.capacity else {
-            throw WhisperError(.invalidArgument, "decoder: \(offset + n) positions exceed the cache's \(cache.capacity) (the text context is \(dims.n_text_ctx))")
+            throw WhisperError(
+                .invalidArgument,
+                "decoder: \(offset + n) positions exceed the cache's \(cache.capacity) (the text context is \(dims.n_text_ctx))"
+            )
         }
-        let ctx = HookContext(step: step, positionOffset: offset, clips: cache.audioIndex, sequences: cache.sequenceIndex)
+        let ctx = HookContext(
+            step: step, positionOffset: offset, clips: cache.audioIndex, sequences: cache.sequenceIndex)
         var tok = Tensor(shape: [s, n, d]) { out in
             tokenEmbedding.storage.withUnsafeBufferPointer { e in
                 for (i, seq) in tokens.enumerated() {
@@ -135,27 +155,38 @@ extension Whisper {
         try hooks.run("decoder.hook_embed", &tok, ctx)
         var pos = Tensor(shape: [s, n, d]) { out in
             decoderPositions.storage.withUnsafeBufferPointer { p in
-                for i in 0..<s { (out.baseAddress! + i * n * d).initialize(from: p.baseAddress! + offset * d, count: n * d) }
+                for i in 0..<s {
+                    (out.baseAddress! + i * n * d).initialize(from: p.baseAddress! + offset * d, count: n * d)
+                }
             }
         }
         try hooks.run("decoder.hook_pos_embed", &pos, ctx)
         var x = tok
         x.addInPlace(pos)
         for (li, block) in decoderBlocks.enumerated() {
-            x = try residualBlock(block, x, prefix: "decoder.blocks.\(li)", hooks: hooks, ctx: ctx,
-                                  cross: { h, p in try self.crossAttention(block, layer: li, h, cache: cache, prefix: p, hooks: hooks, ctx: ctx) },
-                                  attention: { h, p in try self.selfAttention(block, layer: li, h, cache: cache, prefix: p, hooks: hooks, ctx: ctx) })
+            x = try residualBlock(
+                block, x, prefix: "decoder.blocks.\(li)", hooks: hooks, ctx: ctx,
+                cross: { h, p in
+                    try self.crossAttention(block, layer: li, h, cache: cache, prefix: p, hooks: hooks, ctx: ctx)
+                },
+                attention: { h, p in
+                    try self.selfAttention(block, layer: li, h, cache: cache, prefix: p, hooks: hooks, ctx: ctx)
+                })
         }
         cache.advance(by: n)
         if lastOnly && n > 1 {
             x = Tensor(shape: [s, 1, d]) { out in
                 x.storage.withUnsafeBufferPointer { src in
-                    for i in 0..<s { (out.baseAddress! + i * d).initialize(from: src.baseAddress! + (i * n + n - 1) * d, count: d) }
+                    for i in 0..<s {
+                        (out.baseAddress! + i * d).initialize(from: src.baseAddress! + (i * n + n - 1) * d, count: d)
+                    }
                 }
             }
         }
-        let lnCtx = lastOnly && n > 1
-            ? HookContext(step: step, positionOffset: offset + n - 1, clips: cache.audioIndex, sequences: cache.sequenceIndex)
+        let lnCtx =
+            lastOnly && n > 1
+            ? HookContext(
+                step: step, positionOffset: offset + n - 1, clips: cache.audioIndex, sequences: cache.sequenceIndex)
             : ctx
         let y = try normed(x, lnFinal, name: "decoder.ln_final", hooks: hooks, ctx: lnCtx)
         var logits: Tensor
@@ -172,15 +203,23 @@ extension Whisper {
                 Tensor(shape: [s, m, v]) { dst in
                     for r in 0..<s {
                         let row = dst.baseAddress! + r * m * v
-                        if slot[r] >= 0 { row.initialize(from: src.baseAddress! + slot[r] * m * v, count: m * v) }
-                        else { row.initialize(repeating: 0, count: m * v) }
+                        if slot[r] >= 0 {
+                            row.initialize(from: src.baseAddress! + slot[r] * m * v, count: m * v)
+                        } else {
+                            row.initialize(repeating: 0, count: m * v)
+                        }
                     }
                 }
             }
         } else {
             logits = y.logits(self)
         }
-        try hooks.run("decoder.hook_logits", &logits, lastOnly && n > 1 ? HookContext(step: step, positionOffset: offset + n - 1, clips: cache.audioIndex, sequences: cache.sequenceIndex) : ctx)
+        try hooks.run(
+            "decoder.hook_logits", &logits,
+            lastOnly && n > 1
+                ? HookContext(
+                    step: step, positionOffset: offset + n - 1, clips: cache.audioIndex, sequences: cache.sequenceIndex)
+                : ctx)
         return logits
     }
 
@@ -190,12 +229,15 @@ extension Whisper {
         residual.layerNorm(lnFinal).logits(self)
     }
 
-    func selfAttention(_ block: Block, layer: Int, _ h: Tensor, cache: DecoderCache, prefix: String,
-                       hooks: HookHandler?, ctx: HookContext) throws -> Tensor {
+    func selfAttention(
+        _ block: Block, layer: Int, _ h: Tensor, cache: DecoderCache, prefix: String,
+        hooks: HookHandler?, ctx: HookContext
+    ) throws -> Tensor {
         let s = h.shape[0], n = h.shape[1], d = dims.n_text_state, heads = dims.n_text_head
         let offset = cache.length, cap = cache.capacity, total = offset + n
         var qkv = h.linear(block.qkv)
-        try hookColumns(&qkv, width: 3 * d, parts: ["q", "k", "v"], prefix: prefix + ".attn", heads: heads, hooks: hooks, ctx: ctx)
+        try hookColumns(
+            &qkv, width: 3 * d, parts: ["q", "k", "v"], prefix: prefix + ".attn", heads: heads, hooks: hooks, ctx: ctx)
         // Append this step's keys (as columns) and values (as rows) to the cache.
         let ks = cache.keyStride
         qkv.storage.withUnsafeBufferPointer { src in
@@ -224,18 +266,21 @@ extension Whisper {
                 selfV.withUnsafeBufferPointer { vc in
                     z.storage.withUnsafeMutableBufferPointer { o in
                         pattern.storage.withUnsafeMutableBufferPointer { p in
-                            let ptr = RowPointers(q: q.baseAddress!, k: kc.baseAddress!, v: vc.baseAddress!, out: o.baseAddress!, pattern: p.baseAddress)
+                            let ptr = RowPointers(
+                                q: q.baseAddress!, k: kc.baseAddress!, v: vc.baseAddress!, out: o.baseAddress!,
+                                pattern: p.baseAddress)
                             DispatchQueue.concurrentPerformIfNeeded(workers) { w in
                                 var scratch = [Float](repeating: 0, count: n * total)
                                 scratch.withUnsafeMutableBufferPointer { sc in
                                     for i in (s * w / workers)..<(s * (w + 1) / workers) {
-                                        Attention.forwardCached(q: ptr.q + i * n * 3 * d, ldq: 3 * d,
-                                                                keysT: ptr.k + i * d * ks, ldkT: ks,
-                                                                v: ptr.v + i * cap * d, ldv: d,
-                                                                nq: n, nk: total, heads: heads, dh: d / heads, causalOffset: offset,
-                                                                out: ptr.out + i * n * d, ldo: d, scores: sc.baseAddress!,
-                                                                patternOut: wantPattern ? ptr.pattern! + i * heads * n * total : nil,
-                                                                parallelSoftmax: workers == 1)
+                                        Attention.forwardCached(
+                                            q: ptr.q + i * n * 3 * d, ldq: 3 * d,
+                                            keysT: ptr.k + i * d * ks, ldkT: ks,
+                                            v: ptr.v + i * cap * d, ldv: d,
+                                            nq: n, nk: total, heads: heads, dh: d / heads, causalOffset: offset,
+                                            out: ptr.out + i * n * d, ldo: d, scores: sc.baseAddress!,
+                                            patternOut: wantPattern ? ptr.pattern! + i * heads * n * total : nil,
+                                            parallelSoftmax: workers == 1)
                                     }
                                 }
                             }
@@ -246,7 +291,8 @@ extension Whisper {
         }
         if wantPattern { try hooks.runReadOnly(prefix + ".attn.hook_pattern", &pattern, ctx) }
         try hookHeads(&z, name: prefix + ".attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
-        return try projectHeads(z, block.attnOut, name: prefix + ".attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
+        return try projectHeads(
+            z, block.attnOut, name: prefix + ".attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
     }
 }
 

@@ -12,7 +12,9 @@ extension Whisper {
     /// Encodes as `encode` does, also keeping the residual stream between blocks:
     /// `streams[L]` `[B, F, d]` enters block L, `streams[n_audio_layer]` leaves the last block.
     /// Sweeps restart ablations from them, lenses read them, patching swaps them.
-    public func encodeKeepingStreams(_ mel: Tensor, hooks: HookHandler? = nil) throws -> (streams: [Tensor], features: Tensor) {
+    public func encodeKeepingStreams(
+        _ mel: Tensor, hooks: HookHandler? = nil
+    ) throws -> (streams: [Tensor], features: Tensor) {
         var x = try encoderInput(mel, hooks: hooks)
         var streams = [x]
         for l in 0..<dims.n_audio_layer {
@@ -27,7 +29,8 @@ extension Whisper {
     public func encoderInput(_ mel: Tensor, hooks: HookHandler? = nil) throws -> Tensor {
         let f = dims.n_audio_ctx
         guard mel.rank == 3, mel.shape[1] == dims.n_mels, mel.shape[2] == 2 * f else {
-            throw WhisperError(.invalidArgument, "encoder input has shape \(mel.shape), expected [B, \(dims.n_mels), \(2 * f)]")
+            throw WhisperError(
+                .invalidArgument, "encoder input has shape \(mel.shape), expected [B, \(dims.n_mels), \(2 * f)]")
         }
         let b = mel.shape[0]
         let ctx = HookContext(clips: Array(0..<b))
@@ -36,9 +39,10 @@ extension Whisper {
         var convs = [Tensor]()
         for i in 0..<b {
             let h1 = mel.row(i).conv1d(weight: conv1.weight, bias: conv1.bias, stride: 1, padding: 1).gelu()
-            convs.append(h1.conv1d(weight: conv2.weight, bias: conv2.bias, stride: 2, padding: 1, framesFirst: true).gelu())
+            convs.append(
+                h1.conv1d(weight: conv2.weight, bias: conv2.bias, stride: 2, padding: 1, framesFirst: true).gelu())
         }
-        var x = Tensor.stack(convs)   // [B, F, d]
+        var x = Tensor.stack(convs)  // [B, F, d]
         try hooks.run("encoder.hook_conv_out", &x, ctx)
         var pos = Tensor.stack([Tensor](repeating: encoderPositions, count: b))
         try hooks.run("encoder.hook_pos_embed", &pos, ctx)
@@ -68,7 +72,8 @@ extension Whisper {
             throw WhisperError(.invalidArgument, "encoder block \(index) outside 0..<\(dims.n_audio_layer)")
         }
         guard x.rank == 3, x.shape[1] == f, x.shape[2] == dims.n_audio_state else {
-            throw WhisperError(.invalidArgument, "encoder block input has shape \(x.shape), expected [B, \(f), \(dims.n_audio_state)]")
+            throw WhisperError(
+                .invalidArgument, "encoder block input has shape \(x.shape), expected [B, \(f), \(dims.n_audio_state)]")
         }
         let b = x.shape[0], block = encoderBlocks[index]
         let ctx = HookContext(clips: Array(0..<b))
@@ -83,11 +88,14 @@ extension Whisper {
     }
 
     /// Self-attention of one encoder block over `h` `[B, F, d]` (already layer-normed): `[B, F, d]`.
-    func encoderSelfAttention(_ block: Block, _ h: Tensor, batch: Int, frames f: Int, prefix: String,
-                              hooks: HookHandler?, ctx: HookContext) throws -> Tensor {
+    func encoderSelfAttention(
+        _ block: Block, _ h: Tensor, batch: Int, frames f: Int, prefix: String,
+        hooks: HookHandler?, ctx: HookContext
+    ) throws -> Tensor {
         let d = dims.n_audio_state, heads = dims.n_audio_head, dh = d / heads
-        var qkv = h.linear(block.qkv)   // [B, F, 3d]
-        try hookColumns(&qkv, width: 3 * d, parts: ["q", "k", "v"], prefix: prefix + ".attn", heads: heads, hooks: hooks, ctx: ctx)
+        var qkv = h.linear(block.qkv)  // [B, F, 3d]
+        try hookColumns(
+            &qkv, width: 3 * d, parts: ["q", "k", "v"], prefix: prefix + ".attn", heads: heads, hooks: hooks, ctx: ctx)
         let wantPattern = hooks.isActive(prefix + ".attn.hook_pattern")
         let wantScores = hooks.isActive(prefix + ".attn.hook_attn_scores")
         var pattern = wantPattern ? Tensor(zeros: [batch, heads, f, f]) : Tensor(zeros: [0])
@@ -99,10 +107,11 @@ extension Whisper {
                     scoresT.storage.withUnsafeMutableBufferPointer { sc in
                         for bi in 0..<batch {
                             let base = a.baseAddress! + bi * f * 3 * d
-                            Attention.forwardHeadsParallel(q: base, ldq: 3 * d, k: base + d, ldk: 3 * d, v: base + 2 * d, ldv: 3 * d,
-                                                           n: f, heads: heads, dh: dh, out: o.baseAddress! + bi * f * d, ldo: d,
-                                                           patternOut: wantPattern ? p.baseAddress! + bi * heads * f * f : nil,
-                                                           scoresOut: wantScores ? sc.baseAddress! + bi * heads * f * f : nil)
+                            Attention.forwardHeadsParallel(
+                                q: base, ldq: 3 * d, k: base + d, ldk: 3 * d, v: base + 2 * d, ldv: 3 * d,
+                                n: f, heads: heads, dh: dh, out: o.baseAddress! + bi * f * d, ldo: d,
+                                patternOut: wantPattern ? p.baseAddress! + bi * heads * f * f : nil,
+                                scoresOut: wantScores ? sc.baseAddress! + bi * heads * f * f : nil)
                         }
                     }
                 }
@@ -111,26 +120,33 @@ extension Whisper {
         if wantScores { try hooks.runReadOnly(prefix + ".attn.hook_attn_scores", &scoresT, ctx) }
         if wantPattern { try hooks.runReadOnly(prefix + ".attn.hook_pattern", &pattern, ctx) }
         try hookHeads(&z, name: prefix + ".attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
-        return try projectHeads(z, block.attnOut, name: prefix + ".attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
+        return try projectHeads(
+            z, block.attnOut, name: prefix + ".attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
     }
 
     /// The attention output projection, split per head at `<attn>.hook_result` `[…, h, d]` when
     /// something listens there. If the hook changed the per-head results the output is
     /// Σ_h result + bias; if it only looked, the usual single GEMM gives the output, so observing
     /// never changes a bit.
-    func projectHeads(_ z: Tensor, _ out: Linear, name: String, heads: Int, hooks: HookHandler?, ctx: HookContext) throws -> Tensor {
+    func projectHeads(
+        _ z: Tensor, _ out: Linear, name: String, heads: Int, hooks: HookHandler?, ctx: HookContext
+    ) throws -> Tensor {
         guard hooks.isActive(name) else { return z.linear(out) }
         let d = z.shape.last!, dh = d / heads, rows = z.count / d
         let lead = Array(z.shape.dropLast())
         var result = Tensor(zeros: lead + [heads, d])
-        z.storage.withUnsafeBufferPointer { zp in out.weight.storage.withUnsafeBufferPointer { wp in
-            result.storage.withUnsafeMutableBufferPointer { rp in
-                for h in 0..<heads {
-                    BLAS.gemmNT(m: rows, n: d, k: dh, a: zp.baseAddress! + h * dh, lda: d, b: wp.baseAddress! + h * dh, ldb: d,
-                                c: rp.baseAddress! + h * d, ldc: heads * d)
+        z.storage.withUnsafeBufferPointer { zp in
+            out.weight.storage.withUnsafeBufferPointer { wp in
+                result.storage.withUnsafeMutableBufferPointer { rp in
+                    for h in 0..<heads {
+                        BLAS.gemmNT(
+                            m: rows, n: d, k: dh, a: zp.baseAddress! + h * dh, lda: d, b: wp.baseAddress! + h * dh,
+                            ldb: d,
+                            c: rp.baseAddress! + h * d, ldc: heads * d)
+                    }
                 }
             }
-        } }
+        }
         let seen = result
         try hooks.run(name, &result, ctx)
         if result == seen { return z.linear(out) }
@@ -144,9 +160,11 @@ extension Whisper {
 
     /// The pre-LN residual block shared by encoder and decoder: attention (and cross-attention)
     /// then MLP, each added to the residual stream, with every hook point on the way.
-    func residualBlock(_ block: Block, _ input: Tensor, prefix p: String, hooks: HookHandler?, ctx: HookContext,
-                       cross: ((Tensor, String) throws -> Tensor)? = nil,
-                       attention: (Tensor, String) throws -> Tensor) throws -> Tensor {
+    func residualBlock(
+        _ block: Block, _ input: Tensor, prefix p: String, hooks: HookHandler?, ctx: HookContext,
+        cross: ((Tensor, String) throws -> Tensor)? = nil,
+        attention: (Tensor, String) throws -> Tensor
+    ) throws -> Tensor {
         var x = input
         try hooks.run(p + ".hook_resid_pre", &x, ctx)
         let h1 = try normed(x, block.attnLN, name: p + ".ln1", hooks: hooks, ctx: ctx)
@@ -193,8 +211,10 @@ extension Whisper {
 
     /// Offers column blocks of a fused `[…, parts·d]` projection as `[…, h, dh]` hook points
     /// (`<prefix>.hook_q` …), writing back what the hooks return. Only active points are copied.
-    func hookColumns(_ fused: inout Tensor, width: Int, parts: [String], prefix: String, heads: Int,
-                     hooks: HookHandler?, ctx: HookContext) throws {
+    func hookColumns(
+        _ fused: inout Tensor, width: Int, parts: [String], prefix: String, heads: Int,
+        hooks: HookHandler?, ctx: HookContext
+    ) throws {
         guard hooks != nil else { return }
         let d = width / parts.count, rows = fused.count / width
         for (pi, part) in parts.enumerated() where hooks.isActive(prefix + ".hook_" + part) {

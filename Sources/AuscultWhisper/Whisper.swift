@@ -10,8 +10,8 @@ public final class Whisper: @unchecked Sendable {
     public let weights: WhisperWeights
 
     struct Linear {
-        let weight: Tensor   // [out, in]
-        let bias: Tensor     // [out]
+        let weight: Tensor  // [out, in]
+        let bias: Tensor  // [out]
         /// The weight packed once for `Tensor.linear(PackedWeight, bias:)` (nil off x86-64).
         let packed: PackedWeight?
         init(weight: Tensor, bias: Tensor, pack: Bool = true) {
@@ -22,25 +22,25 @@ public final class Whisper: @unchecked Sendable {
     struct Norm { var gamma: Tensor; var beta: Tensor }
     struct Block {
         var attnLN: Norm
-        var qkv: Linear          // query|key|value fused to [3d, d]; the key has no bias (zeros)
+        var qkv: Linear  // query|key|value fused to [3d, d]; the key has no bias (zeros)
         var attnOut: Linear
         var crossLN: Norm?
         var crossQ: Linear?
-        var crossKV: Linear?     // key|value fused to [2d, d]
+        var crossKV: Linear?  // key|value fused to [2d, d]
         var crossOut: Linear?
         var mlpLN: Norm
-        var fc1: Linear          // mlp.0
-        var fc2: Linear          // mlp.2
+        var fc1: Linear  // mlp.0
+        var fc2: Linear  // mlp.2
     }
     let encoderBlocks: [Block]
     let decoderBlocks: [Block]
     let conv1: Linear, conv2: Linear
-    let encoderPositions: Tensor   // [n_audio_ctx, d]
+    let encoderPositions: Tensor  // [n_audio_ctx, d]
     let lnPost: Norm
-    let tokenEmbedding: Tensor     // [n_vocab, d]
+    let tokenEmbedding: Tensor  // [n_vocab, d]
     /// The token embedding packed for the logits product (nil off x86-64).
     let tokenEmbeddingPacked: PackedWeight?
-    let decoderPositions: Tensor   // [n_text_ctx, d]
+    let decoderPositions: Tensor  // [n_text_ctx, d]
     /// Per decoder layer, the features form's packed weights, made on first use.
     let crossFeatureLock = NSLock()
     var crossFeatureCache = [Int: CrossFeatureWeights]()
@@ -50,7 +50,9 @@ public final class Whisper: @unchecked Sendable {
         self.weights = w
         self.dims = w.dims
         func lin(_ p: String, bias: Bool = true, pack: Bool = true) -> Linear {
-            Linear(weight: w[p + ".weight"], bias: bias ? w[p + ".bias"] : Tensor(zeros: [w[p + ".weight"].shape[0]]), pack: pack)
+            Linear(
+                weight: w[p + ".weight"], bias: bias ? w[p + ".bias"] : Tensor(zeros: [w[p + ".weight"].shape[0]]),
+                pack: pack)
         }
         func norm(_ p: String) -> Norm { Norm(gamma: w[p + ".weight"], beta: w[p + ".bias"]) }
         func fuse(_ parts: [Linear]) -> Linear {
@@ -60,11 +62,15 @@ public final class Whisper: @unchecked Sendable {
             let a = p + ".attn", c = p + ".cross_attn"
             return Block(
                 attnLN: norm(p + ".attn_ln"),
-                qkv: fuse([lin(a + ".query", pack: false), lin(a + ".key", bias: false, pack: false), lin(a + ".value", pack: false)]),
+                qkv: fuse([
+                    lin(a + ".query", pack: false), lin(a + ".key", bias: false, pack: false),
+                    lin(a + ".value", pack: false),
+                ]),
                 attnOut: lin(a + ".out"),
                 crossLN: cross ? norm(p + ".cross_attn_ln") : nil,
                 crossQ: cross ? lin(c + ".query") : nil,
-                crossKV: cross ? fuse([lin(c + ".key", bias: false, pack: false), lin(c + ".value", pack: false)]) : nil,
+                crossKV: cross
+                    ? fuse([lin(c + ".key", bias: false, pack: false), lin(c + ".value", pack: false)]) : nil,
                 crossOut: cross ? lin(c + ".out") : nil,
                 mlpLN: norm(p + ".mlp_ln"), fc1: lin(p + ".mlp.0"), fc2: lin(p + ".mlp.2"))
         }
@@ -93,8 +99,9 @@ extension Tensor {
             storage.withUnsafeBufferPointer { x in
                 n.gamma.storage.withUnsafeBufferPointer { g in
                     n.beta.storage.withUnsafeBufferPointer { b in
-                        Kernels.layerNorm(x.baseAddress!, rows: count / d, d: d, gamma: g.baseAddress!,
-                                          beta: b.baseAddress!, out: out.baseAddress!, scaleOut: scale)
+                        Kernels.layerNorm(
+                            x.baseAddress!, rows: count / d, d: d, gamma: g.baseAddress!,
+                            beta: b.baseAddress!, out: out.baseAddress!, scaleOut: scale)
                     }
                 }
             }

@@ -1,5 +1,6 @@
 // A Whisper state dict under openai-whisper's key names, checked strictly against the dimensions.
 import AuscultTensor
+import Foundation
 
 /// All parameters of one Whisper model, keyed as openai-whisper's `state_dict()`
 /// (`encoder.blocks.0.attn.query.weight`, …), weights in PyTorch's `[out, in]` layout.
@@ -16,14 +17,21 @@ public struct WhisperWeights: Sendable {
         let expected = dims.expectedShapes()
         for key in expected.keys.sorted() {
             guard let t = tensors[key] else {
-                throw WhisperError(.missingTensor, "\(source): the \(format) model has no tensor for '\(key)' (expected shape \(expected[key]!)); the file is incomplete or not a Whisper model")
+                throw WhisperError(
+                    .missingTensor,
+                    "\(source): the \(format) model has no tensor for '\(key)' (expected shape \(expected[key]!)); the file is incomplete or not a Whisper model"
+                )
             }
             guard t.shape == expected[key]! else {
-                throw WhisperError(.shapeMismatch, "\(source): tensor '\(key)' has shape \(t.shape), expected \(expected[key]!)")
+                throw WhisperError(
+                    .shapeMismatch, "\(source): tensor '\(key)' has shape \(t.shape), expected \(expected[key]!)")
             }
         }
         if let extra = tensors.keys.sorted().first(where: { expected[$0] == nil }) {
-            throw WhisperError(.unexpectedTensor, "\(source): unexpected tensor '\(extra)' in the \(format) model; it is not part of Whisper with these dimensions")
+            throw WhisperError(
+                .unexpectedTensor,
+                "\(source): unexpected tensor '\(extra)' in the \(format) model; it is not part of Whisper with these dimensions"
+            )
         }
         self.dims = dims; self.tensors = tensors; self.source = source; self.format = format
     }
@@ -46,5 +54,3 @@ public func whisperSinusoids(length: Int, channels: Int, maxTimescale: Double = 
     }
     return Tensor(shape: [length, channels], storage: out)
 }
-
-import Foundation

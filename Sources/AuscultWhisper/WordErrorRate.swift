@@ -39,11 +39,14 @@ public struct WordErrorRate: Sendable, Equatable, Codable {
     }
 
     /// Corpus WER over (reference, hypothesis) pairs, both normalised with `EnglishTextNormalizer`.
-    public static func corpus(_ pairs: [(reference: String, hypothesis: String)],
-                              normalizer: EnglishTextNormalizer) -> WordErrorRate {
+    public static func corpus(
+        _ pairs: [(reference: String, hypothesis: String)],
+        normalizer: EnglishTextNormalizer
+    ) -> WordErrorRate {
         var total = WordErrorRate()
         for (r, h) in pairs {
-            total += align(reference: normalizer(r).split(separator: " "), hypothesis: normalizer(h).split(separator: " "))
+            total += align(
+                reference: normalizer(r).split(separator: " "), hypothesis: normalizer(h).split(separator: " "))
         }
         return total
     }

@@ -56,15 +56,20 @@ extension LoadedModel {
     /// Times the words of `textTokens` (no special tokens) spoken in one clip whose encoded audio
     /// is `audio` `[1, F, d]`; `samples` is the clip's length at 16 kHz (the frames after it are
     /// padding and are not aligned to).
-    public func alignWords(audio: Tensor, textTokens: [Int], samples: Int, language: String = "en") throws -> [WordTiming] {
+    public func alignWords(
+        audio: Tensor, textTokens: [Int], samples: Int, language: String = "en"
+    ) throws -> [WordTiming] {
         guard !textTokens.isEmpty else { return [] }
         let tok = tokenizer, dims = model.dims
         let prompt = tok.sotSequence(language: dims.isMultilingual ? language : "en", task: "transcribe")
         let tokens = prompt + [tok.noTimestamps] + textTokens + [tok.eot]
         let heads = AlignmentHeads.heads(for: dims)
         let layers = Set(heads.map(\.layer))
-        let rec = ActivationRecorder { name in layers.contains { name == "decoder.blocks.\($0).cross_attn.hook_pattern" } }
-        _ = try model.decode([tokens], cache: try model.makeCache(audio: audio, audioIndex: [0], hooks: rec), hooks: rec)
+        let rec = ActivationRecorder { name in
+            layers.contains { name == "decoder.blocks.\($0).cross_attn.hook_pattern" }
+        }
+        _ = try model.decode(
+            [tokens], cache: try model.makeCache(audio: audio, audioIndex: [0], hooks: rec), hooks: rec)
         let nFrames = min(dims.n_audio_ctx, min(2 * dims.n_audio_ctx, samples / 160) / 2)
         let t = tokens.count, f = dims.n_audio_ctx, h = dims.n_text_head
         guard nFrames > 0 else { return [] }
@@ -73,7 +78,8 @@ extension LoadedModel {
         var matrix = [[Double]](repeating: [Double](repeating: 0, count: nFrames), count: t)
         for (layer, head) in heads {
             guard let p = rec.store["decoder.blocks.\(layer).cross_attn.hook_pattern"], p.shape == [1, h, t, f] else {
-                throw WhisperError(.invalidArgument, "word timing: no cross-attention pattern from decoder block \(layer)")
+                throw WhisperError(
+                    .invalidArgument, "word timing: no cross-attention pattern from decoder block \(layer)")
             }
             var w = [[Float]](repeating: [], count: t)
             for i in 0..<t {
@@ -103,11 +109,15 @@ extension LoadedModel {
         let (words, wordTokens) = splitToWordTokens(textTokens + [tok.eot])
         guard wordTokens.count > 1 else { return [] }
         var jumpTimes = [Double]()
-        for k in textIndex.indices where k == 0 || textIndex[k] != textIndex[k - 1] { jumpTimes.append(Double(timeIndex[k]) / 50) }
+        for k in textIndex.indices where k == 0 || textIndex[k] != textIndex[k - 1] {
+            jumpTimes.append(Double(timeIndex[k]) / 50)
+        }
         var boundaries = [0]
         for wt in wordTokens.dropLast() { boundaries.append(boundaries.last! + wt.count) }
         return (0..<(boundaries.count - 1)).map { i in
-            WordTiming(word: words[i], tokens: wordTokens[i], start: jumpTimes[boundaries[i]], end: jumpTimes[boundaries[i + 1]])
+            WordTiming(
+                word: words[i], tokens: wordTokens[i], start: jumpTimes[boundaries[i]],
+                end: jumpTimes[boundaries[i + 1]])
         }
     }
 
@@ -170,7 +180,13 @@ extension LoadedModel {
             for i in 1...max(1, n) where n > 0 {
                 let c0 = cost[i - 1][j - 1], c1 = cost[i - 1][j], c2 = cost[i][j - 1]
                 let (c, t): (Double, Int8)
-                if c0 < c1 && c0 < c2 { (c, t) = (c0, 0) } else if c1 < c0 && c1 < c2 { (c, t) = (c1, 1) } else { (c, t) = (c2, 2) }
+                if c0 < c1 && c0 < c2 {
+                    (c, t) = (c0, 0)
+                } else if c1 < c0 && c1 < c2 {
+                    (c, t) = (c1, 1)
+                } else {
+                    (c, t) = (c2, 2)
+                }
                 cost[i][j] = x[i - 1][j - 1] + c
                 trace[i][j] = t
             }

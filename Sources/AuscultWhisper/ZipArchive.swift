@@ -11,15 +11,21 @@ struct ZipArchive {
         self.data = data
         func u16(_ o: Int) throws -> Int {
             guard o >= 0, o + 2 <= data.count else { throw Problem(description: "truncated at \(o)") }
-            return data.withUnsafeBytes { Int(UInt16(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt16.self))) }
+            return data.withUnsafeBytes {
+                Int(UInt16(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt16.self)))
+            }
         }
         func u32(_ o: Int) throws -> Int {
             guard o >= 0, o + 4 <= data.count else { throw Problem(description: "truncated at \(o)") }
-            return data.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt32.self))) }
+            return data.withUnsafeBytes {
+                Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt32.self)))
+            }
         }
         func u64(_ o: Int) throws -> Int {
             guard o >= 0, o + 8 <= data.count else { throw Problem(description: "truncated at \(o)") }
-            return data.withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt64.self))) }
+            return data.withUnsafeBytes {
+                Int(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt64.self)))
+            }
         }
         var eocd = -1
         var o = data.count - 22
@@ -67,7 +73,10 @@ struct ZipArchive {
 
     func entry(_ name: String) throws -> Data {
         guard let e = entries[name] else { throw Problem(description: "no entry \(name)") }
-        guard e.method == 0 else { throw Problem(description: "entry \(name) is compressed (method \(e.method)); torch.save stores entries uncompressed") }
+        guard e.method == 0 else {
+            throw Problem(
+                description: "entry \(name) is compressed (method \(e.method)); torch.save stores entries uncompressed")
+        }
         return data.subdata(in: e.offset..<(e.offset + e.size))
     }
 }

@@ -24,14 +24,18 @@ public enum Fixtures {
     /// The reference transcript records of `model` (openai-whisper, greedy, one padded window).
     public static func transcripts(_ model: String) throws -> [ReferenceTranscript] {
         let text = try String(contentsOfFile: "\(reference)/\(model)/transcripts.jsonl", encoding: .utf8)
-        return try text.split(separator: "\n").map { try JSONDecoder().decode(ReferenceTranscript.self, from: Data($0.utf8)) }
+        return try text.split(separator: "\n").map {
+            try JSONDecoder().decode(ReferenceTranscript.self, from: Data($0.utf8))
+        }
     }
 
     /// The clip file of reference id `id`.
     public static func clip(_ id: String) -> String { "\(clips)/\(id).wav" }
 
     /// The 30 s log-mel window `[80, 3000]` of bundled clip `id`, as the model's input.
-    public static func mel(_ id: String) throws -> Tensor { LogMel().window(try AudioClip(contentsOf: clip(id)).samples) }
+    public static func mel(_ id: String) throws -> Tensor {
+        LogMel().window(try AudioClip(contentsOf: clip(id)).samples)
+    }
 
     /// A dataset folder (links to bundled clips + metadata.csv with their references) holding `ids`.
     public static func dataset(_ ids: [String]) throws -> String {
@@ -57,7 +61,7 @@ public enum Fixtures {
     public static func loaded(_ name: String) throws -> LoadedModel {
         lock.lock(); defer { lock.unlock() }
         if let m = cache[name] { return m }
-        if cache.isEmpty { Memory.retainFreedMemory() }   // as the CLI does (ProcessSetup.configure)
+        if cache.isEmpty { Memory.retainFreedMemory() }  // as the CLI does (ProcessSetup.configure)
         let m = try LoadedModel(model(name))
         cache[name] = m
         return m
@@ -92,9 +96,13 @@ public struct ReferenceTranscript: Decodable, Sendable {
 
 /// Expects `actual` to match `expected` element-wise within `atol + rtol·|expected|`, reporting
 /// the worst element at the caller's source location.
-public func expectClose(_ actual: Tensor, _ expected: Tensor, rtol: Float = 1e-4, atol: Float = 1e-5,
-                        _ what: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(actual.shape == expected.shape, "\(what): shape \(actual.shape) vs \(expected.shape)", sourceLocation: sourceLocation)
+public func expectClose(
+    _ actual: Tensor, _ expected: Tensor, rtol: Float = 1e-4, atol: Float = 1e-5,
+    _ what: String = "", sourceLocation: SourceLocation = #_sourceLocation
+) {
+    #expect(
+        actual.shape == expected.shape, "\(what): shape \(actual.shape) vs \(expected.shape)",
+        sourceLocation: sourceLocation)
     guard actual.shape == expected.shape else { return }
     var worst = (excess: Float(0), index: -1)
     for i in 0..<actual.count {
@@ -102,13 +110,20 @@ public func expectClose(_ actual: Tensor, _ expected: Tensor, rtol: Float = 1e-4
         let excess = abs(a - e) - (atol + rtol * abs(e))
         if excess > worst.excess || a.isNaN { worst = (a.isNaN ? .infinity : excess, i) }
     }
-    #expect(worst.index < 0, "\(what): element \(worst.index) is \(worst.index >= 0 ? actual.storage[worst.index] : 0), expected \(worst.index >= 0 ? expected.storage[worst.index] : 0) (rtol \(rtol), atol \(atol))", sourceLocation: sourceLocation)
+    #expect(
+        worst.index < 0,
+        "\(what): element \(worst.index) is \(worst.index >= 0 ? actual.storage[worst.index] : 0), expected \(worst.index >= 0 ? expected.storage[worst.index] : 0) (rtol \(rtol), atol \(atol))",
+        sourceLocation: sourceLocation)
 }
 
 /// Expects |actual − expected| ≤ tolerance.
-public func expectClose(_ actual: Double, _ expected: Double, tolerance: Double, _ what: String = "",
-                        sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(abs(actual - expected) <= tolerance, "\(what): \(actual) vs \(expected) (±\(tolerance))", sourceLocation: sourceLocation)
+public func expectClose(
+    _ actual: Double, _ expected: Double, tolerance: Double, _ what: String = "",
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
+    #expect(
+        abs(actual - expected) <= tolerance, "\(what): \(actual) vs \(expected) (±\(tolerance))",
+        sourceLocation: sourceLocation)
 }
 
 /// Writes a 16-bit PCM WAV file of `channels` interleaved channels at `rate` Hz.
@@ -117,9 +132,14 @@ public func writeWAV(_ path: String, samples: [Float], rate: Int, channels: Int 
     func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { d.append(contentsOf: $0) } }
     func u16(_ v: Int) { withUnsafeBytes(of: UInt16(v).littleEndian) { d.append(contentsOf: $0) } }
     d.append(contentsOf: Array("RIFF".utf8)); u32(36 + 2 * samples.count); d.append(contentsOf: Array("WAVE".utf8))
-    d.append(contentsOf: Array("fmt ".utf8)); u32(16); u16(1); u16(channels); u32(rate); u32(rate * channels * 2); u16(channels * 2); u16(16)
+    d.append(contentsOf: Array("fmt ".utf8)); u32(16); u16(1); u16(channels); u32(rate); u32(rate * channels * 2);
+    u16(channels * 2); u16(16)
     d.append(contentsOf: Array("data".utf8)); u32(2 * samples.count)
-    for s in samples { withUnsafeBytes(of: Int16(max(-32768, min(32767, (s * 32768).rounded()))).littleEndian) { d.append(contentsOf: $0) } }
+    for s in samples {
+        withUnsafeBytes(of: Int16(max(-32768, min(32767, (s * 32768).rounded()))).littleEndian) {
+            d.append(contentsOf: $0)
+        }
+    }
     try d.write(to: URL(fileURLWithPath: path))
 }
 
@@ -127,18 +147,24 @@ public func writeWAV(_ path: String, samples: [Float], rate: Int, channels: Int 
 public enum AuscultCLI {
     /// The auscult built beside this test bundle (same configuration), else the release build.
     public static let binary: String = {
-        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("auscult").path
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+            "auscult"
+        ).path
         return FileManager.default.isExecutableFile(atPath: beside) ? beside : Fixtures.path(".build/release/auscult")
     }()
 
     /// Runs auscult with `args`; returns exit status, stdout and stderr.
     public static func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
-        try runProcess(binary, args, environment: ProcessInfo.processInfo.environment.merging(["AUSCULT_MODELS": Fixtures.models]) { $1 })
+        try runProcess(
+            binary, args,
+            environment: ProcessInfo.processInfo.environment.merging(["AUSCULT_MODELS": Fixtures.models]) { $1 })
     }
 }
 
 /// Runs `executable` with `args` to completion; returns exit status, stdout and stderr.
-public func runProcess(_ executable: String, _ args: [String], environment: [String: String]? = nil) throws -> (status: Int32, out: String, err: String) {
+public func runProcess(
+    _ executable: String, _ args: [String], environment: [String: String]? = nil
+) throws -> (status: Int32, out: String, err: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
@@ -150,7 +176,9 @@ public func runProcess(_ executable: String, _ args: [String], environment: [Str
     // Drain stderr while stdout is read (a full stderr pipe would block the process).
     let box = DataBox()
     let done = DispatchSemaphore(value: 0)
-    DispatchQueue.global().async { box.data = err.fileHandleForReading.readDataToEndOfFile(); done.signal() }
+    DispatchQueue.global().async {
+        box.data = err.fileHandleForReading.readDataToEndOfFile(); done.signal()
+    }
     let o = out.fileHandleForReading.readDataToEndOfFile()
     done.wait()
     p.waitUntilExit()

@@ -9,32 +9,36 @@ struct Ablate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Ablation sweep: transcripts, WER and cross-entropy per condition, components ranked by damage.",
         discussion: """
-        By default every encoder block and every decoder block is ablated, one at a
-        time. Ablating a block means ablating what it writes to the residual stream
-        (attention + MLP outputs):
-          zero      the block writes nothing (it is skipped: resid_post = resid_pre)
-          mean      it writes its mean over the clips of the run (per frame / per
-                    position)
-          resample  it writes what it writes on another clip (a random donor,
-                    --donors draws); for decoder blocks the donor's audio is read
-                    with the same tokens
-        Targets can also be hook points, down to single heads:
-          --targets 'encoder.blocks.*.hook_attn_out'
-          --targets decoder.blocks.2.attn.hook_z --heads 0,3
-        Per clip and condition: transcript, WER (against the dataset's transcript),
-        cross-entropy of the clean transcript teacher-forced under the ablation, and
-        its change from clean. Results are appended to OUT/results.jsonl as they are
-        made; running the same command again resumes. At the end: OUT/results.json,
-        OUT/summary.json and OUT/report.html.
+            By default every encoder block and every decoder block is ablated, one at a
+            time. Ablating a block means ablating what it writes to the residual stream
+            (attention + MLP outputs):
+              zero      the block writes nothing (it is skipped: resid_post = resid_pre)
+              mean      it writes its mean over the clips of the run (per frame / per
+                        position)
+              resample  it writes what it writes on another clip (a random donor,
+                        --donors draws); for decoder blocks the donor's audio is read
+                        with the same tokens
+            Targets can also be hook points, down to single heads:
+              --targets 'encoder.blocks.*.hook_attn_out'
+              --targets decoder.blocks.2.attn.hook_z --heads 0,3
+            Per clip and condition: transcript, WER (against the dataset's transcript),
+            cross-entropy of the clean transcript teacher-forced under the ablation, and
+            its change from clean. Results are appended to OUT/results.jsonl as they are
+            made; running the same command again resumes. At the end: OUT/results.json,
+            OUT/summary.json and OUT/report.html.
 
-        Example:
-          auscult ablate --data data/clips --out out/ablate --modes zero,resample \\
-              --donors 1
-        """)
+            Example:
+              auscult ablate --data data/clips --out out/ablate --modes zero,resample \\
+                  --donors 1
+            """)
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var dataOptions: DataOptions
-    @Option(parsing: .upToNextOption, help: ArgumentHelp("What to ablate: encoder, decoder, encoder.blocks.3, decoder.blocks.2+3, or hook patterns.", valueName: "pattern"))
+    @Option(
+        parsing: .upToNextOption,
+        help: ArgumentHelp(
+            "What to ablate: encoder, decoder, encoder.blocks.3, decoder.blocks.2+3, or hook patterns.",
+            valueName: "pattern"))
     var targets: [String] = ["encoder", "decoder"]
     @Option(help: ArgumentHelp("Ablation modes, comma-separated: zero, mean, resample.", valueName: "modes"))
     var modes: String = "zero,resample"
@@ -61,36 +65,45 @@ struct Ablate: ParsableCommand {
         options.donors = donors
         options.seed = seed
         options.encoderBatch = batchSize
-        let settings = ["command": "ablate", "model": loaded.path, "clips": items.map(\.id).joined(separator: "|"),
-                        "conditions": options.conditions.map(\.description).joined(separator: "|"),
-                        "donors": "\(donors)", "seed": "\(seed)"]
-        let (entries, store, seconds) = try SweepRunner.run(loaded, items: items, options: options, data: dataOptions, settings: settings)
+        let settings = [
+            "command": "ablate", "model": loaded.path, "clips": items.map(\.id).joined(separator: "|"),
+            "conditions": options.conditions.map(\.description).joined(separator: "|"),
+            "donors": "\(donors)", "seed": "\(seed)",
+        ]
+        let (entries, store, seconds) = try SweepRunner.run(
+            loaded, items: items, options: options, data: dataOptions, settings: settings)
         try store.finish(entries, extra: ["model": loaded.path, "seconds": String(format: "%.2f", seconds)])
-        try SweepReport.ablation(entries, title: "Ablation sweep — \((loaded.path as NSString).lastPathComponent)",
-                                 subtitle: "\(items.count) clips from \(dataOptions.data) · modes \(modes) · \(donors) donor draw(s), seed \(seed)")
-            .write(to: store.reportPath)
+        try SweepReport.ablation(
+            entries, title: "Ablation sweep — \((loaded.path as NSString).lastPathComponent)",
+            subtitle:
+                "\(items.count) clips from \(dataOptions.data) · modes \(modes) · \(donors) donor draw(s), seed \(seed)"
+        )
+        .write(to: store.reportPath)
         SweepRunner.printSummary(entries, store: store, seconds: seconds)
     }
 }
 
 struct Layers: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Layer removal (as in whisper_logit_lens): remove the last k blocks of the encoder or decoder, for every k.",
+        abstract:
+            "Layer removal (as in whisper_logit_lens): remove the last k blocks of the encoder or decoder, for every k.",
         discussion: """
-        Removing a block means it returns its input. For each side and each k = 1 … n
-        the last k blocks are removed; --remove names other sets (encoder.blocks.1+3).
-        The report plots WER against blocks kept and marks where repetition loops or
-        length-limit hits start. Removing encoder blocks from the end is also the
-        encoder lens: the decoder reads ln_post of an intermediate block.
+            Removing a block means it returns its input. For each side and each k = 1 … n
+            the last k blocks are removed; --remove names other sets (encoder.blocks.1+3).
+            The report plots WER against blocks kept and marks where repetition loops or
+            length-limit hits start. Removing encoder blocks from the end is also the
+            encoder lens: the decoder reads ln_post of an intermediate block.
 
-        Example:
-          auscult layers --data data/clips --out out/layers --side encoder
-        """)
+            Example:
+              auscult layers --data data/clips --out out/layers --side encoder
+            """)
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var dataOptions: DataOptions
     @Option(help: ArgumentHelp("encoder, decoder or both.", valueName: "side")) var side: String = "both"
-    @Option(parsing: .upToNextOption, help: ArgumentHelp("Block sets to remove instead of the last-k series.", valueName: "blocks"))
+    @Option(
+        parsing: .upToNextOption,
+        help: ArgumentHelp("Block sets to remove instead of the last-k series.", valueName: "blocks"))
     var remove: [String] = []
 
     func run() throws {
@@ -99,7 +112,10 @@ struct Layers: ParsableCommand {
         let dims = loaded.model.dims
         var comps = [Component]()
         if remove.isEmpty {
-            let sides: [Side] = side == "both" ? [.encoder, .decoder] : try [Side(rawValue: side) ?? { throw ValidationError("--side: encoder, decoder or both") }()]
+            let sides: [Side] =
+                side == "both"
+                ? [.encoder, .decoder]
+                : try [Side(rawValue: side) ?? { throw ValidationError("--side: encoder, decoder or both") }()]
             for s in sides {
                 let n = s == .encoder ? dims.n_audio_layer : dims.n_text_layer
                 for k in 1...n { comps.append(Component(side: s, blocks: Array((n - k)..<n))) }
@@ -108,14 +124,19 @@ struct Layers: ParsableCommand {
             comps = try Component.parse(remove, registry: HookRegistry(dims: dims)).filter { $0.hook == nil }
         }
         let options = SweepOptions(conditions: comps.map { Condition($0, .zero) })
-        let settings = ["command": "layers", "model": loaded.path, "clips": items.map(\.id).joined(separator: "|"),
-                        "conditions": options.conditions.map(\.description).joined(separator: "|")]
-        let (entries, store, seconds) = try SweepRunner.run(loaded, items: items, options: options, data: dataOptions, settings: settings)
+        let settings = [
+            "command": "layers", "model": loaded.path, "clips": items.map(\.id).joined(separator: "|"),
+            "conditions": options.conditions.map(\.description).joined(separator: "|"),
+        ]
+        let (entries, store, seconds) = try SweepRunner.run(
+            loaded, items: items, options: options, data: dataOptions, settings: settings)
         try store.finish(entries, extra: ["model": loaded.path, "seconds": String(format: "%.2f", seconds)])
-        try SweepReport.layers(entries, layers: ["encoder": dims.n_audio_layer, "decoder": dims.n_text_layer],
-                               title: "Layer removal — \((loaded.path as NSString).lastPathComponent)",
-                               subtitle: "\(items.count) clips from \(dataOptions.data)")
-            .write(to: store.reportPath)
+        try SweepReport.layers(
+            entries, layers: ["encoder": dims.n_audio_layer, "decoder": dims.n_text_layer],
+            title: "Layer removal — \((loaded.path as NSString).lastPathComponent)",
+            subtitle: "\(items.count) clips from \(dataOptions.data)"
+        )
+        .write(to: store.reportPath)
         SweepRunner.printSummary(entries, store: store, seconds: seconds, top: 16)
     }
 }

@@ -6,12 +6,15 @@ struct Auscult: ParsableCommand {
         commandName: "auscult",
         abstract: "Mechanistic interpretability for Whisper: exact inference with hook points.",
         discussion: """
-        Models: --model takes a name the setup fetched (tiny.en, base) or a path to a
-        CTranslate2 directory, a Hugging Face directory (config.json +
-        model.safetensors) or an openai-whisper .pt checkpoint; the format is detected.
-        Without --model the embedded tiny.en is used.
-        """,
-        subcommands: [Transcribe.self, Ablate.self, Layers.self, LensCommand.self, Patch.self, Collect.self, TrainSAE.self, EvalSAE.self, Index.self, Features.self, Hooks.self, Cache.self, Convert.self, Bench.self])
+            Models: --model takes a name the setup fetched (tiny.en, base) or a path to a
+            CTranslate2 directory, a Hugging Face directory (config.json +
+            model.safetensors) or an openai-whisper .pt checkpoint; the format is detected.
+            Without --model the embedded tiny.en is used.
+            """,
+        subcommands: [
+            Transcribe.self, Ablate.self, Layers.self, LensCommand.self, Patch.self, Collect.self, TrainSAE.self,
+            EvalSAE.self, Index.self, Features.self, Hooks.self, Cache.self, Convert.self, Bench.self,
+        ])
 }
 
 /// Options every model-using subcommand shares.

@@ -12,7 +12,8 @@ struct Bench: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Repetitions of the single-window stages (the minimum is reported).") var repeats: Int = 5
     @Option(help: "Clips decoded together.") var batchSize: Int = 16
-    @Option(help: "Stages to run: mel, encoder, transcribe, hooks, kernels (comma-separated).") var stages: String = "mel,encoder,transcribe"
+    @Option(help: "Stages to run: mel, encoder, transcribe, hooks, kernels (comma-separated).") var stages: String =
+        "mel,encoder,transcribe"
     @Argument(help: "Audio files; the first one is used for the single-window stages.") var files: [String]
 
     func run() throws {
@@ -44,7 +45,8 @@ struct Bench: ParsableCommand {
         }
         if wanted.contains("kernels") {
             // Single operations at the encoder's shapes, to see where its time goes.
-            let d = loaded.model.dims.n_audio_state, f = loaded.model.dims.n_audio_ctx, h = loaded.model.dims.n_audio_head
+            let d = loaded.model.dims.n_audio_state, f = loaded.model.dims.n_audio_ctx,
+                h = loaded.model.dims.n_audio_head
             let x = Tensor(shape: [f, d], storage: (0..<(f * d)).map { Float(($0 * 7919) % 1000) / 1000 - 0.5 })
             let w1 = Tensor(shape: [4 * d, d], storage: (0..<(4 * d * d)).map { Float(($0 * 104729) % 1000) / 1e4 })
             let hidden = x.linear(w1)
@@ -55,18 +57,28 @@ struct Bench: ParsableCommand {
             kernels["fc2_ms"] = 1e3 * best { _ = hidden.linear(w2) }
             kernels["gelu_ms"] = 1e3 * best { _ = hidden.gelu() }
             var z = Tensor(zeros: [f, d])
-            kernels["attention_ms"] = 1e3 * best {
-                qkv.storage.withUnsafeBufferPointer { a in z.storage.withUnsafeMutableBufferPointer { o in
-                    Attention.forwardHeadsParallel(q: a.baseAddress!, ldq: 3 * d, k: a.baseAddress! + d, ldk: 3 * d,
-                                                   v: a.baseAddress! + 2 * d, ldv: 3 * d, n: f, heads: h, dh: d / h,
-                                                   out: o.baseAddress!, ldo: d)
-                } }
-            }
+            kernels["attention_ms"] =
+                1e3
+                * best {
+                    qkv.storage.withUnsafeBufferPointer { a in
+                        z.storage.withUnsafeMutableBufferPointer { o in
+                            Attention.forwardHeadsParallel(
+                                q: a.baseAddress!, ldq: 3 * d, k: a.baseAddress! + d, ldk: 3 * d,
+                                v: a.baseAddress! + 2 * d, ldv: 3 * d, n: f, heads: h, dh: d / h,
+                                out: o.baseAddress!, ldo: d)
+                        }
+                    }
+                }
             var sm = Tensor(zeros: [f, f])
-            kernels["softmax_1500x1500_ms"] = 1e3 * best {
-                sm.storage.withUnsafeMutableBufferPointer { Kernels.softmaxRows($0.baseAddress!, rows: f, cols: f, stride: f) }
-            }
-            kernels["layernorm_ms"] = 1e3 * best { _ = x.layerNorm(gamma: Tensor(zeros: [d], value: 1), beta: Tensor(zeros: [d])) }
+            kernels["softmax_1500x1500_ms"] =
+                1e3
+                * best {
+                    sm.storage.withUnsafeMutableBufferPointer {
+                        Kernels.softmaxRows($0.baseAddress!, rows: f, cols: f, stride: f)
+                    }
+                }
+            kernels["layernorm_ms"] =
+                1e3 * best { _ = x.layerNorm(gamma: Tensor(zeros: [d], value: 1), beta: Tensor(zeros: [d])) }
             out["kernels"] = kernels
         }
         if wanted.contains("hooks") {
@@ -77,19 +89,23 @@ struct Bench: ParsableCommand {
                 func visit(_ name: String, _ x: inout Tensor, _ context: HookContext) throws {}
             }
             let input = window.reshaped([1] + window.shape)
-            let tokens = loaded.decoder.initialTokens(DecodingOptions(), language: "en") + Array(repeating: 262, count: 30)
+            let tokens =
+                loaded.decoder.initialTokens(DecodingOptions(), language: "en") + Array(repeating: 262, count: 30)
             func forward(_ h: HookHandler?) throws {
                 let audio = try loaded.model.encode(input, hooks: h)
-                _ = try loaded.model.decode([tokens], cache: try loaded.model.makeCache(audio: audio, audioIndex: [0], hooks: h), hooks: h)
+                _ = try loaded.model.decode(
+                    [tokens], cache: try loaded.model.makeCache(audio: audio, audioIndex: [0], hooks: h), hooks: h)
             }
             var plain = Double.infinity, silent = Double.infinity, caching = Double.infinity
-            for _ in 0..<max(repeats, 3) {   // interleaved so drifting machine load hits all three alike
+            for _ in 0..<max(repeats, 3) {  // interleaved so drifting machine load hits all three alike
                 plain = min(plain, try best1 { try forward(nil) })
                 silent = min(silent, try best1 { try forward(Silent()) })
                 caching = min(caching, try best1 { try forward(ActivationRecorder { $0.contains(".hook_resid_") }) })
             }
-            out["hooks"] = ["plain_s": plain, "silent_hook_s": silent, "cache_resid_s": caching,
-                            "silent_ratio": silent / plain, "cache_ratio": caching / plain]
+            out["hooks"] = [
+                "plain_s": plain, "silent_hook_s": silent, "cache_resid_s": caching,
+                "silent_ratio": silent / plain, "cache_ratio": caching / plain,
+            ]
         }
         if wanted.contains("transcribe") {
             let items = files.map { DatasetItem(id: $0, path: $0, reference: nil) }

@@ -10,31 +10,35 @@ struct EvalSAE: ParsableCommand {
         commandName: "eval-sae",
         abstract: "Evaluate an SAE: FVU, L0, dead/dense latents, and WER / cross-entropy with it spliced in.",
         discussion: """
-        Each clip runs three times: clean, with the SAE's reconstruction in place of
-        the activation at its hook (encoder hooks: only the frames that hold audio),
-        and with that activation zeroed. Cross-entropy is the mean per-token loss of
-        the clean transcript, read teacher-forced under each condition; the fraction of
-        loss recovered is (CE_zeroed − CE_spliced) / (CE_zeroed − CE_clean). FVU, L0
-        and densities are measured on the clean activations of the same clips. OUT gets
-        eval.json and report.html (density histogram, transcripts side by side).
+            Each clip runs three times: clean, with the SAE's reconstruction in place of
+            the activation at its hook (encoder hooks: only the frames that hold audio),
+            and with that activation zeroed. Cross-entropy is the mean per-token loss of
+            the clean transcript, read teacher-forced under each condition; the fraction of
+            loss recovered is (CE_zeroed − CE_spliced) / (CE_zeroed − CE_clean). FVU, L0
+            and densities are measured on the clean activations of the same clips. OUT gets
+            eval.json and report.html (density histogram, transcripts side by side).
 
-        Example:
-          auscult eval-sae --sae sae/ --data data/clips --out eval/
-        """)
+            Example:
+              auscult eval-sae --sae sae/ --data data/clips --out eval/
+            """)
 
     @OptionGroup var modelOptions: ModelOptions
-    @Option(help: ArgumentHelp("SAE checkpoint directory (SAELens or sparsify layout).", valueName: "dir")) var sae: String
+    @Option(help: ArgumentHelp("SAE checkpoint directory (SAELens or sparsify layout).", valueName: "dir")) var sae:
+        String
     @Option(help: ArgumentHelp("Hook point (default: cfg.json's hook_name).", valueName: "name")) var saeHook: String?
     @Option(help: "Dataset folder.") var data: String
     @Option(help: "Use only the first N clips.") var limit: Int?
     @Option(help: "Output directory (eval.json, report.html).") var out: String
     @Option(help: "Clips per batch.") var batchSize: Int = 8
-    @Option(help: "A latent is dense when it fires in more than this fraction of rows.") var denseThreshold: Double = 0.1
+    @Option(help: "A latent is dense when it fires in more than this fraction of rows.") var denseThreshold: Double =
+        0.1
 
     func run() throws {
         let loaded = try LoadedModel(modelOptions.model)
         let model = try SAECheckpoint.load(sae)
-        guard let hook = saeHook ?? SAECheckpoint.origin(sae).hook else { throw ValidationError("\(sae)/cfg.json names no hook_name; give --sae-hook") }
+        guard let hook = saeHook ?? SAECheckpoint.origin(sae).hook else {
+            throw ValidationError("\(sae)/cfg.json names no hook_name; give --sae-hook")
+        }
         var evaluator = try SAEEvaluator(loaded: loaded, sae: model, hook: hook)
         evaluator.batchSize = max(1, batchSize)
         evaluator.denseThreshold = denseThreshold
@@ -44,14 +48,23 @@ struct EvalSAE: ParsableCommand {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        try enc.encode(result).write(to: URL(fileURLWithPath: (out as NSString).appendingPathComponent("eval.json")), options: .atomic)
-        try SAEReport.evaluation(result, checkpoint: sae).write(to: (out as NSString).appendingPathComponent("report.html"))
+        enc.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        try enc.encode(result).write(
+            to: URL(fileURLWithPath: (out as NSString).appendingPathComponent("eval.json")), options: .atomic)
+        try SAEReport.evaluation(result, checkpoint: sae).write(
+            to: (out as NSString).appendingPathComponent("report.html"))
         let wer = { (v: Double?) in v.map { String(format: "%.2f %%", $0) } ?? "n/a" }
-        print(String(format: "%@ · %d rows · FVU %.4f (EV %.4f) · L0 %.1f · dead %.3f · dense %.3f", result.hook, result.rows,
-                     result.fvu, result.explainedVariance, result.l0, result.deadFraction, result.denseFraction))
+        print(
+            String(
+                format: "%@ · %d rows · FVU %.4f (EV %.4f) · L0 %.1f · dead %.3f · dense %.3f", result.hook,
+                result.rows,
+                result.fvu, result.explainedVariance, result.l0, result.deadFraction, result.denseFraction))
         print("WER clean \(wer(result.werClean)) · spliced \(wer(result.werSpliced)) · zeroed \(wer(result.werZeroed))")
-        print(String(format: "CE clean %.4f · spliced %.4f · zeroed %.4f · loss recovered %.3f → %@", result.ceClean, result.ceSpliced,
-                     result.ceZeroed, result.lossRecovered, out))
+        print(
+            String(
+                format: "CE clean %.4f · spliced %.4f · zeroed %.4f · loss recovered %.3f → %@", result.ceClean,
+                result.ceSpliced,
+                result.ceZeroed, result.lossRecovered, out))
     }
 }

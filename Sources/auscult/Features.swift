@@ -8,26 +8,28 @@ import Foundation
 
 struct Index: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Index SAE latents or raw neurons: top and most negative clips per feature, densities, words (SQLite).",
+        abstract:
+            "Index SAE latents or raw neurons: top and most negative clips per feature, densities, words (SQLite).",
         discussion: """
-        For every feature (an SAE's latents with --sae, or each value of an encoder
-        hook point with --neurons) the index keeps the clips where it is largest, with
-        the frame, time, value and the word spoken there (word timing from the
-        alignment heads' cross-attention, as openai-whisper's word timestamps), the
-        most negative clips (SAE: by pre-activation), and how often it fires. Each
-        batch of clips is committed; running the command again resumes. Tables: meta,
-        clips, words, features, examples (see the README).
+            For every feature (an SAE's latents with --sae, or each value of an encoder
+            hook point with --neurons) the index keeps the clips where it is largest, with
+            the frame, time, value and the word spoken there (word timing from the
+            alignment heads' cross-attention, as openai-whisper's word timestamps), the
+            most negative clips (SAE: by pre-activation), and how often it fires. Each
+            batch of clips is committed; running the command again resumes. Tables: meta,
+            clips, words, features, examples (see the README).
 
-        Examples:
-          auscult index --sae sae/ --data data/clips --out features.sqlite
-          auscult index --neurons encoder.blocks.2.mlp.hook_post --data data/clips \\
-              --out neurons.sqlite
-        """)
+            Examples:
+              auscult index --sae sae/ --data data/clips --out features.sqlite
+              auscult index --neurons encoder.blocks.2.mlp.hook_post --data data/clips \\
+                  --out neurons.sqlite
+            """)
 
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: ArgumentHelp("SAE checkpoint directory: index its latents.", valueName: "dir")) var sae: String?
     @Option(help: ArgumentHelp("Hook point (default: the SAE's hook_name).", valueName: "name")) var saeHook: String?
-    @Option(help: ArgumentHelp("Encoder hook point whose raw values (neurons) to index.", valueName: "hook")) var neurons: String?
+    @Option(help: ArgumentHelp("Encoder hook point whose raw values (neurons) to index.", valueName: "hook"))
+    var neurons: String?
     @Option(help: "Dataset folder.") var data: String
     @Option(help: "Use only the first N clips.") var limit: Int?
     @Option(help: "Index file (SQLite).") var out: String
@@ -41,7 +43,9 @@ struct Index: ParsableCommand {
         let loaded = try LoadedModel(modelOptions.model)
         let source: FeatureSource
         if let sae {
-            guard let hook = saeHook ?? SAECheckpoint.origin(sae).hook else { throw ValidationError("\(sae)/cfg.json names no hook_name; give --sae-hook") }
+            guard let hook = saeHook ?? SAECheckpoint.origin(sae).hook else {
+                throw ValidationError("\(sae)/cfg.json names no hook_name; give --sae-hook")
+            }
             source = .sae(try SAECheckpoint.load(sae), hook: hook, path: (sae as NSString).standardizingPath)
         } else {
             source = .neurons(hook: neurons!)
@@ -51,13 +55,17 @@ struct Index: ParsableCommand {
         var items = try Dataset.load(data).items
         if let limit { items = Array(items.prefix(max(1, limit))) }
         let started = Date()
-        try builder.build(items, path: out, fresh: fresh, progress: ProgressReporter(total: items.count, label: "clips")) { item, error in
+        try builder.build(
+            items, path: out, fresh: fresh, progress: ProgressReporter(total: items.count, label: "clips")
+        ) { item, error in
             FileHandle.standardError.write("skipping \(item.path): \(error)\n".data(using: .utf8)!)
         }
         let index = try FeatureIndex(path: out)
         let dead = try index.db.rows("SELECT COUNT(*) FROM features WHERE fired = 0")[0][0].int ?? 0
-        print(String(format: "%d features of %@ over %@ frames (%d never fired) → %@ in %.1f s", builder.width, builder.hook,
-                     index.meta["rows"] ?? "?", dead, out, Date().timeIntervalSince(started)))
+        print(
+            String(
+                format: "%d features of %@ over %@ frames (%d never fired) → %@ in %.1f s", builder.width, builder.hook,
+                index.meta["rows"] ?? "?", dead, out, Date().timeIntervalSince(started)))
     }
 }
 
@@ -65,14 +73,14 @@ struct Features: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Query a feature index: one feature's top and negative examples, or features ranked or by word.",
         discussion: """
-        Examples:
-          auscult features --index features.sqlite --feature 17
-          auscult features --index features.sqlite --sort density --limit 20
-          auscult features --index features.sqlite --word country
-          auscult features --index features.sqlite --feature 17 --format json
-          auscult features --index features.sqlite --sort max_value --limit 20 \\
-              --html features.html
-        """)
+            Examples:
+              auscult features --index features.sqlite --feature 17
+              auscult features --index features.sqlite --sort density --limit 20
+              auscult features --index features.sqlite --word country
+              auscult features --index features.sqlite --feature 17 --format json
+              auscult features --index features.sqlite --sort max_value --limit 20 \\
+                  --html features.html
+            """)
 
     @Option(help: "Index file (from auscult index).") var index: String
     @Option(help: "Show these features' examples.") var feature: [Int] = []
@@ -80,14 +88,18 @@ struct Features: ParsableCommand {
     @Option(help: "Rank features by density, max_value, mean_active or fired.") var sort: String = "max_value"
     @Option(help: "Features to list, or examples to show per feature.") var limit: Int = 10
     @Option(help: "text or json.") var format: String = "text"
-    @Option(help: ArgumentHelp("Also write an HTML page of the features shown (or the --limit highest ranked): density histogram, examples with words and audio snippets to listen to.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "Also write an HTML page of the features shown (or the --limit highest ranked): density histogram, examples with words and audio snippets to listen to.",
+            valueName: "file"))
     var html: String?
 
     func run() throws {
         guard format == "text" || format == "json" else { throw ValidationError("--format is text or json") }
         let idx = try FeatureIndex(path: index)
         if let html { try writePage(idx, to: html) }
-        let header = "\(idx.meta["kind"] ?? "?") features of \(idx.meta["hook"] ?? "?") (\(idx.meta["source"] ?? "?")), \(idx.width) features, \(idx.meta["rows"] ?? "?") frames"
+        let header =
+            "\(idx.meta["kind"] ?? "?") features of \(idx.meta["hook"] ?? "?") (\(idx.meta["source"] ?? "?")), \(idx.width) features, \(idx.meta["rows"] ?? "?") frames"
         if !feature.isEmpty {
             var records = [FeatureRecord]()
             for f in feature {
@@ -99,13 +111,19 @@ struct Features: ParsableCommand {
             if format == "json" { return try printJSON(records) }
             print(header)
             for r in records {
-                print(String(format: "\nfeature %d: fires in %d frames (density %.4g), mean when active %@", r.feature, r.fired, r.density,
-                             r.meanActive.map { String(format: "%.3f", $0) } ?? "n/a"))
+                print(
+                    String(
+                        format: "\nfeature %d: fires in %d frames (density %.4g), mean when active %@", r.feature,
+                        r.fired, r.density,
+                        r.meanActive.map { String(format: "%.3f", $0) } ?? "n/a"))
                 for (title, list) in [("top", r.top), ("most negative", r.negative)] where !list.isEmpty {
                     print("  \(title):")
                     for e in list {
-                        print(String(format: "    %9.3f  %@  %6.2f s  frame %4d  %@", e.value, e.clip.padding(toLength: max(e.clip.count, 28), withPad: " ", startingAt: 0),
-                                     e.time, e.frame, e.word.map { "“\($0)”" } ?? "(between words)"))
+                        print(
+                            String(
+                                format: "    %9.3f  %@  %6.2f s  frame %4d  %@", e.value,
+                                e.clip.padding(toLength: max(e.clip.count, 28), withPad: " ", startingAt: 0),
+                                e.time, e.frame, e.word.map { "“\($0)”" } ?? "(between words)"))
                     }
                 }
             }
@@ -116,15 +134,25 @@ struct Features: ParsableCommand {
             if format == "json" { return try printJSON(hits.map { ["feature": $0.feature, "examples": $0.examples] }) }
             print(header)
             if hits.isEmpty { print("no feature has a top example on “\(word)”") }
-            for h in hits { print(String(format: "feature %6d  %3d top examples on “%@”", h.feature, h.examples, word)) }
+            for h in hits {
+                print(String(format: "feature %6d  %3d top examples on “%@”", h.feature, h.examples, word))
+            }
             return
         }
         let ranked = try idx.ranked(by: sort, limit: limit)
         if format == "json" {
-            return try printJSON(ranked.map { ["feature": $0.feature, "density": $0.density, "max_value": $0.maxValue ?? 0] as [String: Any] })
+            return try printJSON(
+                ranked.map {
+                    ["feature": $0.feature, "density": $0.density, "max_value": $0.maxValue ?? 0] as [String: Any]
+                })
         }
         print(header)
-        for r in ranked { print(String(format: "feature %6d  density %.4g  max %@", r.feature, r.density, r.maxValue.map { String(format: "%.3f", $0) } ?? "n/a")) }
+        for r in ranked {
+            print(
+                String(
+                    format: "feature %6d  density %.4g  max %@", r.feature, r.density,
+                    r.maxValue.map { String(format: "%.3f", $0) } ?? "n/a"))
+        }
     }
 
     /// The HTML page of the --feature list, or of the --limit features ranked by --sort.
@@ -133,7 +161,9 @@ struct Features: ParsableCommand {
         let records = try ids.compactMap { try idx.feature($0, examples: min(limit, 10)) }
         var clips = [String: [Float]]()
         let page = FeatureReport.page(idx, records: records, densities: try idx.densities()) { clip, time in
-            if clips[clip] == nil, let p = try? idx.clipPath(clip) { clips[clip] = (try? AudioClip(contentsOf: p))?.samples }
+            if clips[clip] == nil, let p = try? idx.clipPath(clip) {
+                clips[clip] = (try? AudioClip(contentsOf: p))?.samples
+            }
             guard let s = clips[clip], !s.isEmpty else { return nil }
             let a = max(0, Int((time - 0.4) * 16_000)), b = min(s.count, Int((time + 0.4) * 16_000))
             return a < b ? WAV.pcm16(Array(s[a..<b]), rate: 16_000) : nil
@@ -149,6 +179,10 @@ struct Features: ParsableCommand {
     }
 
     func printJSON(_ value: Any) throws {
-        print(String(data: try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]), encoding: .utf8)!)
+        print(
+            String(
+                data: try JSONSerialization.data(
+                    withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
+                encoding: .utf8)!)
     }
 }

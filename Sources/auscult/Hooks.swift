@@ -7,13 +7,13 @@ struct Hooks: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the hook points of a model with their shapes (F frames, T tokens).",
         discussion: """
-        Names follow TransformerLens with encoder/decoder prefixes. Anywhere a hook is
-        asked for you may also write a module-style alias (encoder.blocks.2 = its
-        hook_resid_post, encoder.blocks.2.mlp.1 = mlp.hook_post) or a glob
-        (encoder.blocks.*.hook_resid_post). Points marked opt-in (attention scores,
-        patterns, per-head results) are computed only when requested; read-only ones
-        (patterns, scores, LayerNorm scales) can be observed, not replaced.
-        """)
+            Names follow TransformerLens with encoder/decoder prefixes. Anywhere a hook is
+            asked for you may also write a module-style alias (encoder.blocks.2 = its
+            hook_resid_post, encoder.blocks.2.mlp.1 = mlp.hook_post) or a glob
+            (encoder.blocks.*.hook_resid_post). Points marked opt-in (attention scores,
+            patterns, per-head results) are computed only when requested; read-only ones
+            (patterns, scores, LayerNorm scales) can be observed, not replaced.
+            """)
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "text or json.") var format: String = "text"
     @Argument(help: "Optional patterns to filter by (names, aliases, globs).") var patterns: [String] = []
@@ -32,7 +32,9 @@ struct Hooks: ParsableCommand {
         } else {
             let w = points.map(\.name.count).max() ?? 0
             for p in points {
-                print(p.name.padding(toLength: w + 2, withPad: " ", startingAt: 0) + "[" + p.shape.joined(separator: ", ") + "]" + (p.optIn ? "  opt-in" : "") + (p.readOnly ? "  read-only" : ""))
+                print(
+                    p.name.padding(toLength: w + 2, withPad: " ", startingAt: 0) + "[" + p.shape.joined(separator: ", ")
+                        + "]" + (p.optIn ? "  opt-in" : "") + (p.readOnly ? "  read-only" : ""))
             }
         }
     }

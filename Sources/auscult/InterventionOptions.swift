@@ -5,21 +5,42 @@ import AuscultWhisper
 import Foundation
 
 struct InterventionOptions: ParsableArguments {
-    @Option(name: .customLong("zero"), help: ArgumentHelp("Set a hook point's activation to 0 (repeatable).", valueName: "hook"))
+    @Option(
+        name: .customLong("zero"),
+        help: ArgumentHelp("Set a hook point's activation to 0 (repeatable).", valueName: "hook"))
     var zero: [String] = []
-    @Option(name: .customLong("mean"), help: ArgumentHelp("Replace an encoder hook's activation by its mean over the files of this run (per frame).", valueName: "hook"))
+    @Option(
+        name: .customLong("mean"),
+        help: ArgumentHelp(
+            "Replace an encoder hook's activation by its mean over the files of this run (per frame).",
+            valueName: "hook"))
     var mean: [String] = []
-    @Option(name: .customLong("skip"), help: ArgumentHelp("Skip a block: it returns its input (encoder.blocks.N or decoder.blocks.N; N+M skips several).", valueName: "block"))
+    @Option(
+        name: .customLong("skip"),
+        help: ArgumentHelp(
+            "Skip a block: it returns its input (encoder.blocks.N or decoder.blocks.N; N+M skips several).",
+            valueName: "block"))
     var skip: [String] = []
-    @Option(name: .customLong("swap"), help: ArgumentHelp("Replace an encoder hook's activation by the one computed on another file.", valueName: "hook=file"))
+    @Option(
+        name: .customLong("swap"),
+        help: ArgumentHelp(
+            "Replace an encoder hook's activation by the one computed on another file.", valueName: "hook=file"))
     var swap: [String] = []
-    @Option(name: .customLong("scale"), help: ArgumentHelp("Multiply a hook's activation by a factor.", valueName: "hook=factor"))
+    @Option(
+        name: .customLong("scale"),
+        help: ArgumentHelp("Multiply a hook's activation by a factor.", valueName: "hook=factor"))
     var scale: [String] = []
-    @Option(help: ArgumentHelp("Restrict to these heads (hooks with a head axis, or attention outputs split by head).", valueName: "h,h,..."))
+    @Option(
+        help: ArgumentHelp(
+            "Restrict to these heads (hooks with a head axis, or attention outputs split by head).",
+            valueName: "h,h,..."))
     var heads: String?
-    @Option(help: ArgumentHelp("Restrict encoder interventions to frames start:end (20 ms each).", valueName: "start:end"))
+    @Option(
+        help: ArgumentHelp("Restrict encoder interventions to frames start:end (20 ms each).", valueName: "start:end"))
     var frames: String?
-    @Option(help: ArgumentHelp("Restrict decoder interventions to absolute token positions (prompt included).", valueName: "p,p,..."))
+    @Option(
+        help: ArgumentHelp(
+            "Restrict decoder interventions to absolute token positions (prompt included).", valueName: "p,p,..."))
     var positions: String?
 
     var isEmpty: Bool { zero.isEmpty && mean.isEmpty && skip.isEmpty && swap.isEmpty && scale.isEmpty }
@@ -29,7 +50,9 @@ struct InterventionOptions: ParsableArguments {
         let h = try heads.map { try Self.ints($0, "--heads") }
         let f = try frames.map { s -> Range<Int> in
             let p = s.split(separator: ":").map { Int($0) }
-            guard p.count == 2, let a = p[0], let b = p[1], a < b else { throw ValidationError("--frames wants start:end, got '\(s)'") }
+            guard p.count == 2, let a = p[0], let b = p[1], a < b else {
+                throw ValidationError("--frames wants start:end, got '\(s)'")
+            }
             return a..<b
         }
         let pos = try positions.map { Set(try Self.ints($0, "--positions")) }
@@ -54,14 +77,17 @@ struct InterventionOptions: ParsableArguments {
             out.append(make(String(s[..<eq]), .replace(donor)))
         }
         for hook in mean where !files.isEmpty {
-            out.append(make(hook, try Intervention.mean(HookName(hook), over: files.map { .file($0) }, model: loaded).kind))
+            out.append(
+                make(hook, try Intervention.mean(HookName(hook), over: files.map { .file($0) }, model: loaded).kind))
         }
         return out
     }
 
     static func ints(_ s: String, _ flag: String) throws -> [Int] {
         try s.split(separator: ",").map {
-            guard let v = Int($0.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("\(flag): '\($0)' is not a number") }
+            guard let v = Int($0.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("\(flag): '\($0)' is not a number")
+            }
             return v
         }
     }

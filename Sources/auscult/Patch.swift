@@ -7,20 +7,21 @@ import Foundation
 
 struct Patch: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Activation patching from a clean clip into a corrupted one, by layer × position, layer × frames and head.",
+        abstract:
+            "Activation patching from a clean clip into a corrupted one, by layer × position, layer × frames and head.",
         discussion: """
-        The corrupted clip is another file (--corrupt) or made from the clean one:
-        --noise SNR_DB, --silence START:END (seconds), or --shift SECONDS. Each patched
-        run takes one activation from the clean run: decoder resid_pre at one token
-        position, encoder resid_pre over one frame window (--window frames of 20 ms),
-        or one head's z everywhere. Metrics (--metric): logprob (of the clean
-        transcript, teacher-forced; default), logit-diff (--tokens A,B token ids at
-        --position P), wer (greedy transcript against the clean one). Grids are
-        reported as the restored fraction (m − m_corrupt)/(m_clean − m_corrupt).
+            The corrupted clip is another file (--corrupt) or made from the clean one:
+            --noise SNR_DB, --silence START:END (seconds), or --shift SECONDS. Each patched
+            run takes one activation from the clean run: decoder resid_pre at one token
+            position, encoder resid_pre over one frame window (--window frames of 20 ms),
+            or one head's z everywhere. Metrics (--metric): logprob (of the clean
+            transcript, teacher-forced; default), logit-diff (--tokens A,B token ids at
+            --position P), wer (greedy transcript against the clean one). Grids are
+            reported as the restored fraction (m − m_corrupt)/(m_clean − m_corrupt).
 
-        Example:
-          auscult patch data/clips/jfk.wav --noise 0 --out out/patch
-        """)
+            Example:
+              auscult patch data/clips/jfk.wav --noise 0 --out out/patch
+            """)
 
     @OptionGroup var modelOptions: ModelOptions
     @Argument(help: "The clean clip.") var clean: String
@@ -42,7 +43,9 @@ struct Patch: ParsableCommand {
         if let noise { return .noise(snrDB: noise, seed: seed) }
         if let shift { return .shift(seconds: shift) }
         let p = silence!.split(separator: ":").map { Double($0) }
-        guard p.count == 2, let a = p[0], let b = p[1], a < b else { throw ValidationError("--silence wants START:END seconds, got '\(silence!)'") }
+        guard p.count == 2, let a = p[0], let b = p[1], a < b else {
+            throw ValidationError("--silence wants START:END seconds, got '\(silence!)'")
+        }
         return .silence(start: a, end: b)
     }
 
@@ -56,7 +59,9 @@ struct Patch: ParsableCommand {
         case "logprob": p.metric = .logprob
         case "wer": p.metric = .wer
         case "logit-diff":
-            guard let tokens, let position else { throw ValidationError("logit-diff needs --tokens A,B and --position P") }
+            guard let tokens, let position else {
+                throw ValidationError("logit-diff needs --tokens A,B and --position P")
+            }
             let ab = try InterventionOptions.ints(tokens, "--tokens")
             guard ab.count == 2, ab.allSatisfy({ $0 >= 0 && $0 < loaded.model.dims.n_vocab }) else {
                 throw ValidationError("--tokens wants two token ids below \(loaded.model.dims.n_vocab)")
@@ -73,15 +78,22 @@ struct Patch: ParsableCommand {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        let results = (out as NSString).appendingPathComponent("results.json"), report = (out as NSString).appendingPathComponent("report.html")
+        let results = (out as NSString).appendingPathComponent("results.json"),
+            report = (out as NSString).appendingPathComponent("report.html")
         try enc.encode(r).write(to: URL(fileURLWithPath: results))
-        try PatchReport.page(r, title: "Activation patching — \((clean as NSString).lastPathComponent)").write(to: report)
+        try PatchReport.page(r, title: "Activation patching — \((clean as NSString).lastPathComponent)").write(
+            to: report)
         print("clean:     \(r.cleanText)\ncorrupted: \(r.corruptText)")
         print(String(format: "metric (%@): clean %.3f, corrupted %.3f", r.metric, r.cleanValue, r.corruptValue))
         for g in r.grids {
             var best = (0, 0)
-            for i in g.rows.indices { for j in g.cols.indices where g.restored[i][j] > g.restored[best.0][best.1] { best = (i, j) } }
-            print(String(format: "  %@: most restoring %@ × %@ (%.2f)", g.hook, g.rows[best.0], g.cols[best.1], g.restored[best.0][best.1]))
+            for i in g.rows.indices {
+                for j in g.cols.indices where g.restored[i][j] > g.restored[best.0][best.1] { best = (i, j) }
+            }
+            print(
+                String(
+                    format: "  %@: most restoring %@ × %@ (%.2f)", g.hook, g.rows[best.0], g.cols[best.1],
+                    g.restored[best.0][best.1]))
         }
         print("results: \(results)\nreport:  \(report)")
     }

@@ -10,20 +10,20 @@ struct Transcribe: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Transcribe audio files (one 30 s window each, as openai-whisper's decode) or a dataset.",
         discussion: """
-        Examples:
-          auscult transcribe clip.wav
-          auscult transcribe --format jsonl --beam-size 5 a.wav b.flac
-          auscult transcribe --word-timestamps --format json clip.wav
-          # prints WER against the transcripts
-          auscult transcribe --data path/to/dataset
-          auscult transcribe --zero encoder.blocks.1.hook_attn_out \\
-              --skip decoder.blocks.2+3 clip.wav
-          auscult transcribe --swap encoder.blocks.2.hook_resid_post=other.wav clip.wav
-          # SAE reconstruction in place of its hook
-          auscult transcribe --sae sae/ clip.wav
-          # turn latent 17 off
-          auscult transcribe --sae sae/ --steer 17=x0 --keep-error clip.wav
-        """)
+            Examples:
+              auscult transcribe clip.wav
+              auscult transcribe --format jsonl --beam-size 5 a.wav b.flac
+              auscult transcribe --word-timestamps --format json clip.wav
+              # prints WER against the transcripts
+              auscult transcribe --data path/to/dataset
+              auscult transcribe --zero encoder.blocks.1.hook_attn_out \\
+                  --skip decoder.blocks.2+3 clip.wav
+              auscult transcribe --swap encoder.blocks.2.hook_resid_post=other.wav clip.wav
+              # SAE reconstruction in place of its hook
+              auscult transcribe --sae sae/ clip.wav
+              # turn latent 17 off
+              auscult transcribe --sae sae/ --steer 17=x0 --keep-error clip.wav
+            """)
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup(title: "Interventions (window mode)") var interventions: InterventionOptions
@@ -32,11 +32,16 @@ struct Transcribe: ParsableCommand {
     @Option(help: "Beam width (default: greedy).") var beamSize: Int?
     @Option(help: "Language code; omit on multilingual models to detect it.") var language: String?
     @Option(help: "Clips decoded together in one batch.") var batchSize: Int = 8
-    @Option(help: ArgumentHelp("window: one padded 30 s window per file (openai-whisper decode); long: successive windows with timestamps, prompts and fallback (openai-whisper transcribe); auto: long for files over 30 s.",
-                               valueName: "auto|window|long"))
+    @Option(
+        help: ArgumentHelp(
+            "window: one padded 30 s window per file (openai-whisper decode); long: successive windows with timestamps, prompts and fallback (openai-whisper transcribe); auto: long for files over 30 s.",
+            valueName: "auto|window|long"))
     var mode: Mode = .auto
     @Flag(help: "Decode with timestamp tokens (window mode; long mode always uses them).") var timestamps = false
-    @Flag(help: "Time every word from the alignment heads' cross-attention (window mode; words with start and end in json/jsonl, [start–end] word in text).")
+    @Flag(
+        help:
+            "Time every word from the alignment heads' cross-attention (window mode; words with start and end in json/jsonl, [start–end] word in text)."
+    )
     var wordTimestamps = false
     @Option(help: "Dataset folder (LibriSpeech *.trans.txt, metadata.csv or a CSV/JSONL manifest).") var data: String?
     @Argument(help: "Audio files (wav, flac, ogg, mp3).") var files: [String] = []
@@ -57,16 +62,22 @@ struct Transcribe: ParsableCommand {
         options.language = loaded.model.dims.isMultilingual ? language : "en"
         options.withoutTimestamps = !timestamps
         let items: [DatasetItem]
-        if let data { items = try Dataset.load(data).items } else { items = files.map { DatasetItem(id: $0, path: $0, reference: nil) } }
+        if let data {
+            items = try Dataset.load(data).items
+        } else {
+            items = files.map { DatasetItem(id: $0, path: $0, reference: nil) }
+        }
         var rows = [[String: Any]]()
         var failures = 0
         // Files longer than one window go through the long-form path (auto), or all of them (long).
         var windowItems = [DatasetItem]()
         let edits = try interventions.make(loaded, files: items.map(\.path))
-        if !edits.isEmpty { _ = try Interventions(edits, model: loaded.model) }   // reject bad hook names before any work
+        if !edits.isEmpty { _ = try Interventions(edits, model: loaded.model) }  // reject bad hook names before any work
         let spliced = try saeOptions.load(loaded)
         for item in items {
-            if mode == .window || !edits.isEmpty || spliced != nil || wordTimestamps { windowItems.append(item); continue }
+            if mode == .window || !edits.isEmpty || spliced != nil || wordTimestamps {
+                windowItems.append(item); continue
+            }
             // A file whose header cannot be read goes the window way, which reports it.
             if mode == .auto && (AudioClip.duration(of: item.path) ?? 0) <= 30 { windowItems.append(item); continue }
             do {
@@ -77,11 +88,15 @@ struct Transcribe: ParsableCommand {
                 let t = try loaded.transcribe(clip.samples, options: topts)
                 let textTokens = t.segments.flatMap(\.tokens).filter { $0 < loaded.tokenizer.eot }
                 let segs: [[String: Any]] = t.segments.map {
-                    ["id": $0.id, "start": $0.start, "end": $0.end, "text": $0.text, "tokens": $0.tokens,
-                     "avg_logprob": $0.avgLogprob, "no_speech_prob": $0.noSpeechProb, "temperature": $0.temperature]
+                    [
+                        "id": $0.id, "start": $0.start, "end": $0.end, "text": $0.text, "tokens": $0.tokens,
+                        "avg_logprob": $0.avgLogprob, "no_speech_prob": $0.noSpeechProb, "temperature": $0.temperature,
+                    ]
                 }
-                var row: [String: Any] = ["file": item.path, "id": item.id, "text": t.text.trimmingCharacters(in: .whitespaces),
-                                          "tokens": textTokens, "language": t.language, "segments": segs]
+                var row: [String: Any] = [
+                    "file": item.path, "id": item.id, "text": t.text.trimmingCharacters(in: .whitespaces),
+                    "tokens": textTokens, "language": t.language, "segments": segs,
+                ]
                 if let ref = item.reference { row["reference"] = ref }
                 emit(row, item: item)
                 rows.append(row)
@@ -101,9 +116,14 @@ struct Transcribe: ParsableCommand {
                 if let spliced {
                     // Splice on the frames that hold audio (the SAE never saw the padding).
                     let frames = batch.map { item in
-                        AudioClip.duration(of: item.path).map { LoadedClip.validFrames(samples: Int(($0 * 16_000).rounded()), maxFrames: nAudio) } ?? nAudio
+                        AudioClip.duration(of: item.path).map {
+                            LoadedClip.validFrames(samples: Int(($0 * 16_000).rounded()), maxFrames: nAudio)
+                        } ?? nAudio
                     }
-                    handlers.append(try SAESplice(sae: spliced.sae, hook: spliced.hook, edits: spliced.edits, keepError: keepError, frames: frames))
+                    handlers.append(
+                        try SAESplice(
+                            sae: spliced.sae, hook: spliced.hook, edits: spliced.edits, keepError: keepError,
+                            frames: frames))
                 }
                 return handlers.count == 1 ? handlers[0] : HookChain(handlers)
             }
@@ -117,18 +137,26 @@ struct Transcribe: ParsableCommand {
                 failures += 1
                 FileHandle.standardError.write("error: \(e)\n".data(using: .utf8)!)
             case .success(let r):
-                var row: [String: Any] = ["file": item.path, "id": item.id, "text": r.text, "tokens": r.tokens,
-                                          "avg_logprob": r.avgLogprob, "no_speech_prob": r.noSpeechProb, "language": r.language]
+                var row: [String: Any] = [
+                    "file": item.path, "id": item.id, "text": r.text, "tokens": r.tokens,
+                    "avg_logprob": r.avgLogprob, "no_speech_prob": r.noSpeechProb, "language": r.language,
+                ]
                 if let ref = item.reference { row["reference"] = ref }
                 if let words = r.words {
-                    row["words"] = words.map { ["word": $0.word, "start": $0.start, "end": $0.end, "tokens": $0.tokens] as [String: Any] }
+                    row["words"] = words.map {
+                        ["word": $0.word, "start": $0.start, "end": $0.end, "tokens": $0.tokens] as [String: Any]
+                    }
                 }
                 emit(row, item: item)
                 rows.append(row)
             }
         }
         if format == .json {
-            print(String(data: try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]), encoding: .utf8)!)
+            print(
+                String(
+                    data: try JSONSerialization.data(
+                        withJSONObject: rows, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
+                    encoding: .utf8)!)
         }
         if data != nil {
             let pairs = rows.compactMap { r -> (String, String)? in
@@ -136,9 +164,12 @@ struct Transcribe: ParsableCommand {
                 return (ref, hyp)
             }
             let w = WordErrorRate.corpus(pairs, normalizer: try EnglishTextNormalizer())
-            FileHandle.standardError.write(String(format: "WER %.2f %% over %d clips (S %d, D %d, I %d, N %d)%@\n",
-                                                  100 * w.rate, pairs.count, w.substitutions, w.deletions, w.insertions, w.referenceWords,
-                                                  failures > 0 ? ", \(failures) files failed" : "").data(using: .utf8)!)
+            FileHandle.standardError.write(
+                String(
+                    format: "WER %.2f %% over %d clips (S %d, D %d, I %d, N %d)%@\n",
+                    100 * w.rate, pairs.count, w.substitutions, w.deletions, w.insertions, w.referenceWords,
+                    failures > 0 ? ", \(failures) files failed" : ""
+                ).data(using: .utf8)!)
         }
         if failures > 0 && rows.isEmpty { throw ExitCode(1) }
     }
@@ -150,12 +181,17 @@ struct Transcribe: ParsableCommand {
             var text = row["text"] as? String ?? ""
             if let words = row["words"] as? [[String: Any]] {
                 text = words.map { w in
-                    String(format: "[%.2f–%.2f]%@", w["start"] as? Double ?? 0, w["end"] as? Double ?? 0, w["word"] as? String ?? "")
+                    String(
+                        format: "[%.2f–%.2f]%@", w["start"] as? Double ?? 0, w["end"] as? Double ?? 0,
+                        w["word"] as? String ?? "")
                 }.joined(separator: " ")
             }
             print(data == nil && files.count == 1 ? text : "\(item.id)\t\(text)")
         case .jsonl:
-            print(String(data: try! JSONSerialization.data(withJSONObject: row, options: [.sortedKeys, .withoutEscapingSlashes]), encoding: .utf8)!)
+            print(
+                String(
+                    data: try! JSONSerialization.data(
+                        withJSONObject: row, options: [.sortedKeys, .withoutEscapingSlashes]), encoding: .utf8)!)
         case .json: break
         }
     }

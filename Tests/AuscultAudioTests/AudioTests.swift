@@ -43,7 +43,9 @@ struct AudioFileTests {
     func notAudio() throws {
         let p = try Fixtures.temporaryDirectory() + "/text.wav"
         try "this is not audio".write(toFile: p, atomically: true, encoding: .utf8)
-        #expect { try AudioClip(contentsOf: p) } throws: { ($0 as? AudioError)?.code == .unreadable && "\($0)".contains(p) }
+        #expect { try AudioClip(contentsOf: p) } throws: {
+            ($0 as? AudioError)?.code == .unreadable && "\($0)".contains(p)
+        }
     }
 
     @Test("an empty WAV (header, no samples) is reported as empty")

@@ -27,14 +27,17 @@ struct SweepParityTests {
 
     static func reference() throws -> [ReferenceSweepEntry] {
         let text = try String(contentsOfFile: "\(Fixtures.reference)/sweep.jsonl", encoding: .utf8)
-        return try text.split(separator: "\n").map { try JSONDecoder().decode(ReferenceSweepEntry.self, from: Data($0.utf8)) }
+        return try text.split(separator: "\n").map {
+            try JSONDecoder().decode(ReferenceSweepEntry.self, from: Data($0.utf8))
+        }
     }
 
     @Test("every block skipped and swapped: tokens identical to PyTorch, cross-entropy within 2e-3 nats")
     func parity() throws {
         let loaded = try Fixtures.loaded("tiny.en")
-        let sweep = try Sweep(loaded: loaded, items: Self.items(), options: try Self.fullSweep(loaded),
-                              normalizer: EnglishTextNormalizer(spelling: [:]))
+        let sweep = try Sweep(
+            loaded: loaded, items: Self.items(), options: try Self.fullSweep(loaded),
+            normalizer: EnglishTextNormalizer(spelling: [:]))
         var entries = [SweepEntry]()
         try sweep.run { entries += $0 }
         let reference = try Self.reference()
@@ -58,9 +61,11 @@ struct SweepParityTests {
     @Test("a block skipped in a sweep transcribes as --skip does through the plain intervention path")
     func skipMatchesInterventions() throws {
         let loaded = try Fixtures.loaded("tiny.en")
-        let comps = try Component.parse(["encoder.blocks.1", "decoder.blocks.2"], registry: HookRegistry(dims: loaded.model.dims))
-        let sweep = try Sweep(loaded: loaded, items: Self.items(), options: SweepOptions(conditions: comps.map { Condition($0, .zero) }),
-                              normalizer: EnglishTextNormalizer(spelling: [:]))
+        let comps = try Component.parse(
+            ["encoder.blocks.1", "decoder.blocks.2"], registry: HookRegistry(dims: loaded.model.dims))
+        let sweep = try Sweep(
+            loaded: loaded, items: Self.items(), options: SweepOptions(conditions: comps.map { Condition($0, .zero) }),
+            normalizer: EnglishTextNormalizer(spelling: [:]))
         var entries = [SweepEntry]()
         try sweep.run { entries += $0 }
         for block in ["encoder.blocks.1", "decoder.blocks.2"] {
@@ -68,7 +73,8 @@ struct SweepParityTests {
             var plain = [[Int]]()
             try BatchTranscriber(loaded: loaded, options: DecodingOptions(), batchSize: 4, hooks: { _ in handler })
                 .run(Self.items()) { _, r in plain.append(try r.get().tokens) }
-            let swept = Self.clips.map { c in entries.first { $0.clip == c && $0.condition == "skip \(block)" }!.tokens }
+            let swept = Self.clips.map { c in entries.first { $0.clip == c && $0.condition == "skip \(block)" }!.tokens
+            }
             #expect(swept == plain, "\(block)")
         }
     }
@@ -80,7 +86,8 @@ struct SweepStoreTests {
     func resume() throws {
         let loaded = try Fixtures.loaded("tiny.en")
         let items = SweepParityTests.items()
-        let comps = try Component.parse(["encoder.blocks.3", "decoder.blocks.3"], registry: HookRegistry(dims: loaded.model.dims))
+        let comps = try Component.parse(
+            ["encoder.blocks.3", "decoder.blocks.3"], registry: HookRegistry(dims: loaded.model.dims))
         var options = SweepOptions(conditions: comps.flatMap { [Condition($0, .zero), Condition($0, .resample)] })
         options.decodeRows = 4
         options.decoderClips = 2
@@ -90,7 +97,8 @@ struct SweepStoreTests {
         // First run: stops (as a kill would) after two batches were written.
         let store = try SweepStore(directory: dir, settings: settings, fresh: false)
         var batches = 0
-        let sweep = try Sweep(loaded: loaded, items: items, options: options, normalizer: EnglishTextNormalizer(spelling: [:]))
+        let sweep = try Sweep(
+            loaded: loaded, items: items, options: options, normalizer: EnglishTextNormalizer(spelling: [:]))
         #expect(throws: Interrupted.self) {
             try sweep.run { batch in
                 if batches == 2 { throw Interrupted() }
@@ -106,7 +114,9 @@ struct SweepStoreTests {
         // Second run: skips what is on disk.
         let again = try SweepStore(directory: dir, settings: settings, fresh: false)
         var added = [SweepEntry]()
-        try sweep.run(skipping: Set(again.load().map(\.key))) { batch in try again.append(batch); added += batch }
+        try sweep.run(skipping: Set(again.load().map(\.key))) { batch in
+            try again.append(batch); added += batch
+        }
         let all = again.load()
         #expect(all.count == sweep.totalEntries)
         #expect(Set(all.map(\.key)).count == all.count)
@@ -118,7 +128,9 @@ struct SweepStoreTests {
         for e in full { #expect(byKey[e.key] == e.tokens, "\(e.clip) / \(e.condition)") }
         // A directory holding another run's results is refused, naming what differs.
         // The library names no command-line flag; the CLI adds "--fresh" (E_CLIContractTests).
-        #expect { try SweepStore(directory: dir, settings: ["model": "base", "test": "resume"], fresh: false) } throws: {
+        #expect {
+            try SweepStore(directory: dir, settings: ["model": "base", "test": "resume"], fresh: false)
+        } throws: {
             ($0 as? LensError)?.code == .conflictingRun && "\($0)".contains("model") && !"\($0)".contains("--")
         }
     }

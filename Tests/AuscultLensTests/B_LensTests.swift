@@ -41,7 +41,8 @@ struct LensTests {
             expectClose(sum, a.logits[p], tolerance: 2e-3 * max(1, abs(a.logits[p])), "position \(p)")
         }
         // The encoder lens on the last block is the ordinary transcript.
-        let mel = LogMel(nMels: loaded.model.dims.n_mels).window(try AudioClip(contentsOf: Fixtures.clip("jfk")).samples)
+        let mel = LogMel(nMels: loaded.model.dims.n_mels).window(
+            try AudioClip(contentsOf: Fixtures.clip("jfk")).samples)
         let plain = try loaded.decoder.decode(audio: loaded.model.encode(mel.reshaped([1] + mel.shape)))[0]
         #expect(r.encoderLens.last!.tokens == plain.tokens)
         #expect(r.encoderLens.count == loaded.model.dims.n_audio_layer)
@@ -62,9 +63,11 @@ struct TunedLensTests {
             let eps: Float = 1e-2
             var up = h, down = h
             up.storage[r * 384 + j] += eps; down.storage[r * 384 + j] -= eps
-            let numeric = (TunedLens.kl(model: loaded.model, translated: up, finalLogp: f).loss
-                           - TunedLens.kl(model: loaded.model, translated: down, finalLogp: f).loss) / Double(2 * eps)
-            expectClose(Double(grad!.storage[r * 384 + j]), numeric, tolerance: 2e-3 + 0.05 * abs(numeric), "d/dh[\(r)][\(j)]")
+            let numeric =
+                (TunedLens.kl(model: loaded.model, translated: up, finalLogp: f).loss
+                    - TunedLens.kl(model: loaded.model, translated: down, finalLogp: f).loss) / Double(2 * eps)
+            expectClose(
+                Double(grad!.storage[r * 384 + j]), numeric, tolerance: 2e-3 + 0.05 * abs(numeric), "d/dh[\(r)][\(j)]")
         }
     }
 

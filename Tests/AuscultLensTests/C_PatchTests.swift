@@ -25,7 +25,7 @@ struct PatchTests {
     func restorationBounds() throws {
         let loaded = try Fixtures.loaded("tiny.en")
         var p = Patching(loaded: loaded, normalizer: EnglishTextNormalizer(spelling: [:]))
-        p.window = 1500   // one window: the whole stream entering each encoder block
+        p.window = 1500  // one window: the whole stream entering each encoder block
         let r = try p.run(clean: Fixtures.clip("jfk"), corruption: .noise(snrDB: 0, seed: 1))
         #expect(r.cleanValue > r.corruptValue + 1)
         let enc = r.grids.first { $0.hook == "encoder.blocks.*.hook_resid_pre" }!

@@ -9,20 +9,29 @@ struct CLIContractTests {
     /// A dataset folder (metadata.csv with the reference transcripts) holding links to `ids`' clips.
     static func dataset(_ ids: [String]) throws -> String { try Fixtures.dataset(ids) }
 
-    struct Entry: Decodable { var clip: String; var condition: String; var tokens: [Int]; var text: String; var wer: Double; var ce: Double }
+    struct Entry: Decodable {
+        var clip: String; var condition: String; var tokens: [Int]; var text: String; var wer: Double; var ce: Double
+    }
 
     @Test("ablate writes results.json entries with clip, condition, tokens, text, wer and ce, and resumes")
     func ablateContract() throws {
         let data = try Self.dataset(["jfk", "ls_1089-134691-0000"])
         let out = try Fixtures.temporaryDirectory() + "/ab"
-        let args = ["ablate", "--data", data, "--out", out, "--targets", "encoder.blocks.2", "decoder.blocks.1", "--modes", "zero,mean,resample"]
+        let args = [
+            "ablate", "--data", data, "--out", out, "--targets", "encoder.blocks.2", "decoder.blocks.1", "--modes",
+            "zero,mean,resample",
+        ]
         let r = try AuscultCLI.run(args)
         #expect(r.status == 0, "\(r.err)")
-        let entries = try JSONDecoder().decode([Entry].self, from: Data(contentsOf: URL(fileURLWithPath: out + "/results.json")))
+        let entries = try JSONDecoder().decode(
+            [Entry].self, from: Data(contentsOf: URL(fileURLWithPath: out + "/results.json")))
         #expect(entries.count == 2 * (1 + 6))
         let conditions = Set(entries.map(\.condition))
-        #expect(conditions == ["clean", "skip encoder.blocks.2", "mean encoder.blocks.2", "swap encoder.blocks.2",
-                               "skip decoder.blocks.1", "mean decoder.blocks.1", "swap decoder.blocks.1"])
+        #expect(
+            conditions == [
+                "clean", "skip encoder.blocks.2", "mean encoder.blocks.2", "swap encoder.blocks.2",
+                "skip decoder.blocks.1", "mean decoder.blocks.1", "swap decoder.blocks.1",
+            ])
         let clean = entries.filter { $0.condition == "clean" }
         #expect(clean.allSatisfy { !$0.tokens.isEmpty && $0.wer < 0.2 && $0.ce > 0 && $0.ce < 1 })
         #expect(entries.contains { $0.condition != "clean" && $0.ce > clean[0].ce + 0.5 })
@@ -31,7 +40,8 @@ struct CLIContractTests {
         let again = try AuscultCLI.run(args)
         #expect(again.status == 0)
         #expect(again.err.contains("resuming: 14 of 14"))
-        let reread = try JSONDecoder().decode([Entry].self, from: Data(contentsOf: URL(fileURLWithPath: out + "/results.json")))
+        let reread = try JSONDecoder().decode(
+            [Entry].self, from: Data(contentsOf: URL(fileURLWithPath: out + "/results.json")))
         #expect(reread.map(\.tokens) == entries.map(\.tokens))
     }
 
@@ -41,9 +51,13 @@ struct CLIContractTests {
         let out = try Fixtures.temporaryDirectory() + "/layers"
         let r = try AuscultCLI.run(["layers", "--data", data, "--out", out, "--side", "encoder"])
         #expect(r.status == 0, "\(r.err)")
-        let entries = try JSONDecoder().decode([Entry].self, from: Data(contentsOf: URL(fileURLWithPath: out + "/results.json")))
-        #expect(Set(entries.map(\.condition)) == ["clean", "skip encoder.blocks.3", "skip encoder.blocks.2+3",
-                                                  "skip encoder.blocks.1+2+3", "skip encoder.blocks.0+1+2+3"])
+        let entries = try JSONDecoder().decode(
+            [Entry].self, from: Data(contentsOf: URL(fileURLWithPath: out + "/results.json")))
+        #expect(
+            Set(entries.map(\.condition)) == [
+                "clean", "skip encoder.blocks.3", "skip encoder.blocks.2+3",
+                "skip encoder.blocks.1+2+3", "skip encoder.blocks.0+1+2+3",
+            ])
         let wer = Dictionary(grouping: entries, by: \.condition).mapValues { $0.map(\.wer).reduce(0, +) }
         #expect(wer["skip encoder.blocks.0+1+2+3"]! > wer["clean"]!)
     }
@@ -52,13 +66,17 @@ struct CLIContractTests {
     func badInput() throws {
         let data = try Self.dataset(["jfk"])
         let out = try Fixtures.temporaryDirectory()
-        let unknown = try AuscultCLI.run(["ablate", "--data", data, "--out", out + "/a", "--targets", "encoder.blocks.2.hook_atn_out"])
+        let unknown = try AuscultCLI.run([
+            "ablate", "--data", data, "--out", out + "/a", "--targets", "encoder.blocks.2.hook_atn_out",
+        ])
         #expect(unknown.status != 0 && unknown.err.contains("hook_attn_out"))
         let one = try AuscultCLI.run(["ablate", "--data", data, "--out", out + "/b", "--modes", "resample"])
         #expect(one.status != 0 && one.err.contains("at least 2 clips"))
         let missing = try AuscultCLI.run(["patch", "/nonexistent.wav", "--noise", "0", "--out", out + "/c"])
         #expect(missing.status != 0 && missing.err.contains("/nonexistent.wav"))
-        let twoCorruptions = try AuscultCLI.run(["patch", Fixtures.clip("jfk"), "--noise", "0", "--shift", "1", "--out", out + "/d"])
+        let twoCorruptions = try AuscultCLI.run([
+            "patch", Fixtures.clip("jfk"), "--noise", "0", "--shift", "1", "--out", out + "/d",
+        ])
         #expect(twoCorruptions.status != 0 && twoCorruptions.err.contains("exactly one"))
         // Another run's directory is not overwritten silently.
         _ = try AuscultCLI.run(["layers", "--data", data, "--out", out + "/e", "--side", "decoder"])

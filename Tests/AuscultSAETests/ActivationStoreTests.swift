@@ -12,10 +12,14 @@ struct ActivationStoreTests {
     static func items() -> [DatasetItem] { clips.map { DatasetItem(id: $0, path: Fixtures.clip($0), reference: nil) } }
 
     func store(_ dir: String, _ c: ActivationCollector, _ dtype: StoreDType) throws -> ActivationStore {
-        try ActivationStore(directory: dir, creating: StoreManifest(model: "tiny.en", hook: c.hook, dtype: dtype, width: c.width, clips: []))
+        try ActivationStore(
+            directory: dir,
+            creating: StoreManifest(model: "tiny.en", hook: c.hook, dtype: dtype, width: c.width, clips: []))
     }
 
-    @Test("stored rows are the hook's activation on the frames that hold audio, f32 exactly and f16 within half precision")
+    @Test(
+        "stored rows are the hook's activation on the frames that hold audio, f32 exactly and f16 within half precision"
+    )
     func contents() throws {
         let loaded = try Fixtures.loaded("tiny.en")
         let c = try ActivationCollector(loaded: loaded, hook: "encoder.blocks.2")
@@ -38,7 +42,9 @@ struct ActivationStoreTests {
         let again = try ActivationStore(directory: f32.directory)
         #expect(again.manifest == f32.manifest)
         #expect(again.manifest.rows == f32.manifest.clips.reduce(0) { $0 + $1.frames })
-        #expect(throws: StoreError.self) { try ActivationCollector(loaded: loaded, hook: "decoder.blocks.0.hook_resid_post") }
+        #expect(throws: StoreError.self) {
+            try ActivationCollector(loaded: loaded, hook: "decoder.blocks.0.hook_resid_post")
+        }
     }
 
     @Test("an interrupted collection resumes without losing or duplicating clips, even after a torn write")
@@ -61,7 +67,10 @@ struct ActivationStoreTests {
         for id in Self.clips { #expect(try reopened.rows(of: id) == fresh.rows(of: id), "\(id)") }
         // A store of another hook is not appended to.
         #expect {
-            try ActivationStore(directory: dir, creating: StoreManifest(model: "tiny.en", hook: "encoder.blocks.0.hook_resid_post", dtype: .f32, width: 384, clips: []))
+            try ActivationStore(
+                directory: dir,
+                creating: StoreManifest(
+                    model: "tiny.en", hook: "encoder.blocks.0.hook_resid_post", dtype: .f32, width: 384, clips: []))
         } throws: { ($0 as? StoreError)?.code == .occupied && !"\($0)".contains("--") }
     }
 
@@ -80,6 +89,8 @@ struct ActivationStoreTests {
         let whole = try store(try Fixtures.temporaryDirectory(), c, .f16)
         try c.collect(Self.items(), into: whole)
         for id in Self.clips { #expect(try merged.rows(of: id) == whole.rows(of: id), "\(id)") }
-        #expect(throws: StoreError.self) { try ActivationStore.merge([parts[0], parts[0]], into: try Fixtures.temporaryDirectory() + "/dup") }
+        #expect(throws: StoreError.self) {
+            try ActivationStore.merge([parts[0], parts[0]], into: try Fixtures.temporaryDirectory() + "/dup")
+        }
     }
 }

@@ -50,7 +50,9 @@ struct FeatureIndexTests {
                 let col = column(e.clip)
                 #expect(abs(e.value - col.max()!) < 1e-4 && abs(col[e.frame] - e.value) < 1e-4)
                 let spoken = words[e.clip]!.first { $0.start <= e.time && e.time < $0.end }
-                #expect(e.word == spoken?.word.trimmingCharacters(in: .whitespaces), "feature \(f) at \(e.clip) \(e.time) s")
+                #expect(
+                    e.word == spoken?.word.trimmingCharacters(in: .whitespaces), "feature \(f) at \(e.clip) \(e.time) s"
+                )
             }
             for e in r.negative { #expect(abs(e.value - column(e.clip).min()!) < 1e-4 && e.value < 0) }
         }
@@ -63,12 +65,14 @@ struct FeatureIndexTests {
         var builder = try FeatureIndexBuilder(loaded: loaded, source: .neurons(hook: Self.hook))
         builder.top = 2; builder.batchSize = 1
         let items = try Self.items()
-        try builder.build(Array(items.prefix(1)), path: dir + "/resumed.sqlite")   // stopped after the first clip
+        try builder.build(Array(items.prefix(1)), path: dir + "/resumed.sqlite")  // stopped after the first clip
         try builder.build(items, path: dir + "/resumed.sqlite")
         try builder.build(items, path: dir + "/whole.sqlite")
         let a = try FeatureIndex(path: dir + "/resumed.sqlite"), b = try FeatureIndex(path: dir + "/whole.sqlite")
-        for sql in ["SELECT * FROM features ORDER BY id", "SELECT * FROM examples ORDER BY feature, kind, rank",
-                    "SELECT name, frames, transcript FROM clips ORDER BY id", "SELECT * FROM words ORDER BY clip, idx"] {
+        for sql in [
+            "SELECT * FROM features ORDER BY id", "SELECT * FROM examples ORDER BY feature, kind, rank",
+            "SELECT name, frames, transcript FROM clips ORDER BY id", "SELECT * FROM words ORDER BY clip, idx",
+        ] {
             #expect(try a.db.rows(sql) == b.db.rows(sql), "\(sql)")
         }
         #expect(try a.db.rows("SELECT COUNT(*) FROM clips")[0][0] == .int(2))
@@ -79,9 +83,12 @@ struct FeatureIndexTests {
     @Test("auscult index and features: a latent's examples as text and JSON, clear errors for bad queries")
     func commandLine() throws {
         let dir = try Fixtures.temporaryDirectory()
-        try SAECheckpoint.save(identitySAE(384), to: dir + "/sae", hook: "encoder.blocks.2.hook_resid_post", model: "tiny.en")
+        try SAECheckpoint.save(
+            identitySAE(384), to: dir + "/sae", hook: "encoder.blocks.2.hook_resid_post", model: "tiny.en")
         let data = try Fixtures.dataset(["jfk"])
-        let built = try AuscultCLI.run(["index", "--sae", dir + "/sae", "--data", data, "--out", dir + "/f.sqlite", "--top", "3"])
+        let built = try AuscultCLI.run([
+            "index", "--sae", dir + "/sae", "--data", data, "--out", dir + "/f.sqlite", "--top", "3",
+        ])
         #expect(built.status == 0, "\(built.err)")
         #expect(built.out.contains("768 features"))
         let text = try AuscultCLI.run(["features", "--index", dir + "/f.sqlite", "--feature", "5"])
@@ -95,7 +102,9 @@ struct FeatureIndexTests {
         #expect(bad.status != 0 && bad.err.contains("0…767"))
         let missing = try AuscultCLI.run(["features", "--index", dir + "/none.sqlite"])
         #expect(missing.status != 0 && missing.err.contains("auscult index"))
-        let both = try AuscultCLI.run(["index", "--sae", dir + "/sae", "--neurons", Self.hook, "--data", data, "--out", dir + "/g.sqlite"])
+        let both = try AuscultCLI.run([
+            "index", "--sae", dir + "/sae", "--neurons", Self.hook, "--data", data, "--out", dir + "/g.sqlite",
+        ])
         #expect(both.status != 0 && both.err.contains("either --sae"))
     }
 }

@@ -1,9 +1,10 @@
-@testable import AuscultSAE
 import AuscultTensor
 import AuscultWhisper
 import Foundation
 import Testing
 import _TestSupport
+
+@testable import AuscultSAE
 
 /// Synthetic data from a planted sparse dictionary: each row mixes `active` of `atoms` random unit
 /// directions with positive weights.
@@ -34,16 +35,18 @@ extension SplitMix64 {
 
 @Suite("Sparse autoencoders")
 struct SAETests {
-    @Test("gradients of every architecture (with AuxK on dead latents) match central finite differences",
-          arguments: SAEArchitecture.allCases)
+    @Test(
+        "gradients of every architecture (with AuxK on dead latents) match central finite differences",
+        arguments: SAEArchitecture.allCases)
     func gradientCheck(_ arch: SAEArchitecture) {
         let (x, _) = plantedData(rows: 6, d: 8, atoms: 12, active: 2, seed: 1)
-        var sae = SparseAutoencoder(config: SAEConfig(architecture: arch, dIn: 8, dSAE: 16, k: 3, l1: 0.05, kAux: 4), seed: 24)
+        var sae = SparseAutoencoder(
+            config: SAEConfig(architecture: arch, dIn: 8, dSAE: 16, k: 3, l1: 0.05, kAux: 4), seed: 24)
         sae.bEnc = Tensor(shape: [16], storage: (0..<16).map { Float($0 % 3) * 0.1 - 0.05 })
         sae.bDec = Tensor(shape: [8], storage: (0..<8).map { Float($0) * 0.01 })
         let dead = (0..<16).map { $0 % 4 == 0 }
         let (_, g, _) = sae.denseLossAndGradients(x, dead: dead)
-        let residual = x - sae(x).reconstruction   // the AuxK target, held fixed as in training
+        let residual = x - sae(x).reconstruction  // the AuxK target, held fixed as in training
         let h: Float = 1e-3
         // The loss is piecewise smooth: a step of h must not move a pre-activation across zero or
         // two of them past each other at the k-th largest (per row for TopK, over the batch for
@@ -65,18 +68,24 @@ struct SAETests {
                 var up = sae, down = sae
                 up[keyPath: path].storage[i] += h
                 down[keyPath: path].storage[i] -= h
-                let numeric = (up.loss(x, dead: dead, residual: residual) - down.loss(x, dead: dead, residual: residual)) / Double(2 * h)
-                expectClose(Double(grad.storage[i]), numeric, tolerance: 2e-3 + 2e-2 * abs(numeric), "\(arch) \(name)[\(i)]")
+                let numeric =
+                    (up.loss(x, dead: dead, residual: residual) - down.loss(x, dead: dead, residual: residual))
+                    / Double(2 * h)
+                expectClose(
+                    Double(grad.storage[i]), numeric, tolerance: 2e-3 + 2e-2 * abs(numeric), "\(arch) \(name)[\(i)]")
             }
         }
-        check(\.wEnc, g.wEnc, "W_enc"); check(\.bEnc, g.bEnc, "b_enc"); check(\.wDec, g.wDec, "W_dec"); check(\.bDec, g.bDec, "b_dec")
+        check(\.wEnc, g.wEnc, "W_enc"); check(\.bEnc, g.bEnc, "b_enc"); check(\.wDec, g.wDec, "W_dec");
+        check(\.bDec, g.bDec, "b_dec")
     }
 
-    @Test("the sparse training path gives the dense path's loss and gradients, AuxK included",
-          arguments: SAEArchitecture.allCases)
+    @Test(
+        "the sparse training path gives the dense path's loss and gradients, AuxK included",
+        arguments: SAEArchitecture.allCases)
     func sparseMatchesDense(_ arch: SAEArchitecture) throws {
         let (x, _) = plantedData(rows: 70, d: 16, atoms: 40, active: 3, seed: 5)
-        var sae = SparseAutoencoder(config: SAEConfig(architecture: arch, dIn: 16, dSAE: 128, k: 4, l1: 0.05, kAux: 8), seed: 6)
+        var sae = SparseAutoencoder(
+            config: SAEConfig(architecture: arch, dIn: 16, dSAE: 128, k: 4, l1: 0.05, kAux: 8), seed: 6)
         // ReLU: a negative encoder bias keeps few latents on, so the sparse path is taken.
         sae.bEnc = Tensor(shape: [128], storage: (0..<128).map { arch == .relu ? -1.2 : Float($0 % 5) * 0.02 })
         sae.bDec = Tensor(shape: [16], storage: (0..<16).map { Float($0) * 0.03 })
@@ -103,7 +112,9 @@ struct SAETests {
         #expect(abs(m[0] - 2) < 1e-2 && abs(m[1]) < 1e-6 && abs(m[2]) < 1e-6, "\(m)")
         var options = SAETrainingOptions()
         options.bDecInit = .median
-        let t = SAETrainer(sae: SparseAutoencoder(config: SAEConfig(architecture: .topk, dIn: 3, dSAE: 4, k: 1)), data: x, options: options)
+        let t = SAETrainer(
+            sae: SparseAutoencoder(config: SAEConfig(architecture: .topk, dIn: 3, dSAE: 4, k: 1)), data: x,
+            options: options)
         #expect(abs(t.sae.bDec.storage[0] - 2) < 1e-2)
     }
 
@@ -111,7 +122,7 @@ struct SAETests {
     func sparsityInvariants() {
         let (x, _) = plantedData(rows: 32, d: 16, atoms: 40, active: 3, seed: 3)
         var sae = SparseAutoencoder(config: SAEConfig(architecture: .topk, dIn: 16, dSAE: 64, k: 5), seed: 4)
-        sae.bEnc = Tensor(shape: [64], storage: [Float](repeating: 1, count: 64))   // every pre-activation positive
+        sae.bEnc = Tensor(shape: [64], storage: [Float](repeating: 1, count: 64))  // every pre-activation positive
         let a = sae(x).latents
         for r in 0..<32 { #expect(a.storage[(r * 64)..<((r + 1) * 64)].filter { $0 > 0 }.count == 5) }
         sae.config.architecture = .batchtopk
@@ -120,13 +131,15 @@ struct SAETests {
         #expect((0..<32).contains { r in b.storage[(r * 64)..<((r + 1) * 64)].filter { $0 > 0 }.count != 5 })
     }
 
-    @Test("each architecture recovers at least 90 % of a planted dictionary's directions with cosine > 0.9",
-          arguments: SAEArchitecture.allCases)
+    @Test(
+        "each architecture recovers at least 90 % of a planted dictionary's directions with cosine > 0.9",
+        arguments: SAEArchitecture.allCases)
     func recovery(_ arch: SAEArchitecture) throws {
         let (x, dict) = plantedData(rows: 8192, d: 32, atoms: 48, active: 3, seed: 5)
         let sae = SparseAutoencoder(config: SAEConfig(architecture: arch, dIn: 32, dSAE: 96, k: 3, l1: 0.2), seed: 6)
         var o = SAETrainingOptions()
-        o.steps = 1500; o.batchSize = 256; o.learningRate = 3e-3; o.warmupSteps = 50; o.deadAfter = 20_000; o.logEvery = 100
+        o.steps = 1500; o.batchSize = 256; o.learningRate = 3e-3; o.warmupSteps = 50; o.deadAfter = 20_000;
+        o.logEvery = 100
         let t = SAETrainer(sae: sae, data: x, options: o)
         var last: SAELogLine?
         try t.train(log: { last = $0 }, checkpoint: { _ in })
@@ -141,16 +154,20 @@ struct SAETests {
             }
             if best > 0.9 { found += 1 }
         }
-        #expect(Double(found) / Double(dict.count) >= 0.9, "\(arch): \(found)/\(dict.count) recovered, last \(String(describing: last))")
+        #expect(
+            Double(found) / Double(dict.count) >= 0.9,
+            "\(arch): \(found)/\(dict.count) recovered, last \(String(describing: last))")
         #expect(last!.fvu < 0.2)
     }
 
-    @Test("a checkpoint round-trips in SAELens layout and training resumed from it ends where an uninterrupted run does")
+    @Test(
+        "a checkpoint round-trips in SAELens layout and training resumed from it ends where an uninterrupted run does")
     func checkpointResume() throws {
         let (x, _) = plantedData(rows: 512, d: 16, atoms: 24, active: 2, seed: 7)
         let config = SAEConfig(architecture: .topk, dIn: 16, dSAE: 48, k: 2)
         var o = SAETrainingOptions()
-        o.steps = 60; o.batchSize = 64; o.learningRate = 2e-3; o.warmupSteps = 5; o.checkpointEvery = 25; o.deadAfter = 1000
+        o.steps = 60; o.batchSize = 64; o.learningRate = 2e-3; o.warmupSteps = 5; o.checkpointEvery = 25;
+        o.deadAfter = 1000
         let full = SAETrainer(sae: SparseAutoencoder(config: config, seed: 8), data: x, options: o)
         try full.train(log: { _ in }, checkpoint: { _ in })
         // Interrupted after the step-25 checkpoint, then resumed from disk.
@@ -158,10 +175,12 @@ struct SAETests {
         struct Stop: Error {}
         let first = SAETrainer(sae: SparseAutoencoder(config: config, seed: 8), data: x, options: o)
         #expect(throws: Stop.self) {
-            try first.train(log: { _ in }, checkpoint: { t in
-                try SAECheckpoint.save(t.sae, to: dir, hook: "h", model: "m", trainer: t)
-                throw Stop()
-            })
+            try first.train(
+                log: { _ in },
+                checkpoint: { t in
+                    try SAECheckpoint.save(t.sae, to: dir, hook: "h", model: "m", trainer: t)
+                    throw Stop()
+                })
         }
         let loaded = try SAECheckpoint.load(dir)
         #expect(loaded.config == config)
@@ -172,7 +191,9 @@ struct SAETests {
         try resumed.train(log: { _ in }, checkpoint: { _ in })
         expectClose(resumed.sae.wDec, full.sae.wDec, rtol: 1e-5, atol: 1e-6, "W_dec after resume")
         expectClose(resumed.sae.bDec, full.sae.bDec, rtol: 1e-5, atol: 1e-6, "b_dec after resume")
-        let cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/cfg.json"))) as! [String: Any]
+        let cfg =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/cfg.json")))
+            as! [String: Any]
         #expect(cfg["d_in"] as? Int == 16 && cfg["d_sae"] as? Int == 48 && cfg["architecture"] as? String == "topk")
         let w = try SafeTensorsFile(path: dir + "/sae_weights.safetensors")
         #expect(try w.tensor("W_enc").shape == [16, 48] && w.tensor("W_dec").shape == [48, 16])

@@ -14,8 +14,9 @@ func identitySAE(_ d: Int) -> SparseAutoencoder {
         wEnc.storage[j * m + j] = 1; wEnc.storage[j * m + d + j] = -1
         wDec.storage[j * d + j] = 1; wDec.storage[(d + j) * d + j] = -1
     }
-    return SparseAutoencoder(config: SAEConfig(architecture: .relu, dIn: d, dSAE: m), wEnc: wEnc, bEnc: Tensor(zeros: [m]),
-                             wDec: wDec, bDec: Tensor(zeros: [d]))
+    return SparseAutoencoder(
+        config: SAEConfig(architecture: .relu, dIn: d, dSAE: m), wEnc: wEnc, bEnc: Tensor(zeros: [m]),
+        wDec: wDec, bDec: Tensor(zeros: [d]))
 }
 
 @Suite("Splicing and steering an SAE")
@@ -30,24 +31,34 @@ struct SpliceTests {
         for bad in ["17", "x=1", "-1=2", "4=abc", "4=x"] {
             #expect(throws: StoreError.self) { _ = try LatentEdit(parsing: bad) }
         }
-        #expect(throws: StoreError.self) { _ = try SAESplice(sae: identitySAE(4), hook: "h", edits: [LatentEdit(latent: 8, kind: .scale(0))]) }
+        #expect(throws: StoreError.self) {
+            _ = try SAESplice(sae: identitySAE(4), hook: "h", edits: [LatentEdit(latent: 8, kind: .scale(0))])
+        }
     }
 
-    @Test("a splice touches only the frames that hold audio, clamps and scales the chosen latent, and keeps the error when asked")
+    @Test(
+        "a splice touches only the frames that hold audio, clamps and scales the chosen latent, and keeps the error when asked"
+    )
     func handlerEdits() throws {
         let d = 4
         var sae = identitySAE(d)
-        sae.bDec = Tensor(shape: [d], storage: [0.5, 0, 0, 0])   // still exact: b_dec is subtracted, then added
+        sae.bDec = Tensor(shape: [d], storage: [0.5, 0, 0, 0])  // still exact: b_dec is subtracted, then added
         var g = SplitMix64(seed: 3)
-        let x = Tensor(shape: [2, 5, d]) { out in for i in 0..<(2 * 5 * d) { out[i] = Float(Int(g.next() % 200)) / 50 - 2 } }
+        let x = Tensor(shape: [2, 5, d]) { out in
+            for i in 0..<(2 * 5 * d) { out[i] = Float(Int(g.next() % 200)) / 50 - 2 }
+        }
         // Zeroing: frames 0..<3 of clip 0 and 0..<1 of clip 1; the rest untouched.
         let zero = try SAESplice(sae: sae, hook: Self.hook, mode: .zero, frames: [3, 1])
         var y = x
         try zero.visit(Self.hook, &y, HookContext(clips: [0, 1]))
-        for b in 0..<2 { for f in 0..<5 { for j in 0..<d {
-            let i = (b * 5 + f) * d + j
-            #expect(y.storage[i] == (f < [3, 1][b] ? 0 : x.storage[i]))
-        } } }
+        for b in 0..<2 {
+            for f in 0..<5 {
+                for j in 0..<d {
+                    let i = (b * 5 + f) * d + j
+                    #expect(y.storage[i] == (f < [3, 1][b] ? 0 : x.storage[i]))
+                }
+            }
+        }
         #expect(zero.stats.rows == 4)
         expectClose(zero.stats.fvu, 0, tolerance: 1e-10, "exact SAE")
         // Clamping latent 1 (relu(x₁ − b₁)) to 3 makes dimension 1 equal 3 − relu(b₁ − x₁).
@@ -63,31 +74,39 @@ struct SpliceTests {
         var lossy = SparseAutoencoder(config: SAEConfig(architecture: .topk, dIn: d, dSAE: 6, k: 2), seed: 9)
         lossy.bDec = Tensor(shape: [d], storage: [0.1, -0.2, 0, 0.3])
         let plain = try SAESplice(sae: lossy, hook: Self.hook, mode: .observe)
-        let keep = try SAESplice(sae: lossy, hook: Self.hook, edits: [LatentEdit(latent: 0, kind: .scale(1))], keepError: true)
+        let keep = try SAESplice(
+            sae: lossy, hook: Self.hook, edits: [LatentEdit(latent: 0, kind: .scale(1))], keepError: true)
         y = x
         try keep.visit(Self.hook, &y, HookContext(clips: [0, 1]))
         expectClose(y, x, rtol: 0, atol: 1e-5)
         y = x
         try plain.visit(Self.hook, &y, HookContext(clips: [0, 1]))
         #expect(plain.stats.fvu > 0.01)
-        let off = try SAESplice(sae: lossy, hook: Self.hook, edits: [LatentEdit(latent: 2, kind: .scale(0))], keepError: true)
+        let off = try SAESplice(
+            sae: lossy, hook: Self.hook, edits: [LatentEdit(latent: 2, kind: .scale(0))], keepError: true)
         y = x
         try off.visit(Self.hook, &y, HookContext(clips: [0, 1]))
         let a = lossy.activate(lossy.preActivations(x.reshaped([10, d])))
-        for r in 0..<10 { for j in 0..<d {
-            let expected = x.storage[r * d + j] - a.storage[r * 6 + 2] * lossy.wDec.storage[2 * d + j]
-            #expect(abs(y.storage[r * d + j] - expected) < 1e-5)
-        } }
+        for r in 0..<10 {
+            for j in 0..<d {
+                let expected = x.storage[r * d + j] - a.storage[r * 6 + 2] * lossy.wDec.storage[2 * d + j]
+                #expect(abs(y.storage[r * d + j] - expected) < 1e-5)
+            }
+        }
     }
 
-    @Test("an exact SAE spliced into tiny.en changes nothing downstream; zeroing its hook does, and the loss recovered is 1")
+    @Test(
+        "an exact SAE spliced into tiny.en changes nothing downstream; zeroing its hook does, and the loss recovered is 1"
+    )
     func evaluateExact() throws {
         let loaded = try Fixtures.loaded("tiny.en")
         let items = try Dataset.load(Fixtures.clips).items.filter { ["jfk", "ps_cards_003"].contains($0.id) }
         #expect(items.count == 2)
         let r = try SAEEvaluator(loaded: loaded, sae: identitySAE(384), hook: "encoder.blocks.2").evaluate(items)
         #expect(r.hook == Self.hook)
-        let frames = try items.map { LoadedClip.validFrames(samples: try AudioClip(contentsOf: $0.path).samples.count, maxFrames: 1500) }
+        let frames = try items.map {
+            LoadedClip.validFrames(samples: try AudioClip(contentsOf: $0.path).samples.count, maxFrames: 1500)
+        }
         #expect(r.rows == frames.reduce(0, +))
         #expect(r.fvu < 1e-9)
         for c in r.clips {
@@ -104,7 +123,9 @@ struct SpliceTests {
         #expect(r.densityHistogram.reduce(0) { $0 + $1.latents } == 768)
     }
 
-    @Test("eval-sae writes eval.json and a report; transcribe --sae with a steered latent runs, and bad latents are refused")
+    @Test(
+        "eval-sae writes eval.json and a report; transcribe --sae with a steered latent runs, and bad latents are refused"
+    )
     func commandLine() throws {
         let dir = try Fixtures.temporaryDirectory()
         try SAECheckpoint.save(identitySAE(384), to: dir + "/sae", hook: Self.hook, model: "tiny.en")
@@ -112,7 +133,9 @@ struct SpliceTests {
         let ev = try AuscultCLI.run(["eval-sae", "--sae", dir + "/sae", "--data", data, "--out", dir + "/eval"])
         #expect(ev.status == 0, "\(ev.err)")
         #expect(ev.out.contains("loss recovered 1.000"))
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/eval/eval.json"))) as? [String: Any]
+        let json =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/eval/eval.json")))
+            as? [String: Any]
         #expect(json?["hook"] as? String == Self.hook)
         #expect((json?["clips"] as? [Any])?.count == 1)
         #expect(FileManager.default.fileExists(atPath: dir + "/eval/report.html"))
@@ -120,7 +143,9 @@ struct SpliceTests {
         let spliced = try AuscultCLI.run(["transcribe", "--sae", dir + "/sae", Fixtures.clip("jfk")])
         #expect(spliced.status == 0 && spliced.out == clean.out)
         // Latent 5 is relu(x₅): clamping it far up on every frame must change the transcript.
-        let steered = try AuscultCLI.run(["transcribe", "--sae", dir + "/sae", "--steer", "5=400", "--steer", "389=0", Fixtures.clip("jfk")])
+        let steered = try AuscultCLI.run([
+            "transcribe", "--sae", dir + "/sae", "--steer", "5=400", "--steer", "389=0", Fixtures.clip("jfk"),
+        ])
         #expect(steered.status == 0 && steered.out != clean.out, "\(steered.err)")
         let bad = try AuscultCLI.run(["transcribe", "--sae", dir + "/sae", "--steer", "900=x0", Fixtures.clip("jfk")])
         #expect(bad.status != 0 && bad.err.contains("latents 0…767"))
@@ -128,24 +153,36 @@ struct SpliceTests {
         #expect(noSAE.status != 0 && noSAE.err.contains("cfg.json"))
     }
 
-    @Test("train-sae straight from the model collects into OUT/activations, trains, and a rerun neither recollects nor retrains")
+    @Test(
+        "train-sae straight from the model collects into OUT/activations, trains, and a rerun neither recollects nor retrains"
+    )
     func trainFromModel() throws {
         let dir = try Fixtures.temporaryDirectory()
         let data = try Fixtures.dataset(["jfk", "ps_cards_003"])
-        let args = ["train-sae", "--hook", "encoder.blocks.1", "--data", data, "--out", dir + "/sae", "--steps", "6",
-                    "--batch-size", "128", "--expansion", "1", "--checkpoint-every", "3", "--b-dec-init", "median"]
+        let args = [
+            "train-sae", "--hook", "encoder.blocks.1", "--data", data, "--out", dir + "/sae", "--steps", "6",
+            "--batch-size", "128", "--expansion", "1", "--checkpoint-every", "3", "--b-dec-init", "median",
+        ]
         let first = try AuscultCLI.run(args)
         #expect(first.status == 0, "\(first.err)")
-        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/sae/activations/manifest.json"))) as? [String: Any]
+        let manifest =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: dir + "/sae/activations/manifest.json"))) as? [String: Any]
         #expect((manifest?["clips"] as? [Any])?.count == 2)
         #expect(manifest?["hook"] as? String == "encoder.blocks.1.hook_resid_post")
-        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/sae/summary.json"))) as? [String: Any]
+        let summary =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/sae/summary.json")))
+            as? [String: Any]
         #expect(summary?["step"] as? Int == 6)
         let again = try AuscultCLI.run(args)
         #expect(again.status == 0 && again.err.contains("resuming at step 6"), "\(again.err)")
-        let both = try AuscultCLI.run(["train-sae", "--store", dir + "/sae/activations", "--hook", "encoder.blocks.1", "--out", dir + "/x"])
+        let both = try AuscultCLI.run([
+            "train-sae", "--store", dir + "/sae/activations", "--hook", "encoder.blocks.1", "--out", dir + "/x",
+        ])
         #expect(both.status != 0 && both.err.contains("not both"))
-        let badInit = try AuscultCLI.run(["train-sae", "--store", dir + "/sae/activations", "--out", dir + "/y", "--b-dec-init", "mode"])
+        let badInit = try AuscultCLI.run([
+            "train-sae", "--store", dir + "/sae/activations", "--out", dir + "/y", "--b-dec-init", "mode",
+        ])
         #expect(badInit.status != 0 && badInit.err.contains("mean or median"))
     }
 }

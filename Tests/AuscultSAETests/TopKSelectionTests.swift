@@ -1,5 +1,6 @@
-@testable import AuscultSAE
 import Testing
+
+@testable import AuscultSAE
 
 @Suite("Top-k selection")
 struct TopKSelectionTests {

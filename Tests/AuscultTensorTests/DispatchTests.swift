@@ -28,23 +28,34 @@ struct DispatchTests {
             let x = random(5 * cols, -30...30, seed: UInt64(cols))
             let (a, p) = both { () -> ([Float], [Float]) in
                 var y = x, inv = [Float](repeating: 0, count: 5)
-                y.withUnsafeMutableBufferPointer { yp in inv.withUnsafeMutableBufferPointer { auscult_exp_rows(yp.baseAddress!, 5, cols, cols, $0.baseAddress!) } }
+                y.withUnsafeMutableBufferPointer { yp in
+                    inv.withUnsafeMutableBufferPointer {
+                        auscult_exp_rows(yp.baseAddress!, 5, cols, cols, $0.baseAddress!)
+                    }
+                }
                 return (y, inv)
             }
             #expect(a.0 == p.0 && a.1 == p.1, "exp rows of \(cols)")
             #expect(p.1.allSatisfy { $0.isFinite && $0 > 0 })
         }
         for d in [20, 384, 512, 1280] {
-            let x = random(7 * d, -3...5, seed: UInt64(d)), g = random(d, 0.5...1.5, seed: 1), b = random(d, -1...1, seed: 2)
+            let x = random(7 * d, -3...5, seed: UInt64(d)), g = random(d, 0.5...1.5, seed: 1),
+                b = random(d, -1...1, seed: 2)
             let (a, p) = both { () -> ([Float], [Float]) in
                 var y = [Float](repeating: 0, count: 7 * d), s = [Float](repeating: 0, count: 7)
-                y.withUnsafeMutableBufferPointer { yp in s.withUnsafeMutableBufferPointer { auscult_layer_norm(x, 7, d, g, b, 1e-5, yp.baseAddress!, $0.baseAddress!) } }
+                y.withUnsafeMutableBufferPointer { yp in
+                    s.withUnsafeMutableBufferPointer {
+                        auscult_layer_norm(x, 7, d, g, b, 1e-5, yp.baseAddress!, $0.baseAddress!)
+                    }
+                }
                 return (y, s)
             }
             #expect(a.0 == p.0 && a.1 == p.1, "LayerNorm of width \(d)")
         }
         let x = random(100_003, -8...8, seed: 3)
-        let (a, p) = both { () -> [Float] in var y = x; y.withUnsafeMutableBufferPointer { auscult_gelu($0.baseAddress!, $0.count) }; return y }
+        let (a, p) = both { () -> [Float] in
+            var y = x; y.withUnsafeMutableBufferPointer { auscult_gelu($0.baseAddress!, $0.count) }; return y
+        }
         #expect(a == p)
         #expect(abs(a[0] - 0.5 * x[0] * (1 + Float(erf(Double(x[0]) / 2.0.squareRoot())))) < 1e-5)
     }
@@ -52,13 +63,16 @@ struct DispatchTests {
     @Test("the packed and strided products give the same bits on both bodies, for any row count")
     func products() {
         for (m, n, k) in [(1, 5, 3), (7, 33, 64), (13, 48, 384)] {
-            let x = random(m * k, -1...1, seed: 4), w = random(n * k, -1...1, seed: 5), bias = random(n, -1...1, seed: 6)
+            let x = random(m * k, -1...1, seed: 4), w = random(n * k, -1...1, seed: 5),
+                bias = random(n, -1...1, seed: 6)
             var packed = [Float](repeating: 0, count: auscult_packed_floats(n, k))
             packed.withUnsafeMutableBufferPointer { auscult_pack_panels(w, k, n, k, $0.baseAddress!) }
             let panels = (n + 15) / 16
             let (a, p) = both { () -> [Float] in
                 var c = [Float](repeating: .nan, count: m * n)
-                c.withUnsafeMutableBufferPointer { auscult_gemm_packed_avx2(x, m, k, packed, n, k, 0, panels, bias, $0.baseAddress!, n) }
+                c.withUnsafeMutableBufferPointer {
+                    auscult_gemm_packed_avx2(x, m, k, packed, n, k, 0, panels, bias, $0.baseAddress!, n)
+                }
                 return c
             }
             #expect(a == p, "packed \(m)×\(n)×\(k)")
@@ -68,7 +82,9 @@ struct DispatchTests {
             for j in 0..<n { for kk in 0..<k { wt[kk * ldw + j] = w[j * k + kk] } }
             let (sa, sp) = both { () -> [Float] in
                 var c = [Float](repeating: .nan, count: m * n)
-                c.withUnsafeMutableBufferPointer { auscult_gemm_strided_avx2(x, m, k, wt, ldw, n, k, $0.baseAddress!, n) }
+                c.withUnsafeMutableBufferPointer {
+                    auscult_gemm_strided_avx2(x, m, k, wt, ldw, n, k, $0.baseAddress!, n)
+                }
                 return c
             }
             #expect(sa == sp, "strided \(m)×\(n)×\(k)")
@@ -78,10 +94,14 @@ struct DispatchTests {
     @Test("the read-out's argmax agrees on both bodies and its log-sum-exp within 1e-6; halves convert exactly")
     func readoutAndHalves() {
         let x = random(51_864, -20...20, seed: 7)
-        let (a, p) = both { () -> (Int, Double) in var lse = 0.0; let i = auscult_argmax_logsumexp_avx2(x, x.count, &lse, 1); return (i, lse) }
+        let (a, p) = both { () -> (Int, Double) in
+            var lse = 0.0; let i = auscult_argmax_logsumexp_avx2(x, x.count, &lse, 1); return (i, lse)
+        }
         #expect(a.0 == p.0 && a.0 == x.indices.max { x[$0] < x[$1] }!)
         #expect(abs(a.1 - p.1) < 1e-6 * abs(p.1))
-        let halves: [UInt16] = [0x0000, 0x8000, 0x3c00, 0xc000, 0x7bff, 0x0001, 0x03ff, 0x7c00, 0xfc00, 0x3555] + (0..<37).map { UInt16($0 * 1771 % 0x7c00) }
+        let halves: [UInt16] =
+            [0x0000, 0x8000, 0x3c00, 0xc000, 0x7bff, 0x0001, 0x03ff, 0x7c00, 0xfc00, 0x3555]
+            + (0..<37).map { UInt16($0 * 1771 % 0x7c00) }
         let (ha, hp) = both { () -> [Float] in
             var out = [Float](repeating: 0, count: halves.count)
             out.withUnsafeMutableBufferPointer { auscult_half_to_float(halves, halves.count, $0.baseAddress!) }

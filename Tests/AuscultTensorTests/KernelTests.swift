@@ -9,7 +9,9 @@ struct KernelTests {
     func geluMatchesErf() {
         let xs = stride(from: -9.0, through: 9.0, by: 0.001).map { Float($0) }
         let got = Tensor(shape: [xs.count], storage: xs).gelu()
-        let want = Tensor(shape: [xs.count], storage: xs.map { x in Float(0.5 * Double(x) * (1 + erf(Double(x) / 2.0.squareRoot()))) })
+        let want = Tensor(
+            shape: [xs.count], storage: xs.map { x in Float(0.5 * Double(x) * (1 + erf(Double(x) / 2.0.squareRoot()))) }
+        )
         expectClose(got, want, rtol: 2e-6, atol: 1e-6, "gelu")
     }
 
@@ -46,11 +48,12 @@ struct KernelTests {
         #expect(got.storage[(2 * cols + 1000)..<(3 * cols)].allSatisfy { $0 == 0 })
     }
 
-    @Test("argmax and log-sum-exp of a logits row match the double-precision formula; ties take the first index, all −∞ gives index 0 and −∞",
-          arguments: [51_864, 51_865, 17, 3])
+    @Test(
+        "argmax and log-sum-exp of a logits row match the double-precision formula; ties take the first index, all −∞ gives index 0 and −∞",
+        arguments: [51_864, 51_865, 17, 3])
     func argmaxLogSumExp(_ n: Int) {
         var x = (0..<n).map { Float(sin(Double($0) * 0.731) * 9) }
-        x[n / 3] = 40; x[2 * n / 3] = 40          // a tie: the first one wins
+        x[n / 3] = 40; x[2 * n / 3] = 40  // a tie: the first one wins
         if n > 10 { for j in stride(from: 1, to: n, by: 7) where j != n / 3 && j != 2 * n / 3 { x[j] = -.infinity } }
         let m = 40.0
         let want = m + Foundation.log(x.reduce(0.0) { $0 + Foundation.exp(Double($1) - m) })
@@ -74,32 +77,40 @@ struct KernelTests {
             let row = x[(r * d)..<((r + 1) * d)].map(Double.init)
             let mean = row.reduce(0, +) / Double(d)
             let v = row.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(d)
-            want += row.enumerated().map { Float(($1 - mean) / (v + 1e-5).squareRoot() * Double(g[$0]) + Double(b[$0])) }
+            want += row.enumerated().map {
+                Float(($1 - mean) / (v + 1e-5).squareRoot() * Double(g[$0]) + Double(b[$0]))
+            }
         }
-        let got = Tensor(shape: [rows, d], storage: x).layerNorm(gamma: Tensor(shape: [d], storage: g), beta: Tensor(shape: [d], storage: b))
+        let got = Tensor(shape: [rows, d], storage: x).layerNorm(
+            gamma: Tensor(shape: [d], storage: g), beta: Tensor(shape: [d], storage: b))
         expectClose(got, Tensor(shape: [rows, d], storage: want), rtol: 1e-5, atol: 1e-5, "layernorm")
     }
 
-    @Test("linear equals the naive product for M = 1 (gemv), small M and large M (split across workers)",
-          arguments: [1, 3, 1500])
+    @Test(
+        "linear equals the naive product for M = 1 (gemv), small M and large M (split across workers)",
+        arguments: [1, 3, 1500])
     func linear(m: Int) {
         let k = 96, n = 1030
         let x = Tensor(shape: [m, k], storage: (0..<(m * k)).map { Float(($0 * 37) % 101) / 101 - 0.5 })
         let w = Tensor(shape: [n, k], storage: (0..<(n * k)).map { Float(($0 * 53) % 97) / 97 - 0.5 })
         let b = Tensor(shape: [n], storage: (0..<n).map { Float($0 % 5) })
         var want = [Float](repeating: 0, count: m * n)
-        for i in 0..<m { for j in 0..<n {
-            var s = Double(b.storage[j])
-            for t in 0..<k { s += Double(x.storage[i * k + t]) * Double(w.storage[j * k + t]) }
-            want[i * n + j] = Float(s)
-        } }
-        expectClose(x.linear(w, bias: b), Tensor(shape: [m, n], storage: want), rtol: 1e-5, atol: 1e-4, "linear m=\(m)")
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = Double(b.storage[j])
+                for t in 0..<k { s += Double(x.storage[i * k + t]) * Double(w.storage[j * k + t]) }
+                want[i * n + j] = Float(s)
+            }
+        }
+        expectClose(
+            x.linear(w, bias: b), Tensor(shape: [m, n], storage: want), rtol: 1e-5, atol: 1e-4, "linear m=\(m)")
     }
 
-    @Test("a row's product against a packed weight is the same bits for any row count, offset and split across workers",
-          arguments: [1, 2, 5, 7, 13, 40, 300])
+    @Test(
+        "a row's product against a packed weight is the same bits for any row count, offset and split across workers",
+        arguments: [1, 2, 5, 7, 13, 40, 300])
     func packedRowsIndependent(m: Int) throws {
-        let k = 384, n = 1030   // n % 16 ≠ 0: the last panel is partly padding
+        let k = 384, n = 1030  // n % 16 ≠ 0: the last panel is partly padding
         let x = Tensor(shape: [m + 3, k], storage: (0..<((m + 3) * k)).map { Float(sin(Double($0) * 0.731)) })
         let w = Tensor(shape: [n, k], storage: (0..<(n * k)).map { Float(cos(Double($0) * 0.113)) * 0.1 })
         let b = Tensor(shape: [n], storage: (0..<n).map { Float($0 % 7) * 0.25 })
@@ -118,23 +129,30 @@ struct KernelTests {
         #endif
     }
 
-    @Test("few rows against a large weight (the unpacked small-M kernel off x86-64, odd row and column counts) equal the naive product",
-          arguments: [1, 2, 5, 16])
+    @Test(
+        "few rows against a large weight (the unpacked small-M kernel off x86-64, odd row and column counts) equal the naive product",
+        arguments: [1, 2, 5, 16])
     func smallRowsLargeWeight(m: Int) {
-        let k = 384, n = 2731   // n % 4 ≠ 0 exercises the tail
+        let k = 384, n = 2731  // n % 4 ≠ 0 exercises the tail
         let x = Tensor(shape: [m, k], storage: (0..<(m * k)).map { Float(($0 * 37) % 101) / 101 - 0.5 })
         let w = Tensor(shape: [n, k], storage: (0..<(n * k)).map { Float(($0 * 53) % 97) / 97 - 0.5 })
         var want = [Float](repeating: 0, count: m * n)
-        for i in 0..<m { for j in 0..<n {
-            var s = 0.0
-            for t in 0..<k { s += Double(x.storage[i * k + t]) * Double(w.storage[j * k + t]) }
-            want[i * n + j] = Float(s)
-        } }
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = 0.0
+                for t in 0..<k { s += Double(x.storage[i * k + t]) * Double(w.storage[j * k + t]) }
+                want[i * n + j] = Float(s)
+            }
+        }
         var got = [Float](repeating: 0, count: m * n)
-        x.storage.withUnsafeBufferPointer { a in w.storage.withUnsafeBufferPointer { wb in
-            Kernels.gemmNTSmall(m: m, n: n, k: k, a: a.baseAddress!, lda: k, w: wb.baseAddress!, ldw: k, c: &got, ldc: n)
-        } }
-        expectClose(Tensor(shape: [m, n], storage: got), Tensor(shape: [m, n], storage: want), rtol: 1e-5, atol: 1e-4, "m=\(m)")
+        x.storage.withUnsafeBufferPointer { a in
+            w.storage.withUnsafeBufferPointer { wb in
+                Kernels.gemmNTSmall(
+                    m: m, n: n, k: k, a: a.baseAddress!, lda: k, w: wb.baseAddress!, ldw: k, c: &got, ldc: n)
+            }
+        }
+        expectClose(
+            Tensor(shape: [m, n], storage: got), Tensor(shape: [m, n], storage: want), rtol: 1e-5, atol: 1e-4, "m=\(m)")
     }
 
     @Test("conv1d (im2col + GEMM) equals the direct convolution, channels-first and frames-first inputs")
@@ -146,18 +164,26 @@ struct KernelTests {
         for stride in [1, 2] {
             let tOut = (t + 2 - k) / stride + 1
             var want = [Float](repeating: 0, count: tOut * cOut)
-            for o in 0..<tOut { for co in 0..<cOut {
-                var s = Double(b.storage[co])
-                for ci in 0..<cIn { for j in 0..<k {
-                    let ti = o * stride - 1 + j
-                    if ti >= 0 && ti < t { s += Double(x.storage[ci * t + ti]) * Double(w.storage[(co * cIn + ci) * k + j]) }
-                } }
-                want[o * cOut + co] = Float(s)
-            } }
+            for o in 0..<tOut {
+                for co in 0..<cOut {
+                    var s = Double(b.storage[co])
+                    for ci in 0..<cIn {
+                        for j in 0..<k {
+                            let ti = o * stride - 1 + j
+                            if ti >= 0 && ti < t {
+                                s += Double(x.storage[ci * t + ti]) * Double(w.storage[(co * cIn + ci) * k + j])
+                            }
+                        }
+                    }
+                    want[o * cOut + co] = Float(s)
+                }
+            }
             let expected = Tensor(shape: [tOut, cOut], storage: want)
-            expectClose(x.conv1d(weight: w, bias: b, stride: stride), expected, rtol: 1e-5, atol: 1e-5, "conv stride \(stride)")
-            expectClose(x.transposed().conv1d(weight: w, bias: b, stride: stride, framesFirst: true), expected,
-                        rtol: 1e-5, atol: 1e-5, "frames-first conv stride \(stride)")
+            expectClose(
+                x.conv1d(weight: w, bias: b, stride: stride), expected, rtol: 1e-5, atol: 1e-5, "conv stride \(stride)")
+            expectClose(
+                x.transposed().conv1d(weight: w, bias: b, stride: stride, framesFirst: true), expected,
+                rtol: 1e-5, atol: 1e-5, "frames-first conv stride \(stride)")
         }
     }
 
@@ -173,6 +199,8 @@ struct KernelTests {
         #expect(f.metadata["k"] == "v")
         let data = try Data(contentsOf: URL(fileURLWithPath: p))
         try data.prefix(data.count - 5).write(to: URL(fileURLWithPath: p))
-        #expect { try SafeTensorsFile(path: p) } throws: { ($0 as? TensorFileError)?.code == .corrupt && "\($0)".contains(p) }
+        #expect { try SafeTensorsFile(path: p) } throws: {
+            ($0 as? TensorFileError)?.code == .corrupt && "\($0)".contains(p)
+        }
     }
 }

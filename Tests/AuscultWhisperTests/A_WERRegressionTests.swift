@@ -7,8 +7,9 @@ import _TestSupport
 /// Top of the pyramid: the whole pipeline scored as users score it.
 @Suite("WER regression on the bundled clips")
 struct WERRegressionTests {
-    @Test("tiny.en and base reach openai-whisper's corpus WER on the 38 clips (same S, D, I counts)",
-          arguments: ["tiny.en", "base"])
+    @Test(
+        "tiny.en and base reach openai-whisper's corpus WER on the 38 clips (same S, D, I counts)",
+        arguments: ["tiny.en", "base"])
     func corpusWER(model: String) throws {
         let refs = try Fixtures.transcripts(model)
         let loaded = try Fixtures.loaded(model)

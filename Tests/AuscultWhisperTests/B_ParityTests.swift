@@ -8,19 +8,23 @@ import _TestSupport
 /// Token-for-token and activation agreement with openai-whisper (reference/ of the design brief).
 @Suite("Parity with openai-whisper")
 struct ParityTests {
-    @Test("greedy tokens equal openai-whisper's for all 38 clips (one padded 30 s window each)",
-          arguments: ["tiny.en", "base"])
+    @Test(
+        "greedy tokens equal openai-whisper's for all 38 clips (one padded 30 s window each)",
+        arguments: ["tiny.en", "base"])
     func tokens(model: String) throws {
         let refs = try Fixtures.transcripts(model)
         let loaded = try Fixtures.loaded(model)
         var got = [String: DecodingResult]()
         try BatchTranscriber(loaded: loaded, options: DecodingOptions(), batchSize: 16)
-            .run(refs.map { DatasetItem(id: $0.id, path: Fixtures.clip($0.id), reference: nil) }) { item, r in got[item.id] = try r.get() }
+            .run(refs.map { DatasetItem(id: $0.id, path: Fixtures.clip($0.id), reference: nil) }) { item, r in
+                got[item.id] = try r.get()
+            }
         for ref in refs {
             let r = try #require(got[ref.id])
             #expect(r.tokens == ref.tokens, "\(model) \(ref.id): \(r.text) | reference: \(ref.text)")
             #expect(r.text == ref.text, "\(ref.id)")
-            expectClose(r.sumLogprob, ref.sum_logprob, tolerance: 2e-3 * max(1, abs(ref.sum_logprob)), "\(ref.id) sum_logprob")
+            expectClose(
+                r.sumLogprob, ref.sum_logprob, tolerance: 2e-3 * max(1, abs(ref.sum_logprob)), "\(ref.id) sum_logprob")
             expectClose(r.noSpeechProb, ref.no_speech_prob, tolerance: 1e-4, "\(ref.id) no_speech_prob")
         }
         #expect(loaded.decoder.initialTokens(DecodingOptions(), language: "en") == refs[0].prompt)
@@ -47,7 +51,7 @@ struct ParityTests {
             var key = name
             if name.hasSuffix(".hook_pattern.rows_every_50") { key = String(name.dropLast(".rows_every_50".count)) }
             guard var got = recorder.store[key] else { Issue.record("no activation recorded for \(name)"); continue }
-            got = got.reshaped(Array(got.shape.dropFirst()))   // drop the batch axis
+            got = got.reshaped(Array(got.shape.dropFirst()))  // drop the batch axis
             if name.hasSuffix(".rows_every_50") {  // [h, F, F] → query rows 0, 50, …
                 let h = got.shape[0], f = got.shape[1]
                 var rows = [Float]()

@@ -5,8 +5,9 @@ import _TestSupport
 
 @Suite("Tokenizer")
 struct TokenizerTests {
-    @Test("decoding the reference tokens gives openai-whisper's text, and encoding that text decodes back to it",
-          arguments: ["tiny.en", "base"])
+    @Test(
+        "decoding the reference tokens gives openai-whisper's text, and encoding that text decodes back to it",
+        arguments: ["tiny.en", "base"])
     func roundTrip(model: String) throws {
         let tok = try Fixtures.loaded(model).tokenizer
         let refs = try Fixtures.transcripts(model)
@@ -35,24 +36,35 @@ struct TokenizerTests {
     @Test("special tokens sit where openai-whisper puts them (English-only and multilingual)")
     func specials() throws {
         let en = try Fixtures.loaded("tiny.en").tokenizer
-        let enIds: [Int] = [en.eot, en.sot, en.translate, en.transcribe, en.sotLM, en.sotPrev, en.noSpeech, en.noTimestamps, en.timestampBegin]
+        let enIds: [Int] = [
+            en.eot, en.sot, en.translate, en.transcribe, en.sotLM, en.sotPrev, en.noSpeech, en.noTimestamps,
+            en.timestampBegin,
+        ]
         #expect(enIds == [50256, 50257, 50357, 50358, 50359, 50360, 50361, 50362, 50363])
         #expect(en.sotSequence() == [50257])
         let ml = try Fixtures.loaded("base").tokenizer
-        let mlIds: [Int] = [ml.eot, ml.sot, ml.translate, ml.transcribe, ml.sotLM, ml.sotPrev, ml.noSpeech, ml.noTimestamps, ml.timestampBegin]
+        let mlIds: [Int] = [
+            ml.eot, ml.sot, ml.translate, ml.transcribe, ml.sotLM, ml.sotPrev, ml.noSpeech, ml.noTimestamps,
+            ml.timestampBegin,
+        ]
         #expect(mlIds == [50257, 50258, 50358, 50359, 50360, 50361, 50362, 50363, 50364])
         #expect(ml.sotSequence(language: "en") == [50258, 50259, 50359])
         #expect(ml.languageCodes.count == 99)
         #expect(Array(ml.languageCodes.prefix(3)) == ["en", "zh", "de"])
-        #expect(ml.decodeWithSpecials([50258, 50259, 50364, 400, 50414]) == "<|startoftranscript|><|en|><|0.00|> And<|1.00|>")
+        #expect(
+            ml.decodeWithSpecials([50258, 50259, 50364, 400, 50414])
+                == "<|startoftranscript|><|en|><|0.00|> And<|1.00|>")
     }
 
-    @Test("the suppress_tokens=\"-1\" list equals the one CTranslate2 stored from openai-whisper",
-          arguments: ["tiny.en", "base"])
+    @Test(
+        "the suppress_tokens=\"-1\" list equals the one CTranslate2 stored from openai-whisper",
+        arguments: ["tiny.en", "base"])
     func nonSpeech(model: String) throws {
         let loaded = try Fixtures.loaded(model)
         let tok = loaded.tokenizer
-        let cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Fixtures.model(model) + "/config.json"))) as! [String: Any]
+        let cfg =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: Fixtures.model(model) + "/config.json"))) as! [String: Any]
         #expect(loaded.decoder.suppressTokens(DecodingOptions()) == (cfg["suppress_ids"] as! [Int]))
         #expect(tok.encode(" ") + [tok.eot] == (cfg["suppress_ids_begin"] as! [Int]))
     }
@@ -60,8 +72,9 @@ struct TokenizerTests {
 
 @Suite("English text normaliser and WER")
 struct NormalizerTests {
-    @Test("normalised references and hypotheses equal openai-whisper's for every clip and model",
-          arguments: ["tiny.en", "base"])
+    @Test(
+        "normalised references and hypotheses equal openai-whisper's for every clip and model",
+        arguments: ["tiny.en", "base"])
     func referenceNormalisation(model: String) throws {
         let norm = try EnglishTextNormalizer()
         for ref in try Fixtures.transcripts(model) {

@@ -12,21 +12,26 @@ struct ModelFormatTests {
     func tokens(_ loaded: LoadedModel) throws -> [[Int]] {
         var out = [[Int]]()
         try BatchTranscriber(loaded: loaded, options: DecodingOptions(), batchSize: 4)
-            .run(Self.ids.map { DatasetItem(id: $0, path: Fixtures.clip($0), reference: nil) }) { _, r in out.append(try r.get().tokens) }
+            .run(Self.ids.map { DatasetItem(id: $0, path: Fixtures.clip($0), reference: nil) }) { _, r in
+                out.append(try r.get().tokens)
+            }
         return out
     }
 
-    @Test("a Hugging Face directory written by convert gives the same tokens as the CTranslate2 original",
-          arguments: ["tiny.en", "base"])
+    @Test(
+        "a Hugging Face directory written by convert gives the same tokens as the CTranslate2 original",
+        arguments: ["tiny.en", "base"])
     func huggingFaceRoundTrip(model: String) throws {
         let original = try Fixtures.loaded(model)
         let dir = try Fixtures.temporaryDirectory() + "/hf"
         try original.model.weights.writeHuggingFace(to: dir)
         #expect(try WeightLoader.detect(dir) == .huggingFace)
-        let hf = try WhisperWeights(dims: original.model.dims, tensors: WeightLoader.load(dir).tensors, source: dir, format: "hf")
+        let hf = try WhisperWeights(
+            dims: original.model.dims, tensors: WeightLoader.load(dir).tensors, source: dir, format: "hf")
         for (k, t) in original.model.weights.tensors { #expect(hf.tensors[k] == t, "\(k)") }
-        let tok = try WhisperTokenizer(directory: Fixtures.model(model), multilingual: original.model.dims.isMultilingual,
-                                       vocabularySize: original.model.dims.n_vocab)
+        let tok = try WhisperTokenizer(
+            directory: Fixtures.model(model), multilingual: original.model.dims.isMultilingual,
+            vocabularySize: original.model.dims.n_vocab)
         let reloaded = LoadedModel(path: dir, model: Whisper(weights: hf), tokenizer: tok)
         let refs = try Fixtures.transcripts(model)
         let want = Self.ids.map { id in refs.first { $0.id == id }!.tokens }
@@ -42,8 +47,11 @@ struct ModelFormatTests {
         #expect(try WeightLoader.detect(dir + "/mini.pt") == .openaiPyTorch)
         let pt = try WeightLoader.load(dir + "/mini.pt")
         let twin = try SafeTensorsFile(path: dir + "/mini.safetensors")
-        #expect(pt.dims == ModelDimensions(n_mels: 80, n_audio_ctx: 16, n_audio_state: 8, n_audio_head: 2, n_audio_layer: 2,
-                                           n_vocab: 100, n_text_ctx: 12, n_text_state: 8, n_text_head: 2, n_text_layer: 2))
+        #expect(
+            pt.dims
+                == ModelDimensions(
+                    n_mels: 80, n_audio_ctx: 16, n_audio_state: 8, n_audio_head: 2, n_audio_layer: 2,
+                    n_vocab: 100, n_text_ctx: 12, n_text_state: 8, n_text_head: 2, n_text_layer: 2))
         #expect(Set(pt.tensors.keys) == Set(twin.names))
         for name in twin.names { #expect(pt.tensors[name] == (try twin.tensor(name)), "\(name)") }
         // And it runs: encoder output and decoder logits equal those PyTorch computed from it.
@@ -51,8 +59,10 @@ struct ModelFormatTests {
         let model = Whisper(weights: pt)
         let mel = try outputs.tensor("mel")
         let features = try model.encode(mel.reshaped([1] + mel.shape))
-        expectClose(features.reshaped([16, 8]), try outputs.tensor("audio_features"), rtol: 1e-4, atol: 1e-5, "encoder")
-        let logits = try model.decode([try outputs.integers("tokens")], cache: try model.makeCache(audio: features, audioIndex: [0]))
+        expectClose(
+            features.reshaped([16, 8]), try outputs.tensor("audio_features"), rtol: 1e-4, atol: 1e-5, "encoder")
+        let logits = try model.decode(
+            [try outputs.integers("tokens")], cache: try model.makeCache(audio: features, audioIndex: [0]))
         expectClose(logits.reshaped([6, 100]), try outputs.tensor("logits"), rtol: 1e-4, atol: 1e-4, "logits")
     }
 }
@@ -80,7 +90,8 @@ struct BadModelTests {
     @Test("a file of random bytes named model.bin is reported, not crashed on")
     func garbage() throws {
         let dir = try Fixtures.temporaryDirectory()
-        try Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) }).write(to: URL(fileURLWithPath: dir + "/model.bin"))
+        try Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) }).write(
+            to: URL(fileURLWithPath: dir + "/model.bin"))
         #expect(throws: WhisperError.self) { try WeightLoader.load(dir) }
     }
 
@@ -107,7 +118,9 @@ struct BadModelTests {
     func wrongShape() throws {
         var t = try Fixtures.loaded("tiny.en").model.weights.tensors
         t["encoder.ln_post.bias"] = Tensor(zeros: [383])
-        #expect { try WhisperWeights(dims: try Fixtures.loaded("tiny.en").model.dims, tensors: t, source: "x", format: "test") } throws: {
+        #expect {
+            try WhisperWeights(dims: try Fixtures.loaded("tiny.en").model.dims, tensors: t, source: "x", format: "test")
+        } throws: {
             ($0 as? WhisperError)?.code == .shapeMismatch && "\($0)".contains("[383]") && "\($0)".contains("[384]")
         }
     }
@@ -115,6 +128,8 @@ struct BadModelTests {
     @Test("a directory with no model file says which files it looked for")
     func unknownDirectory() throws {
         let dir = try Fixtures.temporaryDirectory()
-        #expect { try WeightLoader.load(dir) } throws: { ($0 as? WhisperError)?.code == .unknownFormat && "\($0)".contains("model.bin") }
+        #expect { try WeightLoader.load(dir) } throws: {
+            ($0 as? WhisperError)?.code == .unknownFormat && "\($0)".contains("model.bin")
+        }
     }
 }

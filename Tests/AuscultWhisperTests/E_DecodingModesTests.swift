@@ -9,7 +9,9 @@ import _TestSupport
 /// (Tests/Fixtures/reference/decoding.jsonl, made by make_decoding_reference.py beside it).
 @Suite("Decoding modes agree with openai-whisper")
 struct DecodingModesTests {
-    struct Record: Decodable { var model: String; var id: String; var mode: String; var tokens: [Int]; var language: String }
+    struct Record: Decodable {
+        var model: String; var id: String; var mode: String; var tokens: [Int]; var language: String
+    }
 
     static func records() throws -> [Record] {
         let text = try String(contentsOfFile: Fixtures.reference + "/decoding.jsonl", encoding: .utf8)
@@ -29,10 +31,15 @@ struct DecodingModesTests {
         }
         var got = [String: DecodingResult]()
         try BatchTranscriber(loaded: loaded, options: options, batchSize: 4)
-            .run(recs.map { DatasetItem(id: $0.id, path: Fixtures.clip($0.id), reference: nil) }) { item, r in got[item.id] = try r.get() }
+            .run(recs.map { DatasetItem(id: $0.id, path: Fixtures.clip($0.id), reference: nil) }) { item, r in
+                got[item.id] = try r.get()
+            }
         for rec in recs {
             let r = try #require(got[rec.id])
-            #expect(r.tokens == rec.tokens, "\(model) \(mode) \(rec.id): \(loaded.tokenizer.decodeWithSpecials(r.tokens)) | reference \(loaded.tokenizer.decodeWithSpecials(rec.tokens))")
+            #expect(
+                r.tokens == rec.tokens,
+                "\(model) \(mode) \(rec.id): \(loaded.tokenizer.decodeWithSpecials(r.tokens)) | reference \(loaded.tokenizer.decodeWithSpecials(rec.tokens))"
+            )
             #expect(r.language == rec.language, "\(rec.id)")
         }
     }
@@ -52,7 +59,9 @@ struct DecodingModesTests {
         let audio = Tensor(zeros: [1, 1500, 512])
         var o = DecodingOptions()
         o.language = "xx"
-        #expect { try loaded.decoder.decode(audio: audio, options: o) } throws: { "\($0)".contains("unknown language 'xx'") }
+        #expect { try loaded.decoder.decode(audio: audio, options: o) } throws: {
+            "\($0)".contains("unknown language 'xx'")
+        }
         o = DecodingOptions()
         o.beamSize = 0
         #expect { try loaded.decoder.decode(audio: audio, options: o) } throws: { "\($0)".contains("beam size") }
@@ -68,12 +77,16 @@ struct DatasetTests {
         #expect(ds.items.first { $0.id == "jfk" }?.reference?.hasPrefix("And so my fellow Americans") == true)
         let dir = try Fixtures.temporaryDirectory()
         try "not audio".write(toFile: dir + "/broken.wav", atomically: true, encoding: .utf8)
-        let items = [DatasetItem(id: "jfk", path: Fixtures.clip("jfk"), reference: nil),
-                     DatasetItem(id: "broken", path: dir + "/broken.wav", reference: nil),
-                     DatasetItem(id: "missing", path: dir + "/missing.flac", reference: nil),
-                     DatasetItem(id: "cards", path: Fixtures.clip("ps_cards_003"), reference: nil)]
+        let items = [
+            DatasetItem(id: "jfk", path: Fixtures.clip("jfk"), reference: nil),
+            DatasetItem(id: "broken", path: dir + "/broken.wav", reference: nil),
+            DatasetItem(id: "missing", path: dir + "/missing.flac", reference: nil),
+            DatasetItem(id: "cards", path: Fixtures.clip("ps_cards_003"), reference: nil),
+        ]
         var ok = [String](), failed = [String: String]()
-        try BatchTranscriber(loaded: try Fixtures.loaded("tiny.en"), options: DecodingOptions(), batchSize: 8).run(items) { item, r in
+        try BatchTranscriber(loaded: try Fixtures.loaded("tiny.en"), options: DecodingOptions(), batchSize: 8).run(
+            items
+        ) { item, r in
             switch r {
             case .success: ok.append(item.id)
             case .failure(let e): failed[item.id] = "\(e)"
@@ -89,17 +102,26 @@ struct DatasetTests {
         let dir = try Fixtures.temporaryDirectory()
         let ls = dir + "/ls/1089/134686"
         try FileManager.default.createDirectory(atPath: ls, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: Fixtures.clip("ls_1089-134686-0000"), toPath: ls + "/1089-134686-0000.wav")
-        try "1089-134686-0000 HE HOPED THERE WOULD BE STEW\n".write(toFile: ls + "/1089-134686.trans.txt", atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(
+            atPath: Fixtures.clip("ls_1089-134686-0000"), toPath: ls + "/1089-134686-0000.wav")
+        try "1089-134686-0000 HE HOPED THERE WOULD BE STEW\n".write(
+            toFile: ls + "/1089-134686.trans.txt", atomically: true, encoding: .utf8)
         let a = try Dataset.load(dir + "/ls")
-        #expect(a.items == [DatasetItem(id: "1089-134686-0000", path: ls + "/1089-134686-0000.wav", reference: "HE HOPED THERE WOULD BE STEW")])
+        #expect(
+            a.items == [
+                DatasetItem(
+                    id: "1089-134686-0000", path: ls + "/1089-134686-0000.wav",
+                    reference: "HE HOPED THERE WOULD BE STEW")
+            ])
         let af = dir + "/af"
         try FileManager.default.createDirectory(atPath: af, withIntermediateDirectories: true)
-        try "file_name,transcription\nx.wav,\"hello, world\"\n".write(toFile: af + "/metadata.csv", atomically: true, encoding: .utf8)
+        try "file_name,transcription\nx.wav,\"hello, world\"\n".write(
+            toFile: af + "/metadata.csv", atomically: true, encoding: .utf8)
         let b = try Dataset.load(af)
         #expect(b.items == [DatasetItem(id: "x", path: af + "/x.wav", reference: "hello, world")])
         let jl = dir + "/m.jsonl"
-        try "{\"path\": \"/abs/y.flac\", \"text\": \"hi\", \"id\": \"y1\"}\n".write(toFile: jl, atomically: true, encoding: .utf8)
+        try "{\"path\": \"/abs/y.flac\", \"text\": \"hi\", \"id\": \"y1\"}\n".write(
+            toFile: jl, atomically: true, encoding: .utf8)
         #expect(try Dataset.load(jl).items == [DatasetItem(id: "y1", path: "/abs/y.flac", reference: "hi")])
         #expect(throws: WhisperError.self) { try Dataset.load(dir + "/nothing-here") }
     }
@@ -116,14 +138,18 @@ struct CrossAttentionFormTests {
         let audio = try model.encode(Tensor.stack(mels))
         let kv = try model.crossAttentionKV(audio)
         let features = try model.crossAttentionKV(audio, form: .features)
-        #expect((features.features != nil) == Attention.readsFeatures(d: 384), "the features form is taken wherever a features kernel runs")
+        #expect(
+            (features.features != nil) == Attention.readsFeatures(d: 384),
+            "the features form is taken wherever a features kernel runs")
         #expect(features.frames == kv.frames && features.clips == kv.clips)
         // Teacher-forced logits and every layer's cross-attention pattern.
         let tokens = [[50257, 50362, 679, 10719, 612], [50257, 50362, 383, 11, 290], [50257, 50362, 40, 1101, 262]]
         let names = (0..<4).map { "decoder.blocks.\($0).cross_attn.hook_pattern" }
         let recKV = ActivationRecorder { names.contains($0) }, recX = ActivationRecorder { names.contains($0) }
-        let a = try model.decode(tokens, cache: try model.makeCache(audio: audio, audioIndex: [0, 1, 2], kv: kv), hooks: recKV)
-        let b = try model.decode(tokens, cache: try model.makeCache(audio: audio, audioIndex: [0, 1, 2], kv: features), hooks: recX)
+        let a = try model.decode(
+            tokens, cache: try model.makeCache(audio: audio, audioIndex: [0, 1, 2], kv: kv), hooks: recKV)
+        let b = try model.decode(
+            tokens, cache: try model.makeCache(audio: audio, audioIndex: [0, 1, 2], kv: features), hooks: recX)
         expectClose(b, a, rtol: 1e-4, atol: 2e-3, "logits")
         for name in names { expectClose(recX.store[name]!, recKV.store[name]!, rtol: 1e-3, atol: 1e-6, name) }
         // Greedy decoding picks the same tokens.

@@ -15,7 +15,8 @@ struct LongFormTests {
 
     @Test("segments, their times and tokens, and the whole text match", arguments: ["tiny.en", "base"])
     func segments(model: String) throws {
-        let lines = try String(contentsOfFile: Fixtures.path("Tests/Fixtures/longform/transcribe.jsonl"), encoding: .utf8)
+        let lines = try String(
+            contentsOfFile: Fixtures.path("Tests/Fixtures/longform/transcribe.jsonl"), encoding: .utf8)
         let ref = try lines.split(separator: "\n").map { try JSONDecoder().decode(Reference.self, from: Data($0.utf8)) }
             .first { $0.model == model }!
         let audio = try AudioClip(contentsOf: Fixtures.path("Tests/Fixtures/longform/long.wav"))
@@ -35,8 +36,11 @@ struct LongFormTests {
     @Test("compression ratio is zlib's, as openai-whisper computes it")
     func compression() {
         // len(text.encode()) / len(zlib.compress(text.encode())) computed by Python 3.11.
-        expectClose(compressionRatio("And so my fellow Americans ask not what your country can do for you, ask what you can do for your country."),
-                    1.3417721518987342, tolerance: 1e-12)
+        expectClose(
+            compressionRatio(
+                "And so my fellow Americans ask not what your country can do for you, ask what you can do for your country."
+            ),
+            1.3417721518987342, tolerance: 1e-12)
         #expect(compressionRatio(String(repeating: "la ", count: 100)) > 2.4)
     }
 }

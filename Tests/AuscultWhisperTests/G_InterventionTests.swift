@@ -23,7 +23,7 @@ struct InterventionTests {
         case "none": return []
         case "zero": return [Intervention(hook: words[1], kind: .zero)]
         case "skip":
-            let parts = words[1].split(separator: ".")   // decoder.blocks.2+3
+            let parts = words[1].split(separator: ".")  // decoder.blocks.2+3
             let prefix = parts.dropLast().joined(separator: ".")
             return parts.last!.split(separator: "+").map { Intervention(hook: "\(prefix).\($0)", kind: .skip) }
         case "swap":
@@ -44,7 +44,9 @@ struct InterventionTests {
             let runner = BatchTranscriber(loaded: loaded, options: DecodingOptions(), batchSize: 1) { _ in
                 try Interventions(items, model: loaded.model)
             }
-            try runner.run([DatasetItem(id: rec.id, path: Fixtures.clip(rec.id), reference: nil)]) { _, r in got = try r.get().tokens }
+            try runner.run([DatasetItem(id: rec.id, path: Fixtures.clip(rec.id), reference: nil)]) { _, r in
+                got = try r.get().tokens
+            }
             #expect(got == rec.tokens, "\(model) \(rec.id) \(rec.condition)")
         }
     }
@@ -52,7 +54,9 @@ struct InterventionTests {
 
 @Suite("Hook points: registry, cache, invariants, errors")
 struct HookPointTests {
-    @Test("the registry lists every hook point with shapes, resolves aliases and globs, and names the closest valid names")
+    @Test(
+        "the registry lists every hook point with shapes, resolves aliases and globs, and names the closest valid names"
+    )
     func registry() throws {
         let reg = HookRegistry(dims: try Fixtures.loaded("tiny.en").model.dims)
         #expect(reg.point("encoder.blocks.2.mlp.hook_post")?.shape == ["F", "1536"])
@@ -63,7 +67,8 @@ struct HookPointTests {
         #expect(try reg.resolve("encoder.blocks.*.hook_resid_post").count == 4)
         #expect(try reg.resolveList("decoder.blocks.?.hook_mlp_out, audio.hook_mel").count == 5)
         #expect { try reg.resolve("encoder.blocks.2.hook_resid_pots") } throws: {
-            "\($0)".contains("unknown hook point 'encoder.blocks.2.hook_resid_pots'") && "\($0)".contains("encoder.blocks.2.hook_resid_post")
+            "\($0)".contains("unknown hook point 'encoder.blocks.2.hook_resid_pots'")
+                && "\($0)".contains("encoder.blocks.2.hook_resid_post")
         }
     }
 
@@ -92,10 +97,12 @@ struct HookPointTests {
         #expect(hooked == plain, "observing every hook point must not change the encoder output")
         for i in 0..<4 {
             let p = "encoder.blocks.\(i)"
-            expectClose(rec.store[p + ".hook_resid_pre"]! + rec.store[p + ".hook_attn_out"]!, rec.store[p + ".hook_resid_mid"]!,
-                        rtol: 1e-6, atol: 1e-5, "\(p) resid_mid")
-            expectClose(rec.store[p + ".hook_resid_mid"]! + rec.store[p + ".hook_mlp_out"]!, rec.store[p + ".hook_resid_post"]!,
-                        rtol: 1e-6, atol: 1e-5, "\(p) resid_post")
+            expectClose(
+                rec.store[p + ".hook_resid_pre"]! + rec.store[p + ".hook_attn_out"]!, rec.store[p + ".hook_resid_mid"]!,
+                rtol: 1e-6, atol: 1e-5, "\(p) resid_mid")
+            expectClose(
+                rec.store[p + ".hook_resid_mid"]! + rec.store[p + ".hook_mlp_out"]!, rec.store[p + ".hook_resid_post"]!,
+                rtol: 1e-6, atol: 1e-5, "\(p) resid_post")
         }
         let tokens = [50257, 50362, 679, 10719, 612]
         let cache1 = try model.makeCache(audio: plain, audioIndex: [0])
@@ -105,19 +112,26 @@ struct HookPointTests {
         #expect(l1 == l2)
         for i in 0..<4 {
             let p = "decoder.blocks.\(i)"
-            expectClose(drec.store[p + ".hook_resid_mid_cross"]! + drec.store[p + ".hook_mlp_out"]!, drec.store[p + ".hook_resid_post"]!,
-                        rtol: 1e-6, atol: 1e-5, "\(p) resid_post")
-            expectClose(drec.store[p + ".hook_resid_mid"]! + drec.store[p + ".hook_cross_attn_out"]!, drec.store[p + ".hook_resid_mid_cross"]!,
-                        rtol: 1e-6, atol: 1e-5, "\(p) resid_mid_cross")
+            expectClose(
+                drec.store[p + ".hook_resid_mid_cross"]! + drec.store[p + ".hook_mlp_out"]!,
+                drec.store[p + ".hook_resid_post"]!,
+                rtol: 1e-6, atol: 1e-5, "\(p) resid_post")
+            expectClose(
+                drec.store[p + ".hook_resid_mid"]! + drec.store[p + ".hook_cross_attn_out"]!,
+                drec.store[p + ".hook_resid_mid_cross"]!,
+                rtol: 1e-6, atol: 1e-5, "\(p) resid_mid_cross")
         }
     }
 
-    @Test("a clip's activations are the same bits alone or batched with other clips, and a sequence's alone or beside others reading its clip")
+    @Test(
+        "a clip's activations are the same bits alone or batched with other clips, and a sequence's alone or beside others reading its clip"
+    )
     func batchInvariance() throws {
         #if arch(x86_64)
         let model = try Fixtures.loaded("tiny.en").model
         let mels = try ["jfk", "ls_1089-134691-0000", "ps_cards_003"].map { try Fixtures.mel($0) }
-        let alone = ActivationRecorder { $0.hasPrefix("encoder") }, batched = ActivationRecorder { $0.hasPrefix("encoder") }
+        let alone = ActivationRecorder { $0.hasPrefix("encoder") },
+            batched = ActivationRecorder { $0.hasPrefix("encoder") }
         let audio = try model.encode(mels[0].reshaped([1, 80, 3000]), hooks: alone)
         _ = try model.encode(Tensor.stack([mels[1], mels[0], mels[2]]), hooks: batched)
         #expect(alone.store.count > 60)
@@ -147,7 +161,12 @@ struct HookPointTests {
         let corrupt = try Fixtures.mel("ps_cards_003").reshaped([1, 80, 3000])
         let rec = ActivationRecorder { $0 == "encoder.blocks.2.hook_resid_pre" }
         let cleanOut = try model.encode(clean, hooks: rec)
-        let patch = try Interventions([Intervention(hook: "encoder.blocks.2.hook_resid_pre", kind: .patch(rec.store["encoder.blocks.2.hook_resid_pre"]!))], model: model)
+        let patch = try Interventions(
+            [
+                Intervention(
+                    hook: "encoder.blocks.2.hook_resid_pre", kind: .patch(rec.store["encoder.blocks.2.hook_resid_pre"]!)
+                )
+            ], model: model)
         let patched = try model.encode(corrupt, hooks: patch)
         #expect(patched == cleanOut)
         #expect(try model.encode(corrupt) != cleanOut)
@@ -157,7 +176,10 @@ struct HookPointTests {
     func zeroEqualsWeights() throws {
         let loaded = try Fixtures.loaded("tiny.en")
         let mel = try Fixtures.mel("jfk").reshaped([1, 80, 3000])
-        let viaHook = try loaded.model.encode(mel, hooks: try Interventions([Intervention(hook: "encoder.blocks.1.hook_mlp_out", kind: .zero)], model: loaded.model))
+        let viaHook = try loaded.model.encode(
+            mel,
+            hooks: try Interventions(
+                [Intervention(hook: "encoder.blocks.1.hook_mlp_out", kind: .zero)], model: loaded.model))
         var w = loaded.model.weights
         w.tensors["encoder.blocks.1.mlp.2.weight"] = Tensor(zeros: [384, 1536])
         w.tensors["encoder.blocks.1.mlp.2.bias"] = Tensor(zeros: [384])
@@ -171,10 +193,11 @@ struct HookPointTests {
         let model = loaded.model
         let mel = try Fixtures.mel("jfk").reshaped([1, 80, 3000])
         let rec = ActivationRecorder { $0 == "encoder.blocks.0.attn.hook_z" }
-        let zero = try Interventions([Intervention(hook: "encoder.blocks.0.attn.hook_z", kind: .zero, heads: [2], frames: 100..<200)],
-                                     model: model, next: rec)
+        let zero = try Interventions(
+            [Intervention(hook: "encoder.blocks.0.attn.hook_z", kind: .zero, heads: [2], frames: 100..<200)],
+            model: model, next: rec)
         _ = try model.encode(mel, hooks: zero)
-        let z = rec.store["encoder.blocks.0.attn.hook_z"]!   // [1, 1500, 6, 64]
+        let z = rec.store["encoder.blocks.0.attn.hook_z"]!  // [1, 1500, 6, 64]
         func at(_ f: Int, _ h: Int, _ j: Int) -> Float { z.storage[(f * 6 + h) * 64 + j] }
         #expect((100..<200).allSatisfy { f in (0..<64).allSatisfy { at(f, 2, $0) == 0 } })
         #expect((0..<64).contains { at(99, 2, $0) != 0 } && (0..<64).contains { at(150, 1, $0) != 0 })
@@ -183,9 +206,12 @@ struct HookPointTests {
 
 @Suite("Run with cache matches the reference activations")
 struct CacheTests {
-    static let hooks = ["encoder.blocks.*.hook_resid_post", "encoder.ln_post.hook_normalized", "decoder.blocks.*.hook_resid_post",
-                        "decoder.blocks.*.hook_mlp_out", "decoder.blocks.1.attn.hook_pattern", "decoder.blocks.2.cross_attn.hook_pattern",
-                        "decoder.hook_logits"]
+    static let hooks = [
+        "encoder.blocks.*.hook_resid_post", "encoder.ln_post.hook_normalized", "decoder.blocks.*.hook_resid_post",
+        "decoder.blocks.*.hook_mlp_out", "decoder.blocks.1.attn.hook_pattern",
+        "decoder.blocks.2.cross_attn.hook_pattern",
+        "decoder.hook_logits",
+    ]
 
     func compare(_ got: [String: Tensor], positions: Int) throws {
         let ref = try Fixtures.jfkActivations()
@@ -197,12 +223,18 @@ struct CacheTests {
                 if name.hasSuffix("attn.hook_pattern") && !name.contains("cross") {
                     let h = want.shape[0], t = want.shape[1]
                     var rows = [Float]()
-                    for hi in 0..<h { for r in 0..<positions { for c in 0..<positions { rows.append(want.storage[(hi * t + r) * t + c]) } } }
+                    for hi in 0..<h {
+                        for r in 0..<positions {
+                            for c in 0..<positions { rows.append(want.storage[(hi * t + r) * t + c]) }
+                        }
+                    }
                     want = Tensor(shape: [h, positions, positions], storage: rows)
                 } else if name.contains("cross_attn.hook_pattern") {
                     let h = want.shape[0], t = want.shape[1], f = want.shape[2]
                     var rows = [Float]()
-                    for hi in 0..<h { for r in 0..<positions { rows += want.storage[((hi * t + r) * f)..<((hi * t + r + 1) * f)] } }
+                    for hi in 0..<h {
+                        for r in 0..<positions { rows += want.storage[((hi * t + r) * f)..<((hi * t + r + 1) * f)] }
+                    }
                     want = Tensor(shape: [h, positions, f], storage: rows)
                 } else {
                     want = want.rows(0..<positions)
@@ -217,7 +249,8 @@ struct CacheTests {
     func teacherForced() throws {
         let loaded = try Fixtures.loaded("tiny.en")
         let tokens = try Fixtures.jfkActivations().integers("decoder.tokens")
-        let (_, cache) = try loaded.runWithCache(.file(Fixtures.clip("jfk")), names: Self.hooks.map(HookName.init(_:)), tokens: tokens)
+        let (_, cache) = try loaded.runWithCache(
+            .file(Fixtures.clip("jfk")), names: Self.hooks.map(HookName.init(_:)), tokens: tokens)
         #expect(cache.activations.count == 4 + 1 + 4 + 4 + 2 + 1)
         #expect(cache.tokens == tokens)
         try compare(cache.activations, positions: tokens.count)
@@ -227,9 +260,10 @@ struct CacheTests {
     func generation() throws {
         let loaded = try Fixtures.loaded("tiny.en")
         let ref = try Fixtures.jfkActivations().integers("decoder.tokens")
-        let (result, cache) = try loaded.runWithCache(.file(Fixtures.clip("jfk")), names: Self.hooks.map(HookName.init(_:)))
+        let (result, cache) = try loaded.runWithCache(
+            .file(Fixtures.clip("jfk")), names: Self.hooks.map(HookName.init(_:)))
         let fed = cache.tokens
-        #expect(fed == Array(ref.dropLast()))   // prompt + sampled; the reference also feeds end-of-text
+        #expect(fed == Array(ref.dropLast()))  // prompt + sampled; the reference also feeds end-of-text
         #expect(result.inputTokens == fed && result.tokens == Array(fed.dropFirst(2)))
         #expect(cache[.logits]!.shape == [fed.count, 51864])
         #expect(cache[.decoder(1).attn.pattern]!.shape == [6, fed.count, fed.count])
@@ -239,7 +273,8 @@ struct CacheTests {
     @Test("the cache exports to safetensors keyed by hook name and reads back identically")
     func export() throws {
         let loaded = try Fixtures.loaded("tiny.en")
-        let (result, cache) = try loaded.runWithCache(.file(Fixtures.clip("ps_cards_003")), names: ["encoder.blocks.2.mlp.1", .lnFinal.normalized])
+        let (result, cache) = try loaded.runWithCache(
+            .file(Fixtures.clip("ps_cards_003")), names: ["encoder.blocks.2.mlp.1", .lnFinal.normalized])
         let path = try Fixtures.temporaryDirectory() + "/c.safetensors"
         try cache.write(to: path)
         let back = try SafeTensorsFile(path: path)
@@ -266,12 +301,14 @@ struct ClosureHookTests {
         let mel = try Fixtures.mel("jfk").reshaped([1, 80, 3000])
         var offsets = [Int]()
         let hooks = try HookFunctions(model: model)
-            .add("decoder.blocks.0.hook_resid_pre") { x, call in offsets.append(call.context.positionOffset); return nil }
+            .add("decoder.blocks.0.hook_resid_pre") { x, call in
+                offsets.append(call.context.positionOffset); return nil
+            }
             .add("encoder.blocks.1.hook_attn_out") { x, _ in Tensor(zeros: x.shape) }
         let audio = try model.encode(mel, hooks: hooks)
         let r = try loaded.decoder.decode(audio: audio, hooks: hooks)[0]
-        #expect(r.tokens == [314, 1101, 1016, 284, 466, 340, 13])   // openai-whisper's tokens with that output zeroed
-        #expect(offsets == [0] + Array(2..<(2 + r.tokens.count)))   // prompt pass at 0, then one position per step
+        #expect(r.tokens == [314, 1101, 1016, 284, 466, 340, 13])  // openai-whisper's tokens with that output zeroed
+        #expect(offsets == [0] + Array(2..<(2 + r.tokens.count)))  // prompt pass at 0, then one position per step
         let clean = try loaded.decoder.decode(audio: try model.encode(mel))[0]
         #expect(clean.tokens == (try Fixtures.transcripts("tiny.en")).first { $0.id == "jfk" }!.tokens)
         #expect { try HookFunctions(model: model).add("encoder.blocks.1.hook_atn_out") { _, _ in nil } } throws: {
@@ -283,21 +320,31 @@ struct ClosureHookTests {
     func perHeadResults() throws {
         let model = try Fixtures.loaded("tiny.en").model
         let mel = try Fixtures.mel("jfk").reshaped([1, 80, 3000])
-        let rec = ActivationRecorder { $0 == "encoder.blocks.1.attn.hook_result" || $0 == "encoder.blocks.1.hook_attn_out" }
+        let rec = ActivationRecorder {
+            $0 == "encoder.blocks.1.attn.hook_result" || $0 == "encoder.blocks.1.hook_attn_out"
+        }
         let observed = try model.encode(mel, hooks: rec)
         #expect(observed == (try model.encode(mel)), "observing per-head results changes nothing")
         let r = rec.store["encoder.blocks.1.attn.hook_result"]!, out = rec.store["encoder.blocks.1.hook_attn_out"]!
         #expect(r.shape == [1, 1500, 6, 384])
         let bias = model.weights["encoder.blocks.1.attn.out.bias"]
         var sum = [Float](repeating: 0, count: 1500 * 384)
-        for f in 0..<1500 { for j in 0..<384 {
-            var s = bias.storage[j]
-            for h in 0..<6 { s += r.storage[(f * 6 + h) * 384 + j] }
-            sum[f * 384 + j] = s
-        } }
+        for f in 0..<1500 {
+            for j in 0..<384 {
+                var s = bias.storage[j]
+                for h in 0..<6 { s += r.storage[(f * 6 + h) * 384 + j] }
+                sum[f * 384 + j] = s
+            }
+        }
         expectClose(Tensor(shape: [1, 1500, 384], storage: sum), out, rtol: 1e-4, atol: 1e-4, "Σ heads")
-        let viaResult = try model.encode(mel, hooks: try Interventions([Intervention(hook: "encoder.blocks.1.attn.hook_result", kind: .zero, heads: [3])], model: model))
-        let viaZ = try model.encode(mel, hooks: try Interventions([Intervention(hook: "encoder.blocks.1.attn.hook_z", kind: .zero, heads: [3])], model: model))
+        let viaResult = try model.encode(
+            mel,
+            hooks: try Interventions(
+                [Intervention(hook: "encoder.blocks.1.attn.hook_result", kind: .zero, heads: [3])], model: model))
+        let viaZ = try model.encode(
+            mel,
+            hooks: try Interventions(
+                [Intervention(hook: "encoder.blocks.1.attn.hook_z", kind: .zero, heads: [3])], model: model))
         expectClose(viaResult, viaZ, rtol: 1e-4, atol: 1e-4, "head 3 removed two ways")
     }
 }
@@ -310,8 +357,12 @@ struct ReadOnlyHookTests {
         let mel = Tensor(zeros: [1, 80, 3000])
         for name in ["encoder.blocks.0.attn.hook_pattern", "encoder.blocks.1.ln2.hook_scale"] {
             let hooks = try HookFunctions(model: model).add(name) { x, _ in Tensor(zeros: x.shape) }
-            #expect { try model.encode(mel, hooks: hooks) } throws: { "\($0)".contains(name) && "\($0)".contains("read-only") }
-            #expect { try Interventions([Intervention(hook: name, kind: .zero)], model: model) } throws: { "\($0)".contains("read-only") }
+            #expect { try model.encode(mel, hooks: hooks) } throws: {
+                "\($0)".contains(name) && "\($0)".contains("read-only")
+            }
+            #expect { try Interventions([Intervention(hook: name, kind: .zero)], model: model) } throws: {
+                "\($0)".contains("read-only")
+            }
         }
         // Reading them is fine and changes nothing.
         let look = try HookFunctions(model: model).add("encoder.blocks.0.attn.hook_pattern") { _, _ in nil }

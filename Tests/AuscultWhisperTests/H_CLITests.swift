@@ -13,7 +13,9 @@ struct CLITests {
         let ids = ["jfk", "ps_cards_003"]
         let r = try run(["transcribe", "--format", "jsonl"] + ids.map(Fixtures.clip))
         #expect(r.status == 0, "\(r.err)")
-        let lines = r.out.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let lines = r.out.split(separator: "\n").map {
+            try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
         let refs = try Fixtures.transcripts("tiny.en")
         #expect(lines.count == 2)
         for (id, line) in zip(ids, lines) {
@@ -25,7 +27,9 @@ struct CLITests {
 
     @Test("an intervention flag changes the transcript as openai-whisper's hook does")
     func intervention() throws {
-        let r = try run(["transcribe", "--format", "jsonl", "--zero", "encoder.blocks.1.hook_attn_out", Fixtures.clip("jfk")])
+        let r = try run([
+            "transcribe", "--format", "jsonl", "--zero", "encoder.blocks.1.hook_attn_out", Fixtures.clip("jfk"),
+        ])
         let line = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
         #expect(line["tokens"] as? [Int] == [314, 1101, 1016, 284, 466, 340, 13])
     }
@@ -34,7 +38,9 @@ struct CLITests {
     func errors() throws {
         let bad = try run(["transcribe", "--zero", "encoder.blocks.1.hook_atn_out", Fixtures.clip("jfk")])
         #expect(bad.status != 0)
-        #expect(bad.err.contains("unknown hook point 'encoder.blocks.1.hook_atn_out'") && bad.err.contains("encoder.blocks.1.hook_attn_out"))
+        #expect(
+            bad.err.contains("unknown hook point 'encoder.blocks.1.hook_atn_out'")
+                && bad.err.contains("encoder.blocks.1.hook_attn_out"))
         let missing = try run(["transcribe", "/nonexistent/x.wav", Fixtures.clip("ps_cards_003")])
         #expect(missing.err.contains("/nonexistent/x.wav"))
         #expect(missing.out.contains("ps_cards_003"))
@@ -43,7 +49,10 @@ struct CLITests {
     @Test("cache writes the named activations, keyed by hook name")
     func cache() throws {
         let out = try Fixtures.temporaryDirectory() + "/c.safetensors"
-        let r = try run(["cache", "--hooks", "encoder.blocks.*.hook_resid_post,decoder.hook_logits", "--out", out, Fixtures.clip("jfk")])
+        let r = try run([
+            "cache", "--hooks", "encoder.blocks.*.hook_resid_post,decoder.hook_logits", "--out", out,
+            Fixtures.clip("jfk"),
+        ])
         #expect(r.status == 0, "\(r.err)")
         let f = try SafeTensorsFile(path: out)
         #expect(f.names.filter { $0.hasPrefix("encoder.blocks.") }.count == 4)

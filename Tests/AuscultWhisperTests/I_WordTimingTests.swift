@@ -1,9 +1,10 @@
 import AuscultAudio
 import AuscultTensor
-@testable import AuscultWhisper
 import Foundation
 import Testing
 import _TestSupport
+
+@testable import AuscultWhisper
 
 /// Word timing against openai-whisper's `find_alignment` (Tests/Fixtures/reference/words.jsonl,
 /// made by make_word_timing_reference.py beside it).
@@ -32,7 +33,9 @@ struct WordTimingTests {
                 words += 1
                 if abs(g.start - r.start) < 1e-6 && abs(g.end - r.end) < 1e-6 { exact += 1 }
                 // One 20 ms frame of slack: float rounding may move a DTW step by one frame.
-                #expect(abs(g.start - r.start) <= 0.0201 && abs(g.end - r.end) <= 0.0201, "\(ref.clip) '\(r.word)': \(g.start)–\(g.end) vs \(r.start)–\(r.end)")
+                #expect(
+                    abs(g.start - r.start) <= 0.0201 && abs(g.end - r.end) <= 0.0201,
+                    "\(ref.clip) '\(r.word)': \(g.start)–\(g.end) vs \(r.start)–\(r.end)")
             }
         }
         #expect(exact * 10 >= words * 9, "\(exact) of \(words) word times identical")
@@ -49,7 +52,9 @@ struct WordTimingTests {
         let words = try #require(rows?.first?["words"] as? [[String: Any]])
         #expect(words.compactMap { $0["word"] as? String } == ref.words.map(\.word))
         for (w, e) in zip(words, ref.words) {
-            #expect(abs((w["start"] as? Double ?? -1) - e.start) <= 0.0201 && abs((w["end"] as? Double ?? -1) - e.end) <= 0.0201)
+            #expect(
+                abs((w["start"] as? Double ?? -1) - e.start) <= 0.0201
+                    && abs((w["end"] as? Double ?? -1) - e.end) <= 0.0201)
         }
         let plain = try AuscultCLI.run(["transcribe", "--word-timestamps", Fixtures.clip("jfk")])
         #expect(plain.out.hasPrefix("[0.00–"), "\(plain.out)")

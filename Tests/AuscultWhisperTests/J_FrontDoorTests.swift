@@ -11,12 +11,15 @@ import _TestSupport
 struct FrontDoorTests {
     static let jfk = AudioInput.file(Fixtures.clip("jfk"))
 
-    @Test("the registry's names and shapes are exactly the ones the forward pass produces", arguments: ["tiny.en", "base"])
+    @Test(
+        "the registry's names and shapes are exactly the ones the forward pass produces",
+        arguments: ["tiny.en", "base"])
     func registryEqualsForward(model: String) throws {
         let loaded = try Fixtures.loaded(model)
         let registry = HookRegistry(dims: loaded.model.dims)
         let tokens = loaded.prompt() + [440, 1022]
-        let (_, cache) = try loaded.runWithCache(.samples([Float](repeating: 0.01, count: 16_000)), names: ["*"], tokens: tokens)
+        let (_, cache) = try loaded.runWithCache(
+            .samples([Float](repeating: 0.01, count: 16_000)), names: ["*"], tokens: tokens)
         #expect(cache.names == registry.names.sorted())
         for point in registry.points {
             let want = point.shape.map { $0 == "F" ? 1500 : $0 == "T" ? tokens.count : Int($0)! }
@@ -27,15 +30,22 @@ struct FrontDoorTests {
     @Test("every typed hook name is a hook point of the registry")
     func typedNames() throws {
         let registry = HookRegistry(dims: try Fixtures.loaded("tiny.en").model.dims)
-        var names: [HookName] = [.mel, .convOut, .encoderPosEmbed, .lnPost.scale, .lnPost.normalized, .embed, .posEmbed,
-                                 .lnFinal.scale, .lnFinal.normalized, .logits]
+        var names: [HookName] = [
+            .mel, .convOut, .encoderPosEmbed, .lnPost.scale, .lnPost.normalized, .embed, .posEmbed,
+            .lnFinal.scale, .lnFinal.normalized, .logits,
+        ]
         for b in [HookName.encoder(1), HookName.decoder(2)] {
-            names += [b.residPre, b.ln1.scale, b.ln1.normalized, b.attn.q, b.attn.k, b.attn.v, b.attn.z, b.attn.pattern,
-                      b.attn.result, b.attnOut, b.residMid, b.ln2.normalized, b.mlpLN.normalized, b.mlp.pre, b.mlp.post,
-                      b.mlpOut, b.residPost]
+            names += [
+                b.residPre, b.ln1.scale, b.ln1.normalized, b.attn.q, b.attn.k, b.attn.v, b.attn.z, b.attn.pattern,
+                b.attn.result, b.attnOut, b.residMid, b.ln2.normalized, b.mlpLN.normalized, b.mlp.pre, b.mlp.post,
+                b.mlpOut, b.residPost,
+            ]
         }
         let d = HookName.decoder(3)
-        names += [d.crossAttn.q, d.crossAttn.k, d.crossAttn.z, d.crossAttn.pattern, d.crossAttnOut, d.residMidCross, d.ln3.scale]
+        names += [
+            d.crossAttn.q, d.crossAttn.k, d.crossAttn.z, d.crossAttn.pattern, d.crossAttnOut, d.residMidCross,
+            d.ln3.scale,
+        ]
         for n in names { #expect(registry.point(n.name) != nil, "\(n)") }
         #expect(HookName.decoder(1).attn.z.name == "decoder.blocks.1.attn.hook_z")
         #expect(HookName.encoder(2).mlpLN.normalized.name == "encoder.blocks.2.ln2.hook_normalized")
@@ -66,41 +76,53 @@ struct FrontDoorTests {
     @Test("the hello world: zeroing one decoder head changes the logits, and only from where it acts")
     func helloWorld() throws {
         let loaded = try Fixtures.loaded("tiny.en")
-        let (clean, cache) = try loaded.runWithCache(Self.jfk, names: ["decoder.blocks.*.hook_resid_post"], logits: true)
-        #expect(cache.names == (0..<4).map { "decoder.blocks.\($0).hook_resid_post" })   // logits: in the result
-        let zeroed = try loaded.run(Self.jfk, tokens: clean.inputTokens,
-                                    interventions: [.zero(.decoder(1).attn.z, heads: [3], positions: [5, 6])], logits: true)
+        let (clean, cache) = try loaded.runWithCache(
+            Self.jfk, names: ["decoder.blocks.*.hook_resid_post"], logits: true)
+        #expect(cache.names == (0..<4).map { "decoder.blocks.\($0).hook_resid_post" })  // logits: in the result
+        let zeroed = try loaded.run(
+            Self.jfk, tokens: clean.inputTokens,
+            interventions: [.zero(.decoder(1).attn.z, heads: [3], positions: [5, 6])], logits: true)
         let a = try #require(clean.logits), b = try #require(zeroed.logits)
         let v = 51864
         func rowDiff(_ p: Int) -> Float { (0..<v).map { abs(a[p, $0] - b[p, $0]) }.max()! }
         for p in 0..<5 { #expect(rowDiff(p) < 1e-3, "position \(p) comes before the ablation") }
         #expect(rowDiff(5) > 1e-2 && rowDiff(6) > 1e-2)
         // The same head zeroed in its per-head result gives the same logits.
-        let viaResult = try loaded.run(Self.jfk, tokens: clean.inputTokens,
-                                       interventions: [.zero(.decoder(1).attn.result, heads: [3], positions: [5, 6])], logits: true)
+        let viaResult = try loaded.run(
+            Self.jfk, tokens: clean.inputTokens,
+            interventions: [.zero(.decoder(1).attn.result, heads: [3], positions: [5, 6])], logits: true)
         expectClose(try #require(viaResult.logits), b, rtol: 1e-4, atol: 2e-3, "z vs result")
     }
 
     @Test("cache analysis: the decomposition sums to the stream, LayerNorm and attributions rebuild the logits")
     func analysis() throws {
         let loaded = try Fixtures.loaded("tiny.en")
-        let names: [HookName] = ["decoder.*", "encoder.hook_*", "encoder.blocks.*.hook_attn_out", "encoder.blocks.*.hook_mlp_out",
-                                 .encoder(3).residPost]
-        let (run, cache) = try loaded.runWithCache(Self.jfk, names: names, tokens: loaded.prompt() + [400, 1029, 3399], logits: true)
+        let names: [HookName] = [
+            "decoder.*", "encoder.hook_*", "encoder.blocks.*.hook_attn_out", "encoder.blocks.*.hook_mlp_out",
+            .encoder(3).residPost,
+        ]
+        let (run, cache) = try loaded.runWithCache(
+            Self.jfk, names: names, tokens: loaded.prompt() + [400, 1029, 3399], logits: true)
         let t = run.inputTokens.count, d = 384
         // Accumulated: 4 block inputs, then the last output.
         let (acc, accLabels) = try cache.accumulatedResid(.decoder)
         #expect(acc.shape == [5, t, d])
-        #expect(accLabels.first == "decoder.blocks.0.hook_resid_pre" && accLabels.last == "decoder.blocks.3.hook_resid_post")
+        #expect(
+            accLabels.first == "decoder.blocks.0.hook_resid_pre" && accLabels.last == "decoder.blocks.3.hook_resid_post"
+        )
         let (parts, labels) = try cache.decomposeResid(.decoder)
         #expect(labels.count == 2 + 3 * 4 && labels[0] == "embed" && labels[2] == "decoder.blocks.0.hook_attn_out")
         expectClose(parts.sum(axis: 0), acc.select(-1, axis: 0), rtol: 1e-5, atol: 1e-4, "Σ decoder components")
         let (encParts, _) = try cache.decomposeResid(.encoder)
-        expectClose(encParts.sum(axis: 0), try cache.tensor(.encoder(3).residPost), rtol: 1e-5, atol: 2e-4, "Σ encoder components")
+        expectClose(
+            encParts.sum(axis: 0), try cache.tensor(.encoder(3).residPost), rtol: 1e-5, atol: 2e-4,
+            "Σ encoder components")
         // The final LayerNorm of the stream, with γ and β applied, is the cached normalized stream.
         let normed = try cache.applyLNToStack(acc.slice(4..<5, axis: 0)).select(0, axis: 0)
         let gamma = loaded.model.weights["decoder.ln.weight"], beta = loaded.model.weights["decoder.ln.bias"]
-        let affine = Tensor(shape: [t, d]) { o in for i in 0..<(t * d) { o[i] = normed.storage[i] * gamma.storage[i % d] + beta.storage[i % d] } }
+        let affine = Tensor(shape: [t, d]) { o in
+            for i in 0..<(t * d) { o[i] = normed.storage[i] * gamma.storage[i % d] + beta.storage[i % d] }
+        }
         expectClose(affine, try cache.tensor(.lnFinal.normalized), rtol: 1e-4, atol: 1e-4, "ln_final")
         // Attribution over heads, biases and MLPs plus β·W_U rebuilds each next-token logit.
         let targets = Array(run.inputTokens.dropFirst()) + [run.inputTokens.last!]
@@ -121,10 +143,14 @@ struct FrontDoorTests {
         // Per-head results need to be cached: the error names the hook.
         let (_, small) = try loaded.runWithCache(Self.jfk, names: [.decoder(0).residPost], tokens: loaded.prompt())
         #expect { try small.stackHeadResults() } throws: { "\($0)".contains("decoder.blocks.0.attn.hook_result") }
-        #expect { try cache.logitAttrs(heads, tokens: targets.map { _ in 99_999 }) } throws: { "\($0)".contains("99999") }
+        #expect { try cache.logitAttrs(heads, tokens: targets.map { _ in 99_999 }) } throws: {
+            "\($0)".contains("99999")
+        }
     }
 
-    @Test("interventions as values: patching from a clean cache restores its transcript; mean and skip as the engine does them")
+    @Test(
+        "interventions as values: patching from a clean cache restores its transcript; mean and skip as the engine does them"
+    )
     func interventionValues() throws {
         let loaded = try Fixtures.loaded("tiny.en")
         let (clean, cache) = try loaded.runWithCache(Self.jfk, names: [.lnPost.normalized])
@@ -149,14 +175,20 @@ struct FrontDoorTests {
     @Test("bad input is refused with a message naming the value and what is allowed")
     func badInput() throws {
         let loaded = try Fixtures.loaded("tiny.en")
-        #expect { try loaded.run(Self.jfk, tokens: [50257, 999_999]) } throws: { "\($0)".contains("999999") && "\($0)".contains("51864") }
+        #expect { try loaded.run(Self.jfk, tokens: [50257, 999_999]) } throws: {
+            "\($0)".contains("999999") && "\($0)".contains("51864")
+        }
         #expect { try loaded.run(Self.jfk, tokens: [-5]) } throws: { "\($0)".contains("-5") }
         #expect { try loaded.run(Self.jfk, tokens: []) } throws: { "\($0)".contains("1…448") }
         #expect { try loaded.run(.logMel(Tensor(zeros: [80, 100]))) } throws: { "\($0)".contains("[80, 3000]") }
-        #expect { try loaded.run(.logMel(Tensor(zeros: [80, 3000]), audioFrames: 0)) } throws: { "\($0)".contains("audioFrames 0") }
+        #expect { try loaded.run(.logMel(Tensor(zeros: [80, 3000]), audioFrames: 0)) } throws: {
+            "\($0)".contains("audioFrames 0")
+        }
         var samples = [Float](repeating: 0, count: 16_000)
         samples[123] = .nan
-        #expect { try loaded.run(.samples(samples)) } throws: { "\($0)".contains("sample 123") && "\($0)".contains("nan") }
+        #expect { try loaded.run(.samples(samples)) } throws: {
+            "\($0)".contains("sample 123") && "\($0)".contains("nan")
+        }
         #expect { try loaded.runWithCache(Self.jfk, names: ["decoder.blocks.1.atn.hook_z"]) } throws: {
             "\($0)".contains("decoder.blocks.1.attn.hook_z")
         }

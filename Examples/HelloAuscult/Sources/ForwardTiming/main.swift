@@ -7,7 +7,7 @@ import Foundation
 let args = CommandLine.arguments
 let clip = args.count > 1 ? args[1] : "data/clips/jfk.wav"
 let repeats = args.count > 2 ? Int(args[2]) ?? 5 : 5
-ProcessSetup.configure()   // as the auscult tool does
+ProcessSetup.configure()  // as the auscult tool does
 let model = try LoadedModel("tiny.en")
 let (mel, _) = try AudioInput.file(clip).window(for: model.model.dims)
 let batch = mel.reshaped([1] + mel.shape)
