@@ -109,56 +109,107 @@ public struct SAEEvaluator {
         self.loaded = loaded; self.sae = sae; self.hook = point.name
     }
 
+    /// Clips per wave. A wave's clean, spliced and zeroed transcripts (three sequences per clip)
+    /// are generated together, as the sweep's waves are: sequences that run to the length limit
+    /// (a zeroed hook's usually do) then share each step's pass over the vocabulary matrix
+    /// instead of paying it eight rows at a time.
+    public var waveClips = 53
+
+    /// Progress units `evaluate` reports for `clips` clips: each clip once when it is encoded
+    /// under the three conditions and once when its transcripts are generated and scored.
+    public static func progressUnits(clips: Int) -> Int { 2 * clips }
+
+    /// Runs the three conditions over `items`, reporting `progressUnits(clips:)` units.
+    ///
+    /// Encoder hooks: the clean encoder pass keeps the residual stream entering the hook's block,
+    /// and the spliced and zeroed passes restart from it there. Every condition's audio features
+    /// then decode as rows of one batch (attention reads the features). Decoder hooks: the clean
+    /// audio serves all three conditions, which differ only in the splice applied to their rows.
     public func evaluate(_ items: [DatasetItem], progress: ProgressReporter? = nil) throws -> SAEEvaluation {
         let model = loaded.model, decoder = loaded.decoder
         let mel = LogMel(nMels: model.dims.n_mels)
         var options = DecodingOptions()
         options.language = language
+        options.beamSize = nil
         let prompt = decoder.initialTokens(options, language: language)
+        let isEncoder = !hook.hasPrefix("decoder.")
+        // Statistics come from the splice that reconstructs the encoder hook (it sees the clean
+        // activation, everything before the hook being clean) or from an observer of the clean
+        // rows' scoring pass at a decoder hook.
+        let spliced = try SAESplice(sae: sae, hook: hook, mode: .reconstruct)
+        let zeroed = try SAESplice(sae: sae, hook: hook, mode: .zero)
         let observer = try SAESplice(sae: sae, hook: hook, mode: .observe)
+        let restart = EncoderRestart(hook: hook, layers: model.dims.n_audio_layer)
         var clips = [SAEEvaluation.Clip]()
         var tokenSums = [0.0, 0.0, 0.0], tokenCount = 0
         var at = 0
         while at < items.count {
-            let batch = Array(items[at..<min(items.count, at + batchSize)])
-            at += batch.count
-            // An unreadable clip stops the evaluation: its three conditions could not be compared.
-            let loadedClips = try mel.load(batch) { item, error in
-                throw StoreError(.missing, "\(item.path): cannot read", cause: "\(error)")
+            let wave = Array(items[at..<min(items.count, at + max(1, waveClips))])
+            at += wave.count
+            let w = wave.count
+            // Audio features per condition: clean, spliced, zeroed (encoder hooks); clean only otherwise.
+            var features: [[Tensor]] = isEncoder ? [[], [], []] : [[]]
+            var start = 0
+            while start < w {
+                let batch = Array(wave[start..<min(w, start + max(1, batchSize))])
+                start += batch.count
+                // An unreadable clip stops the evaluation: its three conditions could not be compared.
+                let loadedClips = try mel.load(batch) { item, error in
+                    throw StoreError(.missing, "\(item.path): cannot read", cause: "\(error)")
+                }
+                let frames = loadedClips.map { $0.validFrames(maxFrames: model.dims.n_audio_ctx) }
+                let input = Tensor.stack(loadedClips.map(\.mel))
+                var outs = [Tensor]()
+                if isEncoder {
+                    spliced.frames = frames; zeroed.frames = frames
+                    if let restart {
+                        let (streams, clean) = try model.encodeKeepingStreams(input)
+                        outs = [clean]
+                        for s in [spliced, zeroed] { outs.append(try restart.run(model, streams, hooks: s)) }
+                    } else {
+                        outs = [try model.encode(input)]
+                        for s in [spliced, zeroed] { outs.append(try model.encode(input, hooks: s)) }
+                    }
+                } else {
+                    outs = [try model.encode(input)]
+                }
+                for (c, out) in outs.enumerated() { features[c] += batch.indices.map { out.row($0) } }
+                progress?.advance(by: batch.count)
             }
-            let frames = loadedClips.map { $0.validFrames(maxFrames: model.dims.n_audio_ctx) }
-            let input = Tensor.stack(loadedClips.map(\.mel))
-            observer.frames = frames
-            let isEncoder = hook.hasPrefix("encoder.")
-            // Clean: the observer sees the clean activation once (encoder pass or scoring pass).
-            let cleanAudio = try model.encode(input, hooks: isEncoder ? observer : nil)
-            let clean = try decoder.decode(audio: cleanAudio, options: options, hooks: nil)
-            let targets = clean.map { prompt + $0.tokens + [loaded.tokenizer.eot] }
-            let rows = Array(batch.indices)
-            let ceClean = try decoder.scoreTokens(
-                audio: cleanAudio, rows: rows, sequences: targets, from: prompt.count,
-                hooks: isEncoder ? nil : observer)
-            var texts = [[String]](), ces = [[[Double]]]()
-            for mode in [SAESplice.Mode.reconstruct, .zero] {
-                let splice = try SAESplice(sae: sae, hook: hook, mode: mode, frames: frames)
-                let audio = try model.encode(input, hooks: splice)
-                texts.append(try decoder.decode(audio: audio, options: options, hooks: splice).map(\.text))
-                ces.append(
-                    try decoder.scoreTokens(
-                        audio: audio, rows: rows, sequences: targets, from: prompt.count, hooks: splice))
+            // Sequence c·w + i is clip i under condition c (0 clean, 1 spliced, 2 zeroed).
+            let audio: Tensor, rows: [Int], kv: CrossAttentionKV
+            var generateHooks: HookHandler?, scoreHooks: HookHandler?
+            if isEncoder {
+                audio = Tensor.stack(features.flatMap { $0 })
+                rows = Array(0..<(3 * w))
+                kv = try model.crossAttentionKV(audio, form: .features)
+            } else {
+                audio = Tensor.stack(features[0])
+                rows = (0..<3).flatMap { _ in Array(0..<w) }
+                kv = try model.crossAttentionKV(audio)
+                spliced.sequences = Set(w..<(2 * w))
+                zeroed.sequences = Set((2 * w)..<(3 * w))
+                observer.sequences = Set(0..<w)
+                generateHooks = HookChain([spliced, zeroed])
+                scoreHooks = HookChain([observer, spliced, zeroed])
             }
-            for (i, item) in batch.enumerated() {
-                let mean = { (v: [Double]) in -v.reduce(0, +) / Double(max(1, v.count)) }
+            let results = try decoder.decode(
+                audio: audio, rows: rows, leaders: nil, options: options, kv: kv, hooks: generateHooks)
+            let targets = (0..<w).map { prompt + results[$0].tokens + [loaded.tokenizer.eot] }
+            let lp = try decoder.scoreTokens(
+                audio: audio, rows: rows, sequences: (0..<3).flatMap { _ in targets }, from: prompt.count,
+                chunk: isEncoder ? 8 : 16, kv: kv, hooks: scoreHooks)
+            let mean = { (v: [Double]) in -v.reduce(0, +) / Double(max(1, v.count)) }
+            for (i, item) in wave.enumerated() {
                 clips.append(
                     .init(
-                        id: item.id, reference: item.reference, clean: clean[i].text, spliced: texts[0][i],
-                        zeroed: texts[1][i],
-                        ceClean: mean(ceClean[i]), ceSpliced: mean(ces[0][i]), ceZeroed: mean(ces[1][i])))
-                tokenSums[0] -= ceClean[i].reduce(0, +); tokenSums[1] -= ces[0][i].reduce(0, +);
-                tokenSums[2] -= ces[1][i].reduce(0, +)
-                tokenCount += ceClean[i].count
+                        id: item.id, reference: item.reference, clean: results[i].text, spliced: results[w + i].text,
+                        zeroed: results[2 * w + i].text,
+                        ceClean: mean(lp[i]), ceSpliced: mean(lp[w + i]), ceZeroed: mean(lp[2 * w + i])))
+                for c in 0..<3 { tokenSums[c] -= lp[c * w + i].reduce(0, +) }
+                tokenCount += lp[i].count
             }
-            progress?.advance(by: batch.count)
+            progress?.advance(by: w)
         }
         progress?.finish()
         let norm = try EnglishTextNormalizer()
@@ -168,7 +219,7 @@ public struct SAEEvaluator {
         let withRef = clips.filter { $0.reference != nil }
         let hasRefs = !withRef.isEmpty
         let ce = tokenSums.map { $0 / Double(max(1, tokenCount)) }
-        let s = observer.stats
+        let s = isEncoder ? spliced.stats : observer.stats
         let density = s.density
         return SAEEvaluation(
             hook: hook, architecture: sae.config.architecture.rawValue, dSAE: sae.config.dSAE, rows: s.rows,
@@ -184,5 +235,41 @@ public struct SAEEvaluator {
             ceClean: ce[0], ceSpliced: ce[1], ceZeroed: ce[2],
             lossRecovered: ce[2] - ce[0] != 0 ? (ce[2] - ce[1]) / (ce[2] - ce[0]) : 1,
             clips: clips)
+    }
+}
+
+/// Where the spliced and zeroed encoder runs restart from the clean run's residual streams.
+enum EncoderRestart {
+    /// The hook is the stream entering block `i` (a block's `hook_resid_pre`, or the
+    /// `hook_resid_post` of the block before): splice it there and run on from block `i`.
+    case stream(Int)
+    /// The hook lies inside block `i` (or `encoder.ln_post` when `i` is the block count): rerun
+    /// from block `i` with the splice.
+    case block(Int)
+
+    /// nil for hooks before the first block (the stem): those runs start from the log-mel.
+    init?(hook: String, layers: Int) {
+        if hook.hasPrefix("encoder.ln_post") { self = .block(layers); return }
+        guard let (side, i) = HookName(hook).block, side == .encoder else { return nil }
+        if hook.hasSuffix(".hook_resid_pre") {
+            self = .stream(i)
+        } else if hook.hasSuffix(".hook_resid_post") {
+            self = .stream(i + 1)
+        } else {
+            self = .block(i)
+        }
+    }
+
+    /// The encoder's output `[B, F, d]` with `hooks` applied, from `streams` of a clean
+    /// `encodeKeepingStreams`.
+    func run(_ model: Whisper, _ streams: [Tensor], hooks: SAESplice) throws -> Tensor {
+        switch self {
+        case .stream(let i):
+            var x = streams[i]
+            try hooks.visit(hooks.hook, &x, HookContext(clips: Array(0..<x.shape[0])))
+            return try model.encodeBlocks(x, from: i)
+        case .block(let i):
+            return try model.encodeBlocks(streams[i], from: i, hooks: hooks)
+        }
     }
 }

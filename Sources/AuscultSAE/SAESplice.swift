@@ -89,6 +89,10 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
     public let keepError: Bool
     /// Frames holding audio for each clip of the batch (encoder hooks); nil splices every frame.
     public var frames: [Int]?
+    /// The sequence ids (`HookContext.sequences`) this splice touches; nil: every row. Lets
+    /// several conditions run as rows of one batch (clean, spliced and zeroed in `SAEEvaluator`).
+    public var sequences: Set<Int>?
+    /// The SAE on the activations this splice replaced or observed (not accumulated in `.zero` mode).
     public private(set) var stats: SpliceStats
 
     public init(
@@ -121,11 +125,20 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
         var spans = [(start: Int, count: Int)]()
         for r in 0..<b {
             let clip = r < context.clips.count ? context.clips[r] : r
-            let valid = name.hasPrefix("encoder.") ? min(n, frames.map { clip < $0.count ? $0[clip] : n } ?? n) : n
+            let sequence = r < context.sequences.count ? context.sequences[r] : r
+            var valid = name.hasPrefix("encoder.") ? min(n, frames.map { clip < $0.count ? $0[clip] : n } ?? n) : n
+            if let sequences, !sequences.contains(sequence) { valid = 0 }
             spans.append((r * n * d, valid))
         }
         let total = spans.reduce(0) { $0 + $1.count }
         guard total > 0 else { return }
+        if mode == .zero {
+            // The baseline needs no SAE: its statistics are those of the other modes' runs.
+            x.storage.withUnsafeMutableBufferPointer { dst in
+                for s in spans where s.count > 0 { (dst.baseAddress! + s.start).update(repeating: 0, count: s.count * d) }
+            }
+            return
+        }
         var input = [Float](repeating: 0, count: total * d)
         var at = 0
         for s in spans {
@@ -144,7 +157,7 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
         let out: Tensor
         switch mode {
         case .observe: return
-        case .zero: out = Tensor(zeros: [total, d])
+        case .zero: return
         case .reconstruct:
             if edits.isEmpty {
                 out = keepError ? xin : clean

@@ -20,6 +20,18 @@ public struct HookName: Hashable, Sendable, Codable, ExpressibleByStringLiteral,
     }
     public var description: String { name }
 
+    /// The block holding this point (`encoder.blocks.2.hook_resid_post` → (.encoder, 2)); nil
+    /// for points outside the blocks (the stems, the final LayerNorms, the logits).
+    public var block: (side: Side, index: Int)? {
+        for side in Side.allCases {
+            let prefix = side.rawValue + ".blocks."
+            guard name.hasPrefix(prefix) else { continue }
+            let digits = name.dropFirst(prefix.count).prefix { $0.isNumber }
+            return Int(digits).map { (side, $0) }
+        }
+        return nil
+    }
+
     /// The padded log-mel window entering the encoder, `[n_mels, 3000]`.
     public static let mel = HookName("audio.hook_mel")
     /// Both convolutions and GELU, `[F, d]`.

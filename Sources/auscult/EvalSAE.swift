@@ -29,9 +29,19 @@ struct EvalSAE: ParsableCommand {
     @Option(help: "Dataset folder.") var data: String
     @Option(help: "Use only the first N clips.") var limit: Int?
     @Option(help: "Output directory (eval.json, report.html).") var out: String
-    @Option(help: "Clips per batch.") var batchSize: Int = 8
+    @Option(help: "Clips per encoder batch.") var batchSize: Int = 8
+    @Option(help: "Clips whose three transcripts are generated together (3 sequences each).") var waveClips: Int = 53
     @Option(help: "A latent is dense when it fires in more than this fraction of rows.") var denseThreshold: Double =
         0.1
+
+    func validate() throws {
+        guard batchSize >= 1 else { throw ValidationError("--batch-size \(batchSize): must be at least 1") }
+        guard waveClips >= 1 else { throw ValidationError("--wave-clips \(waveClips): must be at least 1") }
+        if let limit, limit < 1 { throw ValidationError("--limit \(limit): must be at least 1") }
+        guard denseThreshold > 0 && denseThreshold < 1 else {
+            throw ValidationError("--dense-threshold \(denseThreshold): must lie in (0, 1)")
+        }
+    }
 
     func run() throws {
         let loaded = try LoadedModel(modelOptions.model)
@@ -40,11 +50,13 @@ struct EvalSAE: ParsableCommand {
             throw ValidationError("\(sae)/cfg.json names no hook_name; give --sae-hook")
         }
         var evaluator = try SAEEvaluator(loaded: loaded, sae: model, hook: hook)
-        evaluator.batchSize = max(1, batchSize)
+        evaluator.batchSize = batchSize
+        evaluator.waveClips = waveClips
         evaluator.denseThreshold = denseThreshold
         var items = try Dataset.load(data).items
-        if let limit { items = Array(items.prefix(max(1, limit))) }
-        let result = try evaluator.evaluate(items, progress: ProgressReporter(total: items.count, label: "clips"))
+        if let limit { items = Array(items.prefix(limit)) }
+        let result = try evaluator.evaluate(items, progress: ProgressReporter(
+                total: SAEEvaluator.progressUnits(clips: items.count), label: "clips encoded + decoded"))
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

@@ -59,8 +59,13 @@ struct SpliceTests {
                 }
             }
         }
-        #expect(zero.stats.rows == 4)
-        expectClose(zero.stats.fvu, 0, tolerance: 1e-10, "exact SAE")
+        #expect(zero.stats.rows == 0, "zeroing runs no SAE, so it gathers no statistics")
+        let observe = try SAESplice(sae: sae, hook: Self.hook, mode: .observe, frames: [3, 1])
+        y = x
+        try observe.visit(Self.hook, &y, HookContext(clips: [0, 1]))
+        #expect(y.storage == x.storage)
+        #expect(observe.stats.rows == 4)
+        expectClose(observe.stats.fvu, 0, tolerance: 1e-10, "exact SAE")
         // Clamping latent 1 (relu(x₁ − b₁)) to 3 makes dimension 1 equal 3 − relu(b₁ − x₁).
         let clamp = try SAESplice(sae: sae, hook: Self.hook, edits: [LatentEdit(latent: 1, kind: .clamp(3))])
         y = x
@@ -121,6 +126,32 @@ struct SpliceTests {
         // histogram counts every latent once.
         #expect(r.l0 > 300 && r.l0 <= 384)
         #expect(r.densityHistogram.reduce(0) { $0 + $1.latents } == 768)
+    }
+
+    @Test(
+        "the batched evaluation reruns from inside an encoder block and splices decoder rows alone: each condition's transcript is the front door's",
+        arguments: ["encoder.blocks.1.hook_mlp_out", "decoder.blocks.2.hook_mlp_out"])
+    func evaluateBatchedConditions(hook: String) throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let items = try Dataset.load(Fixtures.clips).items.filter { ["jfk", "ps_cards_003", "pae_counting"].contains($0.id) }
+        #expect(items.count == 3)
+        var evaluator = try SAEEvaluator(loaded: loaded, sae: identitySAE(384), hook: hook)
+        evaluator.batchSize = 2  // two encoder batches in the first wave
+        evaluator.waveClips = 2  // and a second wave
+        let r = try evaluator.evaluate(items)
+        #expect(r.fvu < 1e-9)
+        for (item, clip) in zip(items, r.clips) {
+            let audio = AudioInput.file(item.path)
+            let frames = LoadedClip.validFrames(
+                samples: try AudioClip(contentsOf: item.path).samples.count, maxFrames: 1500)
+            let zero: Intervention =
+                hook.hasPrefix("encoder.") ? .zero(HookName(hook), frames: 0..<frames) : .zero(HookName(hook))
+            #expect(clip.clean == (try loaded.run(audio).text), "\(item.id)")
+            #expect(clip.spliced == clip.clean, "\(item.id)")
+            #expect(clip.zeroed == (try loaded.run(audio, interventions: [zero]).text), "\(item.id)")
+            expectClose(clip.ceSpliced, clip.ceClean, tolerance: 1e-3, item.id)
+            #expect(clip.ceZeroed != clip.ceClean, "\(item.id): zeroing \(hook) changed no log-probability")
+        }
     }
 
     @Test(
