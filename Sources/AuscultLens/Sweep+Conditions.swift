@@ -9,11 +9,11 @@ extension Sweep {
         guard let heads = comp.heads, let hook = comp.hook else { return nil }
         let nh = comp.side == .encoder ? model.dims.n_audio_head : model.dims.n_text_head
         if hook.contains("mlp.") {
-            throw LensError(
-                .invalidArgument, "\(hook) has no heads: heads select parts of attention hook points, not of MLP ones")
+            throw ConditionError(
+                .invalidSelector, "\(hook) has no heads: heads select parts of attention hook points, not of MLP ones")
         }
         guard heads.allSatisfy({ $0 >= 0 && $0 < nh }) else {
-            throw LensError(.invalidArgument, "\(comp.name): heads outside 0..<\(nh)")
+            throw ConditionError(.invalidSelector, "\(comp.name): heads outside 0..<\(nh)")
         }
         let w = width / nh
         return heads.flatMap { h in (h * w)..<((h + 1) * w) }

@@ -68,13 +68,13 @@ public final class Sweep {
         self.loaded = loaded; self.items = items; self.options = options; self.normalizer = normalizer
         for c in options.conditions {
             if let comp = c.component, comp.blocks.count > 1, c.mode != .zero {
-                throw LensError(
-                    .invalidArgument, "\(c.description): only zero ablation (removal) takes several blocks at once")
+                throw ConditionError(
+                    .unsupported, "\(c.description): only zero ablation (removal) takes several blocks at once")
             }
         }
         if options.conditions.contains(where: { $0.mode == .resample }) && items.count < 2 {
-            throw LensError(
-                .invalidArgument, "resample ablation needs at least 2 clips (a donor other than the clip itself)")
+            throw ConditionError(
+                .unsupported, "resample ablation needs at least 2 clips (a donor other than the clip itself)")
         }
     }
 

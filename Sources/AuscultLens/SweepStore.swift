@@ -1,5 +1,6 @@
 // On-disk state of a sweep: results are appended to `results.jsonl` batch by batch, so an
 // interrupted run loses at most the batch in flight and a second run picks up where it stopped.
+import AuscultTensor
 import Foundation
 
 /// The output directory of a sweep.
@@ -74,13 +75,12 @@ public struct SweepStore {
 }
 
 /// Why an experiment could not run: a code, a message naming the thing and what to do, the cause.
-public struct LensError: Error, CustomStringConvertible, Sendable {
+public struct LensError: AuscultError, Sendable {
     public enum Code: String, Sendable { case invalidArgument, conflictingRun, noClips }
     public var code: Code
     public var message: String
-    public var cause: String?
-    public init(_ code: Code, _ message: String, cause: String? = nil) {
-        self.code = code; self.message = message; self.cause = cause
+    public var underlying: (any Error)?
+    public init(_ code: Code, _ message: String, cause: (any Error)? = nil) {
+        self.code = code; self.message = message; self.underlying = cause
     }
-    public var description: String { message + (cause.map { " (\($0))" } ?? "") }
 }

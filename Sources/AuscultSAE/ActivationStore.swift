@@ -51,7 +51,7 @@ public final class ActivationStore {
         let path = Self.manifestPath(directory)
         if let data = FileManager.default.contents(atPath: path) {
             do { manifest = try JSONDecoder().decode(StoreManifest.self, from: data) } catch {
-                throw StoreError(.corrupt, "\(path): not an activation store manifest", cause: "\(error)")
+                throw StoreError(.corrupt, "\(path): not an activation store manifest", cause: error)
             }
             if let fresh,
                 (fresh.model, fresh.hook, fresh.dtype, fresh.width) != (
@@ -126,7 +126,7 @@ public final class ActivationStore {
         if mapped[shard] == nil {
             let path = (directory as NSString).appendingPathComponent(shard)
             do { mapped[shard] = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
-                throw StoreError(.missing, "\(path): cannot map the shard", cause: "\(error)")
+                throw StoreError(.missing, "\(path): cannot map the shard", cause: error)
             }
         }
         let data = mapped[shard]!, w = manifest.width, b = manifest.dtype.bytes
@@ -193,7 +193,7 @@ public final class ActivationStore {
 }
 
 /// Why an activation store could not be read or written.
-public struct StoreError: Error, CustomStringConvertible, Sendable {
+public struct StoreError: AuscultError, Sendable {
     public enum Code: String, Sendable {
         case missing, corrupt, mismatch
         /// The output already holds another run's data (another hook, model, SAE or settings).
@@ -201,9 +201,8 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     }
     public var code: Code
     public var message: String
-    public var cause: String?
-    public init(_ code: Code, _ message: String, cause: String? = nil) {
-        self.code = code; self.message = message; self.cause = cause
+    public var underlying: (any Error)?
+    public init(_ code: Code, _ message: String, cause: (any Error)? = nil) {
+        self.code = code; self.message = message; self.underlying = cause
     }
-    public var description: String { message + (cause.map { " (\($0))" } ?? "") }
 }

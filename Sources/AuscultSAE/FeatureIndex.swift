@@ -296,7 +296,7 @@ public struct FeatureIndex {
         do {
             for row in try db.rows("SELECT key, value FROM meta") { m[row[0].text!] = row[1].text! }
         } catch {
-            throw StoreError(.corrupt, "\(path) is not a feature index", cause: "\(error)")
+            throw StoreError(.corrupt, "\(path) is not a feature index", cause: error)
         }
         meta = m
     }

@@ -4,6 +4,18 @@
 import AuscultTensor
 import Foundation
 
+/// Why an SAE checkpoint could not be read or written: a missing file, a config that names an
+/// unknown architecture or an impossible value, a tensor missing, misshapen or not finite.
+public struct SAEFileError: AuscultError, Sendable {
+    public enum Code: String, Sendable { case missingFile, invalidConfig, missingTensor, shapeMismatch, notFinite, writeFailed }
+    public var code: Code
+    public var message: String
+    public var underlying: (any Error)?
+    public init(_ code: Code, _ message: String, cause: (any Error)? = nil) {
+        self.code = code; self.message = message; self.underlying = cause
+    }
+}
+
 public enum SAECheckpoint {
     /// Writes `sae` (and the trainer's state, if given) into `directory`.
     public static func save(
@@ -38,7 +50,7 @@ public enum SAECheckpoint {
     /// Moves `path.tmp` over `path` in one step (rename), so a kill never leaves half a file.
     static func replace(_ path: String) throws {
         guard rename(path + ".tmp", path) == 0 else {
-            throw StoreError(.corrupt, "cannot move \(path).tmp into place (errno \(errno))")
+            throw SAEFileError(.writeFailed, "cannot move \(path).tmp into place (errno \(errno))")
         }
     }
 
@@ -46,43 +58,83 @@ public enum SAECheckpoint {
     /// sparsify one (`cfg.json` + `sae.safetensors`, encoder stored `[d_sae, d_in]`).
     public static func load(_ directory: String) throws -> SparseAutoencoder {
         let cfgPath = (directory as NSString).appendingPathComponent("cfg.json")
-        guard let data = FileManager.default.contents(atPath: cfgPath),
-            let cfg = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else {
-            throw StoreError(.missing, "\(cfgPath): no readable SAE config (expected SAELens or sparsify layout)")
+        guard let data = FileManager.default.contents(atPath: cfgPath) else {
+            throw SAEFileError(.missingFile, "\(cfgPath): no SAE config (expected SAELens or sparsify layout)")
+        }
+        let cfg: [String: Any]
+        do {
+            guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw SAEFileError(.invalidConfig, "\(cfgPath): not a JSON object")
+            }
+            cfg = object
+        } catch let e as SAEFileError {
+            throw e
+        } catch {
+            throw SAEFileError(.invalidConfig, "\(cfgPath): not JSON", cause: error)
         }
         let lens = (directory as NSString).appendingPathComponent("sae_weights.safetensors")
         let sparsify = (directory as NSString).appendingPathComponent("sae.safetensors")
         let fm = FileManager.default
+        func tensor(_ f: SafeTensorsFile, _ name: String, _ shape: [Int]?) throws -> Tensor {
+            guard f.entries[name] != nil else { throw SAEFileError(.missingTensor, "\(f.path): no tensor '\(name)'") }
+            let t = try f.tensor(name)
+            if let shape, t.shape != shape {
+                throw SAEFileError(.shapeMismatch, "\(f.path): '\(name)' is \(t.shape), expected \(shape)")
+            }
+            if let bad = t.storage.firstIndex(where: { !$0.isFinite }) {
+                throw SAEFileError(.notFinite, "\(f.path): '\(name)' holds \(t.storage[bad]) at flat index \(bad)")
+            }
+            return t
+        }
+        func matrix(_ f: SafeTensorsFile, _ name: String) throws -> Tensor {
+            let t = try tensor(f, name, nil)
+            guard t.rank == 2, t.shape.allSatisfy({ $0 > 0 }) else {
+                throw SAEFileError(.shapeMismatch, "\(f.path): '\(name)' is \(t.shape), expected a non-empty matrix")
+            }
+            return t
+        }
+        func k(dSAE: Int) throws -> Int {
+            guard let value = cfg["k"] else { return min(32, dSAE) }
+            guard let k = value as? Int, k >= 1, k <= dSAE else {
+                throw SAEFileError(.invalidConfig, "\(cfgPath): k \(value) outside 1…\(dSAE) (d_sae)")
+            }
+            return k
+        }
         if fm.fileExists(atPath: lens) {
             let f = try SafeTensorsFile(path: lens)
-            let wEnc = try f.tensor("W_enc"), wDec = try f.tensor("W_dec")
+            let wEnc = try matrix(f, "W_enc")
             let dIn = wEnc.shape[0], dSAE = wEnc.shape[1]
-            guard wDec.shape == [dSAE, dIn] else {
-                throw StoreError(.corrupt, "\(lens): W_dec is \(wDec.shape), W_enc is \(wEnc.shape)")
+            let wDec = try tensor(f, "W_dec", [dSAE, dIn])
+            let name = cfg["architecture"] as? String ?? "standard"
+            guard let arch = name == "standard" ? .relu : SAEArchitecture(rawValue: name) else {
+                throw SAEFileError(
+                    .invalidConfig,
+                    "\(cfgPath): architecture '\(name)' is not one Auscult runs (standard, relu, topk, batchtopk)")
             }
-            let arch = SAEArchitecture(rawValue: cfg["architecture"] as? String ?? "") ?? .relu
             let config = SAEConfig(
-                architecture: arch, dIn: dIn, dSAE: dSAE, k: cfg["k"] as? Int ?? 32,
+                architecture: arch, dIn: dIn, dSAE: dSAE, k: arch == .relu ? min(32, dSAE) : try k(dSAE: dSAE),
                 l1: Float(cfg["l1_coefficient"] as? Double ?? 5e-3), kAux: cfg["k_aux"] as? Int,
                 auxCoefficient: Float(cfg["aux_coefficient"] as? Double ?? 1.0 / 32))
             return SparseAutoencoder(
-                config: config, wEnc: wEnc, bEnc: try f.tensor("b_enc"), wDec: wDec, bDec: try f.tensor("b_dec"))
+                config: config, wEnc: wEnc, bEnc: try tensor(f, "b_enc", [dSAE]), wDec: wDec,
+                bDec: try tensor(f, "b_dec", [dIn]))
         }
         if fm.fileExists(atPath: sparsify) {
             // sparsify: encoder.weight [d_sae, d_in], encoder.bias, W_dec [d_sae, d_in], b_dec; TopK with k in cfg.
             let f = try SafeTensorsFile(path: sparsify)
-            let enc = try f.tensor("encoder.weight"), wDec = try f.tensor("W_dec")
+            let enc = try matrix(f, "encoder.weight")
             let dSAE = enc.shape[0], dIn = enc.shape[1]
+            let wDec = try tensor(f, "W_dec", [dSAE, dIn])
             let wEnc = Tensor(shape: [dIn, dSAE]) { out in
                 for i in 0..<dSAE { for j in 0..<dIn { out[j * dSAE + i] = enc.storage[i * dIn + j] } }
             }
-            let config = SAEConfig(architecture: .topk, dIn: dIn, dSAE: dSAE, k: cfg["k"] as? Int ?? 32)
+            let config = SAEConfig(architecture: .topk, dIn: dIn, dSAE: dSAE, k: try k(dSAE: dSAE))
             return SparseAutoencoder(
-                config: config, wEnc: wEnc, bEnc: try f.tensor("encoder.bias"), wDec: wDec, bDec: try f.tensor("b_dec"))
+                config: config, wEnc: wEnc, bEnc: try tensor(f, "encoder.bias", [dSAE]), wDec: wDec,
+                bDec: try tensor(f, "b_dec", [dIn]))
         }
-        throw StoreError(
-            .missing, "\(directory): neither sae_weights.safetensors (SAELens) nor sae.safetensors (sparsify)")
+        throw SAEFileError(
+            .missingFile, "\(directory): neither sae_weights.safetensors (SAELens) nor sae.safetensors (sparsify)")
     }
 
     /// The hook point and model named in a checkpoint's `cfg.json` (SAELens `hook_name`,

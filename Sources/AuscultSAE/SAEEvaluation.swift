@@ -94,15 +94,15 @@ public struct SAEEvaluator {
         let reg = HookRegistry(dims: loaded.model.dims)
         let names = try reg.resolve(hook)
         guard names.count == 1, let point = reg.point(names[0]) else {
-            throw StoreError(.mismatch, "an SAE splices into one hook point, '\(hook)' names \(names.count)")
+            throw HookError(.ambiguousHook, "an SAE splices into one hook point, '\(hook)' names \(names.count)")
         }
         guard !point.readOnly else {
-            throw StoreError(.mismatch, "\(point.name) is observed, not read back: splicing there would change nothing")
+            throw HookError(.readOnly, "\(point.name) is observed, not read back: splicing there would change nothing")
         }
         let width = point.shape.dropFirst().compactMap { Int($0) }.reduce(1, *)
         guard width == sae.config.dIn else {
-            throw StoreError(
-                .mismatch,
+            throw HookError(
+                .shapeMismatch,
                 "the SAE reads \(sae.config.dIn) values per row but \(point.name) has \(width) on this model; was it trained on another hook or model?"
             )
         }
@@ -155,7 +155,7 @@ public struct SAEEvaluator {
                 start += batch.count
                 // An unreadable clip stops the evaluation: its three conditions could not be compared.
                 let loadedClips = try mel.load(batch) { item, error in
-                    throw StoreError(.missing, "\(item.path): cannot read", cause: "\(error)")
+                    throw error
                 }
                 let frames = loadedClips.map { $0.validFrames(maxFrames: model.dims.n_audio_ctx) }
                 let input = Tensor.stack(loadedClips.map(\.mel))

@@ -22,8 +22,8 @@ public struct LatentEdit: Sendable, Equatable, CustomStringConvertible {
     public init(parsing text: String) throws {
         let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
         guard parts.count == 2, let i = Int(parts[0]), i >= 0 else {
-            throw StoreError(
-                .mismatch,
+            throw ConditionError(
+                .syntax,
                 "latent edit '\(text)': expected LATENT=xSCALE (e.g. 17=x0, 17=x4) or LATENT=VALUE (e.g. 17=10)")
         }
         if parts[1].hasPrefix("x"), let s = Float(parts[1].dropFirst()) {
@@ -31,7 +31,7 @@ public struct LatentEdit: Sendable, Equatable, CustomStringConvertible {
         } else if let v = Float(parts[1]) {
             self.init(latent: i, kind: .clamp(v))
         } else {
-            throw StoreError(.mismatch, "latent edit '\(text)': '\(parts[1])' is neither xSCALE nor a number")
+            throw ConditionError(.syntax, "latent edit '\(text)': '\(parts[1])' is neither xSCALE nor a number")
         }
     }
 
@@ -100,7 +100,7 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
         keepError: Bool = false, frames: [Int]? = nil
     ) throws {
         for e in edits where e.latent >= sae.config.dSAE {
-            throw StoreError(.mismatch, "\(e): the SAE has latents 0…\(sae.config.dSAE - 1)")
+            throw ConditionError(.invalidSelector, "\(e): the SAE has latents 0…\(sae.config.dSAE - 1)")
         }
         self.sae = sae; self.hook = hook; self.mode = mode; self.edits = edits; self.keepError = keepError;
         self.frames = frames
@@ -116,8 +116,8 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
         let b = x.shape[0], n = x.shape[1], d = sae.config.dIn
         let width = x.count / max(1, b * n)
         guard width == d else {
-            throw StoreError(
-                .mismatch,
+            throw HookError(
+                .shapeMismatch,
                 "the SAE reads \(d) values per row but \(hook) has \(width) (shape \(x.shape)); was it trained on another hook or model?"
             )
         }

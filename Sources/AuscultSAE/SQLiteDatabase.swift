@@ -1,13 +1,22 @@
 // A small SQLite wrapper (Debian's libsqlite3): open, execute, prepared statements with bound
 // values, transactions. Enough for the feature index; errors carry SQLite's message.
+import AuscultTensor
 import CSQLite
 import Foundation
 
 /// An SQLite failure: what was being done and SQLite's message.
-public struct SQLiteError: Error, CustomStringConvertible, Sendable {
-    public var code: Int32
+public struct SQLiteError: AuscultError, Sendable {
+    /// SQLite's result code (`SQLITE_BUSY`, `SQLITE_CORRUPT`, …).
+    public struct Code: RawRepresentable, Sendable, Equatable {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+    }
+    /// SQLite's numeric result code.
+    public var result: Int32
     public var message: String
-    public var description: String { message }
+    public var underlying: (any Error)? { nil }
+    public var code: Code { Code(rawValue: "sqlite\(result)") }
+    public init(code: Int32, message: String) { self.result = code; self.message = message }
 }
 
 /// A value bound to a statement parameter.

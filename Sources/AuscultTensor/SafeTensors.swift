@@ -3,14 +3,15 @@ import CAuscultKernels
 import Foundation
 
 /// An error reading or writing a tensor file: a code, a message naming the file, the cause.
-public struct TensorFileError: Error, CustomStringConvertible, Sendable {
+public struct TensorFileError: AuscultError, Sendable {
     public enum Code: String, Sendable { case unreadable, corrupt, unsupportedDType, writeFailed }
     public var code: Code
     public var message: String
     public var path: String
-    public var description: String { "\(path): \(message)" }
-    public init(_ code: Code, _ message: String, path: String) {
-        self.code = code; self.message = message; self.path = path
+    public var underlying: (any Error)?
+    public var description: String { "\(path): \(message)" + (underlying.map { " (\($0))" } ?? "") }
+    public init(_ code: Code, _ message: String, path: String, cause: (any Error)? = nil) {
+        self.code = code; self.message = message; self.path = path; self.underlying = cause
     }
 }
 
@@ -35,9 +36,13 @@ public struct SafeTensorsFile: Sendable {
             throw TensorFileError(.unreadable, "cannot read the file (missing or not readable)", path: path)
         }
         guard d.count >= 8 else { throw TensorFileError(.corrupt, "too short for a safetensors header", path: path) }
-        let n = d.withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
-        guard n > 0, 8 + n <= d.count,
-            let json = try? JSONSerialization.jsonObject(with: d.subdata(in: 8..<(8 + n))) as? [String: Any]
+        let declared = d.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard declared > 0, declared <= UInt64(d.count - 8) else {
+            throw TensorFileError(
+                .corrupt, "the header length \(declared) does not fit the file's \(d.count) bytes", path: path)
+        }
+        let n = Int(declared)
+        guard let json = try? JSONSerialization.jsonObject(with: d.subdata(in: 8..<(8 + n))) as? [String: Any]
         else {
             throw TensorFileError(.corrupt, "the header is not valid safetensors JSON", path: path)
         }
@@ -46,10 +51,20 @@ public struct SafeTensorsFile: Sendable {
         for (k, v) in json {
             if k == "__metadata__" { meta = (v as? [String: String]) ?? [:]; continue }
             guard let e = v as? [String: Any], let dt = e["dtype"] as? String, let sh = e["shape"] as? [Int],
-                let off = e["data_offsets"] as? [Int], off.count == 2, off[0] <= off[1], 8 + n + off[1] <= d.count
+                let off = e["data_offsets"] as? [Int], off.count == 2, off[0] >= 0, off[0] <= off[1],
+                off[1] <= d.count - 8 - n
             else {
                 throw TensorFileError(
-                    .corrupt, "entry '\(k)' is malformed or points past the end of the file", path: path)
+                    .corrupt, "entry '\(k)' is malformed or points outside the file's data", path: path)
+            }
+            // The element count must not wrap: a shape is checked against its byte range on access.
+            var elements = 1
+            for dim in sh {
+                let (product, overflow) = elements.multipliedReportingOverflow(by: dim)
+                guard dim >= 0, !overflow else {
+                    throw TensorFileError(.corrupt, "entry '\(k)' has an impossible shape \(sh)", path: path)
+                }
+                elements = product
             }
             entries[k] = Entry(dtype: dt, shape: sh, range: off[0]..<off[1])
         }
@@ -67,7 +82,7 @@ public struct SafeTensorsFile: Sendable {
         guard let e = entries[name] else {
             throw TensorFileError(.corrupt, "no tensor named '\(name)'", path: path)
         }
-        let count = e.shape.reduce(1, *)
+        let count = e.shape.reduce(1, *)  // checked not to wrap when the header was read
         let width: Int
         switch e.dtype {
         case "F32", "I32": width = 4
@@ -77,7 +92,7 @@ public struct SafeTensorsFile: Sendable {
         default:
             throw TensorFileError(.unsupportedDType, "tensor '\(name)' has unsupported dtype \(e.dtype)", path: path)
         }
-        guard e.range.count == count * width else {
+        guard count.multipliedReportingOverflow(by: width) == (e.range.count, false) else {
             throw TensorFileError(
                 .corrupt, "tensor '\(name)' holds \(e.range.count) bytes, shape \(e.shape) needs \(count * width)",
                 path: path)
@@ -120,7 +135,7 @@ public struct SafeTensorsFile: Sendable {
         }
         let width = e.dtype == "I64" ? 8 : 4
         let count = e.shape.reduce(1, *)
-        guard e.range.count == count * width else {
+        guard count.multipliedReportingOverflow(by: width) == (e.range.count, false) else {
             throw TensorFileError(
                 .corrupt, "tensor '\(name)' holds \(e.range.count) bytes, shape \(e.shape) needs \(count * width)",
                 path: path)

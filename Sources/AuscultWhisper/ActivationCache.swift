@@ -37,8 +37,8 @@ public struct ActivationCache: Sendable {
     /// The activation at `name`, or an error naming it and what the cache holds.
     public func tensor(_ name: HookName) throws -> Tensor {
         if let t = self[name] { return t }
-        throw WhisperError(
-            .invalidArgument,
+        throw HookError(
+            .notCached,
             "the cache holds no '\(name.name)'; cache it by naming it in runWithCache "
                 + "(cached: \(names.prefix(6).joined(separator: ", "))\(names.count > 6 ? ", …" : ""))")
     }
@@ -106,7 +106,7 @@ public struct ActivationCache: Sendable {
             }
         }
         guard !parts.isEmpty else {
-            throw WhisperError(.invalidArgument, "stackHeadResults: no block before layer \(layer ?? 0)")
+            throw HookError(.invalidSelector, "stackHeadResults: no block before layer \(layer ?? 0)")
         }
         let stack = Tensor.stack(parts)
         return (applyLN ? try applyLNToStack(stack, side, layer: layer) : stack, labels)
@@ -149,8 +149,8 @@ public struct ActivationCache: Sendable {
             ?? (side == .decoder ? HookName.lnFinal.scale : HookName.lnPost.scale)
         let scale = try tensor(scaleName)  // [seq, 1]
         guard stack.rank == 3, stack.shape[1] == scale.shape[0] else {
-            throw WhisperError(
-                .invalidArgument,
+            throw HookError(
+                .shapeMismatch,
                 "applyLNToStack: stack of shape \(stack.shape) for a scale over \(scale.shape[0]) positions; expected [C, \(scale.shape[0]), d]"
             )
         }
@@ -178,8 +178,8 @@ public struct ActivationCache: Sendable {
         guard stack.rank == 3, stack.shape[2] == d, stack.shape[1] == tokens.count,
             incorrect.map({ $0.count == tokens.count }) ?? true
         else {
-            throw WhisperError(
-                .invalidArgument,
+            throw HookError(
+                .shapeMismatch,
                 "logitAttrs: stack \(stack.shape) needs [C, \(tokens.count), \(d)] for \(tokens.count) tokens (and as many incorrect ones)"
             )
         }
@@ -232,14 +232,14 @@ public struct ActivationCache: Sendable {
         var acts = [String: Tensor]()
         for name in file.names where name != "decoder.tokens" {
             guard registry.point(name) != nil else {
-                throw WhisperError(.invalidArgument, "\(path): '\(name)' is not a hook point of this model")
+                throw HookError(.unknownHook, "\(path): '\(name)' is not a hook point of this model")
             }
             acts[name] = try file.tensor(name)
         }
         let frames = Int(file.metadata["audio_frames"] ?? "") ?? loaded.model.dims.n_audio_ctx
         guard frames >= 1 && frames <= loaded.model.dims.n_audio_ctx else {
-            throw WhisperError(
-                .invalidArgument, "\(path): audio_frames \(frames) outside 1…\(loaded.model.dims.n_audio_ctx)")
+            throw HookError(
+                .invalidValue, "\(path): audio_frames \(frames) outside 1…\(loaded.model.dims.n_audio_ctx)")
         }
         let tokens = file.entries["decoder.tokens"] == nil ? [] : try file.integers("decoder.tokens")
         self.init(loaded: loaded, activations: acts, tokens: tokens, audioFrames: frames)
@@ -260,14 +260,14 @@ public struct ActivationCache: Sendable {
         let n = layers(side)
         guard let layer else { return n }
         guard layer >= 0 && layer <= n else {
-            throw WhisperError(.invalidArgument, "layer \(layer) outside 0…\(n) of the \(side.rawValue)")
+            throw HookError(.invalidSelector, "layer \(layer) outside 0…\(n) of the \(side.rawValue)")
         }
         return layer
     }
 
     func checkVocabulary(_ ids: [Int]) throws {
         if let bad = ids.first(where: { $0 < 0 || $0 >= dims.n_vocab }) {
-            throw WhisperError(.invalidArgument, "token id \(bad) is outside the vocabulary 0..<\(dims.n_vocab)")
+            throw DecodingError(.invalidToken, "token id \(bad) is outside the vocabulary 0..<\(dims.n_vocab)")
         }
     }
 }

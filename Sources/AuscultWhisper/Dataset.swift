@@ -23,7 +23,7 @@ public struct Dataset: Sendable {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw WhisperError(.invalidArgument, "\(path): no such dataset folder or manifest")
+            throw WhisperError(.datasetNotFound, "\(path): no such dataset folder or manifest")
         }
         if !isDir.boolValue { return try manifest(path, base: (path as NSString).deletingLastPathComponent) }
         for name in ["metadata.csv", "metadata.jsonl", "manifest.csv", "manifest.jsonl"] {
@@ -50,7 +50,7 @@ public struct Dataset: Sendable {
         }
         let audio = all.filter { audioExtensions.contains(($0 as NSString).pathExtension.lowercased()) }
         guard !audio.isEmpty else {
-            throw WhisperError(.invalidArgument, "\(path): no metadata.csv, manifest, *.trans.txt or audio files found")
+            throw WhisperError(.datasetNotFound, "\(path): no metadata.csv, manifest, *.trans.txt or audio files found")
         }
         return Dataset(
             items: audio.map {

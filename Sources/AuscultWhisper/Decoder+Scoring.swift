@@ -17,7 +17,7 @@ extension WhisperDecoder {
         hooks: HookHandler? = nil
     ) throws -> [[Double]] {
         guard sequences.allSatisfy({ $0.count > from && from >= 1 }) else {
-            throw WhisperError(.invalidArgument, "scoring needs sequences longer than the \(from) prompt tokens")
+            throw DecodingError(.invalidSequences, "scoring needs sequences longer than the \(from) prompt tokens")
         }
         var out = sequences.map { [Double](repeating: 0, count: $0.count - from) }
         try teacherForced(
@@ -48,8 +48,8 @@ extension WhisperDecoder {
         guard rows.count == sequences.count, sequences.allSatisfy({ !$0.isEmpty }),
             wanted.map({ $0.count == sequences.count }) ?? true
         else {
-            throw WhisperError(
-                .invalidArgument, "teacher forcing needs one row (and wanted flag) per non-empty sequence")
+            throw DecodingError(
+                .invalidSequences, "teacher forcing needs one row (and wanted flag) per non-empty sequence")
         }
         let v = model.dims.n_vocab
         let longest = sequences.map(\.count).max() ?? 0
@@ -69,7 +69,7 @@ extension WhisperDecoder {
             start += g
         }
         guard start == sequences.count else {
-            throw WhisperError(.invalidArgument, "scoring groups cover \(start) rows, not \(sequences.count)")
+            throw DecodingError(.invalidSequences, "scoring groups cover \(start) rows, not \(sequences.count)")
         }
         // One cache for all rows (cross keys/values computed once); each chunk decodes its rows
         // against a slice of it.

@@ -85,24 +85,24 @@ public struct WhisperDecoder: Sendable {
         let a = rows.count
         if let leaders {
             guard leaders.count == a, leaders.indices.allSatisfy({ leaders[leaders[$0]] == leaders[$0] }) else {
-                throw WhisperError(
-                    .invalidArgument, "leaders must name one ordinary sequence per sequence (\(a)), leading itself")
+                throw DecodingError(
+                    .invalidSequences, "leaders must name one ordinary sequence per sequence (\(a)), leading itself")
             }
         }
         guard rows.allSatisfy({ $0 >= 0 && $0 < audio.shape[0] }) else {
-            throw WhisperError(
-                .invalidArgument, "sequence rows \(rows) outside the \(audio.shape[0]) clips of the audio features")
+            throw DecodingError(
+                .invalidSequences, "sequence rows \(rows) outside the \(audio.shape[0]) clips of the audio features")
         }
         if let l = options.language, tokenizer.isMultilingual, tokenizer.languageToken(l) == nil {
-            throw WhisperError(
-                .invalidArgument, "unknown language '\(l)'; known: \(tokenizer.languageCodes.joined(separator: ", "))")
+            throw DecodingError(
+                .unknownLanguage, "unknown language '\(l)'; known: \(tokenizer.languageCodes.joined(separator: ", "))")
         }
         if options.beamSize != nil, rows != Array(0..<audio.shape[0]) || leaders != nil {
-            throw WhisperError(
-                .invalidArgument, "beam search decodes one sequence per clip; use greedy decoding for rows and leaders")
+            throw DecodingError(
+                .invalidOptions, "beam search decodes one sequence per clip; use greedy decoding for rows and leaders")
         }
         if let b = options.beamSize, b < 1 {
-            throw WhisperError(.invalidArgument, "beam size must be at least 1, got \(b)")
+            throw DecodingError(.invalidOptions, "beam size must be at least 1, got \(b)")
         }
         let languages: [String]
         if options.language == nil && tokenizer.isMultilingual {

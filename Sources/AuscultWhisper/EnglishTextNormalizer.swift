@@ -18,7 +18,7 @@ public struct EnglishTextNormalizer: Sendable {
             let data = FileManager.default.contents(atPath: path),
             let map = try? JSONSerialization.jsonObject(with: data) as? [String: String]
         else {
-            throw WhisperError(
+            throw ModelLoadError(
                 .modelNotFound, "the English spelling map (english.json) was not found in models/; run scripts/setup.sh"
             )
         }

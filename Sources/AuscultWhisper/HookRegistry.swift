@@ -99,13 +99,13 @@ public struct HookRegistry: Sendable {
                 .replacingOccurrences(of: "\\*", with: ".*").replacingOccurrences(of: "\\?", with: ".") + "$"
             let hits = names.filter { Regex.matches(re, $0) }
             if !hits.isEmpty { return hits }
-            throw WhisperError(
-                .invalidArgument,
+            throw HookError(
+                .unknownHook,
                 "hook pattern '\(pattern)' matches no hook point; for example: \(closest(pattern).joined(separator: ", "))"
             )
         }
-        throw WhisperError(
-            .invalidArgument,
+        throw HookError(
+            .unknownHook,
             "unknown hook point '\(pattern)'; closest valid names: \(closest(pattern).joined(separator: ", ")) (auscult hooks lists them all)"
         )
     }

@@ -59,8 +59,8 @@ extension Optional where Wrapped == HookHandler {
         let seen = x
         try run(name, &x, ctx)
         if x != seen {
-            throw WhisperError(
-                .invalidArgument,
+            throw HookError(
+                .readOnly,
                 "hook '\(name)' changed a read-only activation (attention patterns and scores and LayerNorm scales are observed, not read back); intervene on attn.hook_z, attn.hook_result, ln*.hook_normalized or the block outputs instead"
             )
         }

@@ -44,7 +44,7 @@ extension Intervention {
     ) throws -> Intervention {
         let name = try cache.registry.resolve(hook.name)
         guard name.count == 1 else {
-            throw WhisperError(.invalidArgument, "patch names one hook point; '\(hook.name)' matches \(name.count)")
+            throw HookError(.ambiguousHook, "patch names one hook point; '\(hook.name)' matches \(name.count)")
         }
         let t = try cache.tensor(HookName(name[0]))
         return Intervention(
@@ -77,7 +77,7 @@ extension Intervention {
         heads: [Int]? = nil, frames: Range<Int>? = nil,
         positions: Set<Int>? = nil
     ) throws -> Intervention {
-        guard !clips.isEmpty else { throw WhisperError(.invalidArgument, "mean of '\(hook.name)' over no clips") }
+        guard !clips.isEmpty else { throw ConditionError(.unsupported, "mean of '\(hook.name)' over no clips") }
         var sum = [Double]()
         var shape = [Int]()
         for clip in clips {
@@ -95,12 +95,12 @@ extension LoadedModel {
     public func activation(_ hook: HookName, on audio: AudioInput, tokens: [Int]? = nil) throws -> Tensor {
         let names = try HookRegistry(dims: model.dims).resolve(hook.name)
         guard names.count == 1 else {
-            throw WhisperError(.invalidArgument, "'\(hook.name)' matches \(names.count) hook points; name one")
+            throw HookError(.ambiguousHook, "'\(hook.name)' matches \(names.count) hook points; name one")
         }
         let decoderSide = names[0].hasPrefix("decoder.")
         if decoderSide && tokens == nil {
-            throw WhisperError(
-                .invalidArgument, "'\(names[0])' is a decoder hook: give the tokens both runs are teacher-forced on")
+            throw ConditionError(
+                .unsupported, "'\(names[0])' is a decoder hook: give the tokens both runs are teacher-forced on")
         }
         if decoderSide {
             return try runWithCache(audio, names: [HookName(names[0])], tokens: tokens).1.tensor(HookName(names[0]))

@@ -74,8 +74,8 @@ public final class Interventions: HookHandler, @unchecked Sendable {
                 guard Regex.matches("^(encoder|decoder)\\.blocks\\.\\d+$", it.hook),
                     registry.point(it.hook + ".hook_resid_post") != nil
                 else {
-                    throw WhisperError(
-                        .invalidArgument,
+                    throw ConditionError(
+                        .unknownTarget,
                         "skip needs a block such as encoder.blocks.3 or decoder.blocks.1, got '\(it.hook)'; closest: \(registry.closest(it.hook + ".hook_resid_post").joined(separator: ", "))"
                     )
                 }
@@ -85,8 +85,8 @@ public final class Interventions: HookHandler, @unchecked Sendable {
             for name in try registry.resolve(it.hook) {
                 if name.hasSuffix("hook_pattern") || name.hasSuffix("hook_attn_scores") || name.hasSuffix("hook_scale")
                 {
-                    throw WhisperError(
-                        .invalidArgument,
+                    throw HookError(
+                        .readOnly,
                         "'\(name)' is read-only: the forward pass does not read it back; intervene on attn.hook_z (with heads), attn.hook_result, ln*.hook_normalized or the block outputs"
                     )
                 }
@@ -117,7 +117,7 @@ public final class Interventions: HookHandler, @unchecked Sendable {
         if case .skip = it.kind {
             if name.hasSuffix(".hook_resid_pre") { skipInputs[it.hook] = x; return }
             guard let input = skipInputs[it.hook], input.shape == x.shape else {
-                throw WhisperError(.invalidArgument, "skip \(it.hook): block input not seen in this step")
+                throw HookError(.invalidValue, "skip \(it.hook): block input not seen in this step")
             }
             x = input
             return
@@ -132,7 +132,7 @@ public final class Interventions: HookHandler, @unchecked Sendable {
             let nh = headCount ?? headsOf(name)
             let width = inner / nh
             guard heads.allSatisfy({ $0 >= 0 && $0 < nh }) else {
-                throw WhisperError(.invalidArgument, "\(it.description): heads \(heads) outside 0..<\(nh)")
+                throw HookError(.invalidSelector, "\(it.description): heads \(heads) outside 0..<\(nh)")
             }
             cols = heads.flatMap { hd in (hd * width)..<((hd + 1) * width) }
         }
@@ -140,8 +140,8 @@ public final class Interventions: HookHandler, @unchecked Sendable {
         let needed = (ctx.positionOffset + seq) * inner
         func check(_ t: Tensor, _ what: String) throws {
             guard t.count == inner || t.count >= needed else {
-                throw WhisperError(
-                    .invalidArgument,
+                throw HookError(
+                    .shapeMismatch,
                     "\(it.description): \(what) has shape \(t.shape), too small for positions up to \(ctx.positionOffset + seq) of width \(inner)"
                 )
             }
@@ -151,8 +151,8 @@ public final class Interventions: HookHandler, @unchecked Sendable {
         case .resample(let donors): for d in donors.values { try check(d, "a donor") }
         case .patch(let clean):
             guard clean.rank >= 2, clean.count / clean.shape[0] / clean.shape[1] == inner else {
-                throw WhisperError(
-                    .invalidArgument,
+                throw HookError(
+                    .shapeMismatch,
                     "\(it.description): cached activation has shape \(clean.shape), the run's is \(x.shape)")
             }
         default: break

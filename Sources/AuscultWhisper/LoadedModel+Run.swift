@@ -87,8 +87,8 @@ extension LoadedModel {
         let dims = model.dims
         if let tokens { try validate(tokens: tokens) }
         if options.beamSize != nil {
-            throw WhisperError(
-                .invalidArgument, "a run decodes greedily (one sequence per clip); beam search is for transcription")
+            throw DecodingError(
+                .invalidOptions, "a run decodes greedily (one sequence per clip); beam search is for transcription")
         }
         let (mel, frames) = try audio.window(for: dims)
         let wanted = Set(record)
@@ -130,11 +130,11 @@ extension LoadedModel {
     func validate(tokens: [Int]) throws {
         let dims = model.dims
         guard !tokens.isEmpty, tokens.count <= dims.n_text_ctx else {
-            throw WhisperError(.invalidArgument, "tokens: \(tokens.count) given; a run takes 1…\(dims.n_text_ctx)")
+            throw DecodingError(.invalidToken, "tokens: \(tokens.count) given; a run takes 1…\(dims.n_text_ctx)")
         }
         if let bad = tokens.firstIndex(where: { $0 < 0 || $0 >= dims.n_vocab }) {
-            throw WhisperError(
-                .invalidArgument,
+            throw DecodingError(
+                .invalidToken,
                 "tokens: id \(tokens[bad]) at position \(bad) is outside the vocabulary 0..<\(dims.n_vocab)")
         }
     }

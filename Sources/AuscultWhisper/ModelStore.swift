@@ -33,10 +33,10 @@ public enum ModelStore {
             if FileManager.default.fileExists(atPath: p) { return p }
         }
         if knownNames.contains(name) {
-            throw WhisperError(
+            throw ModelLoadError(
                 .modelNotFound, "model '\(name)' is not installed; run scripts/setup.sh to fetch it into models/")
         }
-        throw WhisperError(
+        throw ModelLoadError(
             .modelNotFound,
             "'\(name)' is neither a model path nor a known model name (\(knownNames.joined(separator: ", ")))")
     }
@@ -79,7 +79,7 @@ public struct LoadedModel: Sendable {
         let path = try ModelStore.resolve(nameOrPath)
         let model = try Whisper(contentsOf: path)
         guard let tdir = ModelStore.tokenizerDirectory(for: path, multilingual: model.dims.isMultilingual) else {
-            throw WhisperError(
+            throw ModelLoadError(
                 .tokenizerMissing,
                 "\(path): no tokenizer.json beside the model, and no installed model to borrow one from; run scripts/setup.sh"
             )

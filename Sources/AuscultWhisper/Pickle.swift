@@ -16,13 +16,13 @@ enum Pickle {
         func materialise(_ bytes: Data, name: String, file: String) throws -> Tensor {
             let width = dtype == "FloatStorage" ? 4 : (dtype == "HalfStorage" || dtype == "BFloat16Storage") ? 2 : 0
             guard width > 0 else {
-                throw WhisperError(.corruptModel, "\(file): tensor '\(name)' has unsupported storage \(dtype)")
+                throw ModelLoadError(.corruptModel, "\(file): tensor '\(name)' has unsupported storage \(dtype)")
             }
             let count = size.reduce(1, *)
             var maxIndex = offset
             for (s, st) in zip(size, stride) where s > 0 { maxIndex += (s - 1) * st }
             guard count == 0 || (maxIndex + 1) * width <= bytes.count else {
-                throw WhisperError(.corruptModel, "\(file): tensor '\(name)' points past its storage")
+                throw ModelLoadError(.corruptModel, "\(file): tensor '\(name)' points past its storage")
             }
             return bytes.withUnsafeBytes { raw in
                 Tensor(shape: size.isEmpty ? [1] : size) { out in

@@ -22,7 +22,7 @@ public struct WhisperTokenizer: Sendable {
             let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
             let model = json["model"] as? [String: Any], let vocab = model["vocab"] as? [String: Int]
         else {
-            throw WhisperError(
+            throw ModelLoadError(
                 .tokenizerMissing,
                 "\(path): missing or unreadable tokenizer.json; the model directory needs Whisper's tokenizer")
         }
@@ -33,7 +33,7 @@ public struct WhisperTokenizer: Sendable {
         }
         let notimestamps = byId.firstIndex(of: "<|notimestamps|>") ?? -1
         guard notimestamps > 0 else {
-            throw WhisperError(
+            throw ModelLoadError(
                 .tokenizerMissing, "\(path): tokenizer.json has no <|notimestamps|> token; not a Whisper tokenizer")
         }
         // Timestamp tokens follow <|notimestamps|> at 0.02 s steps (absent from tokenizer.json).
@@ -52,7 +52,7 @@ public struct WhisperTokenizer: Sendable {
         self.isMultilingual = multilingual
         func special(_ s: String...) throws -> Int {
             for name in s { if let i = ids[name] { return i } }
-            throw WhisperError(.tokenizerMissing, "\(path): no special token \(s[0])")
+            throw ModelLoadError(.tokenizerMissing, "\(path): no special token \(s[0])")
         }
         eot = try special("<|endoftext|>")
         sot = try special("<|startoftranscript|>")

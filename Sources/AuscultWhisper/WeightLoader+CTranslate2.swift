@@ -10,12 +10,12 @@ enum CTranslate2Loader {
     static func load(directory: String) throws -> WhisperWeights {
         let path = (directory as NSString).appendingPathComponent("model.bin")
         guard let data = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) else {
-            throw WhisperError(.modelNotFound, "\(path): cannot read the CTranslate2 model file")
+            throw ModelLoadError(.modelNotFound, "\(path): cannot read the CTranslate2 model file")
         }
         let vars = try parse(data, path: path)
         func raw(_ name: String) throws -> Tensor {
             guard let v = vars[name] else {
-                throw WhisperError(
+                throw ModelLoadError(
                     .missingTensor,
                     "\(path): the CTranslate2 model has no variable '\(name)'; the file is incomplete or not a Whisper model"
                 )
@@ -23,7 +23,7 @@ enum CTranslate2Loader {
             var t = try decode(v, data: data, name: name, path: path)
             if v.dtype == 1 || v.dtype == 2 {  // int8/int16: divide each row by its scale
                 guard let s = vars[name + "_scale"] else {
-                    throw WhisperError(.missingTensor, "\(path): quantised '\(name)' has no '\(name)_scale'")
+                    throw ModelLoadError(.missingTensor, "\(path): quantised '\(name)' has no '\(name)_scale'")
                 }
                 let scale = try decode(s, data: data, name: name + "_scale", path: path)
                 let cols = t.count / max(1, t.shape[0])
@@ -35,7 +35,7 @@ enum CTranslate2Loader {
             return t
         }
         func scalar(_ name: String) throws -> Int {
-            guard let v = vars[name] else { throw WhisperError(.missingTensor, "\(path): no variable '\(name)'") }
+            guard let v = vars[name] else { throw ModelLoadError(.missingTensor, "\(path): no variable '\(name)'") }
             return Int(try decode(v, data: data, name: name, path: path).storage[0])
         }
         func layers(_ side: String) -> Int {
@@ -110,8 +110,8 @@ enum CTranslate2Loader {
     /// Parses the variable table; every read is bounds-checked so a truncated file is reported, not a crash.
     static func parse(_ data: Data, path: String) throws -> [String: Variable] {
         var o = 0
-        func corrupt(_ what: String) -> WhisperError {
-            WhisperError(
+        func corrupt(_ what: String) -> ModelLoadError {
+            ModelLoadError(
                 .corruptModel,
                 "\(path): corrupt CTranslate2 model (\(what) at byte \(o) of \(data.count)); re-download or re-convert it"
             )
@@ -145,7 +145,7 @@ enum CTranslate2Loader {
         guard version >= 5 && version <= 6 else { throw corrupt("unsupported binary version \(version)") }
         let spec = try str()
         guard spec.hasPrefix("Whisper") else {
-            throw WhisperError(.unknownFormat, "\(path): a CTranslate2 '\(spec)' model, not Whisper")
+            throw ModelLoadError(.unknownFormat, "\(path): a CTranslate2 '\(spec)' model, not Whisper")
         }
         _ = try u32()
         let n = try u32()
@@ -178,10 +178,10 @@ enum CTranslate2Loader {
         case 0, 3: width = 4
         case 1: width = 1
         case 2, 4, 5: width = 2
-        default: throw WhisperError(.corruptModel, "\(path): variable '\(name)' has unknown dtype \(v.dtype)")
+        default: throw ModelLoadError(.corruptModel, "\(path): variable '\(name)' has unknown dtype \(v.dtype)")
         }
         guard count * width == v.bytes else {
-            throw WhisperError(
+            throw ModelLoadError(
                 .corruptModel,
                 "\(path): variable '\(name)' holds \(v.bytes) bytes, its shape \(v.shape) needs \(count * width)")
         }

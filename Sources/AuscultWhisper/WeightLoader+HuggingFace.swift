@@ -30,17 +30,17 @@ enum HuggingFaceLoader {
         let file = isDir.boolValue ? (path as NSString).appendingPathComponent("model.safetensors") : path
         let st: SafeTensorsFile
         do { st = try SafeTensorsFile(path: file) } catch {
-            throw WhisperError(.corruptModel, "\(file): cannot read the Hugging Face weights", cause: "\(error)")
+            throw ModelLoadError(.corruptModel, "\(file): cannot read the Hugging Face weights", cause: error)
         }
         let configPath = (dir as NSString).appendingPathComponent("config.json")
         guard let data = FileManager.default.contents(atPath: configPath),
             let cfg = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         else {
-            throw WhisperError(
+            throw ModelLoadError(
                 .corruptModel, "\(configPath): missing or unreadable config.json beside the safetensors weights")
         }
         func int(_ k: String) throws -> Int {
-            guard let v = cfg[k] as? Int else { throw WhisperError(.corruptModel, "\(configPath): no integer '\(k)'") }
+            guard let v = cfg[k] as? Int else { throw ModelLoadError(.corruptModel, "\(configPath): no integer '\(k)'") }
             return v
         }
         let dims = ModelDimensions(

@@ -17,30 +17,30 @@ enum PyTorchLoader {
             file = (path as NSString).appendingPathComponent(pt)
         }
         guard let data = try? Data(contentsOf: URL(fileURLWithPath: file), options: .alwaysMapped) else {
-            throw WhisperError(.modelNotFound, "\(file): cannot read the checkpoint")
+            throw ModelLoadError(.modelNotFound, "\(file): cannot read the checkpoint")
         }
         let zip: ZipArchive
         do { zip = try ZipArchive(data) } catch {
-            throw WhisperError(
+            throw ModelLoadError(
                 .corruptModel, "\(file): not an openai-whisper checkpoint (expected a torch.save zip archive)",
-                cause: "\(error)")
+                cause: error)
         }
         guard let pklName = zip.names.first(where: { $0.hasSuffix("/data.pkl") || $0 == "data.pkl" }) else {
-            throw WhisperError(.corruptModel, "\(file): the archive has no data.pkl")
+            throw ModelLoadError(.corruptModel, "\(file): the archive has no data.pkl")
         }
         let prefix = String(pklName.dropLast("data.pkl".count))
         let root: Pickle.Value
         do { root = try Pickle.load(try zip.entry(pklName)) } catch {
-            throw WhisperError(.corruptModel, "\(file): cannot unpickle data.pkl", cause: "\(error)")
+            throw ModelLoadError(.corruptModel, "\(file): cannot unpickle data.pkl", cause: error)
         }
         guard case .dict(let top) = root, case .dict(let dimsDict)? = top["dims"],
             case .dict(let sd)? = top["model_state_dict"]
         else {
-            throw WhisperError(.corruptModel, "\(file): data.pkl is not a dict with 'dims' and 'model_state_dict'")
+            throw ModelLoadError(.corruptModel, "\(file): data.pkl is not a dict with 'dims' and 'model_state_dict'")
         }
         func dim(_ k: String) throws -> Int {
             guard case .int(let v)? = dimsDict[k] else {
-                throw WhisperError(.corruptModel, "\(file): dims has no '\(k)'")
+                throw ModelLoadError(.corruptModel, "\(file): dims has no '\(k)'")
             }
             return v
         }

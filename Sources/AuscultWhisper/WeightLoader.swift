@@ -10,7 +10,7 @@ public enum WeightLoader {
     public static func detect(_ path: String) throws -> Format {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw WhisperError(.modelNotFound, "\(path): no such model file or directory")
+            throw ModelLoadError(.modelNotFound, "\(path): no such model file or directory")
         }
         let fm = FileManager.default
         if isDir.boolValue {
@@ -21,7 +21,7 @@ public enum WeightLoader {
                 _ = pt
                 return .openaiPyTorch
             }
-            throw WhisperError(
+            throw ModelLoadError(
                 .unknownFormat,
                 "\(path): the directory holds no model.bin (CTranslate2), model.safetensors (Hugging Face) or .pt checkpoint (openai-whisper)"
             )

@@ -131,12 +131,12 @@ extension Whisper {
         let s = tokens.count, n = tokens.first?.count ?? 0, d = dims.n_text_state
         let offset = cache.length
         guard s == cache.sequences, n > 0, tokens.allSatisfy({ $0.count == n }) else {
-            throw WhisperError(
-                .invalidArgument, "decoder: \(s) sequences of unequal or zero length for a cache of \(cache.sequences)")
+            throw DecodingError(
+                .invalidSequences, "decoder: \(s) sequences of unequal or zero length for a cache of \(cache.sequences)")
         }
         guard offset + n <= cache.capacity else {
-            throw WhisperError(
-                .invalidArgument,
+            throw DecodingError(
+                .invalidSequences,
                 "decoder: \(offset + n) positions exceed the cache's \(cache.capacity) (the text context is \(dims.n_text_ctx))"
             )
         }

@@ -17,18 +17,18 @@ public struct WhisperWeights: Sendable {
         let expected = dims.expectedShapes()
         for key in expected.keys.sorted() {
             guard let t = tensors[key] else {
-                throw WhisperError(
+                throw ModelLoadError(
                     .missingTensor,
                     "\(source): the \(format) model has no tensor for '\(key)' (expected shape \(expected[key]!)); the file is incomplete or not a Whisper model"
                 )
             }
             guard t.shape == expected[key]! else {
-                throw WhisperError(
+                throw ModelLoadError(
                     .shapeMismatch, "\(source): tensor '\(key)' has shape \(t.shape), expected \(expected[key]!)")
             }
         }
         if let extra = tensors.keys.sorted().first(where: { expected[$0] == nil }) {
-            throw WhisperError(
+            throw ModelLoadError(
                 .unexpectedTensor,
                 "\(source): unexpected tensor '\(extra)' in the \(format) model; it is not part of Whisper with these dimensions"
             )

@@ -29,10 +29,45 @@ struct SpliceTests {
         #expect(try LatentEdit(parsing: "3=x2.5") == LatentEdit(latent: 3, kind: .scale(2.5)))
         #expect(try LatentEdit(parsing: "3=-1.5") == LatentEdit(latent: 3, kind: .clamp(-1.5)))
         for bad in ["17", "x=1", "-1=2", "4=abc", "4=x"] {
-            #expect(throws: StoreError.self) { _ = try LatentEdit(parsing: bad) }
+            #expect { _ = try LatentEdit(parsing: bad) } throws: { ($0 as? ConditionError)?.code == .syntax }
         }
-        #expect(throws: StoreError.self) {
+        #expect {
             _ = try SAESplice(sae: identitySAE(4), hook: "h", edits: [LatentEdit(latent: 8, kind: .scale(0))])
+        } throws: { ($0 as? ConditionError)?.code == .invalidSelector && "\($0)".contains("0…7") }
+    }
+
+    @Test("a checkpoint with a short b_enc, an impossible k, an unknown architecture or a NaN weight is refused by name")
+    func strictCheckpoints() throws {
+        let good = identitySAE(4)
+        func saved(_ cfg: [String: Any]? = nil, _ tensors: [String: Tensor]? = nil) throws -> String {
+            let dir = try Fixtures.temporaryDirectory() + "/sae"
+            try SAECheckpoint.save(good, to: dir, hook: Self.hook, model: "tiny.en")
+            if let cfg {
+                var json = try JSONSerialization.jsonObject(
+                    with: Data(contentsOf: URL(fileURLWithPath: dir + "/cfg.json"))) as! [String: Any]
+                for (k, v) in cfg { json[k] = v }
+                try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: dir + "/cfg.json"))
+            }
+            if let tensors {
+                var all = ["W_enc": good.wEnc, "b_enc": good.bEnc, "W_dec": good.wDec, "b_dec": good.bDec]
+                for (k, v) in tensors { all[k] = v }
+                try SafeTensorsFile.write(all, to: dir + "/sae_weights.safetensors")
+            }
+            return dir
+        }
+        #expect(try SAECheckpoint.load(try saved()).config.dSAE == 8)
+        let cases: [(String, SAEFileError.Code, String)] = [
+            (try saved(nil, ["b_enc": Tensor(zeros: [3])]), .shapeMismatch, "b_enc"),
+            (try saved(["architecture": "topk", "k": 0]), .invalidConfig, "k 0 outside 1…8"),
+            (try saved(["architecture": "topk", "k": 9]), .invalidConfig, "k 9 outside 1…8"),
+            (try saved(["architecture": "gated"]), .invalidConfig, "gated"),
+            (try saved(nil, ["b_dec": Tensor(shape: [4], storage: [0, .nan, 0, 0])]), .notFinite, "b_dec"),
+            (try Fixtures.temporaryDirectory(), .missingFile, "cfg.json"),
+        ]
+        for (dir, code, words) in cases {
+            #expect { _ = try SAECheckpoint.load(dir) } throws: {
+                ($0 as? SAEFileError)?.code == code && "\($0)".contains(words)
+            }
         }
     }
 

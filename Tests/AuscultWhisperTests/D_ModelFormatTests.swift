@@ -72,7 +72,7 @@ struct BadModelTests {
     @Test("a missing model path names the path")
     func missing() {
         #expect { try WeightLoader.load("/nonexistent/model") } throws: {
-            ($0 as? WhisperError)?.code == .modelNotFound && "\($0)".contains("/nonexistent/model")
+            ($0 as? ModelLoadError)?.code == .modelNotFound && "\($0)".contains("/nonexistent/model")
         }
         #expect { try LoadedModel("no-such-model") } throws: { "\($0)".contains("no-such-model") }
     }
@@ -83,7 +83,26 @@ struct BadModelTests {
         let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.model("tiny.en") + "/model.bin"))
         try data.prefix(data.count / 3).write(to: URL(fileURLWithPath: dir + "/model.bin"))
         #expect { try WeightLoader.load(dir) } throws: {
-            ($0 as? WhisperError)?.code == .corruptModel && "\($0)".contains(dir + "/model.bin")
+            ($0 as? ModelLoadError)?.code == .corruptModel && "\($0)".contains(dir + "/model.bin")
+        }
+    }
+
+    @Test("a corrupt Hugging Face weights file is a loading error caused by a tensor-file error, both naming the file")
+    func errorsByCause() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        // A safetensors header length far past the file's end.
+        var bytes = Data([0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F])
+        bytes.append(Data("{}".utf8))
+        try bytes.write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
+        do {
+            _ = try WeightLoader.load(dir)
+            Issue.record("a corrupt model.safetensors loaded")
+        } catch let e as ModelLoadError {
+            #expect(e.code == .corruptModel)
+            let file = try #require(e.cause(TensorFileError.self), "the tensor file's error is kept as the cause")
+            #expect(file.path == dir + "/model.safetensors")
+            #expect(e.cause(AudioError.self) == nil)
+            #expect("\(e)".contains(dir + "/model.safetensors"))
         }
     }
 
@@ -92,7 +111,7 @@ struct BadModelTests {
         let dir = try Fixtures.temporaryDirectory()
         try Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) }).write(
             to: URL(fileURLWithPath: dir + "/model.bin"))
-        #expect(throws: WhisperError.self) { try WeightLoader.load(dir) }
+        #expect(throws: ModelLoadError.self) { try WeightLoader.load(dir) }
     }
 
     @Test("a Hugging Face directory missing one tensor names that tensor; an extra tensor is named too")
@@ -103,14 +122,14 @@ struct BadModelTests {
         w.tensors["decoder.blocks.1.mlp.2.bias"] = nil
         try w.writeHuggingFace(to: dir)
         #expect { try WeightLoader.load(dir) } throws: {
-            ($0 as? WhisperError)?.code == .missingTensor && "\($0)".contains("decoder.blocks.1.mlp.2.bias")
+            ($0 as? ModelLoadError)?.code == .missingTensor && "\($0)".contains("decoder.blocks.1.mlp.2.bias")
         }
         var x = weights
         x.tensors["decoder.blocks.9.extra"] = Tensor(zeros: [2])
         let dir2 = try Fixtures.temporaryDirectory() + "/hf2"
         try x.writeHuggingFace(to: dir2)
         #expect { try WeightLoader.load(dir2) } throws: {
-            ($0 as? WhisperError)?.code == .unexpectedTensor && "\($0)".contains("model.decoder.layers.9.extra")
+            ($0 as? ModelLoadError)?.code == .unexpectedTensor && "\($0)".contains("model.decoder.layers.9.extra")
         }
     }
 
@@ -121,7 +140,7 @@ struct BadModelTests {
         #expect {
             try WhisperWeights(dims: try Fixtures.loaded("tiny.en").model.dims, tensors: t, source: "x", format: "test")
         } throws: {
-            ($0 as? WhisperError)?.code == .shapeMismatch && "\($0)".contains("[383]") && "\($0)".contains("[384]")
+            ($0 as? ModelLoadError)?.code == .shapeMismatch && "\($0)".contains("[383]") && "\($0)".contains("[384]")
         }
     }
 
@@ -129,7 +148,7 @@ struct BadModelTests {
     func unknownDirectory() throws {
         let dir = try Fixtures.temporaryDirectory()
         #expect { try WeightLoader.load(dir) } throws: {
-            ($0 as? WhisperError)?.code == .unknownFormat && "\($0)".contains("model.bin")
+            ($0 as? ModelLoadError)?.code == .unknownFormat && "\($0)".contains("model.bin")
         }
     }
 }
