@@ -42,19 +42,20 @@ let package = Package(
         .target(
             name: "AuscultWhisper", dependencies: ["AuscultTensor", "AuscultAudio", "CZlib"],
             exclude: ["README.md"]),
-        // Layer 3: experiments (sweeps, lenses, patching, attribution) on the hooked model.
+        // A leaf: self-contained HTML pages and plots (no model, no experiment).
+        .target(name: "AuscultReport", dependencies: ["CZlib"], exclude: ["README.md"]),
+        // Layer 3: experiments (sweeps, lenses, patching, attribution) on the hooked model, with their pages.
         .target(
-            name: "AuscultLens", dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor"],
+            name: "AuscultLens",
+            dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor", "AuscultReport"],
             exclude: ["README.md"]),
-        // Layer 3: sparse autoencoders (activation store, training, evaluation, feature index in SQLite).
+        // Layer 3: sparse autoencoders (activation store, training, evaluation, feature index in
+        // SQLite), with their pages.
         .target(
-            name: "AuscultSAE", dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor", "CSQLite"],
+            name: "AuscultSAE",
+            dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor", "AuscultReport", "CSQLite"],
             exclude: ["README.md"]),
-        // Top: reports (HTML + SVG) and the command-line tool.
-        .target(
-            name: "AuscultReport",
-            dependencies: ["AuscultLens", "AuscultSAE", "AuscultWhisper", "AuscultTensor", "CZlib"],
-            exclude: ["README.md"]),
+        // Top: the command-line tool.
         .executableTarget(
             name: "auscult",
             dependencies: [

@@ -31,9 +31,9 @@ public struct Component: Hashable, Codable, Sendable {
     /// The first block whose output can change: everything before it is reused from the clean run.
     public var firstBlock: Int { blocks.min() ?? 0 }
 
-    /// `encoder.blocks.3`, `encoder.blocks.2+3`, or the hook name (with ` --heads 1,2`).
+    /// `encoder.blocks.3`, `encoder.blocks.2+3`, or the hook name (with ` heads=1,2`).
     public var name: String {
-        if let hook { return hook + (heads.map { " --heads " + $0.map(String.init).joined(separator: ",") } ?? "") }
+        if let hook { return hook + (heads.map { " heads=" + $0.map(String.init).joined(separator: ",") } ?? "") }
         return "\(side.rawValue).blocks." + blocks.map(String.init).joined(separator: "+")
     }
 }
@@ -54,7 +54,7 @@ public struct Condition: Hashable, Codable, Sendable {
     public var isClean: Bool { component == nil }
     public var side: Side? { component?.side }
 
-    /// The condition in the CLI's intervention syntax: `skip encoder.blocks.3`,
+    /// The condition in Auscult's condition syntax (`ConditionSpec`): `skip encoder.blocks.3`,
     /// `zero encoder.blocks.1.hook_attn_out`, `mean decoder.blocks.0`, `swap encoder.blocks.2`
     /// (the donor is a field of each result, since it differs per clip); `clean` for none.
     public var description: String {
@@ -121,5 +121,28 @@ extension Component {
             if s.hasPrefix(prefix) { return (side, s.dropFirst(prefix.count)) }
         }
         return nil
+    }
+}
+
+extension Condition {
+    /// The sweep conditions that `spec` names: a removed block set (`skip` or `zero` of blocks) is
+    /// one condition; `zero`, `mean` and `swap` of a block, a side or hook patterns give one per
+    /// block or point (`swap` draws a donor per clip). Scaling, a fixed donor, frames and positions
+    /// belong to single runs, not sweeps, and are refused.
+    public static func from(_ spec: ConditionSpec, registry: HookRegistry) throws -> [Condition] {
+        guard spec.verb != .scale, spec.source == nil, spec.frames == nil, spec.positions == nil else {
+            throw ConditionError(
+                .unsupported,
+                "\(spec): sweeps zero, mean, swap (a donor drawn per clip) or skip whole activations; "
+                    + "scaling, a fixed donor, frames and positions are for single runs")
+        }
+        let mode: AblationMode
+        switch spec.verb {
+        case .zero, .skip: mode = .zero
+        case .mean: mode = .mean
+        case .swap: mode = .resample
+        case .scale: mode = .zero  // refused above
+        }
+        return try Component.parse([spec.target], registry: registry, heads: spec.heads).map { Condition($0, mode) }
     }
 }

@@ -113,3 +113,45 @@ extension LoadedModel {
         return t.reshaped(Array(t.shape.dropFirst()))
     }
 }
+
+extension Intervention {
+    /// The interventions a parsed condition makes on `model`.
+    ///
+    /// `zero` of a block set and `skip` give one skip per block; `swap … from S` reads the donor
+    /// `donor(S)` (a file by default); `mean` averages over `clips`; decoder `swap` and `mean`
+    /// are teacher-forced on `tokens`. A `swap` without a donor is a sweep's (a donor drawn per
+    /// clip) and is refused here.
+    public static func make(
+        _ spec: ConditionSpec, model: LoadedModel, clips: [AudioInput] = [], tokens: [Int]? = nil,
+        donor: (String) -> AudioInput = { .file($0) }
+    ) throws -> [Intervention] {
+        let hook = HookName(spec.target)
+        let (heads, frames, positions) = (spec.heads, spec.frames, spec.positions)
+        if let (side, blocks) = spec.blocks, spec.verb == .skip || spec.verb == .zero {
+            return blocks.map { Intervention(hook: "\(side.rawValue).blocks.\($0)", kind: .skip) }
+        }
+        switch spec.verb {
+        case .zero: return [.zero(hook, heads: heads, frames: frames, positions: positions)]
+        case .skip: return []  // ConditionSpec only admits block targets for skip
+        case .scale:
+            return [.scale(hook, by: spec.factor ?? 1, heads: heads, frames: frames, positions: positions)]
+        case .mean:
+            return [
+                try .mean(
+                    hook, over: clips, model: model, tokens: tokens, heads: heads, frames: frames,
+                    positions: positions)
+            ]
+        case .swap:
+            guard let source = spec.source else {
+                throw ConditionError(
+                    .unsupported,
+                    "\(spec): a swap without 'from SOURCE' draws a donor per clip, which only sweeps do")
+            }
+            return [
+                try .resample(
+                    hook, from: donor(source), model: model, tokens: tokens, heads: heads, frames: frames,
+                    positions: positions)
+            ]
+        }
+    }
+}

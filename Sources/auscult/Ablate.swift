@@ -37,9 +37,17 @@ struct Ablate: ParsableCommand {
     @Option(
         parsing: .upToNextOption,
         help: ArgumentHelp(
-            "What to ablate: encoder, decoder, encoder.blocks.3, decoder.blocks.2+3, or hook patterns.",
+            "What to ablate under every --modes mode: encoder, decoder, encoder.blocks.3, decoder.blocks.2+3, "
+                + "or hook patterns (default: encoder decoder, unless --condition is given).",
             valueName: "pattern"))
-    var targets: [String] = ["encoder", "decoder"]
+    var targets: [String] = []
+    @Option(
+        name: .customLong("condition"),
+        help: ArgumentHelp(
+            "A condition in Auscult's syntax (repeatable): 'skip decoder.blocks.2+3', "
+                + "'zero decoder.blocks.1.attn.hook_z heads=0,3', 'swap encoder.blocks.2' (docs/conditions.md).",
+            valueName: "text"))
+    var conditions: [String] = []
     @Option(help: ArgumentHelp("Ablation modes, comma-separated: zero, mean, resample.", valueName: "modes"))
     var modes: String = "zero,resample"
     @Option(help: "Restrict hook targets to these heads (comma-separated).") var heads: String?
@@ -59,9 +67,17 @@ struct Ablate: ParsableCommand {
         let loaded = try LoadedModel(modelOptions.model)
         let items = try dataOptions.items()
         let h = try heads.map { try InterventionOptions.ints($0, "--heads") }
-        let components = try Component.parse(targets, registry: HookRegistry(dims: loaded.model.dims), heads: h)
+        let registry = HookRegistry(dims: loaded.model.dims)
+        let patterns = targets.isEmpty && conditions.isEmpty ? ["encoder", "decoder"] : targets
+        let components = try Component.parse(patterns, registry: registry, heads: h)
         let modeList = modes.split(separator: ",").compactMap { AblationMode(rawValue: String($0)) }
-        var options = SweepOptions(conditions: components.flatMap { c in modeList.map { Condition(c, $0) } })
+        var list = components.flatMap { c in modeList.map { Condition(c, $0) } }
+        for text in conditions {
+            for c in try Condition.from(ConditionSpec(parsing: text), registry: registry) where !list.contains(c) {
+                list.append(c)
+            }
+        }
+        var options = SweepOptions(conditions: list)
         options.donors = donors
         options.seed = seed
         options.encoderBatch = batchSize

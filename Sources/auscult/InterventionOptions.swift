@@ -43,44 +43,61 @@ struct InterventionOptions: ParsableArguments {
             "Restrict decoder interventions to absolute token positions (prompt included).", valueName: "p,p,..."))
     var positions: String?
 
-    var isEmpty: Bool { zero.isEmpty && mean.isEmpty && skip.isEmpty && swap.isEmpty && scale.isEmpty }
+    @Option(
+        name: .customLong("condition"),
+        help: ArgumentHelp(
+            "A condition in Auscult's syntax (repeatable), e.g. 'zero encoder.blocks.1.hook_attn_out heads=0,3', "
+                + "'skip decoder.blocks.2+3', 'scale encoder.blocks.2.mlp.hook_post by 2 frames=0:150', "
+                + "'swap encoder.blocks.2.hook_resid_post from other.wav' (docs/conditions.md).",
+            valueName: "text"))
+    var conditions: [String] = []
 
-    /// Builds the interventions for `loaded`; `files` are the inputs of this run (for --mean).
-    func make(_ loaded: LoadedModel, files: [String]) throws -> [Intervention] {
+    var isEmpty: Bool {
+        zero.isEmpty && mean.isEmpty && skip.isEmpty && swap.isEmpty && scale.isEmpty && conditions.isEmpty
+    }
+
+    /// The conditions the flags name, in the one condition syntax (`ConditionSpec`).
+    func specs() throws -> [ConditionSpec] {
         let h = try heads.map { try Self.ints($0, "--heads") }
         let f = try frames.map { s -> Range<Int> in
             let p = s.split(separator: ":").map { Int($0) }
-            guard p.count == 2, let a = p[0], let b = p[1], a < b else {
-                throw ValidationError("--frames wants start:end, got '\(s)'")
+            guard p.count == 2, let a = p[0], let b = p[1], a >= 0, a < b else {
+                throw ValidationError("--frames wants start:end with 0 ≤ start < end, got '\(s)'")
             }
             return a..<b
         }
         let pos = try positions.map { Set(try Self.ints($0, "--positions")) }
-        func make(_ hook: String, _ kind: InterventionKind) -> Intervention {
-            Intervention(hook: hook, kind: kind, heads: h, frames: f, positions: pos)
+        func spec(_ verb: ConditionSpec.Verb, _ target: String, factor: Float? = nil, source: String? = nil) throws
+            -> ConditionSpec
+        {
+            let blocks = verb == .skip
+            return try ConditionSpec(
+                verb, target, factor: factor, source: source, heads: blocks ? nil : h, frames: blocks ? nil : f,
+                positions: blocks ? nil : pos)
         }
-        var out = zero.map { make($0, .zero) }
-        for s in skip {
-            let parts = s.split(separator: ".")
-            let prefix = parts.dropLast().joined(separator: ".")
-            for n in parts.last!.split(separator: "+") { out.append(make("\(prefix).\(n)", .skip)) }
+        func split(_ s: String, _ flag: String, _ what: String) throws -> (String, String) {
+            guard let eq = s.lastIndex(of: "=") else { throw ValidationError("\(flag) wants hook=\(what), got '\(s)'") }
+            return (String(s[..<eq]), String(s[s.index(after: eq)...]))
         }
+        var out = try zero.map { try spec(.zero, $0) }
+        out += try skip.map { try spec(.skip, $0) }
         for s in scale {
-            guard let eq = s.lastIndex(of: "="), let factor = Float(s[s.index(after: eq)...]) else {
-                throw ValidationError("--scale wants hook=factor, got '\(s)'")
-            }
-            out.append(make(String(s[..<eq]), .scale(factor)))
+            let (hook, value) = try split(s, "--scale", "factor")
+            guard let factor = Float(value) else { throw ValidationError("--scale \(s): '\(value)' is not a number") }
+            out.append(try spec(.scale, hook, factor: factor))
         }
         for s in swap {
-            guard let eq = s.lastIndex(of: "=") else { throw ValidationError("--swap wants hook=file, got '\(s)'") }
-            let donor = try loaded.activation(HookName(String(s[..<eq])), on: .file(String(s[s.index(after: eq)...])))
-            out.append(make(String(s[..<eq]), .replace(donor)))
+            let (hook, file) = try split(s, "--swap", "file")
+            out.append(try spec(.swap, hook, source: file))
         }
-        for hook in mean where !files.isEmpty {
-            out.append(
-                make(hook, try Intervention.mean(HookName(hook), over: files.map { .file($0) }, model: loaded).kind))
-        }
+        out += try mean.map { try spec(.mean, $0) }
+        out += try conditions.map(ConditionSpec.init(parsing:))
         return out
+    }
+
+    /// Builds the interventions for `loaded`; `files` are the inputs of this run (for mean).
+    func make(_ loaded: LoadedModel, files: [String]) throws -> [Intervention] {
+        try specs().flatMap { try Intervention.make($0, model: loaded, clips: files.map { .file($0) }) }
     }
 
     static func ints(_ s: String, _ flag: String) throws -> [Int] {

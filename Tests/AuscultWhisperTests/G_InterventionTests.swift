@@ -16,21 +16,11 @@ struct InterventionTests {
         return try text.split(separator: "\n").map { try JSONDecoder().decode(Record.self, from: Data($0.utf8)) }
     }
 
-    /// The reference's condition names, as interventions; swap donors computed from the other clip's audio.
+    /// The reference's condition names ("zero H", "skip decoder.blocks.2+3", "swap H from CLIP"),
+    /// read by Auscult's one condition parser; swap donors are the named clips.
     static func interventions(_ condition: String, loaded: LoadedModel) throws -> [Intervention] {
-        let words = condition.split(separator: " ").map(String.init)
-        switch words[0] {
-        case "none": return []
-        case "zero": return [Intervention(hook: words[1], kind: .zero)]
-        case "skip":
-            let parts = words[1].split(separator: ".")  // decoder.blocks.2+3
-            let prefix = parts.dropLast().joined(separator: ".")
-            return parts.last!.split(separator: "+").map { Intervention(hook: "\(prefix).\($0)", kind: .skip) }
-        case "swap":
-            let donor = try loaded.activation(HookName(words[1]), on: .file(Fixtures.clip(words[3])))
-            return [Intervention(hook: words[1], kind: .resample([0: donor]))]
-        default: throw WhisperError(.invalidArgument, "condition \(condition)")
-        }
+        guard condition != "none" else { return [] }
+        return try Intervention.make(ConditionSpec(parsing: condition), model: loaded) { .file(Fixtures.clip($0)) }
     }
 
     @Test("every clip under every condition gives openai-whisper's tokens", arguments: ["tiny.en", "base"])

@@ -32,6 +32,18 @@ struct CLITests {
         ])
         let line = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
         #expect(line["tokens"] as? [Int] == [314, 1101, 1016, 284, 466, 340, 13])
+        // The same condition in the condition syntax gives the same tokens.
+        let spelled = try run([
+            "transcribe", "--format", "jsonl", "--condition", "zero encoder.blocks.1.hook_attn_out", Fixtures.clip("jfk"),
+        ])
+        let again = try JSONSerialization.jsonObject(with: Data(spelled.out.utf8)) as! [String: Any]
+        #expect(again["tokens"] as? [Int] == [314, 1101, 1016, 284, 466, 340, 13])
+        let nan = try run(["transcribe", "--scale", "encoder.blocks.1.hook_attn_out=nan", Fixtures.clip("jfk")])
+        #expect(nan.status != 0 && nan.err.contains("not a finite number"))
+        let decoderFrames = try run([
+            "transcribe", "--zero", "decoder.blocks.1.hook_mlp_out", "--frames", "0:10", Fixtures.clip("jfk"),
+        ])
+        #expect(decoderFrames.status != 0 && decoderFrames.err.contains("decoder targets take positions"))
     }
 
     @Test("an unknown hook name fails with the closest valid names; a bad audio file is reported by name")

@@ -1,6 +1,6 @@
 // The page of `auscult eval-sae`: headline numbers, the feature-density histogram, WER and
 // cross-entropy per condition, and every clip's transcripts side by side.
-import AuscultSAE
+import AuscultReport
 import Foundation
 
 public enum SAEReport {

@@ -1,6 +1,6 @@
 // The page of `auscult lens`: per clip, the decoder logit lens as a layer × position grid, the
 // encoder lens transcripts, direct logit attribution, and attention patterns as images.
-import AuscultLens
+import AuscultReport
 import AuscultTensor
 import Foundation
 

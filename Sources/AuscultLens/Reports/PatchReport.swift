@@ -1,6 +1,6 @@
 // The page of `auscult patch`: clean and corrupted transcripts, the metric at both ends, and
 // one restoration heatmap per patching grid.
-import AuscultLens
+import AuscultReport
 import Foundation
 
 public enum PatchReport {

@@ -1,6 +1,6 @@
 // The pages of `auscult ablate` and `auscult layers`: components ranked by damage, WER and
 // cross-entropy plots, the clip × condition grid, and every transcript beside the clean one.
-import AuscultLens
+import AuscultReport
 import Foundation
 
 /// Reports for sweep results.

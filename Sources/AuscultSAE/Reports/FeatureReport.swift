@@ -1,7 +1,7 @@
 // The page of `auscult features --html`: the density histogram, the features ranked, and for each
 // chosen feature its top and most negative examples with the word spoken there and a short audio
 // snippet around the frame to listen to.
-import AuscultSAE
+import AuscultReport
 import Foundation
 
 public enum FeatureReport {
