@@ -18,21 +18,27 @@ public struct SweepStore {
         self.directory = directory
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        if fresh { try? fm.removeItem(atPath: jsonlPath) }
+        try Self.claim(directory, settings: settings, fresh: fresh, holdsResults: fm.fileExists(atPath: jsonlPath))
+    }
+
+    /// Records `settings` in `directory/run.json`; when the directory already holds results made
+    /// with other settings, refuses (unless `fresh`) and names the settings that differ, so a
+    /// resumed run never mixes in another run's results.
+    public static func claim(_ directory: String, settings: [String: String], fresh: Bool, holdsResults: Bool) throws {
+        let path = (directory as NSString).appendingPathComponent("run.json")
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        let data = try encoder.encode(settings)
-        if fresh { try? fm.removeItem(atPath: jsonlPath) }
-        if let old = fm.contents(atPath: settingsPath), !fresh,
-            let oldSettings = try? JSONDecoder().decode([String: String].self, from: old), oldSettings != settings,
-            fm.fileExists(atPath: jsonlPath)
+        if let old = FileManager.default.contents(atPath: path), !fresh, holdsResults,
+            let oldSettings = try? JSONDecoder().decode([String: String].self, from: old), oldSettings != settings
         {
-            let diff = settings.keys.sorted().filter { oldSettings[$0] != settings[$0] }
+            let diff = Set(settings.keys).union(oldSettings.keys).sorted().filter { oldSettings[$0] != settings[$0] }
             throw LensError(
                 .conflictingRun,
-                "\(directory) holds results of a run with other settings (\(diff.joined(separator: ", ")) differ); start the run over there or write it to another directory"
-            )
+                "\(directory) holds results of a run with other settings (\(diff.joined(separator: ", ")) differ); "
+                    + "start the run over there or write it to another directory")
         }
-        try data.write(to: URL(fileURLWithPath: settingsPath))
+        try encoder.encode(settings).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 
     /// Entries already on disk (a torn last line from an interruption is dropped).
@@ -67,10 +73,11 @@ public struct SweepStore {
     public func finish(_ entries: [SweepEntry], extra: [String: String] = [:]) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        try encoder.encode(entries).write(to: URL(fileURLWithPath: resultsPath))
+        // Written whole or not at all: a full disk leaves the previous file, never half of one.
+        try encoder.encode(entries).write(to: URL(fileURLWithPath: resultsPath), options: .atomic)
         struct Summary: Encodable { var conditions: [ConditionSummary]; var info: [String: String] }
         try encoder.encode(Summary(conditions: ConditionSummary.rank(entries), info: extra)).write(
-            to: URL(fileURLWithPath: summaryPath))
+            to: URL(fileURLWithPath: summaryPath), options: .atomic)
     }
 }
 

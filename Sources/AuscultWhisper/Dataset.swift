@@ -1,5 +1,6 @@
 // Dataset folders: LibriSpeech `*.trans.txt`, Hugging Face AudioFolder `metadata.csv`, or a
 // CSV / JSONL manifest with a file column and a transcript column.
+import AuscultAudio
 import Foundation
 
 /// One clip of a dataset: an id, the audio path and its reference transcript if known.
@@ -129,5 +130,24 @@ enum CSV {
         }
         if !field.isEmpty || !row.isEmpty { row.append(field); rows.append(row) }
         return rows
+    }
+}
+
+extension Dataset {
+    /// The items whose audio can be read, and the others with the reason (reported by the
+    /// caller, left out of the run).
+    public static func readable(_ items: [DatasetItem]) -> (
+        readable: [DatasetItem], skipped: [(item: DatasetItem, error: any Error)]
+    ) {
+        var ok = [DatasetItem](), skipped = [(item: DatasetItem, error: any Error)]()
+        for item in items {
+            do {
+                _ = try AudioClip(contentsOf: item.path)
+                ok.append(item)
+            } catch {
+                skipped.append((item, error))
+            }
+        }
+        return (ok, skipped)
     }
 }

@@ -2,8 +2,6 @@
 // attribution and attention patterns for a few clips.
 import ArgumentParser
 import AuscultLens
-import AuscultReport
-import AuscultTensor
 import AuscultWhisper
 import Foundation
 
@@ -54,86 +52,39 @@ struct LensCommand: ParsableCommand {
                 id: (($0 as NSString).lastPathComponent as NSString).deletingPathExtension, path: $0, reference: nil)
         }
         if let data { items += Array(try Dataset.load(data).items.prefix(limit)) }
-        let clipDir = (out as NSString).appendingPathComponent("clips")
-        try FileManager.default.createDirectory(atPath: clipDir, withIntermediateDirectories: true)
         var lens = Lens(loaded: loaded)
         lens.topK = topK
-        let progress = ProgressReporter(total: items.count, label: "lens clips")
-        var results = [LensResult](), sections = [(String, String)]()
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        for item in items {
-            let safe = item.id.replacingOccurrences(of: "/", with: "_")
-            let jsonPath = (clipDir as NSString).appendingPathComponent(safe + ".json")
-            let htmlPath = (clipDir as NSString).appendingPathComponent(safe + ".html")
-            if !fresh, let d = FileManager.default.contents(atPath: jsonPath),
-                let r = try? JSONDecoder().decode(LensResult.self, from: d),
-                let html = try? String(contentsOfFile: htmlPath, encoding: .utf8)
-            {
-                results.append(r); sections.append((item.id, html))
-                progress.advance(by: 1)
-                continue
-            }
-            do {
-                let (r, maps) = try lens.run(item.path, id: item.id, attention: !noAttention)
-                let html = LensReport.clipSection(r, maps: maps)
-                try html.write(toFile: htmlPath, atomically: true, encoding: .utf8)
-                try encoder.encode(r).write(to: URL(fileURLWithPath: jsonPath))
-                results.append(r); sections.append((item.id, html))
-            } catch {
-                FileHandle.standardError.write("\nskipping \(item.path): \(error)\n".data(using: .utf8)!)
-            }
-            progress.advance(by: 1)
+        var job = LensJob(lens: lens, directory: out)
+        job.attention = !noAttention
+        job.fresh = fresh
+        job.tunedSteps = tuned ? tunedSteps : nil
+        let bar = ProgressReporter(total: (loaded.model.dims.n_text_layer + 1) * tunedSteps, label: "tuned lens steps")
+        var last = 0
+        let outcome = try job.run(items, progress: ProgressReporter(total: items.count, label: "lens clips")) {
+            done, total in
+            bar.advance(by: done - last)
+            last = done
+            if done == total { bar.finish() }
         }
-        progress.finish()
-        guard !results.isEmpty else { throw LensError(.noClips, "no clip could be processed") }
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        try encoder.encode(results).write(
-            to: URL(fileURLWithPath: (out as NSString).appendingPathComponent("results.json")))
-        var doc = HTMLDocument(
-            title: "Lens — \((loaded.path as NSString).lastPathComponent)", subtitle: "\(results.count) clip(s)")
-        if tuned {
-            let paths = items.filter { i in results.contains { $0.clip == i.id } }.map(\.path)
-            let bar = ProgressReporter(
-                total: (loaded.model.dims.n_text_layer + 1) * tunedSteps, label: "tuned lens steps")
-            var last = 0
-            let (lensT, summary) = try lens.tuned(paths, steps: tunedSteps) { done, _ in
-                bar.advance(by: done - last); last = done
-            }
-            bar.finish()
-            var tensors = [String: Tensor]()
-            for l in lensT.weights.indices {
-                tensors["layers.\(l).weight"] = lensT.weights[l]; tensors["layers.\(l).bias"] = lensT.biases[l]
-            }
-            try SafeTensorsFile.write(
-                tensors, metadata: ["layers": summary.layers.joined(separator: ","), "model": loaded.path],
-                to: (out as NSString).appendingPathComponent("tuned_lens.safetensors"))
-            try encoder.encode(summary).write(
-                to: URL(fileURLWithPath: (out as NSString).appendingPathComponent("tuned_lens.json")))
-            doc.section(
-                "Tuned lens", LensReport.tunedSection(summary),
-                note: summary.trainClips == summary.evalClips
-                    ? "Per-layer affine translators (Belrose et al. 2023) trained and evaluated on the same \(summary.positions) positions (one clip: in-sample)."
-                    : "Per-layer affine translators (Belrose et al. 2023) trained on \(summary.trainClips.count) clip(s), evaluated on \(summary.positions) positions of \(summary.evalClips.count) held-out clip(s)."
-            )
+        for (item, error) in outcome.skipped {
+            FileHandle.standardError.write("skipping \(item.path): \(error)\n".data(using: .utf8)!)
+        }
+        if let summary = outcome.tuned {
             for (i, name) in summary.layers.enumerated() {
                 print(
                     String(
                         format: "tuned lens %@: KL %.3f → %.3f, top-1 agreement %.2f → %.2f", name,
-                        summary.klLogitLens[i],
-                        summary.klTunedLens[i], summary.top1LogitLens[i], summary.top1TunedLens[i]))
+                        summary.klLogitLens[i], summary.klTunedLens[i], summary.top1LogitLens[i],
+                        summary.top1TunedLens[i]))
             }
         }
-        for (id, html) in sections { doc.section(id, html) }
-        let report = (out as NSString).appendingPathComponent("report.html")
-        try doc.write(to: report)
-        for r in results {
+        for r in outcome.results {
             let last = r.decoderLens.last!
             let agree = r.decoderLens.map { l in zip(l.top1, last.top1).filter { $0 == $1 }.count }
             print(
-                "\(r.clip): top-1 agreement with the final layer per layer \(agree.map(String.init).joined(separator: "/")) of \(last.top1.count) positions"
-            )
+                "\(r.clip): top-1 agreement with the final layer per layer "
+                    + "\(agree.map(String.init).joined(separator: "/")) of \(last.top1.count) positions")
         }
-        print("results: \((out as NSString).appendingPathComponent("results.json"))\nreport:  \(report)")
+        print("results: \(outcome.resultsPath)\nreport:  \(outcome.reportPath)")
     }
 }

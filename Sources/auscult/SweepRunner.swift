@@ -26,11 +26,9 @@ struct DataOptions: ParsableArguments {
     func items() throws -> [DatasetItem] {
         var items = try Dataset.load(data).items
         if let limit { items = Array(items.prefix(limit)) }
-        var ok = [DatasetItem]()
-        for item in items {
-            do { _ = try AudioClip(contentsOf: item.path); ok.append(item) } catch {
-                FileHandle.standardError.write("skipping \(item.path): \(error)\n".data(using: .utf8)!)
-            }
+        let (ok, skipped) = Dataset.readable(items)
+        for (item, error) in skipped {
+            FileHandle.standardError.write("skipping \(item.path): \(error)\n".data(using: .utf8)!)
         }
         guard !ok.isEmpty else { throw LensError(.noClips, "no readable clips in \(data)") }
         return ok
@@ -38,59 +36,27 @@ struct DataOptions: ParsableArguments {
 }
 
 enum SweepRunner {
-    /// Runs `options` over `items` into `data.out`, resuming from results already there, and
-    /// returns every entry (old and new) in run order.
+    /// Runs `options` over `items` into `data.out`, resuming from results already there.
     static func run(
         _ loaded: LoadedModel, items: [DatasetItem], options: SweepOptions, data: DataOptions,
         settings: [String: String]
     ) throws -> (entries: [SweepEntry], store: SweepStore, seconds: Double) {
         let store = try SweepStore(directory: data.out, settings: settings, fresh: data.fresh)
-        var entries = store.load()
-        let valid = Set(items.map(\.id))
-        entries = entries.filter { valid.contains($0.clip) }
-        let done = Set(entries.map(\.key))
         let sweep = try Sweep(loaded: loaded, items: items, options: options, normalizer: try EnglishTextNormalizer())
-        if !done.isEmpty {
+        let resumed = sweep.finished(in: store).count
+        if resumed > 0 {
             FileHandle.standardError.write(
-                "resuming: \(done.count) of \(sweep.totalEntries) results already in \(data.out)\n".data(using: .utf8)!)
+                "resuming: \(resumed) of \(sweep.totalEntries) results already in \(data.out)\n".data(using: .utf8)!)
         }
-        let progress = ProgressReporter(total: sweep.totalEntries, label: "conditions × clips")
-        let started = Date()
-        try sweep.run(skipping: done, progress: progress) { batch in
-            try store.append(batch)
-            entries += batch
-        }
-        let seconds = Date().timeIntervalSince(started)
-        // Run order: clean first, then conditions as listed (resumed runs interleave otherwise).
-        let order: [String: Int] = Dictionary(
-            uniqueKeysWithValues: (["clean"] + sweep.runConditionNames).enumerated().map { ($1, $0) })
-        let clipOrder: [String: Int] = Dictionary(
-            items.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { a, _ in a })
-        func rank(_ e: SweepEntry) -> [Int] { [order[e.condition] ?? 0, e.draw, clipOrder[e.clip] ?? 0] }
-        entries.sort { rank($0).lexicographicallyPrecedes(rank($1)) }
-        return (entries, store, seconds)
+        let run = try sweep.run(
+            into: store, progress: ProgressReporter(total: sweep.totalEntries, label: "conditions × clips"))
+        return (run.entries, store, run.seconds)
     }
 
     /// Prints the most damaging conditions and where the files are.
     static func printSummary(_ entries: [SweepEntry], store: SweepStore, seconds: Double, top: Int = 8) {
-        let ranked = ConditionSummary.rank(entries)
         print(String(format: "%d results in %.1f s (this run)", entries.count, seconds))
-        print("condition".padding(toLength: 44, withPad: " ", startingAt: 0) + "   WER %   Δ CE   changed")
-        let rows = ranked.filter { $0.condition != "clean" }.prefix(top) + ranked.filter { $0.condition == "clean" }
-        for s in rows {
-            print(
-                s.condition.padding(toLength: 44, withPad: " ", startingAt: 0)
-                    + String(format: "  %6.2f  %+6.3f   %d/%d", s.wer * 100, s.meanCEDelta, s.changed, s.clips))
-        }
+        for line in ConditionSummary.table(entries, top: top) { print(line) }
         print("results: \(store.resultsPath)\nreport:  \(store.reportPath)")
-    }
-}
-
-extension Sweep {
-    /// Condition names in run order (for sorting results).
-    var runConditionNames: [String] {
-        var seen = Set<String>(), out = [String]()
-        for c in options.conditions where seen.insert(c.description).inserted { out.append(c.description) }
-        return out
     }
 }

@@ -1,6 +1,5 @@
 // `auscult train-sae`: a sparse autoencoder on a collected activation store.
 import ArgumentParser
-import AuscultReport
 import AuscultSAE
 import AuscultTensor
 import AuscultWhisper
@@ -82,107 +81,45 @@ struct TrainSAE: ParsableCommand {
         return try ActivationStore(directory: dir)
     }
 
+    func validate() throws {
+        guard SAEArchitecture(rawValue: arch) != nil else { throw ValidationError("--arch is relu, topk or batchtopk") }
+        guard SAETrainingOptions.BDecInit(rawValue: bDecInit) != nil else {
+            throw ValidationError("--b-dec-init is mean or median")
+        }
+        for (flag, value) in [
+            ("--steps", steps), ("--batch-size", batchSize), ("--k", k), ("--expansion", expansion),
+            ("--checkpoint-every", checkpointEvery), ("--dead-after", deadAfter),
+        ] where value < 1 {
+            throw ValidationError("\(flag) \(value): must be at least 1")
+        }
+        if let dSae, dSae < 1 { throw ValidationError("--d-sae \(dSae): must be at least 1") }
+        if warmup < 0 { throw ValidationError("--warmup \(warmup): must be 0 or more") }
+        guard lr.isFinite && lr > 0 else { throw ValidationError("--lr \(lr): must be a positive number") }
+        guard l1.isFinite && l1 >= 0 else { throw ValidationError("--l1 \(l1): must be 0 or a positive number") }
+    }
+
     func run() throws {
-        guard let architecture = SAEArchitecture(rawValue: arch) else {
-            throw ValidationError("--arch is relu, topk or batchtopk")
-        }
-        guard steps >= 1, batchSize >= 1, k >= 1 else {
-            throw ValidationError("--steps, --batch-size and --k must be at least 1")
-        }
         let s = try activationStore()
         let rows = try Tensor.concatenate(s.manifest.clips.map { try s.rows(of: $0.id) })
         let d = s.manifest.width
         var options = SAETrainingOptions()
         options.steps = steps; options.batchSize = batchSize; options.learningRate = lr; options.warmupSteps = warmup
         options.deadAfter = deadAfter; options.seed = seed; options.checkpointEvery = checkpointEvery
-        guard let bInit = SAETrainingOptions.BDecInit(rawValue: bDecInit) else {
-            throw ValidationError("--b-dec-init is mean or median")
+        options.bDecInit = SAETrainingOptions.BDecInit(rawValue: bDecInit)!
+        let width = dSae ?? expansion * d
+        guard k <= width else { throw ValidationError("--k \(k): at most the \(width) latents") }
+        let config = SAEConfig(
+            architecture: SAEArchitecture(rawValue: arch)!, dIn: d, dSAE: width, k: k, l1: l1)
+        let job = SAETrainingJob(
+            directory: out, config: config, options: options, hook: s.manifest.hook, model: s.manifest.model)
+        let summary = try job.run(rows: rows, progress: ProgressReporter(total: steps, label: "steps")) { step in
+            FileHandle.standardError.write("resuming at step \(step) of \(steps)\n".data(using: .utf8)!)
         }
-        options.bDecInit = bInit
-        let config = SAEConfig(architecture: architecture, dIn: d, dSAE: dSae ?? expansion * d, k: k, l1: l1)
-        let logPath = (out as NSString).appendingPathComponent("train_log.jsonl")
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        var trainer = SAETrainer(sae: SparseAutoencoder(config: config, seed: seed), data: rows, options: options)
-        if let state = try SAECheckpoint.trainerState(out) {
-            let sae = try SAECheckpoint.load(out)
-            guard sae.config == config else {
-                throw ValidationError(
-                    "\(out) holds an SAE with other settings (\(sae.config)); use another --out or delete it")
-            }
-            trainer = SAETrainer(sae: sae, data: rows, options: options)
-            trainer.restore(step: state.step, sae: sae, moments: state.moments, sinceFired: state.sinceFired)
-            FileHandle.standardError.write("resuming at step \(state.step) of \(steps)\n".data(using: .utf8)!)
-            // Keep the log up to the checkpoint only.
-            if let text = try? String(contentsOfFile: logPath, encoding: .utf8) {
-                let kept = text.split(separator: "\n").filter { line in
-                    (try? JSONDecoder().decode(SAELogLine.self, from: Data(line.utf8)))?.step ?? Int.max <= state.step
-                }
-                try (kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).write(
-                    toFile: logPath, atomically: true, encoding: .utf8)
-            }
-        } else {
-            try? FileManager.default.removeItem(atPath: logPath)
-        }
-        FileManager.default.createFile(
-            atPath: logPath, contents: (try? Data(contentsOf: URL(fileURLWithPath: logPath))) ?? Data())
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        try log.seekToEnd()
-        let progress = ProgressReporter(total: steps, label: "steps")
-        progress.advance(by: trainer.step)
-        let started = Date(), startStep = trainer.step
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        try trainer.train(
-            log: { line in
-                try log.write(contentsOf: try enc.encode(line) + Data([0x0A]))
-                progress.advance(by: options.logEvery)
-            },
-            checkpoint: { t in
-                try SAECheckpoint.save(t.sae, to: out, hook: s.manifest.hook, model: s.manifest.model, trainer: t)
-            })
-        try log.close()
-        progress.finish()
-        let seconds = Date().timeIntervalSince(started)
-        let all = (try String(contentsOfFile: logPath, encoding: .utf8)).split(separator: "\n")
-            .compactMap { try? JSONDecoder().decode(SAELogLine.self, from: Data($0.utf8)) }
-        var doc = HTMLDocument(
-            title: "SAE training — \(s.manifest.hook)",
-            subtitle: "\(architecture.rawValue), d_sae \(config.dSAE), k \(k), \(rows.shape[0]) rows of \(d)")
-        let x = all.map { Double($0.step) }
-        doc.section(
-            "Training curves",
-            "<div class=\"plots\">"
-                + Plot.lines(
-                    [("FVU", Array(zip(x, all.map(\.fvu))))], title: "Fraction of variance unexplained", xLabel: "step",
-                    yLabel: "FVU")
-                + Plot.lines(
-                    [("L0", Array(zip(x, all.map(\.l0))))], title: "Active latents per row", xLabel: "step",
-                    yLabel: "L0")
-                + Plot.lines(
-                    [("dead", Array(zip(x, all.map(\.deadFraction))))], title: "Dead fraction", xLabel: "step",
-                    yLabel: "fraction")
-                + Plot.lines(
-                    [("lr", Array(zip(x, all.map { Double($0.lr) })))], title: "Learning rate", xLabel: "step",
-                    yLabel: "lr")
-                + "</div>")
-        try doc.write(to: (out as NSString).appendingPathComponent("report.html"))
-        if let last = all.last {
-            let rate = Double((trainer.step - startStep) * min(batchSize, rows.shape[0])) / max(seconds, 1e-9)
-            let fvu = trainer.fvuOverData()
-            let summary: [String: Any] = [
-                "step": last.step, "fvu_all_rows": fvu, "fvu_last_batch": last.fvu, "l0": last.l0,
-                "dead_fraction": last.deadFraction, "loss": last.loss, "rows": rows.shape[0],
-                "rows_per_second": rate, "seconds": seconds,
-            ]
-            try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
-                .write(
-                    to: URL(fileURLWithPath: (out as NSString).appendingPathComponent("summary.json")), options: .atomic
-                )
-            print(
-                String(
-                    format:
-                        "step %d: FVU %.4f over all %d rows (last batch %.4f), L0 %.1f, dead %.3f, loss %.5f · %.0f rows/s · checkpoint %@",
-                    last.step, fvu, rows.shape[0], last.fvu, last.l0, last.deadFraction, last.loss, rate, out))
-        }
+        print(
+            String(
+                format: "step %d: FVU %.4f over all %d rows (last batch %.4f), L0 %.1f, dead %.3f, loss %.5f"
+                    + " · %.0f rows/s · checkpoint %@",
+                summary.step, summary.fvuAllRows, summary.rows, summary.fvuLastBatch, summary.l0,
+                summary.deadFraction, summary.loss, summary.rowsPerSecond, out))
     }
 }

@@ -49,6 +49,9 @@ struct ReportTests {
         let lens = try AuscultCLI.run(["lens", Fixtures.clip("jfk"), "--out", dir + "/lens"])
         #expect(lens.status == 0, "\(lens.err)")
         pages.append((dir + "/lens/report.html", 4 + 4 * 6 * 3))
+        // The kept clips were made with top-k 5 and attention: another setting does not reuse them.
+        let other = try AuscultCLI.run(["lens", Fixtures.clip("jfk"), "--out", dir + "/lens", "--top-k", "3"])
+        #expect(other.status != 0 && other.err.contains("top_k") && other.err.contains("--fresh"), "\(other.err)")
         let patch = try AuscultCLI.run([
             "patch", Fixtures.clip("ls_1089-134691-0000"), "--silence", "0.3:1.2", "--out", dir + "/patch",
         ])

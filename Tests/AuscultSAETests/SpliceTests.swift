@@ -242,6 +242,13 @@ struct SpliceTests {
         #expect(summary?["step"] as? Int == 6)
         let again = try AuscultCLI.run(args)
         #expect(again.status == 0 && again.err.contains("resuming at step 6"), "\(again.err)")
+        // Another learning rate or seed is another training: its checkpoint is not continued.
+        for (flag, value, name) in [("--lr", "1e-3", "lr"), ("--seed", "7", "seed")] {
+            let other = try AuscultCLI.run(args + [flag, value])
+            #expect(other.status != 0 && other.err.contains(name) && other.err.contains("other settings"), "\(other.err)")
+        }
+        let nanRate = try AuscultCLI.run(args + ["--lr", "nan"])
+        #expect(nanRate.status != 0 && nanRate.err.contains("--lr nan"), "\(nanRate.err)")
         let both = try AuscultCLI.run([
             "train-sae", "--store", dir + "/sae/activations", "--hook", "encoder.blocks.1", "--out", dir + "/x",
         ])

@@ -60,3 +60,25 @@ public enum SAEReport {
         return doc
     }
 }
+
+extension SAEReport {
+    /// The page of `auscult train-sae`: FVU, L0, dead fraction and learning rate over the steps.
+    public static func training(_ log: [SAELogLine], hook: String, config: SAEConfig, rows: Int) -> HTMLDocument {
+        var doc = HTMLDocument(
+            title: "SAE training — \(hook)",
+            subtitle:
+                "\(config.architecture.rawValue), d_sae \(config.dSAE), k \(config.k), \(rows) rows of \(config.dIn)")
+        let x = log.map { Double($0.step) }
+        func curve(_ name: String, _ values: [Double], _ title: String, _ unit: String) -> String {
+            Plot.lines([(name, Array(zip(x, values)))], title: title, xLabel: "step", yLabel: unit)
+        }
+        doc.section(
+            "Training curves",
+            "<div class=\"plots\">"
+                + curve("FVU", log.map(\.fvu), "Fraction of variance unexplained", "FVU")
+                + curve("L0", log.map(\.l0), "Active latents per row", "L0")
+                + curve("dead", log.map(\.deadFraction), "Dead fraction", "fraction")
+                + curve("lr", log.map { Double($0.lr) }, "Learning rate", "lr") + "</div>")
+        return doc
+    }
+}
