@@ -160,7 +160,7 @@ public struct Patching {
                 }
                 return out
             case .wer:
-                let results = try loaded.decoder.decode(audio: audio, rows: rows, leaders: nil, hooks: handler)
+                let results = try loaded.decoder.decode(audio: audio, rows: rows, tokensFrom: nil, hooks: handler)
                 let ref = normalizer(cleanResult.text).split(separator: " ")
                 return results.map {
                     WordErrorRate.align(reference: ref, hypothesis: normalizer($0.text).split(separator: " ")).rate

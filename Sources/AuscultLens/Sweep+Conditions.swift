@@ -114,7 +114,7 @@ extension Sweep {
             let audio = Tensor.stack(features)
             // One sequence per clip: attention reads the features, not keys and values.
             let kv = try model.crossAttentionKV(audio, form: .features)
-            let results = try decodeChunks(audio: audio, rows: Array(wave.indices), leaders: nil, kv: kv, hooks: nil)
+            let results = try decodeChunks(audio: audio, rows: Array(wave.indices), tokensFrom: nil, kv: kv, hooks: nil)
             trace("generate")
             let lp = try loaded.decoder.scoreTokens(
                 audio: audio, rows: Array(wave.indices),
@@ -205,7 +205,7 @@ extension Sweep {
             let kv = try cleanKV ?? model.crossAttentionKV(audio)
             trace("prepare")
             let results = try decodeChunks(
-                audio: audio, rows: rows, leaders: leaders, kv: kv, hooks: RowInterventions(ops))
+                audio: audio, rows: rows, tokensFrom: leaders, kv: kv, hooks: RowInterventions(ops))
             trace("generate \(rows.count) rows")
             let lp = try loaded.decoder.scoreTokens(
                 audio: audio, rows: rows, sequences: targets, from: prompt.count, chunk: 12,

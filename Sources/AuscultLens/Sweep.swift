@@ -149,7 +149,7 @@ public final class Sweep {
         o.beamSize = nil
         prompt = loaded.decoder.initialTokens(o, language: o.language ?? "en")
         let kv = try model.crossAttentionKV(audio)
-        let results = try decodeChunks(audio: audio, rows: Array(items.indices), leaders: nil, kv: kv, hooks: nil)
+        let results = try decodeChunks(audio: audio, rows: Array(items.indices), tokensFrom: nil, kv: kv, hooks: nil)
         cleanTokens = results.map(\.tokens)
         cleanText = results.map(\.text)
         let decNames = Set(
@@ -184,11 +184,11 @@ public final class Sweep {
     func targetSequence(_ clip: Int) -> [Int] { prompt + cleanTokens[clip] + [loaded.tokenizer.eot] }
 
     func decodeChunks(
-        audio: Tensor, rows: [Int], leaders: [Int]?, kv: CrossAttentionKV? = nil, hooks: HookHandler?
+        audio: Tensor, rows: [Int], tokensFrom: [Int]?, kv: CrossAttentionKV? = nil, hooks: HookHandler?
     ) throws -> [DecodingResult] {
         var o = options.decoding
         o.beamSize = nil
-        return try loaded.decoder.decode(audio: audio, rows: rows, leaders: leaders, options: o, kv: kv, hooks: hooks)
+        return try loaded.decoder.decode(audio: audio, rows: rows, tokensFrom: tokensFrom, options: o, kv: kv, hooks: hooks)
     }
 
     func entry(

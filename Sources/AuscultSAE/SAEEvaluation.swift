@@ -194,7 +194,7 @@ public struct SAEEvaluator {
                 scoreHooks = HookChain([observer, spliced, zeroed])
             }
             let results = try decoder.decode(
-                audio: audio, rows: rows, leaders: nil, options: options, kv: kv, hooks: generateHooks)
+                audio: audio, rows: rows, tokensFrom: nil, options: options, kv: kv, hooks: generateHooks)
             let targets = (0..<w).map { prompt + results[$0].tokens + [loaded.tokenizer.eot] }
             let lp = try decoder.scoreTokens(
                 audio: audio, rows: rows, sequences: (0..<3).flatMap { _ in targets }, from: prompt.count,

@@ -9,8 +9,8 @@ extension WhisperDecoder {
     /// to clip `rows[i]` of `audio` `[A, F, d]`.
     ///
     /// `groups` (consecutive row counts) keeps rows that must see each other (a row and its
-    /// shadow) in one chunk; a chunk then holds whole groups. Sequences with `wanted[i]` false
-    /// only feed the others (shadows): theirs are left at 0 and their logits never computed.
+    /// the row that feeds it tokens) in one chunk; a chunk then holds whole groups. Sequences with `wanted[i]` false
+    /// only feed the others: theirs are left at 0 and their logits never computed.
     public func scoreTokens(
         audio: Tensor, rows: [Int], sequences: [[Int]], from: Int, chunk: Int = 16,
         groups: [Int]? = nil, wanted: [Bool]? = nil, kv: CrossAttentionKV? = nil,
@@ -39,7 +39,7 @@ extension WhisperDecoder {
     /// 40 positions × 16 rows is 130 MB). Without `groups`, chunks take sequences in order of
     /// length; each chunk is padded at the end with end-of-text to its own longest sequence
     /// only. The decoder is causal, so padding never changes an earlier position; padding every
-    /// chunk to the longest of all spent over half of a sweep's scoring on padding.
+    /// chunk to the longest of all spent over half of a 160-row batch's scoring on padding.
     public func teacherForced(
         audio: Tensor, rows: [Int], sequences: [[Int]], chunk: Int = 16, groups: [Int]? = nil,
         wanted: [Bool]? = nil, kv: CrossAttentionKV? = nil, hooks: HookHandler? = nil,

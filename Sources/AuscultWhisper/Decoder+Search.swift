@@ -41,19 +41,19 @@ struct TokenSearch {
     /// Greedy (temperature 0) or sampled decoding; finished sequences leave the batch, which
     /// does not change the others' results.
     func greedy(
-        audio: Tensor, prompts: [[Int]], rows: [Int]? = nil, leaders: [Int]? = nil, kv: CrossAttentionKV? = nil,
+        audio: Tensor, prompts: [[Int]], rows: [Int]? = nil, tokensFrom: [Int]? = nil, kv: CrossAttentionKV? = nil,
         hooks: HookHandler?
     ) throws -> Outcome {
         let a = prompts.count, v = model.dims.n_vocab, nCtx = model.dims.n_text_ctx
         let cache = try model.makeCache(
             audio: audio, audioIndex: rows ?? Array(0..<a), kv: kv,
             capacity: (prompts.map(\.count).max() ?? 0) + sampleLen, hooks: hooks)
-        // Followers take their leader's token: their logits are never read.
-        func leading(_ rows: [Int]) -> [Int]? {
-            guard let leaders else { return nil }
-            return rows.indices.filter { leaders[rows[$0]] == rows[$0] }
+        // Sequences that feed another's token never have their logits read.
+        func picking(_ rows: [Int]) -> [Int]? {
+            guard let tokensFrom else { return nil }
+            return rows.indices.filter { tokensFrom[rows[$0]] == rows[$0] }
         }
-        var (logits, noSpeech) = try prompt(prompts, cache: cache, logitRows: leading(Array(0..<a)), hooks: hooks)
+        var (logits, noSpeech) = try prompt(prompts, cache: cache, logitRows: picking(Array(0..<a)), hooks: hooks)
         var tokens = prompts
         var sums = [Double](repeating: 0, count: a)
         var active = Array(0..<a)  // clip of each row in the batch
@@ -75,13 +75,13 @@ struct TokenSearch {
                 }
             } else {
                 // Rows are independent: filter, normalise and take the argmax across workers
-                // (three passes over 51 864 logits per row; a 240-row sweep step spent 10 % of its
+                // (three passes over 51 864 logits per row; a 240-row batch step spent 10 % of its
                 // time here on one core).
                 let n = active.count
                 let workers = n >= 8 ? min(Threading.workers, n) : 1
                 var deltas = [Double](repeating: 0, count: n)
                 let activeRows = active, tokenLists = active.map { tokens[$0] }
-                let follows = active.map { seq in leaders.map { $0[seq] != seq } ?? false }
+                let follows = active.map { seq in tokensFrom.map { $0[seq] != seq } ?? false }
                 let filters = self.filters
                 logits.storage.withUnsafeMutableBufferPointer { buf in
                     next.withUnsafeMutableBufferPointer { nb in
@@ -102,9 +102,9 @@ struct TokenSearch {
                 }
                 for (r, clip) in activeRows.enumerated() { sums[clip] += deltas[r]; picked[clip] = next[r] }
             }
-            if let leaders {
-                // Followers feed their leader's token (leaders run in the same batch, so they are active too).
-                for (r, seq) in active.enumerated() where leaders[seq] != seq { next[r] = picked[leaders[seq]]! }
+            if let tokensFrom {
+                // Sequences feed the token their source picked (sources are in the same batch, so active too).
+                for (r, seq) in active.enumerated() where tokensFrom[seq] != seq { next[r] = picked[tokensFrom[seq]]! }
             }
             for (r, seq) in active.enumerated() { tokens[seq].append(next[r]) }
             let keep = active.indices.filter { next[$0] != eot }
@@ -112,7 +112,7 @@ struct TokenSearch {
             if keep.count != active.count { cache.reorder(keep) }
             active = keep.map { active[$0] }
             logits = try model.decode(
-                keep.map { [next[$0]] }, cache: cache, step: step + 1, logitRows: leading(active), hooks: hooks
+                keep.map { [next[$0]] }, cache: cache, step: step + 1, logitRows: picking(active), hooks: hooks
             )
             .reshaped([keep.count, v])
         }

@@ -69,24 +69,25 @@ public struct WhisperDecoder: Sendable {
         audio: Tensor, options: DecodingOptions = DecodingOptions(),
         hooks: HookHandler? = nil
     ) throws -> [DecodingResult] {
-        try decode(audio: audio, rows: nil, leaders: nil, options: options, hooks: hooks)
+        try decode(audio: audio, rows: nil, tokensFrom: nil, options: options, hooks: hooks)
     }
 
     /// Greedy decoding of sequences that need not be one per clip: sequence i reads clip
     /// `rows[i]` of `audio` `[A, F, d]` (several conditions of one clip share its cross-attention
-    /// keys and values). With `leaders`, sequence i feeds the token its leader `leaders[i]` picks
-    /// instead of its own (a shadow run of the same tokens on other audio, as resample ablations
-    /// of decoder blocks need); `leaders[j] == j` for ordinary sequences. One result per sequence.
+    /// keys and values). With `tokensFrom`, sequence i feeds the token that sequence
+    /// `tokensFrom[i]` picks instead of its own (the same tokens run on other audio, as resampling
+    /// a decoder block needs); `tokensFrom[j] == j` for sequences that pick their own. One result
+    /// per sequence.
     public func decode(
-        audio: Tensor, rows: [Int]?, leaders: [Int]?, options: DecodingOptions = DecodingOptions(),
+        audio: Tensor, rows: [Int]?, tokensFrom: [Int]?, options: DecodingOptions = DecodingOptions(),
         kv: CrossAttentionKV? = nil, hooks: HookHandler? = nil
     ) throws -> [DecodingResult] {
         let rows = rows ?? Array(0..<audio.shape[0])
         let a = rows.count
-        if let leaders {
-            guard leaders.count == a, leaders.indices.allSatisfy({ leaders[leaders[$0]] == leaders[$0] }) else {
+        if let tokensFrom {
+            guard tokensFrom.count == a, tokensFrom.indices.allSatisfy({ tokensFrom[tokensFrom[$0]] == tokensFrom[$0] }) else {
                 throw DecodingError(
-                    .invalidSequences, "leaders must name one ordinary sequence per sequence (\(a)), leading itself")
+                    .invalidSequences, "tokensFrom must name, for each of the \(a) sequences, a sequence that picks its own tokens")
             }
         }
         guard rows.allSatisfy({ $0 >= 0 && $0 < audio.shape[0] }) else {
@@ -97,9 +98,9 @@ public struct WhisperDecoder: Sendable {
             throw DecodingError(
                 .unknownLanguage, "unknown language '\(l)'; known: \(tokenizer.languageCodes.joined(separator: ", "))")
         }
-        if options.beamSize != nil, rows != Array(0..<audio.shape[0]) || leaders != nil {
+        if options.beamSize != nil, rows != Array(0..<audio.shape[0]) || tokensFrom != nil {
             throw DecodingError(
-                .invalidOptions, "beam search decodes one sequence per clip; use greedy decoding for rows and leaders")
+                .invalidOptions, "beam search decodes one sequence per clip; use greedy decoding for rows and tokensFrom")
         }
         if let b = options.beamSize, b < 1 {
             throw DecodingError(.invalidOptions, "beam size must be at least 1, got \(b)")
@@ -125,7 +126,7 @@ public struct WhisperDecoder: Sendable {
         let outcome =
             options.beamSize != nil
             ? try search.beam(audio: audio, prompts: prompts, width: options.beamSize!, hooks: hooks)
-            : try search.greedy(audio: audio, prompts: prompts, rows: rows, leaders: leaders, kv: kv, hooks: hooks)
+            : try search.greedy(audio: audio, prompts: prompts, rows: rows, tokensFrom: tokensFrom, kv: kv, hooks: hooks)
         return (0..<a).map { i in
             let (toks, sum) = outcome.best[i]
             return DecodingResult(

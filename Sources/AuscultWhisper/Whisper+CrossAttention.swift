@@ -17,25 +17,32 @@ public enum CrossAttentionForm: Sendable {
     case features
 }
 
-/// Cross-attention keys and values of a set of clips, for every decoder layer: packed per clip
-/// for the attention kernels (`Attention.packsHeads`: AVX-512 at dh = 64, AVX2 on any x86-64),
-/// else one `[A, F, 2d]` keys|values tensor per layer; or
-/// the audio features they are made from (`CrossAttentionForm.features`).
+/// Cross-attention keys and values of a set of clips, for every decoder layer, in one of three
+/// forms (`Storage`). Generation and teacher-forced scoring of the same audio share one.
 public struct CrossAttentionKV: Sendable {
-    /// Per layer `[A, F, 2d]` keys|values (the portable path); empty when packed.
-    public let layers: [Tensor]
-    /// Per layer, per clip: keys and values as `Attention.packHeads` lays them out; empty on the
-    /// portable path.
-    public let packed: [[[Float]]]
-    /// The audio features `[A, F, d]` when attention reads them through the key and value
-    /// weights instead (`CrossAttentionForm.features`); then `layers` and `packed` are empty.
-    public let features: Tensor?
+    /// How the keys and values are held.
+    public enum Storage: Sendable {
+        /// Per layer `[A, F, 2d]` keys|values, read by `Attention.forward` (off x86-64, or when
+        /// no packed kernel runs).
+        case projected([Tensor])
+        /// Per layer, per clip: keys and values as `Attention.packHeads` lays them out, for the
+        /// packed kernels (`Attention.packsHeads`: AVX-512 at dh = 64, AVX2 on any x86-64).
+        case packed([[[Float]]])
+        /// The audio features `[A, F, d]`, read through the key and value weights
+        /// (`CrossAttentionForm.features`).
+        case features(Tensor)
+    }
+    public let storage: Storage
     /// Number of clips.
     public let clips: Int
     /// Audio frames per clip (F).
     public let frames: Int
-    /// Whether a packed attention kernel reads these (`packed`) rather than `Attention.forward` (`layers`).
-    public var isPacked: Bool { !packed.isEmpty }
+
+    /// The audio features when attention reads them (`.features`), else nil.
+    public var features: Tensor? {
+        if case .features(let x) = storage { return x }
+        return nil
+    }
 }
 
 extension Whisper {
@@ -74,7 +81,7 @@ extension Whisper {
             }
         }
         if readsFeatures && !hooked && form == .features {
-            return CrossAttentionKV(layers: [], packed: [], features: audio, clips: a, frames: f)
+            return CrossAttentionKV(storage: .features(audio), clips: a, frames: f)
         }
         if packs && !hooked {
             // Clip by clip: the unpacked [F, 2d] product is a 4.6 MB scratch, never a wave-sized tensor.
@@ -85,7 +92,7 @@ extension Whisper {
                     packed[i].append(pack(x.linear(block.crossKV!), clip: 0))
                 }
             }
-            return CrossAttentionKV(layers: [], packed: packed, features: nil, clips: a, frames: f)
+            return CrossAttentionKV(storage: .packed(packed), clips: a, frames: f)
         }
         var kvs = [Tensor]()
         for (i, block) in decoderBlocks.enumerated() {
@@ -97,10 +104,9 @@ extension Whisper {
         }
         if packs {
             return CrossAttentionKV(
-                layers: [], packed: kvs.map { kv in (0..<a).map { pack(kv, clip: $0) } }, features: nil, clips: a,
-                frames: f)
+                storage: .packed(kvs.map { kv in (0..<a).map { pack(kv, clip: $0) } }), clips: a, frames: f)
         }
-        return CrossAttentionKV(layers: kvs, packed: [], features: nil, clips: a, frames: f)
+        return CrossAttentionKV(storage: .projected(kvs), clips: a, frames: f)
     }
 
     func crossAttention(
@@ -114,15 +120,35 @@ extension Whisper {
         let wantPattern = hooks.isActive(prefix + ".cross_attn.hook_pattern")
         var pattern = wantPattern ? Tensor(zeros: [s, heads, n, f]) : Tensor(zeros: [0])
         var z = Tensor(zeros: [s, n, d])
-        if let x = cache.cross.features {
+        switch cache.cross.storage {
+        case .features(let x):
             crossAttentionFromFeatures(
                 block, layer: layer, q: q, features: x, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z
             )
-        } else if cache.cross.isPacked {
-            crossAttentionPacked(layer: layer, q: q, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
-        } else {
-            crossAttentionPortable(
-                q: q, kv: cache.cross.layers[layer], cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z)
+        case .packed(let layers):
+            let clips = layers[layer]
+            attendByClip(q: q, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z) { job in
+                clips[job.clip].withUnsafeBufferPointer { pb in
+                    Attention.forwardPacked(
+                        q: job.q, ldq: d, packed: pb.baseAddress!, nq: job.rows, nk: f, heads: heads, dh: d / heads,
+                        out: job.out, ldo: d, patternOut: job.pattern)
+                }
+            }
+        case .projected(let layers):
+            let kv = layers[layer]
+            kv.storage.withUnsafeBufferPointer { kvp in
+                let base = KeysValuesPointer(p: kvp.baseAddress!)
+                attendByClip(q: q, cache: cache, wantPattern: wantPattern, pattern: &pattern, z: &z) { job in
+                    var scratch = [Float](repeating: 0, count: job.rows * f)
+                    let a = base.p + job.clip * f * 2 * d
+                    scratch.withUnsafeMutableBufferPointer { sc in
+                        Attention.forward(
+                            q: job.q, ldq: d, k: a, ldk: 2 * d, v: a + d, ldv: 2 * d, nq: job.rows, nk: f,
+                            heads: heads, dh: d / heads, causalOffset: nil, out: job.out, ldo: d,
+                            scores: sc.baseAddress!, patternOut: job.pattern, parallelSoftmax: job.alone)
+                    }
+                }
+            }
         }
         if wantPattern { try hooks.runReadOnly(prefix + ".cross_attn.hook_pattern", &pattern, ctx) }
         try hookHeads(&z, name: prefix + ".cross_attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
@@ -130,108 +156,31 @@ extension Whisper {
             z, block.crossOut!, name: prefix + ".cross_attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
     }
 
-    /// Cross-attention through `Attention.forward` (off x86-64 where the fused kernel does not run):
-    /// `z[s, n, d]` and, when asked, the pattern `[s, heads, n, F]`.
-    func crossAttentionPortable(
-        q: Tensor, kv: Tensor, cache: DecoderCache,
-        wantPattern: Bool, pattern: inout Tensor, z: inout Tensor
-    ) {
-        let s = q.shape[0], n = q.shape[1], d = dims.n_text_state, heads = dims.n_text_head, f = kv.shape[1]
-        let audioIndex = cache.audioIndex
-        // Sequences reading the same clip (the conditions of a sweep) attend together: one
-        // [g, F] product per head reads that clip's keys and values once instead of g times
-        // (12 MB per layer for tiny.en; the per-row loop was memory-bound).
-        let groups = cache.sequencesByClip
-        if groups.count < s && !wantPattern {
-            let gw = min(Threading.workers, groups.count)
-            q.storage.withUnsafeBufferPointer { qp in
-                kv.storage.withUnsafeBufferPointer { kvp in
-                    z.storage.withUnsafeMutableBufferPointer { o in
-                        let ptr = RowPointers(
-                            q: qp.baseAddress!, k: kvp.baseAddress!, v: kvp.baseAddress!, out: o.baseAddress!,
-                            pattern: nil)
-                        DispatchQueue.concurrentPerformIfNeeded(gw) { w in
-                            var gi = w
-                            while gi < groups.count {
-                                let rows = groups[gi], g = rows.count * n
-                                var qg = [Float](repeating: 0, count: g * d), og = [Float](repeating: 0, count: g * d)
-                                var scratch = [Float](repeating: 0, count: g * f)
-                                for (k, r) in rows.enumerated() {
-                                    for j in 0..<n {
-                                        for c in 0..<d { qg[(k * n + j) * d + c] = ptr.q[(r * n + j) * d + c] }
-                                    }
-                                }
-                                let a = ptr.k + audioIndex[rows[0]] * f * 2 * d
-                                qg.withUnsafeBufferPointer { qb in
-                                    og.withUnsafeMutableBufferPointer { ob in
-                                        scratch.withUnsafeMutableBufferPointer { sc in
-                                            Attention.forward(
-                                                q: qb.baseAddress!, ldq: d, k: a, ldk: 2 * d, v: a + d, ldv: 2 * d,
-                                                nq: g, nk: f, heads: heads, dh: d / heads, causalOffset: nil,
-                                                out: ob.baseAddress!, ldo: d, scores: sc.baseAddress!,
-                                                parallelSoftmax: gw == 1)
-                                        }
-                                    }
-                                }
-                                for (k, r) in rows.enumerated() {
-                                    for j in 0..<(n * d) { ptr.out[r * n * d + j] = og[k * n * d + j] }
-                                }
-                                gi += gw
-                            }
-                        }
-                    }
-                }
-            }
-            return
-        }
-        let workers = s >= 4 ? min(Threading.workers, s) : 1
-        q.storage.withUnsafeBufferPointer { qp in
-            kv.storage.withUnsafeBufferPointer { kvp in
-                z.storage.withUnsafeMutableBufferPointer { o in
-                    pattern.storage.withUnsafeMutableBufferPointer { p in
-                        let ptr = RowPointers(
-                            q: qp.baseAddress!, k: kvp.baseAddress!, v: kvp.baseAddress!, out: o.baseAddress!,
-                            pattern: p.baseAddress)
-                        DispatchQueue.concurrentPerformIfNeeded(workers) { w in
-                            var scratch = [Float](repeating: 0, count: n * f)
-                            scratch.withUnsafeMutableBufferPointer { sc in
-                                for i in (s * w / workers)..<(s * (w + 1) / workers) {
-                                    let a = ptr.k + audioIndex[i] * f * 2 * d
-                                    Attention.forward(
-                                        q: ptr.q + i * n * d, ldq: d, k: a, ldk: 2 * d, v: a + d, ldv: 2 * d,
-                                        nq: n, nk: f, heads: heads, dh: d / heads, causalOffset: nil,
-                                        out: ptr.out + i * n * d, ldo: d, scores: sc.baseAddress!,
-                                        patternOut: wantPattern ? ptr.pattern! + i * heads * n * f : nil,
-                                        parallelSoftmax: workers == 1)
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+    /// One attention call's operands: `rows` query rows at `q` (row stride d) of sequences reading
+    /// clip `clip`, their output at `out`, their pattern rows at `pattern` when one is recorded;
+    /// `alone` when no other call runs beside it (it may then use every worker itself).
+    struct ClipAttention: @unchecked Sendable {
+        let q: UnsafePointer<Float>
+        let rows: Int
+        let clip: Int
+        let out: UnsafeMutablePointer<Float>
+        let pattern: UnsafeMutablePointer<Float>?
+        let alone: Bool
     }
-}
 
-extension Whisper {
-    /// Cross-attention through a packed kernel (the fused AVX-512 one, or the AVX2 products of
-    /// `Attention.forwardPacked`) against keys and values packed once per clip
-    /// (`CrossAttentionKV.packed`): `z[s, n, d]` and, when asked, the pattern `[s, heads, n, F]`.
-    ///
-    /// Every sequence takes this path, alone or with others reading its clip, and the kernel's
-    /// arithmetic for a query row does not depend on the rows beside it: a sweep's conditions,
-    /// a patched run and its plain baseline, and a run that records the pattern give the same
-    /// bits as a plain run. Sequences sharing a clip attend in one call, reading its keys and
-    /// values once per step (the sweep's decoder conditions: 12 per clip).
-    func crossAttentionPacked(
-        layer: Int, q: Tensor, cache: DecoderCache,
-        wantPattern: Bool, pattern: inout Tensor, z: inout Tensor
+    /// Runs `attend` once per group of sequences reading the same clip, so each clip's keys and
+    /// values are read once per step for all its sequences (a sweep's decoder conditions: 12 per
+    /// clip), whatever form holds them: the group's query rows are gathered, attended together
+    /// and scattered back into `z` `[s, n, d]`. With a pattern to record, every sequence is its
+    /// own group (its pattern rows `[heads, n, F]` are contiguous). The kernels' arithmetic for
+    /// a query row does not depend on the rows beside it, so grouping never changes a bit.
+    func attendByClip(
+        q: Tensor, cache: DecoderCache, wantPattern: Bool, pattern: inout Tensor, z: inout Tensor,
+        attend: @Sendable (ClipAttention) -> Void
     ) {
-        let s = q.shape[0], n = q.shape[1], d = dims.n_text_state, heads = dims.n_text_head, f = cache.cross.frames
-        let audioIndex = cache.audioIndex
-        // With a pattern to record every sequence is its own group (its pattern rows are contiguous).
+        let s = q.shape[0], n = q.shape[1], d = dims.n_text_state, heads = dims.n_text_head
+        let f = cache.cross.frames, audioIndex = cache.audioIndex
         let groups = wantPattern ? (0..<s).map { [$0] } : cache.sequencesByClip
-        let packed = groups.map { cache.cross.packed[layer][audioIndex[$0[0]]] }
         let workers = min(Threading.workers, groups.count)
         q.storage.withUnsafeBufferPointer { qp in
             z.storage.withUnsafeMutableBufferPointer { o in
@@ -242,31 +191,29 @@ extension Whisper {
                     DispatchQueue.concurrentPerformIfNeeded(workers) { w in
                         var gi = w
                         while gi < groups.count {
-                            let rows = groups[gi], g = rows.count * n
-                            packed[gi].withUnsafeBufferPointer { pb in
-                                if rows.count == 1 {
-                                    let r = rows[0]
-                                    Attention.forwardPacked(
-                                        q: ptr.q + r * n * d, ldq: d, packed: pb.baseAddress!, nq: n, nk: f,
-                                        heads: heads, dh: d / heads,
-                                        out: ptr.out + r * n * d, ldo: d,
-                                        patternOut: ptr.pattern.map { $0 + r * heads * n * f })
-                                } else {
-                                    var qg = [Float](repeating: 0, count: g * d),
-                                        og = [Float](repeating: 0, count: g * d)
-                                    for (k, r) in rows.enumerated() {
-                                        (0..<(n * d)).forEach { qg[k * n * d + $0] = ptr.q[r * n * d + $0] }
+                            let rows = groups[gi], clip = audioIndex[rows[0]]
+                            if rows.count == 1 {
+                                let r = rows[0]
+                                attend(
+                                    ClipAttention(
+                                        q: ptr.q + r * n * d, rows: n, clip: clip, out: ptr.out + r * n * d,
+                                        pattern: ptr.pattern.map { $0 + r * heads * n * f }, alone: workers == 1))
+                            } else {
+                                let g = rows.count * n
+                                var qg = [Float](repeating: 0, count: g * d), og = [Float](repeating: 0, count: g * d)
+                                for (k, r) in rows.enumerated() {
+                                    for j in 0..<(n * d) { qg[k * n * d + j] = ptr.q[r * n * d + j] }
+                                }
+                                qg.withUnsafeBufferPointer { qb in
+                                    og.withUnsafeMutableBufferPointer { ob in
+                                        attend(
+                                            ClipAttention(
+                                                q: qb.baseAddress!, rows: g, clip: clip, out: ob.baseAddress!,
+                                                pattern: nil, alone: workers == 1))
                                     }
-                                    qg.withUnsafeBufferPointer { qb in
-                                        og.withUnsafeMutableBufferPointer { ob in
-                                            Attention.forwardPacked(
-                                                q: qb.baseAddress!, ldq: d, packed: pb.baseAddress!, nq: g, nk: f,
-                                                heads: heads, dh: d / heads, out: ob.baseAddress!, ldo: d)
-                                        }
-                                    }
-                                    for (k, r) in rows.enumerated() {
-                                        (0..<(n * d)).forEach { ptr.out[r * n * d + $0] = og[k * n * d + $0] }
-                                    }
+                                }
+                                for (k, r) in rows.enumerated() {
+                                    for j in 0..<(n * d) { ptr.out[r * n * d + j] = og[k * n * d + j] }
                                 }
                             }
                             gi += workers
@@ -277,3 +224,6 @@ extension Whisper {
         }
     }
 }
+
+/// The keys|values of one layer, handed to the attention workers.
+private struct KeysValuesPointer: @unchecked Sendable { let p: UnsafePointer<Float> }

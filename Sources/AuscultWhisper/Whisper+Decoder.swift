@@ -34,7 +34,7 @@ public final class DecoderCache {
         self.d = d
         // Left unwritten: attention reads only the `length` positions steps have filled (and
         // multiplies, without keeping, key columns up to the next multiple of 16). Value pages of
-        // positions no sequence reaches (most of a sweep's 227) are never touched; every key
+        // positions no sequence reaches (most of the 227 of a 160-row batch) are never touched; every key
         // page is, as each step writes a column into all d rows.
         let nk = audioIndex.count * keyStride * d, nv = audioIndex.count * capacity * d
         selfK = (0..<layers).map { _ in [Float](unsafeUninitializedCapacity: nk) { _, count in count = nk } }
@@ -106,7 +106,7 @@ extension Whisper {
     ///
     /// `capacity` bounds the positions it will hold (default and at most `n_text_ctx`): greedy
     /// decoding needs the prompt plus the sample length, about half the context, and its
-    /// self-attention cache is memory touched fresh for every batch (880 MB for a sweep's 160 rows
+    /// self-attention cache is memory touched fresh for every batch (880 MB for 160 rows
     /// at full context).
     public func makeCache(
         audio: Tensor, audioIndex: [Int], kv: CrossAttentionKV? = nil, capacity: Int? = nil,
@@ -123,7 +123,7 @@ extension Whisper {
     /// or `[S, 1, V]` for the last position only when `lastOnly` (generation: saves n−1 vocab GEMVs).
     ///
     /// `logitRows` limits the vocabulary product to those sequences (the others' logits are 0):
-    /// shadow sequences that only feed a leader's tokens never need theirs.
+    /// sequences that only feed another's tokens never need theirs.
     public func decode(
         _ tokens: [[Int]], cache: DecoderCache, lastOnly: Bool = false, step: Int = 0,
         logitRows: [Int]? = nil, hooks: HookHandler? = nil
@@ -196,7 +196,7 @@ extension Whisper {
                 for (k, r) in logitRows.enumerated() { for j in 0..<per { out[k * per + j] = y.storage[r * per + j] } }
             }.logits(self)
             // Every row written once: picked rows copied, the others zeroed (a zero fill of the
-            // whole [s, m, V] first cost a sweep step 95 MB of extra writes).
+            // whole [s, m, V] first cost a 160-row step 95 MB of extra writes).
             var slot = [Int](repeating: -1, count: s)
             for (k, r) in logitRows.enumerated() { slot[r] = k }
             logits = picked.storage.withUnsafeBufferPointer { src in
@@ -258,7 +258,7 @@ extension Whisper {
         var pattern = wantPattern ? Tensor(zeros: [s, heads, n, total]) : Tensor(zeros: [0])
         var z = Tensor(zeros: [s, n, d])
         // Sequences are independent: split them across workers, each with its own score scratch
-        // (a 240-row sweep step spent most of its attention time on one core otherwise).
+        // (a 240-row step spent most of its attention time on one core otherwise).
         let workers = s >= 4 ? min(Threading.workers, s) : 1
         let selfK = cache.selfK[layer], selfV = cache.selfV[layer]
         qkv.storage.withUnsafeBufferPointer { q in

@@ -153,8 +153,8 @@ struct CrossAttentionFormTests {
         expectClose(b, a, rtol: 1e-4, atol: 2e-3, "logits")
         for name in names { expectClose(recX.store[name]!, recKV.store[name]!, rtol: 1e-3, atol: 1e-6, name) }
         // Greedy decoding picks the same tokens.
-        let plain = try loaded.decoder.decode(audio: audio, rows: nil, leaders: nil, kv: kv)
-        let viaFeatures = try loaded.decoder.decode(audio: audio, rows: nil, leaders: nil, kv: features)
+        let plain = try loaded.decoder.decode(audio: audio, rows: nil, tokensFrom: nil, kv: kv)
+        let viaFeatures = try loaded.decoder.decode(audio: audio, rows: nil, tokensFrom: nil, kv: features)
         #expect(plain.map(\.tokens) == viaFeatures.map(\.tokens))
         #expect(plain[0].tokens.count > 20, "JFK's sentence is more than 20 tokens")
     }
