@@ -30,7 +30,9 @@ public struct AudioClip: Sendable {
         guard let handle = sf_open(path, Int32(SFM_READ), &info) else {
             let why = String(cString: sf_strerror(nil))
             throw AudioError(
-                .unreadable, path: path, "not a readable audio file (wav, flac, ogg, opus or mp3)", cause: LibraryMessage(why))
+                .unreadable, path: path,
+                "not a readable audio file (wav, flac, ogg, opus or "
+                    + "mp3)", cause: LibraryMessage(why))
         }
         defer { sf_close(handle) }
         let channels = Int(info.channels), frames = Int(info.frames)
@@ -43,7 +45,8 @@ public struct AudioClip: Sendable {
             interleaved.withUnsafeMutableBufferPointer { sf_readf_float(handle, $0.baseAddress!, sf_count_t(frames)) })
         guard got > 0 else {
             throw AudioError(
-                .unreadable, path: path, "decoding produced no samples", cause: LibraryMessage(String(cString: sf_strerror(handle))))
+                .unreadable, path: path, "decoding produced no samples",
+                cause: LibraryMessage(String(cString: sf_strerror(handle))))
         }
         var mono = [Float](repeating: 0, count: got)
         if channels == 1 {
@@ -87,7 +90,9 @@ public struct AudioClip: Sendable {
         }
         if let err {
             throw AudioError(
-                .resampleFailed, path: path, "resampling from \(rate) Hz failed", cause: LibraryMessage(String(cString: err)))
+                .resampleFailed, path: path,
+                "resampling from \(rate) Hz "
+                    + "failed", cause: LibraryMessage(String(cString: err)))
         }
         return Array(out[0..<done])
     }

@@ -86,7 +86,10 @@ extension Component {
             if let (side, rest) = splitBlock(p), !rest.contains("."), rest.allSatisfy({ $0.isNumber || $0 == "+" }) {
                 let blocks = rest.split(separator: "+").compactMap { Int($0) }
                 guard !blocks.isEmpty, blocks.allSatisfy({ $0 >= 0 && $0 < layers(side) }) else {
-                    throw ConditionError(.unknownTarget, "'\(p)': the \(side.rawValue) has blocks 0…\(layers(side) - 1)")
+                    throw ConditionError(
+                        .unknownTarget,
+                        "'\(p)': the \(side.rawValue) has blocks "
+                            + "0…\(layers(side) - 1)")
                 }
                 out.append(Component(side: side, blocks: blocks))
                 continue
@@ -97,7 +100,8 @@ extension Component {
                 else {
                     throw ConditionError(
                         .unknownTarget,
-                        "'\(name)' is outside the blocks; ablation targets are blocks or hook points inside encoder.blocks.N / decoder.blocks.N"
+                        "'\(name)' is outside the blocks; ablation targets are blocks or hook points inside "
+                            + "encoder.blocks.N / decoder.blocks.N"
                     )
                 }
                 if registry.point(name)?.readOnly == true || name.contains("cross_attn.hook_k")
@@ -105,7 +109,8 @@ extension Component {
                 {
                     throw ConditionError(
                         .notAblatable,
-                        "'\(name)' cannot be ablated in a sweep (read-only, or computed once per clip); pick attn.hook_z, hook_attn_out, hook_mlp_out or a block"
+                        "'\(name)' cannot be ablated in a sweep (read-only, or computed once per clip); pick "
+                            + "attn.hook_z, hook_attn_out, hook_mlp_out or a block"
                     )
                 }
                 out.append(Component(side: side, blocks: [block], hook: name, heads: heads))

@@ -143,8 +143,8 @@ public struct Patching {
         let t = seq.count
 
         // Metric of a batch of runs: rows read features `audio` rows, with per-row ops.
-        func measure(_ audio: Tensor, rows: [Int], ops: [Int: RowOp]) throws -> [Double] {
-            let handler = ops.isEmpty ? nil : RowInterventions(ops)
+        func measure(_ audio: Tensor, rows: [Int], ops: [Intervention]) throws -> [Double] {
+            let handler = ops.isEmpty ? nil : try Interventions(ops, model: model)
             switch metric {
             case .logprob:
                 return try loaded.decoder.scoreTokens(
@@ -167,7 +167,7 @@ public struct Patching {
                 }
             }
         }
-        let ends = try measure(Tensor.stack([cleanAudio.row(0), corruptAudio.row(0)]), rows: [0, 1], ops: [:])
+        let ends = try measure(Tensor.stack([cleanAudio.row(0), corruptAudio.row(0)]), rows: [0, 1], ops: [])
         let (mClean, mCorrupt) = (ends[0], ends[1])
         func restored(_ v: Double) -> Double {
             abs(mClean - mCorrupt) < 1e-12 ? 0 : (v - mCorrupt) / (mClean - mCorrupt)
@@ -176,12 +176,14 @@ public struct Patching {
         let tokenLabels = seq.enumerated().map { "\($0.offset):" + loaded.tokenizer.decode([$0.element]) }
 
         // Decoder: resid_pre of block L at position p from the clean run, into the corrupted run.
-        var ops = [Int: RowOp]()
-        var idx = 0
+        var ops = [Intervention]()
         for l in 0..<dims.n_text_layer {
             let name = "decoder.blocks.\(l).hook_resid_pre"
-            for p in 0..<t { ops[idx] = .hook(name, columns: nil, .table(clean[name]!), positions: [p]); idx += 1 }
+            for p in 0..<t {
+                ops.append(Intervention(hook: name, kind: .replace(clean[name]!), positions: [p], sequences: [ops.count]))
+            }
         }
+        let idx = ops.count
         let decValues = try measure(corruptAudio, rows: [Int](repeating: 0, count: idx), ops: ops)
         progress?.advance(by: 1)
         grids.append(
@@ -209,7 +211,7 @@ public struct Patching {
                 let out = try model.encodeBlocks(Tensor.stack(inputs), from: l)
                 feats += batch.indices.map { out.row($0) }
             }
-            encValues += try measure(Tensor.stack(feats), rows: Array(feats.indices), ops: [:])
+            encValues += try measure(Tensor.stack(feats), rows: Array(feats.indices), ops: [])
             progress?.advance(by: 1)
         }
         grids.append(
@@ -221,35 +223,35 @@ public struct Patching {
                 flat: encValues, restored: restored))
 
         // Heads: one head's z from the clean run (all frames / positions).
-        let ha = dims.n_audio_head, dha = dims.n_audio_state / ha
+        let ha = dims.n_audio_head
         var headValues = [Double]()
         for l in 0..<dims.n_audio_layer {
             let name = "encoder.blocks.\(l).attn.hook_z"
             let table = clean[name]!.reshaped([dims.n_audio_ctx, dims.n_audio_state])
-            var ops = [Int: RowOp]()
-            for h in 0..<ha { ops[h] = .hook(name, columns: Array((h * dha)..<((h + 1) * dha)), .table(table)) }
+            let ops = (0..<ha).map { h in
+                Intervention(hook: name, kind: .replace(table), heads: [h], sequences: [h])
+            }
             let out = try model.encodeBlocks(
                 Tensor.stack([Tensor](repeating: corruptStreams[l].row(0), count: ha)), from: l,
-                hooks: RowInterventions(ops))
-            headValues += try measure(out, rows: Array(0..<ha), ops: [:])
+                hooks: try Interventions(ops, model: model))
+            headValues += try measure(out, rows: Array(0..<ha), ops: [])
         }
         progress?.advance(by: 1)
         grids.append(
             grid(
                 "encoder.blocks.*.attn.hook_z", rows: (0..<dims.n_audio_layer).map { "encoder.blocks.\($0)" },
                 cols: (0..<ha).map { "head \($0)" }, flat: headValues, restored: restored))
-        let ht = dims.n_text_head, dht = dims.n_text_state / ht
+        let ht = dims.n_text_head
         for part in ["attn", "cross_attn"] {
-            var ops = [Int: RowOp]()
-            var idx = 0
+            var ops = [Intervention]()
             for l in 0..<dims.n_text_layer {
                 let name = "decoder.blocks.\(l).\(part).hook_z"
                 let table = clean[name]!.reshaped([t, dims.n_text_state])
                 for h in 0..<ht {
-                    ops[idx] = .hook(name, columns: Array((h * dht)..<((h + 1) * dht)), .table(table)); idx += 1
+                    ops.append(Intervention(hook: name, kind: .replace(table), heads: [h], sequences: [ops.count]))
                 }
             }
-            let values = try measure(corruptAudio, rows: [Int](repeating: 0, count: idx), ops: ops)
+            let values = try measure(corruptAudio, rows: [Int](repeating: 0, count: ops.count), ops: ops)
             grids.append(
                 grid(
                     "decoder.blocks.*.\(part).hook_z", rows: (0..<dims.n_text_layer).map { "decoder.blocks.\($0)" },

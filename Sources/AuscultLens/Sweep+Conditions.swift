@@ -4,9 +4,9 @@ import AuscultWhisper
 import Foundation
 
 extension Sweep {
-    /// Columns of a hook's per-row width `width` that belong to `heads` (nil: all).
-    func columns(_ comp: Component, width: Int) throws -> [Int]? {
-        guard let heads = comp.heads, let hook = comp.hook else { return nil }
+    /// Checks a component's heads: attention hook points only, each below the block's head count.
+    func checkHeads(_ comp: Component) throws {
+        guard let heads = comp.heads, let hook = comp.hook else { return }
         let nh = comp.side == .encoder ? model.dims.n_audio_head : model.dims.n_text_head
         if hook.contains("mlp.") {
             throw ConditionError(
@@ -15,13 +15,6 @@ extension Sweep {
         guard heads.allSatisfy({ $0 >= 0 && $0 < nh }) else {
             throw ConditionError(.invalidSelector, "\(comp.name): heads outside 0..<\(nh)")
         }
-        let w = width / nh
-        return heads.flatMap { h in (h * w)..<((h + 1) * w) }
-    }
-
-    func hookWidth(_ name: String) -> Int {
-        let point = HookRegistry(dims: model.dims).point(name)!
-        return point.shape.dropFirst().compactMap { Int($0) }.reduce(1, *)
     }
 
     func mean(_ tensors: [Tensor]) -> Tensor {
@@ -71,7 +64,7 @@ extension Sweep {
                 let batch = Array(wave[at..<end])
                 at = end
                 var inputs = [Tensor]()
-                var ops = [Int: RowOp]()
+                var ops = [Intervention]()
                 for (r, row) in batch.enumerated() {
                     let comp = row.cond.component!
                     let l = comp.firstBlock
@@ -90,23 +83,25 @@ extension Sweep {
                             y += residuals[row.donor!][l + 1] - residuals[row.donor!][l]
                         }
                         inputs.append(y)
-                        let rest = Set(comp.blocks.dropFirst())
-                        if !rest.isEmpty { ops[r] = .skip(side: .encoder, blocks: rest) }
+                        for b in comp.blocks.dropFirst() {
+                            ops.append(Intervention(hook: "encoder.blocks.\(b)", kind: .skip, sequences: [r]))
+                        }
                     } else {
                         inputs.append(x)
                         let name = comp.hook!
-                        let cols = try columns(comp, width: hookWidth(name))
+                        try checkHeads(comp)
+                        let kind: InterventionKind
                         switch row.cond.mode {
-                        case .zero: ops[r] = .hook(name, columns: cols, .zero)
+                        case .zero: kind = .zero
                         case .mean:
                             if hookMeans[name] == nil { hookMeans[name] = mean(encoderHooks[name]!) }
-                            ops[r] = .hook(name, columns: cols, .table(flat(hookMeans[name]!)))
-                        case .resample:
-                            ops[r] = .hook(name, columns: cols, .table(flat(encoderHooks[name]![row.donor!])))
+                            kind = .replace(flat(hookMeans[name]!))
+                        case .resample: kind = .replace(flat(encoderHooks[name]![row.donor!]))
                         }
+                        ops.append(Intervention(hook: name, kind: kind, heads: comp.heads, sequences: [r]))
                     }
                 }
-                let handler = ops.isEmpty ? nil : RowInterventions(ops)
+                let handler = ops.isEmpty ? nil : try Interventions(ops, model: model)
                 let out = try model.encodeBlocks(Tensor.stack(inputs), from: batch[0].start, hooks: handler)
                 features += batch.indices.map { out.row($0) }
             }
@@ -159,7 +154,7 @@ extension Sweep {
             struct Seq { var cond: Condition; var clip: Int; var donor: Int? }
             var mains = [(seq: Int, Seq)]()
             var rows = [Int](), leaders = [Int](), targets = [[Int]](), groups = [Int]()
-            var ops = [Int: RowOp]()
+            var ops = [Intervention]()
             var skipped = 0
             for clip in clips {
                 var groupSize = 0
@@ -179,21 +174,28 @@ extension Sweep {
                     mains.append((id, Seq(cond: c, clip: clip, donor: d)))
                     let l = comp.firstBlock
                     if let name = comp.hook {
-                        let cols = try columns(comp, width: hookWidth(name))
+                        try checkHeads(comp)
+                        let kind: InterventionKind
                         switch c.mode {
-                        case .zero: ops[id] = .hook(name, columns: cols, .zero)
-                        case .mean: ops[id] = .hook(name, columns: cols, .table(decoderMeans[name]!))
-                        case .resample: ops[id] = .hook(name, columns: cols, .row(shadow!))
+                        case .zero: kind = .zero
+                        case .mean: kind = .replace(decoderMeans[name]!)
+                        case .resample: kind = .fromSequence(shadow!)
                         }
+                        ops.append(Intervention(hook: name, kind: kind, heads: comp.heads, sequences: [id]))
                     } else {
+                        let block = "decoder.blocks.\(l)"
                         switch c.mode {
-                        case .zero: ops[id] = .skip(side: .decoder, blocks: Set(comp.blocks))
+                        case .zero:
+                            for b in comp.blocks {
+                                ops.append(Intervention(hook: "decoder.blocks.\(b)", kind: .skip, sequences: [id]))
+                            }
                         case .mean:
-                            let pre = decoderMeans["decoder.blocks.\(l).hook_resid_pre"]!
-                            ops[id] = .blockWrite(
-                                side: .decoder, block: l,
-                                .table(decoderMeans["decoder.blocks.\(l).hook_resid_post"]! - pre))
-                        case .resample: ops[id] = .blockWrite(side: .decoder, block: l, .row(shadow!))
+                            let pre = decoderMeans[block + ".hook_resid_pre"]!
+                            let write = decoderMeans[block + ".hook_resid_post"]! - pre
+                            ops.append(Intervention(hook: block, kind: .blockWrite(.table(write)), sequences: [id]))
+                        case .resample:
+                            ops.append(
+                                Intervention(hook: block, kind: .blockWrite(.fromSequence(shadow!)), sequences: [id]))
                         }
                     }
                 }
@@ -205,12 +207,12 @@ extension Sweep {
             let kv = try cleanKV ?? model.crossAttentionKV(audio)
             trace("prepare")
             let results = try decodeChunks(
-                audio: audio, rows: rows, tokensFrom: leaders, kv: kv, hooks: RowInterventions(ops))
+                audio: audio, rows: rows, tokensFrom: leaders, kv: kv, hooks: try Interventions(ops, model: model))
             trace("generate \(rows.count) rows")
             let lp = try loaded.decoder.scoreTokens(
                 audio: audio, rows: rows, sequences: targets, from: prompt.count, chunk: 12,
                 groups: groups, wanted: leaders.indices.map { leaders[$0] == $0 }, kv: kv,
-                hooks: RowInterventions(ops))
+                hooks: try Interventions(ops, model: model))
             trace("score")
             try emit(
                 mains.map { (id, s) in

@@ -188,7 +188,8 @@ public final class Sweep {
     ) throws -> [DecodingResult] {
         var o = options.decoding
         o.beamSize = nil
-        return try loaded.decoder.decode(audio: audio, rows: rows, tokensFrom: tokensFrom, options: o, kv: kv, hooks: hooks)
+        return try loaded.decoder.decode(
+            audio: audio, rows: rows, tokensFrom: tokensFrom, options: o, kv: kv, hooks: hooks)
     }
 
     func entry(

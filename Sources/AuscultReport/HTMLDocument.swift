@@ -71,21 +71,30 @@ public struct HTMLDocument: Sendable {
 
     static let css = """
         body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1d232b;background:#f6f7f9}
-        header{background:#1f2a44;color:#fff;padding:18px 28px}header h1{margin:0;font-size:22px}header p{margin:4px 0 0;opacity:.8}
-        main{padding:8px 28px;max-width:1400px}section{background:#fff;border-radius:8px;padding:14px 18px;margin:16px 0;box-shadow:0 1px 3px rgba(0,0,0,.08)}
-        h2{font-size:17px;margin:4px 0 10px}h3{font-size:14px;margin:12px 0 6px}.note{color:#5b6573;font-size:13px;margin:0 0 10px}
-        table{border-collapse:collapse;font-size:12.5px}th,td{border-bottom:1px solid #e3e6ea;padding:4px 8px;text-align:left;vertical-align:top}
+        header{background:#1f2a44;color:#fff;padding:18px 28px}header h1{margin:0;font-size:22px}
+        header p{margin:4px 0 0;opacity:.8}
+        main{padding:8px 28px;max-width:1400px}
+        section{background:#fff;border-radius:8px;padding:14px 18px;margin:16px 0;box-shadow:0 1px 3px rgba(0,0,0,.08)}
+        h2{font-size:17px;margin:4px 0 10px}h3{font-size:14px;margin:12px 0 6px}
+        .note{color:#5b6573;font-size:13px;margin:0 0 10px}
+        table{border-collapse:collapse;font-size:12.5px}
+        th,td{border-bottom:1px solid #e3e6ea;padding:4px 8px;text-align:left;vertical-align:top}
         th{background:#f0f2f5;position:sticky;top:0}.scroll{max-height:520px;overflow:auto}
         td.num{text-align:right;font-variant-numeric:tabular-nums}.diff{background:#fff2d6}.bad{color:#b3261e}
         svg text{font-family:system-ui,sans-serif}.plots{display:flex;flex-wrap:wrap;gap:14px}
-        footer{color:#8a93a0;font-size:12px;padding:10px 28px 24px}code{background:#f0f2f5;padding:1px 4px;border-radius:3px}
+        footer{color:#8a93a0;font-size:12px;padding:10px 28px 24px}
+        code{background:#f0f2f5;padding:1px 4px;border-radius:3px}
         """
 
     static let script = """
-        window.addEventListener('error',function(){var b=document.body;b.dataset.errors=String(Number(b.dataset.errors)+1);});
+        window.addEventListener('error',function(){
+          var b=document.body;b.dataset.errors=String(Number(b.dataset.errors)+1);
+        });
         window.addEventListener('load',function(){
           var n=0;
-          document.querySelectorAll('svg.plot').forEach(function(s){if(s.querySelector('rect,path,circle,image,line')&&s.getBBox().width>0)n++;});
+          document.querySelectorAll('svg.plot').forEach(function(s){
+            if(s.querySelector('rect,path,circle,image,line')&&s.getBBox().width>0)n++;
+          });
           document.querySelectorAll('img.plot').forEach(function(i){if(i.complete&&i.naturalWidth>0)n++;});
           document.body.dataset.rendered=String(n);
         });

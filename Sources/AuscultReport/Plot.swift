@@ -57,17 +57,22 @@ public enum Plot {
         let maxV = max(items.map { abs($0.value) }.max() ?? 1, 1e-12)
         let plotW = Double(width - left - 110)  // room for the value label after the longest bar
         var s =
-            "<svg class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(h)\" viewBox=\"0 0 \(width) \(h)\">"
+            "<svg class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(h)\" viewBox=\"0 0 "
+            + "\(width) \(h)\">"
         s += "<text x=\"4\" y=\"16\" font-size=\"13\" font-weight=\"600\">\(htmlEscape(title))</text>"
         for (i, it) in items.enumerated() {
             let y = top + i * rowH
             let w = max(1, abs(it.value) / maxV * plotW)
             s +=
-                "<text x=\"\(left - 6)\" y=\"\(y + 12)\" font-size=\"11\" text-anchor=\"end\">\(htmlEscape(it.label))</text>"
+                "<text x=\"\(left - 6)\" y=\"\(y + 12)\" font-size=\"11\" "
+                + "text-anchor=\"end\">\(htmlEscape(it.label))</text>"
             s +=
-                "<rect x=\"\(left)\" y=\"\(y + 2)\" width=\"\(String(format: "%.1f", w))\" height=\"\(rowH - 5)\" fill=\"\(it.value < 0 ? "#b3261e" : color)\"><title>\(htmlEscape(it.label)): \(fmt(it.value))\(unit)</title></rect>"
+                "<rect x=\"\(left)\" y=\"\(y + 2)\" width=\"\(String(format: "%.1f", w))\" height=\"\(rowH - 5)\" "
+                + "fill=\"\(it.value < 0 ? "#b3261e" : color)\"><title>\(htmlEscape(it.label)): "
+                + "\(fmt(it.value))\(unit)</title></rect>"
             s +=
-                "<text x=\"\(left + Int(w) + 4)\" y=\"\(y + 12)\" font-size=\"10.5\" fill=\"#444\">\(fmt(it.value))\(unit)</text>"
+                "<text x=\"\(left + Int(w) + 4)\" y=\"\(y + 12)\" font-size=\"10.5\" "
+                + "fill=\"#444\">\(fmt(it.value))\(unit)</text>"
         }
         return s + "</svg>"
     }
@@ -87,10 +92,12 @@ public enum Plot {
         func px(_ x: Double) -> Double { l + (x - x0) / (x1 - x0) * pw }
         func py(_ y: Double) -> Double { t + ph - (y - y0) / (y1 - y0) * ph }
         var s =
-            "<svg class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" viewBox=\"0 0 \(width) \(height)\">"
+            "<svg class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" "
+            + "viewBox=\"0 0 \(width) \(height)\">"
         s += "<text x=\"4\" y=\"16\" font-size=\"13\" font-weight=\"600\">\(htmlEscape(title))</text>"
         s +=
-            "<line x1=\"\(l)\" y1=\"\(t + ph)\" x2=\"\(l + pw)\" y2=\"\(t + ph)\" stroke=\"#888\"/><line x1=\"\(l)\" y1=\"\(t)\" x2=\"\(l)\" y2=\"\(t + ph)\" stroke=\"#888\"/>"
+            "<line x1=\"\(l)\" y1=\"\(t + ph)\" x2=\"\(l + pw)\" y2=\"\(t + ph)\" stroke=\"#888\"/><line x1=\"\(l)\" "
+            + "y1=\"\(t)\" x2=\"\(l)\" y2=\"\(t + ph)\" stroke=\"#888\"/>"
         for k in 0...4 {
             let yv = y0 + (y1 - y0) * Double(k) / 4
             s += "<text x=\"\(l - 4)\" y=\"\(py(yv) + 4)\" font-size=\"10\" text-anchor=\"end\">\(fmt(yv))</text>"
@@ -102,9 +109,11 @@ public enum Plot {
             s += "<text x=\"\(px(xv))\" y=\"\(t + ph + 14)\" font-size=\"10\" text-anchor=\"middle\">\(fmt(xv))</text>"
         }
         s +=
-            "<text x=\"\(l + pw / 2)\" y=\"\(height - 6)\" font-size=\"11\" text-anchor=\"middle\">\(htmlEscape(xLabel))</text>"
+            "<text x=\"\(l + pw / 2)\" y=\"\(height - 6)\" font-size=\"11\" "
+            + "text-anchor=\"middle\">\(htmlEscape(xLabel))</text>"
         s +=
-            "<text x=\"12\" y=\"\(t + ph / 2)\" font-size=\"11\" text-anchor=\"middle\" transform=\"rotate(-90 12 \(t + ph / 2))\">\(htmlEscape(yLabel))</text>"
+            "<text x=\"12\" y=\"\(t + ph / 2)\" font-size=\"11\" text-anchor=\"middle\" transform=\"rotate(-90 12 "
+            + "\(t + ph / 2))\">\(htmlEscape(yLabel))</text>"
         for (k, ser) in series.enumerated() {
             let c = palette[k % palette.count]
             let d = ser.points.enumerated().map { (i, p) in
@@ -113,10 +122,14 @@ public enum Plot {
             s += "<path d=\"\(d)\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\"/>"
             for p in ser.points {
                 s +=
-                    "<circle cx=\"\(String(format: "%.1f", px(p.0)))\" cy=\"\(String(format: "%.1f", py(p.1)))\" r=\"3\" fill=\"\(c)\"><title>\(htmlEscape(ser.name)) \(fmt(p.0)): \(fmt(p.1))</title></circle>"
+                    "<circle cx=\"\(String(format: "%.1f", px(p.0)))\" cy=\"\(String(format: "%.1f", py(p.1)))\" "
+                    + "r=\"3\" fill=\"\(c)\"><title>\(htmlEscape(ser.name)) \(fmt(p.0)): "
+                    + "\(fmt(p.1))</title></circle>"
             }
             s +=
-                "<rect x=\"\(Int(l) + 10 + k * 130)\" y=\"\(Int(t) - 12)\" width=\"10\" height=\"10\" fill=\"\(c)\"/><text x=\"\(Int(l) + 24 + k * 130)\" y=\"\(Int(t) - 3)\" font-size=\"10.5\">\(htmlEscape(ser.name))</text>"
+                "<rect x=\"\(Int(l) + 10 + k * 130)\" y=\"\(Int(t) - 12)\" width=\"10\" height=\"10\" "
+                + "fill=\"\(c)\"/><text x=\"\(Int(l) + 24 + k * 130)\" y=\"\(Int(t) - 3)\" "
+                + "font-size=\"10.5\">\(htmlEscape(ser.name))</text>"
         }
         return s + "</svg>"
     }
@@ -144,7 +157,8 @@ public enum Plot {
         let ch = cell > 0 ? cell : max(2, min(22, 520 / max(nr, 1)))
         let w = left + cw * nc + 20, h = top + ch * nr + labelRoom + 26
         var s =
-            "<svg class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(w)\" height=\"\(h)\" viewBox=\"0 0 \(w) \(h)\">"
+            "<svg class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(w)\" height=\"\(h)\" viewBox=\"0 0 "
+            + "\(w) \(h)\">"
         s += "<text x=\"4\" y=\"16\" font-size=\"13\" font-weight=\"600\">\(htmlEscape(title))</text>"
         if nr * nc <= 2500 {
             for i in 0..<nr {
@@ -152,7 +166,8 @@ public enum Plot {
                     let v = values[i][j]
                     let tip = cellText?(i, j) ?? "\(rowLabels[i]) × \(colLabels[j]): \(fmt(v))"
                     s +=
-                        "<rect x=\(left + j * cw) y=\(top + i * ch) width=\(cw) height=\(ch) fill=\"\(scale.color(t(v)).hex)\"><title>\(htmlEscape(tip))</title></rect>"
+                        "<rect x=\(left + j * cw) y=\(top + i * ch) width=\(cw) height=\(ch) "
+                        + "fill=\"\(scale.color(t(v)).hex)\"><title>\(htmlEscape(tip))</title></rect>"
                 }
             }
         } else {
@@ -165,18 +180,22 @@ public enum Plot {
             }
             let png = PNG.encode(width: nc, height: nr, rgb: rgb).base64EncodedString()
             s +=
-                "<image x=\"\(left)\" y=\"\(top)\" width=\"\(cw * nc)\" height=\"\(ch * nr)\" preserveAspectRatio=\"none\" style=\"image-rendering:pixelated\" href=\"data:image/png;base64,\(png)\"/>"
+                "<image x=\"\(left)\" y=\"\(top)\" width=\"\(cw * nc)\" height=\"\(ch * nr)\" "
+                + "preserveAspectRatio=\"none\" style=\"image-rendering:pixelated\" "
+                + "href=\"data:image/png;base64,\(png)\"/>"
         }
         let rstep = max(1, Int((12.0 / Double(ch)).rounded(.up)))
         for (i, l) in rowLabels.enumerated() where i % rstep == 0 {
             s +=
-                "<text x=\"\(left - 4)\" y=\"\(top + i * ch + ch / 2 + 4)\" font-size=\"10\" text-anchor=\"end\">\(htmlEscape(l))</text>"
+                "<text x=\"\(left - 4)\" y=\"\(top + i * ch + ch / 2 + 4)\" font-size=\"10\" "
+                + "text-anchor=\"end\">\(htmlEscape(l))</text>"
         }
         let cstep = max(1, Int((12.0 / Double(cw)).rounded(.up)))
         for (j, l) in colLabels.enumerated() where j % cstep == 0 {
             let x = left + j * cw + cw / 2, y = top + nr * ch + 6
             s +=
-                "<text x=\"\(x)\" y=\"\(y)\" font-size=\"10\" text-anchor=\"end\" transform=\"rotate(-60 \(x) \(y))\">\(htmlEscape(l))</text>"
+                "<text x=\"\(x)\" y=\"\(y)\" font-size=\"10\" text-anchor=\"end\" transform=\"rotate(-60 \(x) "
+                + "\(y))\">\(htmlEscape(l))</text>"
         }
         // Colour bar.
         let by = h - 14
@@ -188,7 +207,8 @@ public enum Plot {
         let lv = scale == .sequential ? lo : -max(abs(lo), abs(hi)),
             hv = scale == .sequential ? hi : max(abs(lo), abs(hi))
         s +=
-            "<text x=\"\(left - 4)\" y=\"\(by + 8)\" font-size=\"9.5\" text-anchor=\"end\">\(fmt(lv))</text><text x=\"\(left + 164)\" y=\"\(by + 8)\" font-size=\"9.5\">\(fmt(hv))</text>"
+            "<text x=\"\(left - 4)\" y=\"\(by + 8)\" font-size=\"9.5\" text-anchor=\"end\">\(fmt(lv))</text><text "
+            + "x=\"\(left + 164)\" y=\"\(by + 8)\" font-size=\"9.5\">\(fmt(hv))</text>"
         return s + "</svg>"
     }
 }

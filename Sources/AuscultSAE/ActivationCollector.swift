@@ -23,7 +23,8 @@ public struct ActivationCollector {
         guard point.name.hasPrefix("encoder."), point.shape.first == "F", !point.readOnly else {
             throw StoreError(
                 .mismatch,
-                "'\(point.name)' has shape \(point.shape); collect stores encoder activations with a frame axis (e.g. encoder.blocks.2.hook_resid_post, encoder.blocks.2.mlp.hook_post)"
+                "'\(point.name)' has shape \(point.shape); collect stores encoder activations with a frame axis (e.g. "
+                    + "encoder.blocks.2.hook_resid_post, encoder.blocks.2.mlp.hook_post)"
             )
         }
         self.loaded = loaded

@@ -60,7 +60,9 @@ public final class ActivationStore {
             {
                 throw StoreError(
                     .occupied,
-                    "\(directory) holds \(manifest.hook) (\(manifest.dtype.rawValue), width \(manifest.width)) of \(manifest.model), not \(fresh.hook) (\(fresh.dtype.rawValue), width \(fresh.width)) of \(fresh.model); write this store to another directory"
+                    "\(directory) holds \(manifest.hook) (\(manifest.dtype.rawValue), width \(manifest.width)) of "
+                        + "\(manifest.model), not \(fresh.hook) (\(fresh.dtype.rawValue), width \(fresh.width)) of "
+                        + "\(fresh.model); write this store to another directory"
                 )
             }
         } else if let fresh {
@@ -171,7 +173,8 @@ public final class ActivationStore {
             else {
                 throw StoreError(
                     .mismatch,
-                    "\(s.directory) holds \(s.manifest.hook) of \(s.manifest.model) (\(s.manifest.dtype.rawValue)), unlike \(inputs[0])"
+                    "\(s.directory) holds \(s.manifest.hook) of \(s.manifest.model) (\(s.manifest.dtype.rawValue)), "
+                        + "unlike \(inputs[0])"
                 )
             }
             for c in s.manifest.clips {

@@ -208,7 +208,8 @@ public struct FeatureIndexBuilder {
         for (k, v) in settings where k != "rows" && meta[k] != v {
             throw StoreError(
                 .occupied,
-                "\(db.path) holds an index with \(k) = \(meta[k] ?? "nothing"), not \(v); rebuild it from scratch or write another index"
+                "\(db.path) holds an index with \(k) = \(meta[k] ?? "nothing"), not \(v); rebuild it from scratch or "
+                    + "write another index"
             )
         }
         state.rows = Int(meta["rows"] ?? "0") ?? 0
@@ -253,13 +254,16 @@ public struct FeatureIndexBuilder {
                 }
             }
             try db.execute(
-                "DELETE FROM features; DELETE FROM examples; INSERT OR REPLACE INTO meta(key, value) VALUES ('rows', '\(state.rows)')"
+                "DELETE FROM features; DELETE FROM examples; INSERT OR REPLACE INTO meta(key, value) VALUES ('rows', "
+                    + "'\(state.rows)')"
             )
             let feat = try db.prepare(
-                "INSERT INTO features(id, fired, density, mean_active, max_value, min_value, sum_active) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO features(id, fired, density, mean_active, max_value, min_value, sum_active) VALUES (?, ?, "
+                    + "?, ?, ?, ?, ?)"
             )
             let ex = try db.prepare(
-                "INSERT INTO examples(feature, kind, rank, clip, frame, time, value, word) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO examples(feature, kind, rank, clip, frame, time, value, word) VALUES (?, ?, ?, ?, ?, ?, "
+                    + "?, ?)"
             )
             for i in 0..<width {
                 try feat.run([

@@ -7,7 +7,9 @@ import Foundation
 /// Why an SAE checkpoint could not be read or written: a missing file, a config that names an
 /// unknown architecture or an impossible value, a tensor missing, misshapen or not finite.
 public struct SAEFileError: AuscultError, Sendable {
-    public enum Code: String, Sendable { case missingFile, invalidConfig, missingTensor, shapeMismatch, notFinite, writeFailed }
+    public enum Code: String, Sendable {
+        case missingFile, invalidConfig, missingTensor, shapeMismatch, notFinite, writeFailed
+    }
     public var code: Code
     public var message: String
     public var underlying: (any Error)?

@@ -103,7 +103,8 @@ public struct SAEEvaluator {
         guard width == sae.config.dIn else {
             throw HookError(
                 .shapeMismatch,
-                "the SAE reads \(sae.config.dIn) values per row but \(point.name) has \(width) on this model; was it trained on another hook or model?"
+                "the SAE reads \(sae.config.dIn) values per row but \(point.name) has \(width) on this model; was it "
+                    + "trained on another hook or model?"
             )
         }
         self.loaded = loaded; self.sae = sae; self.hook = point.name

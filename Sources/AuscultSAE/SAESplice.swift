@@ -118,7 +118,8 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
         guard width == d else {
             throw HookError(
                 .shapeMismatch,
-                "the SAE reads \(d) values per row but \(hook) has \(width) (shape \(x.shape)); was it trained on another hook or model?"
+                "the SAE reads \(d) values per row but \(hook) has \(width) (shape \(x.shape)); was it trained on "
+                    + "another hook or model?"
             )
         }
         // Gather the spliced rows of every batch row into one matrix.
@@ -135,7 +136,9 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
         if mode == .zero {
             // The baseline needs no SAE: its statistics are those of the other modes' runs.
             x.storage.withUnsafeMutableBufferPointer { dst in
-                for s in spans where s.count > 0 { (dst.baseAddress! + s.start).update(repeating: 0, count: s.count * d) }
+                for s in spans where s.count > 0 {
+                    (dst.baseAddress! + s.start).update(repeating: 0, count: s.count * d)
+                }
             }
             return
         }

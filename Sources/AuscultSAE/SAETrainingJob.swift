@@ -67,12 +67,15 @@ public struct SAETrainingJob {
         }
         if let bad = rows.storage.firstIndex(where: { !$0.isFinite }) {
             throw StoreError(
-                .corrupt, "row \(bad / config.dIn) of the training data holds \(rows.storage[bad]); values must be finite")
+                .corrupt,
+                "row \(bad / config.dIn) of the training data holds \(rows.storage[bad]); values must be "
+                    + "finite")
         }
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let wanted = settings(rows: rows.shape[0])
-        var trainer = SAETrainer(sae: SparseAutoencoder(config: config, seed: options.seed), data: rows, options: options)
+        var trainer = SAETrainer(
+            sae: SparseAutoencoder(config: config, seed: options.seed), data: rows, options: options)
         var resumedFrom = 0
         if let state = try SAECheckpoint.trainerState(directory) {
             let recorded = fm.contents(atPath: settingsPath).flatMap {
@@ -135,7 +138,9 @@ public struct SAETrainingJob {
     /// Every line of the training log.
     public func loggedLines() throws -> [SAELogLine] {
         guard let text = try? String(contentsOfFile: logPath, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(SAELogLine.self, from: Data($0.utf8)) }
+        return text.split(separator: "\n").compactMap {
+            try? JSONDecoder().decode(SAELogLine.self, from: Data($0.utf8))
+        }
     }
 
     /// Drops log lines past the checkpoint a resumed run restarts from.

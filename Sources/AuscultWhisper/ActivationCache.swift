@@ -151,7 +151,8 @@ public struct ActivationCache: Sendable {
         guard stack.rank == 3, stack.shape[1] == scale.shape[0] else {
             throw HookError(
                 .shapeMismatch,
-                "applyLNToStack: stack of shape \(stack.shape) for a scale over \(scale.shape[0]) positions; expected [C, \(scale.shape[0]), d]"
+                "applyLNToStack: stack of shape \(stack.shape) for a scale over \(scale.shape[0]) positions; expected "
+                    + "[C, \(scale.shape[0]), d]"
             )
         }
         let c = stack.shape[0], seq = stack.shape[1], d = stack.shape[2]
@@ -180,7 +181,8 @@ public struct ActivationCache: Sendable {
         else {
             throw HookError(
                 .shapeMismatch,
-                "logitAttrs: stack \(stack.shape) needs [C, \(tokens.count), \(d)] for \(tokens.count) tokens (and as many incorrect ones)"
+                "logitAttrs: stack \(stack.shape) needs [C, \(tokens.count), \(d)] for \(tokens.count) tokens (and as "
+                    + "many incorrect ones)"
             )
         }
         try checkVocabulary(tokens + (incorrect ?? []))

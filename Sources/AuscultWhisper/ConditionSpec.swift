@@ -64,7 +64,12 @@ public struct ConditionSpec: Hashable, Sendable, CustomStringConvertible {
         var factor: Float?, source: String?, heads: [Int]?, frames: Range<Int>?, positions: Set<Int>?
         var i = 2
         func value(after word: String) throws -> String {
-            guard i + 1 < words.count else { throw ConditionError(.syntax, "condition '\(text)': '\(word)' needs a value") }
+            guard i + 1 < words.count else {
+                throw ConditionError(
+                    .syntax,
+                    "condition '\(text)': '\(word)' needs a "
+                        + "value")
+            }
             i += 1
             return words[i]
         }
@@ -88,7 +93,10 @@ public struct ConditionSpec: Hashable, Sendable, CustomStringConvertible {
                         throw ConditionError(.syntax, "condition '\(text)': frames '\(v)' is not START:END")
                     }
                     guard a >= 0, a < b else {
-                        throw ConditionError(.invalidSelector, "condition '\(text)': frames \(a):\(b) is empty or negative")
+                        throw ConditionError(
+                            .invalidSelector,
+                            "condition '\(text)': frames \(a):\(b) is empty or "
+                                + "negative")
                     }
                     frames = a..<b
                 }
@@ -157,10 +165,16 @@ public struct ConditionSpec: Hashable, Sendable, CustomStringConvertible {
             throw ConditionError(.invalidSelector, "\(me): position \(bad) is negative")
         }
         if frames != nil && target.hasPrefix("decoder.") {
-            throw ConditionError(.invalidSelector, "\(me): frames select encoder frames; decoder targets take positions")
+            throw ConditionError(
+                .invalidSelector,
+                "\(me): frames select encoder frames; decoder targets take "
+                    + "positions")
         }
         if positions != nil && !target.hasPrefix("decoder.") {
-            throw ConditionError(.invalidSelector, "\(me): positions select decoder tokens; encoder targets take frames")
+            throw ConditionError(
+                .invalidSelector,
+                "\(me): positions select decoder tokens; encoder targets take "
+                    + "frames")
         }
     }
 

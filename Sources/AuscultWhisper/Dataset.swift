@@ -136,7 +136,9 @@ enum CSV {
 extension Dataset {
     /// The items whose audio can be read, and the others with the reason (reported by the
     /// caller, left out of the run).
-    public static func readable(_ items: [DatasetItem]) -> (
+    public static func readable(
+        _ items: [DatasetItem]
+    ) -> (
         readable: [DatasetItem], skipped: [(item: DatasetItem, error: any Error)]
     ) {
         var ok = [DatasetItem](), skipped = [(item: DatasetItem, error: any Error)]()

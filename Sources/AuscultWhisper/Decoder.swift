@@ -85,9 +85,12 @@ public struct WhisperDecoder: Sendable {
         let rows = rows ?? Array(0..<audio.shape[0])
         let a = rows.count
         if let tokensFrom {
-            guard tokensFrom.count == a, tokensFrom.indices.allSatisfy({ tokensFrom[tokensFrom[$0]] == tokensFrom[$0] }) else {
+            guard tokensFrom.count == a, tokensFrom.indices.allSatisfy({ tokensFrom[tokensFrom[$0]] == tokensFrom[$0] })
+            else {
                 throw DecodingError(
-                    .invalidSequences, "tokensFrom must name, for each of the \(a) sequences, a sequence that picks its own tokens")
+                    .invalidSequences,
+                    "tokensFrom must name, for each of the \(a) sequences, a sequence that picks "
+                        + "its own tokens")
             }
         }
         guard rows.allSatisfy({ $0 >= 0 && $0 < audio.shape[0] }) else {
@@ -100,7 +103,9 @@ public struct WhisperDecoder: Sendable {
         }
         if options.beamSize != nil, rows != Array(0..<audio.shape[0]) || tokensFrom != nil {
             throw DecodingError(
-                .invalidOptions, "beam search decodes one sequence per clip; use greedy decoding for rows and tokensFrom")
+                .invalidOptions,
+                "beam search decodes one sequence per clip; use greedy decoding for rows and "
+                    + "tokensFrom")
         }
         if let b = options.beamSize, b < 1 {
             throw DecodingError(.invalidOptions, "beam size must be at least 1, got \(b)")
@@ -126,7 +131,8 @@ public struct WhisperDecoder: Sendable {
         let outcome =
             options.beamSize != nil
             ? try search.beam(audio: audio, prompts: prompts, width: options.beamSize!, hooks: hooks)
-            : try search.greedy(audio: audio, prompts: prompts, rows: rows, tokensFrom: tokensFrom, kv: kv, hooks: hooks)
+            : try search.greedy(
+                audio: audio, prompts: prompts, rows: rows, tokensFrom: tokensFrom, kv: kv, hooks: hooks)
         return (0..<a).map { i in
             let (toks, sum) = outcome.best[i]
             return DecodingResult(

@@ -101,12 +101,14 @@ public struct HookRegistry: Sendable {
             if !hits.isEmpty { return hits }
             throw HookError(
                 .unknownHook,
-                "hook pattern '\(pattern)' matches no hook point; for example: \(closest(pattern).joined(separator: ", "))"
+                "hook pattern '\(pattern)' matches no hook point; for example: "
+                    + "\(closest(pattern).joined(separator: ", "))"
             )
         }
         throw HookError(
             .unknownHook,
-            "unknown hook point '\(pattern)'; closest valid names: \(closest(pattern).joined(separator: ", ")) (auscult hooks lists them all)"
+            "unknown hook point '\(pattern)'; closest valid names: \(closest(pattern).joined(separator: ", ")) "
+                + "(auscult hooks lists them all)"
         )
     }
 

@@ -61,7 +61,9 @@ extension Optional where Wrapped == HookHandler {
         if x != seen {
             throw HookError(
                 .readOnly,
-                "hook '\(name)' changed a read-only activation (attention patterns and scores and LayerNorm scales are observed, not read back); intervene on attn.hook_z, attn.hook_result, ln*.hook_normalized or the block outputs instead"
+                "hook '\(name)' changed a read-only activation (attention patterns and scores and LayerNorm scales are "
+                    + "observed, not read back); intervene on attn.hook_z, attn.hook_result, ln*.hook_normalized or "
+                    + "the block outputs instead"
             )
         }
     }

@@ -23,6 +23,20 @@ public enum InterventionKind: Sendable {
     case add(Tensor)
     /// The block returns its input (apply to `<side>.blocks.N`).
     case skip
+    /// What the block writes to the residual stream (`hook_resid_post − hook_resid_pre`) is
+    /// replaced (apply to `<side>.blocks.N`).
+    case blockWrite(BlockWrite)
+    /// Replace by the same hook point's value in another sequence of the batch, named by its
+    /// `HookContext.sequences` id: a run of the same tokens on a donor clip's audio, beside it.
+    case fromSequence(Int)
+}
+
+/// What replaces a block's write to the residual stream.
+public enum BlockWrite: Sendable {
+    /// A write by absolute position `[P, d]` (or one row `[d]` for every position).
+    case table(Tensor)
+    /// The write of another sequence of the batch (its `HookContext.sequences` id).
+    case fromSequence(Int)
 }
 
 /// One intervention at one hook point, optionally restricted.
@@ -36,11 +50,33 @@ public struct Intervention: Sendable {
     public var frames: Range<Int>?
     /// Absolute decoder token positions to touch (the T axis).
     public var positions: Set<Int>?
+    /// Sequences of a batch to touch (`HookContext.sequences` ids: the clips of an encoder batch,
+    /// the sequences of a decoding run); nil touches every row. Several conditions then run as
+    /// rows of one batch, each with its own interventions.
+    public var sequences: Set<Int>?
 
     public init(
-        hook: String, kind: InterventionKind, heads: [Int]? = nil, frames: Range<Int>? = nil, positions: Set<Int>? = nil
+        hook: String, kind: InterventionKind, heads: [Int]? = nil, frames: Range<Int>? = nil, positions: Set<Int>? = nil,
+        sequences: Set<Int>? = nil
     ) {
         self.hook = hook; self.kind = kind; self.heads = heads; self.frames = frames; self.positions = positions
+        self.sequences = sequences
+    }
+
+    /// Whether this reads another sequence of the batch.
+    var readsAnotherSequence: Bool {
+        switch kind {
+        case .fromSequence, .blockWrite(.fromSequence): return true
+        default: return false
+        }
+    }
+
+    /// Whether this changes a whole block's write (`skip`, `blockWrite`) rather than one hook point.
+    var isBlockLevel: Bool {
+        switch kind {
+        case .skip, .blockWrite: return true
+        default: return false
+        }
     }
 
     /// The condition in the CLI's syntax (`zero encoder.blocks.1.hook_attn_out`).
@@ -53,6 +89,8 @@ public struct Intervention: Sendable {
         case .scale(let f): return "scale \(hook)=\(f)"
         case .add: return "add \(hook)"
         case .skip: return "skip \(hook)"
+        case .blockWrite: return "write \(hook)"
+        case .fromSequence(let d): return "swap \(hook) from sequence \(d)"
         }
     }
 }
@@ -61,7 +99,9 @@ public struct Intervention: Sendable {
 public final class Interventions: HookHandler, @unchecked Sendable {
     public private(set) var items: [Intervention]
     private var byHook: [String: [Intervention]] = [:]
-    private var skipInputs: [String: Tensor] = [:]
+    /// The residual stream entering each block with a block-level intervention, kept at its
+    /// `hook_resid_pre` for the `hook_resid_post` of the same step.
+    private var blockInputs: [String: Tensor] = [:]
     /// Another handler that sees the activations after the interventions (e.g. a recorder).
     public var next: HookHandler?
 
@@ -70,13 +110,14 @@ public final class Interventions: HookHandler, @unchecked Sendable {
     public init(_ items: [Intervention], registry: HookRegistry, next: HookHandler? = nil) throws {
         var resolved = [Intervention]()
         for var it in items {
-            if case .skip = it.kind {
+            if it.isBlockLevel {
                 guard Regex.matches("^(encoder|decoder)\\.blocks\\.\\d+$", it.hook),
                     registry.point(it.hook + ".hook_resid_post") != nil
                 else {
                     throw ConditionError(
                         .unknownTarget,
-                        "skip needs a block such as encoder.blocks.3 or decoder.blocks.1, got '\(it.hook)'; closest: \(registry.closest(it.hook + ".hook_resid_post").joined(separator: ", "))"
+                        "skip needs a block such as encoder.blocks.3 or decoder.blocks.1, got '\(it.hook)'; closest: "
+                            + "\(registry.closest(it.hook + ".hook_resid_post").joined(separator: ", "))"
                     )
                 }
                 resolved.append(it)
@@ -87,7 +128,8 @@ public final class Interventions: HookHandler, @unchecked Sendable {
                 {
                     throw HookError(
                         .readOnly,
-                        "'\(name)' is read-only: the forward pass does not read it back; intervene on attn.hook_z (with heads), attn.hook_result, ln*.hook_normalized or the block outputs"
+                        "'\(name)' is read-only: the forward pass does not read it back; intervene on attn.hook_z "
+                            + "(with heads), attn.hook_result, ln*.hook_normalized or the block outputs"
                     )
                 }
                 it.hook = name
@@ -97,7 +139,7 @@ public final class Interventions: HookHandler, @unchecked Sendable {
         self.items = resolved
         self.next = next
         for it in resolved {
-            if case .skip = it.kind {
+            if it.isBlockLevel {
                 byHook[it.hook + ".hook_resid_pre", default: []].append(it)
                 byHook[it.hook + ".hook_resid_post", default: []].append(it)
             } else {
@@ -109,19 +151,93 @@ public final class Interventions: HookHandler, @unchecked Sendable {
     public func isActive(_ name: String) -> Bool { byHook[name] != nil || (next?.isActive(name) ?? false) }
 
     public func visit(_ name: String, _ x: inout Tensor, _ context: HookContext) throws {
-        for it in byHook[name] ?? [] { try apply(it, name: name, &x, context) }
+        if let items = byHook[name] { try apply(items, name: name, &x, context) }
         try next?.visit(name, &x, context)
     }
 
-    private func apply(_ it: Intervention, name: String, _ x: inout Tensor, _ ctx: HookContext) throws {
-        if case .skip = it.kind {
-            if name.hasSuffix(".hook_resid_pre") { skipInputs[it.hook] = x; return }
-            guard let input = skipInputs[it.hook], input.shape == x.shape else {
-                throw HookError(.invalidValue, "skip \(it.hook): block input not seen in this step")
+    private func apply(_ items: [Intervention], name: String, _ x: inout Tensor, _ ctx: HookContext) throws {
+        // Rows of the batch by sequence id; sequences that finished have left the batch.
+        var rowOf = [Int: Int]()
+        if items.contains(where: { $0.sequences != nil || $0.readsAnotherSequence }) {
+            for (r, s) in ctx.sequences.enumerated() { rowOf[s] = r }
+        }
+        let rowCount = x.shape[0]
+        func rows(_ it: Intervention) -> [Int] {
+            guard let seqs = it.sequences else { return Array(0..<rowCount) }
+            return seqs.compactMap { rowOf[$0] }.sorted()
+        }
+        let blockItems = items.filter(\.isBlockLevel)
+        if !blockItems.isEmpty {
+            if name.hasSuffix(".hook_resid_pre") {
+                // Kept for every row: other sequences' writes can be the replacement.
+                blockInputs[blockItems[0].hook] = x
+            } else {
+                let original = x
+                for it in blockItems { try write(it, rows: rows(it), &x, original: original, rowOf: rowOf, ctx) }
             }
+        }
+        for it in items where !it.isBlockLevel { try apply(it, rows: rows(it), rowOf: rowOf, name: name, &x, ctx) }
+    }
+
+    /// Replaces the block's write in `rows` of its `hook_resid_post` `x`: the output becomes the
+    /// kept input plus the new write (nothing for `skip`).
+    private func write(
+        _ it: Intervention, rows: [Int], _ x: inout Tensor, original: Tensor, rowOf: [Int: Int], _ ctx: HookContext
+    ) throws {
+        guard !rows.isEmpty else { return }  // its sequences have left the batch
+        guard let input = blockInputs[it.hook], input.shape == x.shape else {
+            throw HookError(.invalidValue, "\(it.description): block input not seen in this step")
+        }
+        if it.sequences == nil, case .skip = it.kind {
             x = input
             return
         }
+        let seq = x.rank >= 3 ? x.shape[1] : 1, inner = x.count / max(1, x.shape[0] * seq), rowSize = seq * inner
+        var donorRow: Int?
+        switch it.kind {
+        case .blockWrite(.table(let t)):
+            guard t.count == inner || t.count >= (ctx.positionOffset + seq) * inner else {
+                throw HookError(
+                    .shapeMismatch,
+                    "\(it.description): the write has shape \(t.shape), too small for positions up to "
+                        + "\(ctx.positionOffset + seq) of width \(inner)")
+            }
+        case .blockWrite(.fromSequence(let d)):
+            guard let r = rowOf[d] else {
+                throw HookError(.invalidValue, "\(it.description): sequence \(d) is not in the batch")
+            }
+            donorRow = r
+        default: break
+        }
+        x.storage.withUnsafeMutableBufferPointer { buf in
+            input.storage.withUnsafeBufferPointer { pre in
+                original.storage.withUnsafeBufferPointer { post in
+                    for r in rows {
+                        let o = r * rowSize
+                        switch it.kind {
+                        case .blockWrite(.table(let t)):
+                            let perRow = t.count == inner
+                            for s in 0..<seq {
+                                let at = perRow ? 0 : (ctx.positionOffset + s) * inner
+                                for j in 0..<inner { buf[o + s * inner + j] = pre[o + s * inner + j] + t.storage[at + j] }
+                            }
+                        case .blockWrite(.fromSequence):
+                            let d = donorRow! * rowSize
+                            for j in 0..<rowSize { buf[o + j] = pre[o + j] + (post[d + j] - pre[d + j]) }
+                        default:
+                            for j in 0..<rowSize { buf[o + j] = pre[o + j] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private func apply(
+        _ it: Intervention, rows rowList: [Int], rowOf: [Int: Int], name: String, _ x: inout Tensor,
+        _ ctx: HookContext
+    ) throws {
+        guard !rowList.isEmpty else { return }  // its sequences have left the batch
         // x: [rows, seq, rest…]; element (r, s, j) at ((r * seq) + s) * inner + j.
         let rows = x.shape[0], seq = x.rank >= 3 ? x.shape[1] : 1
         let inner = x.count / max(1, rows * seq)
@@ -142,7 +258,8 @@ public final class Interventions: HookHandler, @unchecked Sendable {
             guard t.count == inner || t.count >= needed else {
                 throw HookError(
                     .shapeMismatch,
-                    "\(it.description): \(what) has shape \(t.shape), too small for positions up to \(ctx.positionOffset + seq) of width \(inner)"
+                    "\(it.description): \(what) has shape \(t.shape), too small for positions up to "
+                        + "\(ctx.positionOffset + seq) of width \(inner)"
                 )
             }
         }
@@ -162,8 +279,15 @@ public final class Interventions: HookHandler, @unchecked Sendable {
             if encoderSide { return it.frames.map { $0.contains(abs) } ?? true }
             return it.positions.map { $0.contains(abs) } ?? true
         }
+        var donorBase: Int?
+        if case .fromSequence(let d) = it.kind {
+            guard let r = rowOf[d] else {
+                throw HookError(.invalidValue, "\(it.description): sequence \(d) is not in the batch")
+            }
+            donorBase = r * seq * inner
+        }
         x.storage.withUnsafeMutableBufferPointer { buf in
-            for r in 0..<rows {
+            for r in rowList {
                 let clip = r < ctx.clips.count ? ctx.clips[r] : r
                 for s in 0..<seq where selected(s) {
                     let base = (r * seq + s) * inner
@@ -185,7 +309,10 @@ public final class Interventions: HookHandler, @unchecked Sendable {
                         if abs < cseq && clip < clean.shape[0] {
                             for j in cols { buf[base + j] = clean.storage[(clip * cseq + abs) * inner + j] }
                         }
-                    case .skip: break
+                    case .fromSequence:
+                        let d = donorBase! + s * inner
+                        for j in cols { buf[base + j] = buf[d + j] }
+                    case .skip, .blockWrite: break
                     }
                 }
             }

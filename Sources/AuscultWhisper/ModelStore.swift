@@ -81,7 +81,8 @@ public struct LoadedModel: Sendable {
         guard let tdir = ModelStore.tokenizerDirectory(for: path, multilingual: model.dims.isMultilingual) else {
             throw ModelLoadError(
                 .tokenizerMissing,
-                "\(path): no tokenizer.json beside the model, and no installed model to borrow one from; run scripts/setup.sh"
+                "\(path): no tokenizer.json beside the model, and no installed model to borrow one from; run "
+                    + "scripts/setup.sh"
             )
         }
         self.path = path

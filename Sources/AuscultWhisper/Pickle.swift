@@ -130,9 +130,12 @@ enum Pickle {
                 let n = try pop(), m = try pop(); stack.append(.global(key(m) + "." + key(n)))
             case 0x75: try setItems(try popMark())  // SETITEMS
             case 0x73: let v = try pop(), k = try pop(); try setItems([k, v])  // SETITEM
-            case 0x61: let v = try pop(); if case .list(var l) = try pop() { l.append(v); stack.append(.list(l)) }  // APPEND
-            case 0x65:
-                let items = try popMark(); if case .list(var l) = try pop() { l += items; stack.append(.list(l)) }  // APPENDS
+            case 0x61:  // APPEND
+                let v = try pop()
+                if case .list(var l) = try pop() { l.append(v); stack.append(.list(l)) }
+            case 0x65:  // APPENDS
+                let items = try popMark()
+                if case .list(var l) = try pop() { l += items; stack.append(.list(l)) }
             case 0x62: _ = try pop()  // BUILD: state ignored (e.g. _metadata)
             case 0x51:  // BINPERSID
                 guard case .tuple(let t) = try pop(), t.count >= 3, case .global(let type) = t[1] else {

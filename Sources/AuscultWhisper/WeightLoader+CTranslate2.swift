@@ -17,7 +17,8 @@ enum CTranslate2Loader {
             guard let v = vars[name] else {
                 throw ModelLoadError(
                     .missingTensor,
-                    "\(path): the CTranslate2 model has no variable '\(name)'; the file is incomplete or not a Whisper model"
+                    "\(path): the CTranslate2 model has no variable '\(name)'; the file is incomplete or not a Whisper "
+                        + "model"
                 )
             }
             var t = try decode(v, data: data, name: name, path: path)
@@ -113,7 +114,8 @@ enum CTranslate2Loader {
         func corrupt(_ what: String) -> ModelLoadError {
             ModelLoadError(
                 .corruptModel,
-                "\(path): corrupt CTranslate2 model (\(what) at byte \(o) of \(data.count)); re-download or re-convert it"
+                "\(path): corrupt CTranslate2 model (\(what) at byte \(o) of \(data.count)); re-download or re-convert "
+                    + "it"
             )
         }
         func need(_ n: Int) throws { if n < 0 || o + n > data.count { throw corrupt("truncated") } }

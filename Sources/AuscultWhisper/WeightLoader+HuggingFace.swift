@@ -40,7 +40,12 @@ enum HuggingFaceLoader {
                 .corruptModel, "\(configPath): missing or unreadable config.json beside the safetensors weights")
         }
         func int(_ k: String) throws -> Int {
-            guard let v = cfg[k] as? Int else { throw ModelLoadError(.corruptModel, "\(configPath): no integer '\(k)'") }
+            guard let v = cfg[k] as? Int else {
+                throw ModelLoadError(
+                    .corruptModel,
+                    "\(configPath): no integer "
+                        + "'\(k)'")
+            }
             return v
         }
         let dims = ModelDimensions(

@@ -23,7 +23,8 @@ public enum WeightLoader {
             }
             throw ModelLoadError(
                 .unknownFormat,
-                "\(path): the directory holds no model.bin (CTranslate2), model.safetensors (Hugging Face) or .pt checkpoint (openai-whisper)"
+                "\(path): the directory holds no model.bin (CTranslate2), model.safetensors (Hugging Face) or .pt "
+                    + "checkpoint (openai-whisper)"
             )
         }
         if path.hasSuffix(".safetensors") { return .huggingFace }

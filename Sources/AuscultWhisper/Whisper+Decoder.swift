@@ -132,12 +132,15 @@ extension Whisper {
         let offset = cache.length
         guard s == cache.sequences, n > 0, tokens.allSatisfy({ $0.count == n }) else {
             throw DecodingError(
-                .invalidSequences, "decoder: \(s) sequences of unequal or zero length for a cache of \(cache.sequences)")
+                .invalidSequences,
+                "decoder: \(s) sequences of unequal or zero length for a cache of "
+                    + "\(cache.sequences)")
         }
         guard offset + n <= cache.capacity else {
             throw DecodingError(
                 .invalidSequences,
-                "decoder: \(offset + n) positions exceed the cache's \(cache.capacity) (the text context is \(dims.n_text_ctx))"
+                "decoder: \(offset + n) positions exceed the cache's \(cache.capacity) (the text context is "
+                    + "\(dims.n_text_ctx))"
             )
         }
         let ctx = HookContext(

@@ -19,7 +19,8 @@ public struct WhisperWeights: Sendable {
             guard let t = tensors[key] else {
                 throw ModelLoadError(
                     .missingTensor,
-                    "\(source): the \(format) model has no tensor for '\(key)' (expected shape \(expected[key]!)); the file is incomplete or not a Whisper model"
+                    "\(source): the \(format) model has no tensor for '\(key)' (expected shape \(expected[key]!)); the "
+                        + "file is incomplete or not a Whisper model"
                 )
             }
             guard t.shape == expected[key]! else {
@@ -30,7 +31,8 @@ public struct WhisperWeights: Sendable {
         if let extra = tensors.keys.sorted().first(where: { expected[$0] == nil }) {
             throw ModelLoadError(
                 .unexpectedTensor,
-                "\(source): unexpected tensor '\(extra)' in the \(format) model; it is not part of Whisper with these dimensions"
+                "\(source): unexpected tensor '\(extra)' in the \(format) model; it is not part of Whisper with these "
+                    + "dimensions"
             )
         }
         self.dims = dims; self.tensors = tensors; self.source = source; self.format = format

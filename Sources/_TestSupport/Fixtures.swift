@@ -110,9 +110,11 @@ public func expectClose(
         let excess = abs(a - e) - (atol + rtol * abs(e))
         if excess > worst.excess || a.isNaN { worst = (a.isNaN ? .infinity : excess, i) }
     }
+    let got = worst.index >= 0 ? actual.storage[worst.index] : 0
+    let want = worst.index >= 0 ? expected.storage[worst.index] : 0
     #expect(
         worst.index < 0,
-        "\(what): element \(worst.index) is \(worst.index >= 0 ? actual.storage[worst.index] : 0), expected \(worst.index >= 0 ? expected.storage[worst.index] : 0) (rtol \(rtol), atol \(atol))",
+        "\(what): element \(worst.index) is \(got), expected \(want) (rtol \(rtol), atol \(atol))",
         sourceLocation: sourceLocation)
 }
 

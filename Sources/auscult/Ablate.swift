@@ -102,7 +102,8 @@ struct Ablate: ParsableCommand {
 struct Layers: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:
-            "Layer removal (as in whisper_logit_lens): remove the last k blocks of the encoder or decoder, for every k.",
+            "Layer removal (as in whisper_logit_lens): remove the last k blocks of the encoder or decoder, for every "
+            + "k.",
         discussion: """
             Removing a block means it returns its input. For each side and each k = 1 … n
             the last k blocks are removed; --remove names other sets (encoder.blocks.1+3).

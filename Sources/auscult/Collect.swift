@@ -39,7 +39,8 @@ struct Collect: ParsableCommand {
         if !merge.isEmpty {
             let s = try ActivationStore.merge(merge, into: out)
             print(
-                "merged \(merge.count) stores: \(s.manifest.clips.count) clips, \(s.manifest.rows) rows of \(s.manifest.width) → \(out)"
+                "merged \(merge.count) stores: \(s.manifest.clips.count) clips, \(s.manifest.rows) rows of "
+                    + "\(s.manifest.width) → \(out)"
             )
             return
         }

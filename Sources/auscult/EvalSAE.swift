@@ -55,7 +55,9 @@ struct EvalSAE: ParsableCommand {
         evaluator.denseThreshold = denseThreshold
         var items = try Dataset.load(data).items
         if let limit { items = Array(items.prefix(limit)) }
-        let result = try evaluator.evaluate(items, progress: ProgressReporter(
+        let result = try evaluator.evaluate(
+            items,
+            progress: ProgressReporter(
                 total: SAEEvaluator.progressUnits(clips: items.count), label: "clips encoded + decoded"))
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let enc = JSONEncoder()

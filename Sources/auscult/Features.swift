@@ -90,7 +90,8 @@ struct Features: ParsableCommand {
     @Option(help: "text or json.") var format: String = "text"
     @Option(
         help: ArgumentHelp(
-            "Also write an HTML page of the features shown (or the --limit highest ranked): density histogram, examples with words and audio snippets to listen to.",
+            "Also write an HTML page of the features shown (or the --limit highest ranked): density histogram, "
+                + "examples with words and audio snippets to listen to.",
             valueName: "file"))
     var html: String?
 
@@ -99,7 +100,8 @@ struct Features: ParsableCommand {
         let idx = try FeatureIndex(path: index)
         if let html { try writePage(idx, to: html) }
         let header =
-            "\(idx.meta["kind"] ?? "?") features of \(idx.meta["hook"] ?? "?") (\(idx.meta["source"] ?? "?")), \(idx.width) features, \(idx.meta["rows"] ?? "?") frames"
+            "\(idx.meta["kind"] ?? "?") features of \(idx.meta["hook"] ?? "?") (\(idx.meta["source"] ?? "?")), "
+            + "\(idx.width) features, \(idx.meta["rows"] ?? "?") frames"
         if !feature.isEmpty {
             var records = [FeatureRecord]()
             for f in feature {

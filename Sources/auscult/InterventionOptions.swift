@@ -67,7 +67,9 @@ struct InterventionOptions: ParsableArguments {
             return a..<b
         }
         let pos = try positions.map { Set(try Self.ints($0, "--positions")) }
-        func spec(_ verb: ConditionSpec.Verb, _ target: String, factor: Float? = nil, source: String? = nil) throws
+        func spec(
+            _ verb: ConditionSpec.Verb, _ target: String, factor: Float? = nil, source: String? = nil
+        ) throws
             -> ConditionSpec
         {
             let blocks = verb == .skip

@@ -33,8 +33,9 @@ struct LensCommand: ParsableCommand {
     @Flag(help: "Skip the attention pattern images (faster, smaller report).") var noAttention = false
     @Flag(help: "Recompute clips already in --out.") var fresh = false
     @Flag(
-        help:
-            "Also train a tuned lens (per-layer affine translators minimising KL to the final layer) on these clips and compare it with the logit lens."
+        help: ArgumentHelp(
+            "Also train a tuned lens (per-layer affine translators minimising KL to the final layer) on these clips "
+                + "and compare it with the logit lens.")
     )
     var tuned = false
     @Option(help: "Adam steps per layer for --tuned.") var tunedSteps: Int = 60

@@ -7,14 +7,16 @@ import Foundation
 struct SAEOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
-            "SAE checkpoint directory (SAELens cfg.json + sae_weights.safetensors, or sparsify); its reconstruction replaces the activation at its hook.",
+            "SAE checkpoint directory (SAELens cfg.json + sae_weights.safetensors, or sparsify); its reconstruction "
+                + "replaces the activation at its hook.",
             valueName: "dir"))
     var sae: String?
     @Option(help: ArgumentHelp("Hook point to splice at (default: cfg.json's hook_name).", valueName: "name"))
     var saeHook: String?
     @Option(
         help: ArgumentHelp(
-            "Steer one latent: LATENT=xSCALE multiplies it (17=x0 turns it off, 17=x4 boosts it), LATENT=VALUE clamps it wherever the SAE is spliced (17=12). Repeatable.",
+            "Steer one latent: LATENT=xSCALE multiplies it (17=x0 turns it off, 17=x4 boosts it), LATENT=VALUE clamps "
+                + "it wherever the SAE is spliced (17=12). Repeatable.",
             valueName: "latent=xS|V"))
     var steer: [String] = []
     @Flag(help: "Add the SAE's error (x − x̂) back, so only the steering changes the run.") var keepError = false

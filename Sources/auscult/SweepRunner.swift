@@ -9,8 +9,9 @@ import Foundation
 
 struct DataOptions: ParsableArguments {
     @Option(
-        help:
-            "Dataset folder (LibriSpeech *.trans.txt, metadata.csv or a CSV/JSONL manifest), or a folder of audio files."
+        help: ArgumentHelp(
+            "Dataset folder (LibriSpeech *.trans.txt, metadata.csv or a CSV/JSONL manifest), or a folder of audio "
+                + "files.")
     )
     var data: String
     @Option(help: "Use only the first N clips.") var limit: Int?

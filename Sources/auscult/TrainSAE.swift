@@ -9,7 +9,8 @@ struct TrainSAE: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train-sae",
         abstract:
-            "Train a sparse autoencoder (ReLU+L1, TopK+AuxK, BatchTopK) on an activation store or a model's activations.",
+            "Train a sparse autoencoder (ReLU+L1, TopK+AuxK, BatchTopK) on an activation store or a model's "
+            + "activations.",
         discussion: """
             Adam with linear warm-up and a linear decay over the last 20 % of steps,
             gradient-norm clipping, unit-norm decoder rows (the gradient's component along

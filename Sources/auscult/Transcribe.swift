@@ -34,13 +34,15 @@ struct Transcribe: ParsableCommand {
     @Option(help: "Clips decoded together in one batch.") var batchSize: Int = 8
     @Option(
         help: ArgumentHelp(
-            "window: one padded 30 s window per file (openai-whisper decode); long: successive windows with timestamps, prompts and fallback (openai-whisper transcribe); auto: long for files over 30 s.",
+            "window: one padded 30 s window per file (openai-whisper decode); long: successive windows with "
+                + "timestamps, prompts and fallback (openai-whisper transcribe); auto: long for files over 30 s.",
             valueName: "auto|window|long"))
     var mode: Mode = .auto
     @Flag(help: "Decode with timestamp tokens (window mode; long mode always uses them).") var timestamps = false
     @Flag(
-        help:
-            "Time every word from the alignment heads' cross-attention (window mode; words with start and end in json/jsonl, [start–end] word in text)."
+        help: ArgumentHelp(
+            "Time every word from the alignment heads' cross-attention (window mode; words with start and end in "
+                + "json/jsonl, [start–end] word in text).")
     )
     var wordTimestamps = false
     @Option(help: "Dataset folder (LibriSpeech *.trans.txt, metadata.csv or a CSV/JSONL manifest).") var data: String?
@@ -72,7 +74,8 @@ struct Transcribe: ParsableCommand {
         // Files longer than one window go through the long-form path (auto), or all of them (long).
         var windowItems = [DatasetItem]()
         let edits = try interventions.make(loaded, files: items.map(\.path))
-        if !edits.isEmpty { _ = try Interventions(edits, model: loaded.model) }  // reject bad hook names before any work
+        // Bad hook names are refused before any work.
+        if !edits.isEmpty { _ = try Interventions(edits, model: loaded.model) }
         let spliced = try saeOptions.load(loaded)
         for item in items {
             if mode == .window || !edits.isEmpty || spliced != nil || wordTimestamps {

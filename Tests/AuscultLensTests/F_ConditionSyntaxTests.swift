@@ -54,7 +54,8 @@ struct ConditionSyntaxTests {
     func sweepConditions() throws {
         let registry = HookRegistry(dims: try Fixtures.loaded("tiny.en").model.dims)
         var conditions = try Component.parse(["encoder", "decoder", "decoder.blocks.2+3"], registry: registry)
-            .flatMap { c in AblationMode.allCases.filter { c.blocks.count == 1 || $0 == .zero }.map { Condition(c, $0) } }
+            .flatMap { c in AblationMode.allCases.filter { c.blocks.count == 1 || $0 == .zero }.map { Condition(c, $0) }
+            }
         conditions += try Component.parse(["decoder.blocks.1.attn.hook_z"], registry: registry, heads: [0, 3])
             .map { Condition($0, .resample) }
         #expect(conditions.count == 4 * 3 + 4 * 3 + 1 + 1)

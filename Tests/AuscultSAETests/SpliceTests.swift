@@ -36,15 +36,17 @@ struct SpliceTests {
         } throws: { ($0 as? ConditionError)?.code == .invalidSelector && "\($0)".contains("0…7") }
     }
 
-    @Test("a checkpoint with a short b_enc, an impossible k, an unknown architecture or a NaN weight is refused by name")
+    @Test(
+        "a checkpoint with a short b_enc, an impossible k, an unknown architecture or a NaN weight is refused by name")
     func strictCheckpoints() throws {
         let good = identitySAE(4)
         func saved(_ cfg: [String: Any]? = nil, _ tensors: [String: Tensor]? = nil) throws -> String {
             let dir = try Fixtures.temporaryDirectory() + "/sae"
             try SAECheckpoint.save(good, to: dir, hook: Self.hook, model: "tiny.en")
             if let cfg {
-                var json = try JSONSerialization.jsonObject(
-                    with: Data(contentsOf: URL(fileURLWithPath: dir + "/cfg.json"))) as! [String: Any]
+                var json =
+                    try JSONSerialization.jsonObject(
+                        with: Data(contentsOf: URL(fileURLWithPath: dir + "/cfg.json"))) as! [String: Any]
                 for (k, v) in cfg { json[k] = v }
                 try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: dir + "/cfg.json"))
             }
@@ -168,7 +170,9 @@ struct SpliceTests {
         arguments: ["encoder.blocks.1.hook_mlp_out", "decoder.blocks.2.hook_mlp_out"])
     func evaluateBatchedConditions(hook: String) throws {
         let loaded = try Fixtures.loaded("tiny.en")
-        let items = try Dataset.load(Fixtures.clips).items.filter { ["jfk", "ps_cards_003", "pae_counting"].contains($0.id) }
+        let items = try Dataset.load(Fixtures.clips).items.filter {
+            ["jfk", "ps_cards_003", "pae_counting"].contains($0.id)
+        }
         #expect(items.count == 3)
         var evaluator = try SAEEvaluator(loaded: loaded, sae: identitySAE(384), hook: hook)
         evaluator.batchSize = 2  // two encoder batches in the first wave
@@ -245,7 +249,8 @@ struct SpliceTests {
         // Another learning rate or seed is another training: its checkpoint is not continued.
         for (flag, value, name) in [("--lr", "1e-3", "lr"), ("--seed", "7", "seed")] {
             let other = try AuscultCLI.run(args + [flag, value])
-            #expect(other.status != 0 && other.err.contains(name) && other.err.contains("other settings"), "\(other.err)")
+            #expect(
+                other.status != 0 && other.err.contains(name) && other.err.contains("other settings"), "\(other.err)")
         }
         let nanRate = try AuscultCLI.run(args + ["--lr", "nan"])
         #expect(nanRate.status != 0 && nanRate.err.contains("--lr nan"), "\(nanRate.err)")

@@ -34,7 +34,8 @@ struct CLITests {
         #expect(line["tokens"] as? [Int] == [314, 1101, 1016, 284, 466, 340, 13])
         // The same condition in the condition syntax gives the same tokens.
         let spelled = try run([
-            "transcribe", "--format", "jsonl", "--condition", "zero encoder.blocks.1.hook_attn_out", Fixtures.clip("jfk"),
+            "transcribe", "--format", "jsonl", "--condition", "zero encoder.blocks.1.hook_attn_out",
+            Fixtures.clip("jfk"),
         ])
         let again = try JSONSerialization.jsonObject(with: Data(spelled.out.utf8)) as! [String: Any]
         #expect(again["tokens"] as? [Int] == [314, 1101, 1016, 284, 466, 340, 13])

@@ -8,7 +8,10 @@ public enum LensReport {
     /// The HTML fragment for one clip (written beside the results so a resumed run can reuse it).
     public static func clipSection(_ r: LensResult, maps: AttentionMaps?) -> String {
         var s =
-            "<h3>Decoder logit lens</h3><p class=\"note\">Each cell: the most likely next token when the residual stream after that layer is read through the final LayerNorm and unembedding. Colour: probability of the token the final layer predicts; hover for the top \(r.decoderLens.first?.topk.first?.count ?? 0) and KL to the final distribution.</p>"
+            "<h3>Decoder logit lens</h3><p class=\"note\">Each cell: the most likely next token when the residual "
+            + "stream after that layer is read through the final LayerNorm and unembedding. Colour: probability of "
+            + "the token the final layer predicts; hover for the top "
+            + "\(r.decoderLens.first?.topk.first?.count ?? 0) and KL to the final distribution.</p>"
         s += lensTable(r)
         s += "<div class=\"plots\">"
         s += Plot.heatmap(
@@ -19,11 +22,14 @@ public enum LensReport {
             colLabels: positionLabels(r), title: "log10(1 + rank of the final token)")
         s += "</div>"
         s +=
-            "<h3>Encoder lens</h3><p class=\"note\">The decoder reads ln_post of each encoder block's output (the blocks after it removed).</p>"
+            "<h3>Encoder lens</h3><p class=\"note\">The decoder reads ln_post of each encoder block's output (the "
+            + "blocks after it removed).</p>"
         s += HTMLDocument.table(
             ["encoder output of", "transcript"], r.encoderLens.map { ["block \($0.layer)", htmlEscape($0.text)] })
         s +=
-            "<h3>Direct logit attribution</h3><p class=\"note\">Each head's and MLP's direct contribution to the logit of the transcript's next token, through the final LayerNorm scale; the parts plus the LayerNorm bias term sum to the logit.</p>"
+            "<h3>Direct logit attribution</h3><p class=\"note\">Each head's and MLP's direct contribution to the logit "
+            + "of the transcript's next token, through the final LayerNorm scale; the parts plus the LayerNorm "
+            + "bias term sum to the logit.</p>"
         let a = r.attribution
         let totals = a.components.indices.map { (a.components[$0], a.values[$0].reduce(0, +)) }
         let top = totals.sorted { abs($0.1) > abs($1.1) }.prefix(14)
@@ -83,7 +89,8 @@ public enum LensReport {
                     layer.topk[p].map { "\($0.text) \(String(format: "%.3f", $0.p))" }.joined(separator: "\n")
                     + String(format: "\nKL %.3f", layer.kl[p])
                 s +=
-                    "<td style=\"background:\(c.hex);color:\(light ? "#000" : "#fff")\" title=\"\(htmlEscape(tip))\">\(htmlEscape(shortToken(layer.topk[p][0].text)))</td>"
+                    "<td style=\"background:\(c.hex);color:\(light ? "#000" : "#fff")\" "
+                    + "title=\"\(htmlEscape(tip))\">\(htmlEscape(shortToken(layer.topk[p][0].text)))</td>"
             }
             s += "</tr>"
         }
@@ -94,7 +101,9 @@ public enum LensReport {
     /// and cross-attention, one image per head.
     static func attention(_ maps: AttentionMaps, _ r: LensResult) -> String {
         var s =
-            "<h3>Attention patterns</h3><p class=\"note\">Encoder self-attention is shown over the \(maps.contentFrames) frames that hold audio (of 1500; 20 ms each), averaged into cells of a few frames; cross-attention over the same frames.</p>"
+            "<h3>Attention patterns</h3><p class=\"note\">Encoder self-attention is shown over the "
+            + "\(maps.contentFrames) frames that hold audio (of 1500; 20 ms each), averaged into cells of a few "
+            + "frames; cross-attention over the same frames.</p>"
         for name in maps.patterns.keys.sorted(by: natural) {
             let t = maps.patterns[name]!
             let heads = t.shape[0], q = t.shape[1], k = t.shape[2]

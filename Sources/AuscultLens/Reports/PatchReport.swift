@@ -15,7 +15,8 @@ public enum PatchReport {
                     ["corrupted", htmlEscape(r.corruptText), String(format: "%.3f", r.corruptValue)],
                 ]),
             note:
-                "The decoder is teacher-forced on the clean transcript; each patched run takes one activation from the clean run."
+                "The decoder is teacher-forced on the clean transcript; each patched run takes one activation from the "
+                + "clean run."
         )
         for g in r.grids {
             doc.section(

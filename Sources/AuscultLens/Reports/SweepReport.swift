@@ -21,18 +21,22 @@ public enum SweepReport {
                     title: "Corpus WER (%)\(clean.map { String(format: " — clean %.1f %%", $0.wer * 100) } ?? "")",
                     unit: "%", color: "#d9822b"),
             note:
-                "Mean over clips (and donor draws). Cross-entropy is teacher-forced on each clip's clean transcript, end-of-text included; WER is against the dataset's reference transcript when it has one, else against the clean transcript."
+                "Mean over clips (and donor draws). Cross-entropy is teacher-forced on each clip's clean transcript, "
+                + "end-of-text included; WER is against the dataset's reference transcript when it has one, else "
+                + "against the clean transcript."
         )
         doc.section("Summary", summaryTable(ranked))
         doc.section(
             "Clip × condition", clipGrid(entries, conditions: ranked.map(\.condition)),
             note:
-                "Word error rate against the clean transcript for each clip under each condition; hover a cell for the transcript."
+                "Word error rate against the clean transcript for each clip under each condition; hover a cell for the "
+                + "transcript."
         )
         doc.section(
             "Transcripts", transcripts(entries, conditions: ranked.map(\.condition)),
             note:
-                "Each clip's transcript under every condition; changed ones are highlighted, loops and length-limit hits marked."
+                "Each clip's transcript under every condition; changed ones are highlighted, loops and length-limit "
+                + "hits marked."
         )
         return doc
     }
@@ -68,7 +72,8 @@ public enum SweepReport {
                     degen, title: "Clips with repetition loops or length-limit hits", xLabel: "blocks kept",
                     yLabel: "clips"),
             note:
-                "Blocks are removed from the end (the last k blocks return their input); the encoder's ln_post and the decoder's final LayerNorm stay."
+                "Blocks are removed from the end (the last k blocks return their input); the encoder's ln_post and the "
+                + "decoder's final LayerNorm stay."
         )
         doc.section(
             "Where degeneration starts",
@@ -111,7 +116,8 @@ public enum SweepReport {
             cellText: { i, j in
                 let e = byKey[clips[i] + "\u{1F}" + conditions[j]]
                 return
-                    "\(clips[i]) · \(conditions[j]): \(e.map { String(format: "%.0f%% — %@", $0.werVsClean * 100, $0.text) } ?? "n/a")"
+                    "\(clips[i]) · \(conditions[j]): "
+                    + "\(e.map { String(format: "%.0f%% — %@", $0.werVsClean * 100, $0.text) } ?? "n/a")"
             })
     }
 

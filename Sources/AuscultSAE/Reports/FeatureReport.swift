@@ -21,7 +21,8 @@ public enum FeatureReport {
         doc.section(
             "Feature density", Plot.bars(bins, title: "Features by log10 firing density", unit: " features"),
             note:
-                "Fraction of frames in which each feature is positive, binned by half decades (first bar: never positive)."
+                "Fraction of frames in which each feature is positive, binned by half decades (first bar: never "
+                + "positive)."
         )
         doc.section(
             "Features shown",
@@ -45,7 +46,8 @@ public enum FeatureReport {
                             // Players for the first five of each list keep the page a few MB.
                             let player =
                                 (rank < 5 ? snippet(e.clip, e.time) : nil).map {
-                                    "<audio controls preload=\"none\" src=\"data:audio/wav;base64,\($0.base64EncodedString())\"></audio>"
+                                    "<audio controls preload=\"none\" "
+                                        + "src=\"data:audio/wav;base64,\($0.base64EncodedString())\"></audio>"
                                 } ?? "–"
                             return [
                                 String(format: "%.3f", e.value), htmlEscape(e.clip),

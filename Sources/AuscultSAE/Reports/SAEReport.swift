@@ -22,7 +22,8 @@ public enum SAEReport {
                     ]
                 ]),
             note:
-                "Measured on the clean activations at the hook, frames holding audio only. Dead: never fired on these clips."
+                "Measured on the clean activations at the hook, frames holding audio only. Dead: never fired on these "
+                + "clips."
         )
         let bins = r.densityHistogram.map { b in
             (label: b.log10Low.isInfinite ? "never" : String(format: "%.1f", b.log10Low), value: Double(b.latents))
@@ -30,7 +31,8 @@ public enum SAEReport {
         doc.section(
             "Feature density", Plot.bars(bins, title: "Latents by log10 firing density", unit: " latents"),
             note:
-                "Fraction of rows in which each latent fires, binned by half decades (the first bar: latents that never fired)."
+                "Fraction of rows in which each latent fires, binned by half decades (the first bar: latents that "
+                + "never fired)."
         )
         doc.section(
             "Downstream",
