@@ -27,8 +27,26 @@ public enum Corruption: Sendable, CustomStringConvertible {
         }
     }
 
+    /// Throws a `LensError` naming a value that is not finite or outside what a 30 s window allows.
+    public func validate() throws {
+        switch self {
+        case .file: return
+        case .noise(let snr, _):
+            guard snr.isFinite else { throw LensError(.invalidArgument, "noise at \(snr) dB: the SNR must be finite") }
+        case .silence(let a, let b):
+            guard a.isFinite, b.isFinite, a >= 0, a < b else {
+                throw LensError(.invalidArgument, "silence \(a):\(b) s: wants 0 ≤ start < end, finite seconds")
+            }
+        case .shift(let s):
+            guard s.isFinite, abs(s) < 30 else {
+                throw LensError(.invalidArgument, "shift by \(s) s: wants a finite shift within ±30 s (one window)")
+            }
+        }
+    }
+
     /// The corrupted samples (16 kHz) for clean `samples`.
     public func apply(_ samples: [Float]) throws -> [Float] {
+        try validate()
         let rate = Double(AudioClip.sampleRate)
         switch self {
         case .file(let p): return try AudioClip(contentsOf: p).samples
@@ -141,6 +159,12 @@ public struct Patching {
         _ = try model.decode([seq], cache: try model.makeCache(audio: cleanAudio, audioIndex: [0]), hooks: cleanRec)
         let clean = cleanRec.store.mapValues { $0.reshaped(Array($0.shape.dropFirst())) }
         let t = seq.count
+        if case .logitDiff(_, _, let position) = metric, position < 0 || position >= t {
+            throw LensError(
+                .invalidArgument,
+                "logit difference at position \(position): the clean transcript has positions 0..<\(t) "
+                    + "(prompt included)")
+        }
 
         // Metric of a batch of runs: rows read features `audio` rows, with per-row ops.
         func measure(_ audio: Tensor, rows: [Int], ops: [Intervention]) throws -> [Double] {
@@ -180,7 +204,8 @@ public struct Patching {
         for l in 0..<dims.n_text_layer {
             let name = "decoder.blocks.\(l).hook_resid_pre"
             for p in 0..<t {
-                ops.append(Intervention(hook: name, kind: .replace(clean[name]!), positions: [p], sequences: [ops.count]))
+                ops.append(
+                    Intervention(hook: name, kind: .replace(clean[name]!), positions: [p], sequences: [ops.count]))
             }
         }
         let idx = ops.count

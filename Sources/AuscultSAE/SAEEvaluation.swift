@@ -43,7 +43,8 @@ public struct SAEEvaluation: Codable, Sendable {
     public var denseFraction: Double
     public var denseThreshold: Double
     public var densityHistogram: [DensityBin]
-    /// Corpus WER (%, normalised text) against the references, per condition (nil without references).
+    /// Corpus WER (%, normalised text) against the references, per condition (nil when no reference
+    /// holds a word).
     public var werClean: Double?, werSpliced: Double?, werZeroed: Double?
     /// Corpus WER (%) of the spliced and zeroed transcripts against the clean ones.
     public var werSplicedVsClean: Double, werZeroedVsClean: Double
@@ -217,7 +218,8 @@ public struct SAEEvaluator {
         func wer(_ pairs: [(String, String)]) -> Double {
             100 * WordErrorRate.corpus(pairs.map { (reference: $0.0, hypothesis: $0.1) }, normalizer: norm).rate
         }
-        let withRef = clips.filter { $0.reference != nil }
+        // References that normalise to no words cannot measure an error rate.
+        let withRef = clips.filter { $0.reference.map { !norm($0).split(separator: " ").isEmpty } ?? false }
         let hasRefs = !withRef.isEmpty
         let ce = tokenSums.map { $0 / Double(max(1, tokenCount)) }
         let s = isEncoder ? spliced.stats : observer.stats

@@ -51,6 +51,7 @@ struct Patch: ParsableCommand {
 
     func run() throws {
         let c = try corruption()
+        try c.validate()
         guard window >= 1 else { throw ValidationError("--window must be at least 1") }
         let loaded = try LoadedModel(modelOptions.model)
         var p = Patching(loaded: loaded, normalizer: try EnglishTextNormalizer())
@@ -72,9 +73,6 @@ struct Patch: ParsableCommand {
         let progress = ProgressReporter(total: p.steps, label: "patching grids")
         let r = try p.run(clean: clean, corruption: c, progress: progress)
         progress.finish()
-        if case .logitDiff(_, _, let pos) = p.metric, pos >= r.tokens.count {
-            throw ValidationError("--position \(pos) is past the \(r.tokens.count) positions of the clean transcript")
-        }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]

@@ -167,12 +167,15 @@ struct Transcribe: ParsableCommand {
                 return (ref, hyp)
             }
             let w = WordErrorRate.corpus(pairs, normalizer: try EnglishTextNormalizer())
-            FileHandle.standardError.write(
-                String(
+            let failed = failures > 0 ? ", \(failures) files failed" : ""
+            // With no reference words a rate means nothing: say so instead of printing 0.00 %.
+            let line =
+                w.referenceWords == 0
+                ? "WER not measured: the \(pairs.count) references hold no words after normalisation\(failed)\n"
+                : String(
                     format: "WER %.2f %% over %d clips (S %d, D %d, I %d, N %d)%@\n",
-                    100 * w.rate, pairs.count, w.substitutions, w.deletions, w.insertions, w.referenceWords,
-                    failures > 0 ? ", \(failures) files failed" : ""
-                ).data(using: .utf8)!)
+                    100 * w.rate, pairs.count, w.substitutions, w.deletions, w.insertions, w.referenceWords, failed)
+            FileHandle.standardError.write(line.data(using: .utf8)!)
         }
         if failures > 0 && rows.isEmpty { throw ExitCode(1) }
     }

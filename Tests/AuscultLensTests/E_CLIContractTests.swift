@@ -78,6 +78,18 @@ struct CLIContractTests {
             "patch", Fixtures.clip("jfk"), "--noise", "0", "--shift", "1", "--out", out + "/d",
         ])
         #expect(twoCorruptions.status != 0 && twoCorruptions.err.contains("exactly one"))
+        // Values that would read memory or allocate without bound are refused before any work.
+        for (flag, value, words) in [
+            ("--shift", "nan", "shift by nan"), ("--shift", "1e9", "±30 s"), ("--noise", "inf", "must be finite"),
+        ] {
+            let bad = try AuscultCLI.run(["patch", Fixtures.clip("jfk"), flag, value, "--out", out + "/f"])
+            #expect(bad.status != 0 && bad.err.contains(words), "\(flag) \(value): \(bad.err)")
+        }
+        let farPosition = try AuscultCLI.run([
+            "patch", Fixtures.clip("jfk"), "--noise", "0", "--metric", "logit-diff", "--tokens", "1,2", "--position",
+            "9999", "--out", out + "/g",
+        ])
+        #expect(farPosition.status != 0 && farPosition.err.contains("positions 0..<"), "\(farPosition.err)")
         // Another run's directory is not overwritten silently.
         _ = try AuscultCLI.run(["layers", "--data", data, "--out", out + "/e", "--side", "decoder"])
         let clash = try AuscultCLI.run(["layers", "--data", data, "--out", out + "/e", "--side", "encoder"])

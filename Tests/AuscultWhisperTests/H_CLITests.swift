@@ -47,6 +47,17 @@ struct CLITests {
         #expect(decoderFrames.status != 0 && decoderFrames.err.contains("decoder targets take positions"))
     }
 
+    @Test("a dataset whose references hold no words gets no word error rate, not 0.00 %")
+    func emptyReferences() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        try FileManager.default.copyItem(atPath: Fixtures.clip("jfk"), toPath: dir + "/jfk.wav")
+        try "file_name,transcription\njfk.wav,\" \"\n".write(
+            toFile: dir + "/metadata.csv", atomically: true, encoding: .utf8)
+        let r = try run(["transcribe", "--data", dir])
+        #expect(r.status == 0 && r.out.contains("fellow Americans"), "\(r.err)")
+        #expect(r.err.contains("WER not measured") && !r.err.contains("0.00 %"), "\(r.err)")
+    }
+
     @Test("an unknown hook name fails with the closest valid names; a bad audio file is reported by name")
     func errors() throws {
         let bad = try run(["transcribe", "--zero", "encoder.blocks.1.hook_atn_out", Fixtures.clip("jfk")])

@@ -15,11 +15,8 @@ public enum FeatureReport {
             title: "Features — \(m["hook"] ?? "?")",
             subtitle:
                 "\(m["kind"] ?? "?") · \(m["source"] ?? "?") · \(index.width) features over \(m["rows"] ?? "?") frames")
-        let bins = SAEEvaluation.histogram(densities).map { b in
-            (label: b.log10Low.isInfinite ? "never" : String(format: "%.1f", b.log10Low), value: Double(b.latents))
-        }
         doc.section(
-            "Feature density", Plot.bars(bins, title: "Features by log10 firing density", unit: " features"),
+            "Feature density", SAEReport.densityBars(SAEEvaluation.histogram(densities), of: "features"),
             note:
                 "Fraction of frames in which each feature is positive, binned by half decades (first bar: never "
                 + "positive)."

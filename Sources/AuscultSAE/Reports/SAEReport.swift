@@ -25,11 +25,8 @@ public enum SAEReport {
                 "Measured on the clean activations at the hook, frames holding audio only. Dead: never fired on these "
                 + "clips."
         )
-        let bins = r.densityHistogram.map { b in
-            (label: b.log10Low.isInfinite ? "never" : String(format: "%.1f", b.log10Low), value: Double(b.latents))
-        }
         doc.section(
-            "Feature density", Plot.bars(bins, title: "Latents by log10 firing density", unit: " latents"),
+            "Feature density", densityBars(r.densityHistogram, of: "latents"),
             note:
                 "Fraction of rows in which each latent fires, binned by half decades (the first bar: latents that "
                 + "never fired)."
@@ -82,5 +79,17 @@ extension SAEReport {
                 + curve("dead", log.map(\.deadFraction), "Dead fraction", "fraction")
                 + curve("lr", log.map { Double($0.lr) }, "Learning rate", "lr") + "</div>")
         return doc
+    }
+}
+
+extension SAEReport {
+    /// Bars of a density histogram (`SAEEvaluation.histogram`): `what` (latents, features) per
+    /// half decade of log10 firing density, the first bar those that never fired.
+    static func densityBars(_ histogram: [SAEEvaluation.DensityBin], of what: String) -> String {
+        let bins = histogram.map { b in
+            (label: b.log10Low.isInfinite ? "never" : String(format: "%.1f", b.log10Low), value: Double(b.latents))
+        }
+        return Plot.bars(
+            bins, title: what.prefix(1).uppercased() + what.dropFirst() + " by log10 firing density", unit: " " + what)
     }
 }
