@@ -33,11 +33,14 @@ public protocol HookHandler: AnyObject {
 }
 
 /// A hook that replaced an activation with one of another shape.
-public struct HookShapeError: Error, CustomStringConvertible, Sendable {
+public struct HookShapeError: AuscultError, Sendable {
+    public enum Code: String, Sendable { case shapeChanged }
     public var hook: String
     public var expected: [Int]
     public var got: [Int]
-    public var description: String { "hook '\(hook)' returned shape \(got), expected \(expected)" }
+    public var code: Code { .shapeChanged }
+    public var message: String { "hook '\(hook)' returned shape \(got), expected \(expected)" }
+    public var underlying: (any Error)? { nil }
 }
 
 extension Optional where Wrapped == HookHandler {
