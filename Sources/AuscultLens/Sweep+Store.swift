@@ -20,11 +20,15 @@ extension Sweep {
         return store.load().filter { valid.contains($0.clip) }
     }
 
-    /// Runs into `store`: entries already there are skipped, new ones appended as each batch is
-    /// ready, so an interrupted run loses at most the batch in flight.
-    public func run(into store: SweepStore, progress: ProgressReporter? = nil) throws -> SweepRun {
+    /// Runs into `store`: entries already there are skipped (`resuming` is told how many, before
+    /// any work), new ones appended as each batch is ready, so an interrupted run loses at most
+    /// the batch in flight.
+    public func run(
+        into store: SweepStore, progress: ProgressReporter? = nil, resuming: ((Int) -> Void)? = nil
+    ) throws -> SweepRun {
         var entries = finished(in: store)
         let resumed = entries.count
+        if resumed > 0 { resuming?(resumed) }
         let started = Date()
         try run(skipping: Set(entries.map(\.key)), progress: progress) { batch in
             try store.append(batch)

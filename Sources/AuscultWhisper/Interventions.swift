@@ -56,7 +56,8 @@ public struct Intervention: Sendable {
     public var sequences: Set<Int>?
 
     public init(
-        hook: String, kind: InterventionKind, heads: [Int]? = nil, frames: Range<Int>? = nil, positions: Set<Int>? = nil,
+        hook: String, kind: InterventionKind, heads: [Int]? = nil, frames: Range<Int>? = nil,
+        positions: Set<Int>? = nil,
         sequences: Set<Int>? = nil
     ) {
         self.hook = hook; self.kind = kind; self.heads = heads; self.frames = frames; self.positions = positions
@@ -172,7 +173,8 @@ public final class Interventions: HookHandler, @unchecked Sendable {
                 // Kept for every row: other sequences' writes can be the replacement.
                 blockInputs[blockItems[0].hook] = x
             } else {
-                let original = x
+                // The unchanged output, read only where a write comes from another sequence.
+                let original = blockItems.contains(where: \.readsAnotherSequence) ? x : Tensor(zeros: [0])
                 for it in blockItems { try write(it, rows: rows(it), &x, original: original, rowOf: rowOf, ctx) }
             }
         }
@@ -219,7 +221,9 @@ public final class Interventions: HookHandler, @unchecked Sendable {
                             let perRow = t.count == inner
                             for s in 0..<seq {
                                 let at = perRow ? 0 : (ctx.positionOffset + s) * inner
-                                for j in 0..<inner { buf[o + s * inner + j] = pre[o + s * inner + j] + t.storage[at + j] }
+                                for j in 0..<inner {
+                                    buf[o + s * inner + j] = pre[o + s * inner + j] + t.storage[at + j]
+                                }
                             }
                         case .blockWrite(.fromSequence):
                             let d = donorRow! * rowSize

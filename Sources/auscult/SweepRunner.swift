@@ -44,13 +44,12 @@ enum SweepRunner {
     ) throws -> (entries: [SweepEntry], store: SweepStore, seconds: Double) {
         let store = try SweepStore(directory: data.out, settings: settings, fresh: data.fresh)
         let sweep = try Sweep(loaded: loaded, items: items, options: options, normalizer: try EnglishTextNormalizer())
-        let resumed = sweep.finished(in: store).count
-        if resumed > 0 {
+        let run = try sweep.run(
+            into: store, progress: ProgressReporter(total: sweep.totalEntries, label: "conditions × clips")
+        ) { resumed in
             FileHandle.standardError.write(
                 "resuming: \(resumed) of \(sweep.totalEntries) results already in \(data.out)\n".data(using: .utf8)!)
         }
-        let run = try sweep.run(
-            into: store, progress: ProgressReporter(total: sweep.totalEntries, label: "conditions × clips"))
         return (run.entries, store, run.seconds)
     }
 
