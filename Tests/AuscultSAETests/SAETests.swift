@@ -20,7 +20,7 @@ func plantedData(rows: Int, d: Int, atoms: Int, active: Int, seed: UInt64) -> (d
     for r in 0..<rows {
         var picked = Set<Int>()
         while picked.count < active { picked.insert(Int(g.next() % UInt64(atoms))) }
-        for a in picked {
+        for a in picked.sorted() {  // sorted: a Set's order changes from one process to the next
             let w = Float(0.5 + g.uniform())
             for j in 0..<d { x[r * d + j] += w * dict[a][j] }
         }
