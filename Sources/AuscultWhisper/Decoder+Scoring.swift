@@ -97,7 +97,8 @@ extension DecoderCache {
     /// values (the sequence ids of hook contexts stay those of this cache).
     func subset(_ idx: [Int]) -> DecoderCache {
         let c = DecoderCache(
-            cross: cross, audioIndex: idx.map { audioIndex[$0] }, capacity: capacity, d: d, layers: selfK.count)
+            cross: cross, audioIndex: idx.map { audioIndex[$0] }, capacity: capacity, d: d, layers: layers.count,
+            backend: backend)
         c.relabel(idx.map { sequenceIndex[$0] })
         return c
     }

@@ -1,4 +1,5 @@
 // Finding models by name: the ones scripts/setup.sh fetched into `models/`.
+import AuscultTensor
 import Foundation
 
 /// Resolves `--model NAME|PATH` to a directory on disk.
@@ -72,6 +73,11 @@ public struct LoadedModel: Sendable {
     /// Wraps parts already loaded.
     public init(path: String, model: Whisper, tokenizer: WhisperTokenizer) {
         self.path = path; self.model = model; self.tokenizer = tokenizer
+    }
+
+    /// The same model and tokenizer with the forward pass run by `backend`.
+    public func running(on backend: any Backend) -> LoadedModel {
+        LoadedModel(path: path, model: model.running(on: backend), tokenizer: tokenizer)
     }
 
     /// Loads `nameOrPath` (nil: the embedded default tiny.en).

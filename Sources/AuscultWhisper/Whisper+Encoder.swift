@@ -38,15 +38,18 @@ extension Whisper {
         try hooks.run("audio.hook_mel", &mel, ctx)
         var convs = [Tensor]()
         for i in 0..<b {
-            let h1 = mel.row(i).conv1d(weight: conv1.weight, bias: conv1.bias, stride: 1, padding: 1).gelu()
-            convs.append(
-                h1.conv1d(weight: conv2.weight, bias: conv2.bias, stride: 2, padding: 1, framesFirst: true).gelu())
+            var h1 = backend.conv1d(
+                mel.row(i), weight: conv1.weight, bias: conv1.bias!, stride: 1, padding: 1, framesFirst: false)
+            backend.gelu(&h1)
+            var h2 = backend.conv1d(h1, weight: conv2.weight, bias: conv2.bias!, stride: 2, padding: 1, framesFirst: true)
+            backend.gelu(&h2)
+            convs.append(h2)
         }
         var x = Tensor.stack(convs)  // [B, F, d]
         try hooks.run("encoder.hook_conv_out", &x, ctx)
         var pos = Tensor.stack([Tensor](repeating: encoderPositions, count: b))
         try hooks.run("encoder.hook_pos_embed", &pos, ctx)
-        x.addInPlace(pos)
+        backend.add(&x, pos)
         return x
     }
 
@@ -92,33 +95,17 @@ extension Whisper {
         _ block: Block, _ h: Tensor, batch: Int, frames f: Int, prefix: String,
         hooks: HookHandler?, ctx: HookContext
     ) throws -> Tensor {
-        let d = dims.n_audio_state, heads = dims.n_audio_head, dh = d / heads
-        var qkv = h.linear(block.qkv)  // [B, F, 3d]
+        let d = dims.n_audio_state, heads = dims.n_audio_head
+        var qkv = backend.linear(h, block.qkv)  // [B, F, 3d]
         try hookColumns(
             &qkv, width: 3 * d, parts: ["q", "k", "v"], prefix: prefix + ".attn", heads: heads, hooks: hooks, ctx: ctx)
-        let wantPattern = hooks.isActive(prefix + ".attn.hook_pattern")
-        let wantScores = hooks.isActive(prefix + ".attn.hook_attn_scores")
-        var pattern = wantPattern ? Tensor(zeros: [batch, heads, f, f]) : Tensor(zeros: [0])
-        var scoresT = wantScores ? Tensor(zeros: [batch, heads, f, f]) : Tensor(zeros: [0])
-        var z = Tensor(zeros: [batch, f, d])
-        qkv.storage.withUnsafeBufferPointer { a in
-            z.storage.withUnsafeMutableBufferPointer { o in
-                pattern.storage.withUnsafeMutableBufferPointer { p in
-                    scoresT.storage.withUnsafeMutableBufferPointer { sc in
-                        for bi in 0..<batch {
-                            let base = a.baseAddress! + bi * f * 3 * d
-                            Attention.forwardHeadsParallel(
-                                q: base, ldq: 3 * d, k: base + d, ldk: 3 * d, v: base + 2 * d, ldv: 3 * d,
-                                n: f, heads: heads, dh: dh, out: o.baseAddress! + bi * f * d, ldo: d,
-                                patternOut: wantPattern ? p.baseAddress! + bi * heads * f * f : nil,
-                                scoresOut: wantScores ? sc.baseAddress! + bi * heads * f * f : nil)
-                        }
-                    }
-                }
-            }
-        }
-        if wantScores { try hooks.runReadOnly(prefix + ".attn.hook_attn_scores", &scoresT, ctx) }
-        if wantPattern { try hooks.runReadOnly(prefix + ".attn.hook_pattern", &pattern, ctx) }
+        var record = AttentionRecord()
+        if hooks.isActive(prefix + ".attn.hook_pattern") { record.insert(.pattern) }
+        if hooks.isActive(prefix + ".attn.hook_attn_scores") { record.insert(.scores) }
+        let attention = backend.selfAttention(qkv, heads: heads, record: record)
+        var z = attention.z
+        if var scores = attention.scores { try hooks.runReadOnly(prefix + ".attn.hook_attn_scores", &scores, ctx) }
+        if var pattern = attention.pattern { try hooks.runReadOnly(prefix + ".attn.hook_pattern", &pattern, ctx) }
         try hookHeads(&z, name: prefix + ".attn.hook_z", heads: heads, hooks: hooks, ctx: ctx)
         return try projectHeads(
             z, block.attnOut, name: prefix + ".attn.hook_result", heads: heads, hooks: hooks, ctx: ctx)
@@ -131,31 +118,17 @@ extension Whisper {
     func projectHeads(
         _ z: Tensor, _ out: Linear, name: String, heads: Int, hooks: HookHandler?, ctx: HookContext
     ) throws -> Tensor {
-        guard hooks.isActive(name) else { return z.linear(out) }
-        let d = z.shape.last!, dh = d / heads, rows = z.count / d
-        let lead = Array(z.shape.dropLast())
-        var result = Tensor(zeros: lead + [heads, d])
-        z.storage.withUnsafeBufferPointer { zp in
-            out.weight.storage.withUnsafeBufferPointer { wp in
-                result.storage.withUnsafeMutableBufferPointer { rp in
-                    for h in 0..<heads {
-                        BLAS.gemmNT(
-                            m: rows, n: d, k: dh, a: zp.baseAddress! + h * dh, lda: d, b: wp.baseAddress! + h * dh,
-                            ldb: d,
-                            c: rp.baseAddress! + h * d, ldc: heads * d)
-                    }
-                }
-            }
-        }
+        guard hooks.isActive(name) else { return backend.linear(z, out) }
+        var result = backend.headResults(z, out, heads: heads)
         let seen = result
         try hooks.run(name, &result, ctx)
-        if result == seen { return z.linear(out) }
-        return Tensor(shape: lead + [d]) { o in
-            for r in 0..<rows {
-                for j in 0..<d { o[r * d + j] = out.bias.storage[j] }
-                for h in 0..<heads { for j in 0..<d { o[r * d + j] += result.storage[(r * heads + h) * d + j] } }
-            }
-        }
+        if result == seen { return backend.linear(z, out) }
+        // Σ_h result_h + bias, added in the order the bias-first loop of the products adds them.
+        let rows = z.count / z.shape.last!, n = out.outputs
+        var summed = Tensor.stack([Tensor](repeating: out.bias ?? Tensor(zeros: [n]), count: rows))
+            .reshaped(Array(z.shape.dropLast()) + [n])
+        for h in 0..<heads { backend.add(&summed, result.select(h, axis: result.rank - 2)) }
+        return summed
     }
 
     /// The pre-LN residual block shared by encoder and decoder: attention (and cross-attention)
@@ -170,39 +143,38 @@ extension Whisper {
         let h1 = try normed(x, block.attnLN, name: p + ".ln1", hooks: hooks, ctx: ctx)
         var a = try attention(h1, p)
         try hooks.run(p + ".hook_attn_out", &a, ctx)
-        x.addInPlace(a)
+        backend.add(&x, a)
         try hooks.run(p + ".hook_resid_mid", &x, ctx)
         var lnName = p + ".ln2"
         if let cross, let crossLN = block.crossLN {
             let h2 = try normed(x, crossLN, name: p + ".ln2", hooks: hooks, ctx: ctx)
             var c = try cross(h2, p)
             try hooks.run(p + ".hook_cross_attn_out", &c, ctx)
-            x.addInPlace(c)
+            backend.add(&x, c)
             try hooks.run(p + ".hook_resid_mid_cross", &x, ctx)
             lnName = p + ".ln3"
         }
         let h3 = try normed(x, block.mlpLN, name: lnName, hooks: hooks, ctx: ctx)
-        var pre = h3.linear(block.fc1)
+        var pre = backend.linear(h3, block.fc1)
         try hooks.run(p + ".mlp.hook_pre", &pre, ctx)
-        pre.storage.withUnsafeMutableBufferPointer { Kernels.gelu($0.baseAddress!, count: $0.count) }
+        backend.gelu(&pre)
         try hooks.run(p + ".mlp.hook_post", &pre, ctx)
-        var m = pre.linear(block.fc2)
+        var m = backend.linear(pre, block.fc2)
         try hooks.run(p + ".hook_mlp_out", &m, ctx)
-        x.addInPlace(m)
+        backend.add(&x, m)
         try hooks.run(p + ".hook_resid_post", &x, ctx)
         return x
     }
 
     /// LayerNorm with its hook points `<name>.hook_scale` (σ per row, `[…, 1]`) and `<name>.hook_normalized`.
     func normed(_ x: Tensor, _ n: Norm, name: String, hooks: HookHandler?, ctx: HookContext) throws -> Tensor {
-        guard hooks != nil else { return x.layerNorm(n) }
-        let rows = x.count / x.shape.last!
-        var inv = [Float](repeating: 0, count: rows)
-        var y = inv.withUnsafeMutableBufferPointer { x.layerNorm(n, scale: $0.baseAddress!) }
-        if hooks.isActive(name + ".hook_scale") {
+        guard hooks != nil else { return backend.layerNorm(x, n, withScale: false).y }
+        let wantScale = hooks.isActive(name + ".hook_scale")
+        var (y, inverse) = backend.layerNorm(x, n, withScale: wantScale)
+        if let inverse {
             var shape = x.shape
             shape[shape.count - 1] = 1
-            var s = Tensor(shape: shape, storage: inv.map { 1 / $0 })
+            var s = Tensor(shape: shape, storage: inverse.map { 1 / $0 })
             try hooks.runReadOnly(name + ".hook_scale", &s, ctx)
         }
         try hooks.run(name + ".hook_normalized", &y, ctx)
@@ -216,19 +188,12 @@ extension Whisper {
         hooks: HookHandler?, ctx: HookContext
     ) throws {
         guard hooks != nil else { return }
-        let d = width / parts.count, rows = fused.count / width
+        let d = width / parts.count, axis = fused.rank - 1
         for (pi, part) in parts.enumerated() where hooks.isActive(prefix + ".hook_" + part) {
-            var lead = Array(fused.shape.dropLast())
-            lead += [heads, d / heads]
-            var t = Tensor(shape: lead) { out in
-                fused.storage.withUnsafeBufferPointer { src in
-                    for r in 0..<rows { for j in 0..<d { out[r * d + j] = src[r * width + pi * d + j] } }
-                }
-            }
+            let lead = Array(fused.shape.dropLast())
+            var t = fused.slice((pi * d)..<((pi + 1) * d), axis: axis).reshaped(lead + [heads, d / heads])
             try hooks.run(prefix + ".hook_" + part, &t, ctx)
-            fused.storage.withUnsafeMutableBufferPointer { dst in
-                for r in 0..<rows { for j in 0..<d { dst[r * width + pi * d + j] = t.storage[r * d + j] } }
-            }
+            fused.replaceSlice((pi * d)..<((pi + 1) * d), axis: axis, with: t.reshaped(lead + [d]))
         }
     }
 

@@ -4,22 +4,16 @@
 import AuscultTensor
 import Foundation
 
-/// A loaded Whisper model: weights regrouped for fast batched inference.
+/// A loaded Whisper model: weights regrouped for fast batched inference, every operation run by
+/// one `Backend` (the CPU one unless another is given).
 public final class Whisper: @unchecked Sendable {
     public let dims: ModelDimensions
     public let weights: WhisperWeights
+    /// What runs the operations of the forward pass.
+    public let backend: any Backend
 
-    struct Linear {
-        let weight: Tensor  // [out, in]
-        let bias: Tensor  // [out]
-        /// The weight packed once for `Tensor.linear(PackedWeight, bias:)` (nil off x86-64).
-        let packed: PackedWeight?
-        init(weight: Tensor, bias: Tensor, pack: Bool = true) {
-            self.weight = weight; self.bias = bias
-            packed = pack ? PackedWeight(weight) : nil
-        }
-    }
-    struct Norm { var gamma: Tensor; var beta: Tensor }
+    typealias Linear = LinearWeights
+    typealias Norm = NormWeights
     struct Block {
         var attnLN: Norm
         var qkv: Linear  // query|key|value fused to [3d, d]; the key has no bias (zeros)
@@ -38,39 +32,38 @@ public final class Whisper: @unchecked Sendable {
     let encoderPositions: Tensor  // [n_audio_ctx, d]
     let lnPost: Norm
     let tokenEmbedding: Tensor  // [n_vocab, d]
-    /// The token embedding packed for the logits product (nil off x86-64).
-    let tokenEmbeddingPacked: PackedWeight?
+    /// The token embedding as the backend's unembedding (logits) layer, without bias.
+    let unembedding: Linear
     let decoderPositions: Tensor  // [n_text_ctx, d]
-    /// Per decoder layer, the features form's packed weights, made on first use.
-    let crossFeatureLock = NSLock()
-    var crossFeatureCache = [Int: CrossFeatureWeights]()
     let lnFinal: Norm
 
-    public init(weights w: WhisperWeights) {
+    /// Regroups `w` for `backend`: query, key and value fused into one layer, cross-attention's
+    /// key and value into another, each prepared once (`Backend.prepare`).
+    public init(weights w: WhisperWeights, backend: any Backend = CPUBackend()) {
         self.weights = w
         self.dims = w.dims
-        func lin(_ p: String, bias: Bool = true, pack: Bool = true) -> Linear {
-            Linear(
-                weight: w[p + ".weight"], bias: bias ? w[p + ".bias"] : Tensor(zeros: [w[p + ".weight"].shape[0]]),
-                pack: pack)
+        self.backend = backend
+        // Every layer keeps a bias (zeros where the checkpoint has none), as the products did
+        // before the seam: the CPU backend's kernel with bias rounds as it always has.
+        func bias(_ p: String, _ has: Bool) -> Tensor { has ? w[p + ".bias"] : Tensor(zeros: [w[p + ".weight"].shape[0]]) }
+        func lin(_ p: String, bias has: Bool = true) -> Linear {
+            backend.prepare(weight: w[p + ".weight"], bias: bias(p, has))
         }
         func norm(_ p: String) -> Norm { Norm(gamma: w[p + ".weight"], beta: w[p + ".bias"]) }
-        func fuse(_ parts: [Linear]) -> Linear {
-            Linear(weight: Tensor.concatenate(parts.map(\.weight)), bias: Tensor.concatenate(parts.map(\.bias)))
+        func fuse(_ parts: [(String, Bool)]) -> Linear {
+            backend.prepare(
+                weight: Tensor.concatenate(parts.map { w[$0.0 + ".weight"] }),
+                bias: Tensor.concatenate(parts.map { bias($0.0, $0.1) }))
         }
         func block(_ p: String, cross: Bool) -> Block {
             let a = p + ".attn", c = p + ".cross_attn"
             return Block(
                 attnLN: norm(p + ".attn_ln"),
-                qkv: fuse([
-                    lin(a + ".query", pack: false), lin(a + ".key", bias: false, pack: false),
-                    lin(a + ".value", pack: false),
-                ]),
+                qkv: fuse([(a + ".query", true), (a + ".key", false), (a + ".value", true)]),
                 attnOut: lin(a + ".out"),
                 crossLN: cross ? norm(p + ".cross_attn_ln") : nil,
                 crossQ: cross ? lin(c + ".query") : nil,
-                crossKV: cross
-                    ? fuse([lin(c + ".key", bias: false, pack: false), lin(c + ".value", pack: false)]) : nil,
+                crossKV: cross ? fuse([(c + ".key", false), (c + ".value", true)]) : nil,
                 crossOut: cross ? lin(c + ".out") : nil,
                 mlpLN: norm(p + ".mlp_ln"), fc1: lin(p + ".mlp.0"), fc2: lin(p + ".mlp.2"))
         }
@@ -80,46 +73,16 @@ public final class Whisper: @unchecked Sendable {
         encoderPositions = w["encoder.positional_embedding"]
         lnPost = norm("encoder.ln_post")
         tokenEmbedding = w["decoder.token_embedding.weight"]
-        tokenEmbeddingPacked = PackedWeight(tokenEmbedding)
+        unembedding = backend.prepare(weight: tokenEmbedding, bias: nil)
         decoderPositions = w["decoder.positional_embedding"]
         lnFinal = norm("decoder.ln")
     }
 
+    /// The same weights run by another backend (the reference one, to check this one against).
+    public func running(on backend: any Backend) -> Whisper { Whisper(weights: weights, backend: backend) }
+
     /// Loads a model from a path in any supported format (see `WeightLoader`).
     public convenience init(contentsOf path: String) throws {
         self.init(weights: try WeightLoader.load(path))
-    }
-}
-
-extension Tensor {
-    /// LayerNorm with a `Whisper.Norm`, optionally recording the per-row scale `1/σ`.
-    func layerNorm(_ n: Whisper.Norm, scale: UnsafeMutablePointer<Float>? = nil) -> Tensor {
-        let d = shape.last!
-        return Tensor(shape: shape) { out in
-            storage.withUnsafeBufferPointer { x in
-                n.gamma.storage.withUnsafeBufferPointer { g in
-                    n.beta.storage.withUnsafeBufferPointer { b in
-                        Kernels.layerNorm(
-                            x.baseAddress!, rows: count / d, d: d, gamma: g.baseAddress!,
-                            beta: b.baseAddress!, out: out.baseAddress!, scaleOut: scale)
-                    }
-                }
-            }
-        }
-    }
-
-    /// `l` applied to the rows of `self`: the packed product, so a row's result does not depend
-    /// on the rows batched beside it.
-    func linear(_ l: Whisper.Linear) -> Tensor {
-        if let packed = l.packed { return linear(packed, bias: l.bias) }
-        return linear(l.weight, bias: l.bias)
-    }
-
-    /// In-place `self += other` (same element count).
-    mutating func addInPlace(_ other: Tensor) {
-        precondition(count == other.count)
-        storage.withUnsafeMutableBufferPointer { y in
-            other.storage.withUnsafeBufferPointer { Kernels.add($0.baseAddress!, into: y.baseAddress!, count: y.count) }
-        }
     }
 }

@@ -15,10 +15,14 @@ struct CrossAttentionFormsTests {
         let audio = try model.encode(try Fixtures.mel("jfk").reshaped([1, 80, 3000]))
         let packed = try model.crossAttentionKV(audio)
         let features = try model.crossAttentionKV(audio, form: .features)
-        // The projected form is what runs off x86-64; here it is made by hand so it runs too.
-        let projected = CrossAttentionKV(
-            storage: .projected(model.decoderBlocks.map { audio.linear($0.crossKV!) }), clips: 1, frames: 1500)
-        if case .packed = packed.storage {} else { Issue.record("x86-64 packs the keys and values") }
+        // The projected form is what runs off x86-64; a CPU backend that does not pack makes it here.
+        let projected = try model.running(on: CPUBackend(packsKeysValues: false)).crossAttentionKV(audio)
+        func payloads(_ kv: CrossAttentionKV) -> [any Sendable] {
+            if case .keysValues(let layers) = kv.storage { return layers.map(\.payload) }
+            return []
+        }
+        #expect(payloads(packed).count == 4 && payloads(packed).allSatisfy { $0 is [[Float]] }, "x86-64 packs them")
+        #expect(payloads(projected).count == 4 && payloads(projected).allSatisfy { $0 is Tensor })
         #expect(features.features != nil)
         var options = DecodingOptions()
         options.language = "en"

@@ -2,24 +2,33 @@
 // `MultiHeadAttention` over xa with k = xa W_kᵀ and v = xa W_vᵀ + b_v, multiplied out in the other
 // order (q W_k per head before the scores, W_v after the weighted sum); see
 // CAuscultKernels/cross_features_avx512.c for the kernel and the reason.
-import AuscultTensor
 import CAuscultKernels
 import Dispatch
 
-extension Whisper {
-    /// Cross-attention of `q` `[s, n, d]` against the features of each sequence's clip:
-    /// `z[s, n, d]` and, when asked, the pattern `[s, heads, n, F]`.
+extension CPUBackend {
+    /// Where the packed kernels run: no key/value projection (3.5 GFLOP per tiny.en clip) and no
+    /// memory for them; each step reads F·d floats per layer instead of 2·F·d.
+    public func readsFeatures(width d: Int, heads: Int) -> Bool {
+        packs(dh: d / heads) && Attention.readsFeatures(d: d)
+    }
+
+    /// Cross-attention of `q` `[s, n, d]` against the features of each sequence's clip.
     ///
     /// A query row's arithmetic does not depend on the rows computed with it, so a row's result
     /// does not depend on the rows beside it.
-    func crossAttentionFromFeatures(
-        _ block: Block, layer: Int, q: Tensor, features: Tensor, cache: DecoderCache,
-        wantPattern: Bool, pattern: inout Tensor, z: inout Tensor
-    ) {
-        let s = q.shape[0], n = q.shape[1], d = dims.n_text_state, heads = dims.n_text_head, dh = d / heads
+    public func crossAttention(
+        _ q: Tensor, features: Tensor, _ layer: LinearWeights, clipOf: [Int], heads: Int, record: AttentionRecord
+    ) -> AttentionOutput {
+        let s = q.shape[0], n = q.shape[1], d = q.shape[2], dh = d / heads
+        guard readsFeatures(width: d, heads: heads) else {
+            return crossAttention(
+                q, keysValues(features: features, layer, heads: heads), clipOf: clipOf, heads: heads, record: record)
+        }
         let f = features.shape[1], rows = s * n
-        let kv = block.crossKV!  // weight [2d, d]: keys in rows 0..<d, values in d..<2d
-        let w = crossFeatureWeights(block, layer: layer)
+        let wantPattern = record.contains(.pattern)
+        var pattern = wantPattern ? Tensor(zeros: [s, heads, n, f]) : Tensor(zeros: [0])
+        var z = Tensor(zeros: [s, n, d])
+        let w = featureWeights(layer, heads: heads)
         // u[r, h] = q[r, h·dh ..< (h+1)·dh] · W_k[h·dh ..< (h+1)·dh, :]: the query in feature space.
         // Both are written whole before they are read (u by the products below, y by the kernel,
         // which zeroes it itself), so neither is zero-filled first. The products are the packed
@@ -39,23 +48,22 @@ extension Whisper {
         }
         // y[r, h] = Σ_j p[r, h, j] x_j, one call per sequence: its positions share one pass over
         // its clip's features. Sequences are split across workers.
-        let audioIndex = cache.audioIndex
         let workers = min(Threading.workers, s)
         features.storage.withUnsafeBufferPointer { xp in
             u.withUnsafeBufferPointer { up in
                 y.withUnsafeMutableBufferPointer { yp in
                     pattern.storage.withUnsafeMutableBufferPointer { pp in
-                        let ptr = RowPointers(
+                        let ptr = SendablePointers(
                             q: up.baseAddress!, k: xp.baseAddress!, v: xp.baseAddress!, out: yp.baseAddress!,
-                            pattern: wantPattern ? pp.baseAddress! : nil)
-                        DispatchQueue.concurrentPerformIfNeeded(workers) { w in
+                            pattern: wantPattern ? pp.baseAddress! : nil, scores: nil)
+                        DispatchQueue.concurrentPerformIfNeeded(workers) { wi in
                             let scratch = UnsafeMutablePointer<Float>.allocate(
                                 capacity: Attention.fromFeaturesScratch(rows: n, heads: heads, nf: f))
                             defer { scratch.deallocate() }
-                            for i in stride(from: w, to: s, by: workers) {
+                            for i in stride(from: wi, to: s, by: workers) {
                                 Attention.fromFeatures(
                                     u: ptr.q + i * n * heads * d, rows: n, heads: heads,
-                                    x: ptr.k + audioIndex[i] * f * d,
+                                    x: ptr.k + clipOf[i] * f * d,
                                     ldx: d, nf: f, d: d, alpha: 1 / Float(dh).squareRoot(),
                                     y: ptr.out + i * n * heads * d,
                                     scratch: scratch, patternOut: ptr.pattern.map { $0 + i * heads * n * f },
@@ -67,8 +75,9 @@ extension Whisper {
             }
         }
         // z[r, h·dh ..< (h+1)·dh] = y[r, h] · W_v,hᵀ + b_v,h
+        let bias = layer.bias ?? Tensor(zeros: [2 * d])
         y.withUnsafeBufferPointer { yp in
-            kv.bias.storage.withUnsafeBufferPointer { b in
+            bias.storage.withUnsafeBufferPointer { b in
                 z.storage.withUnsafeMutableBufferPointer { zp in
                     for h in 0..<heads {
                         w.values[h].withUnsafeBufferPointer { vp in
@@ -80,38 +89,35 @@ extension Whisper {
                 }
             }
         }
+        return AttentionOutput(z: z, pattern: wantPattern ? pattern : nil)
+    }
+
+    /// The fused key|value weight `[2d, d]` packed per head for the features form, made on first
+    /// use and kept with the weight: for head h, `keys[h]` is W_k,hᵀ `[d, dh]` and `values[h]` is
+    /// W_v,h `[dh, d]`, both as `auscult_pack_panels` lays out a weight (2·d² floats per layer).
+    func featureWeights(_ layer: LinearWeights, heads: Int) -> CrossFeatureWeights {
+        layer.derived("cpu.crossFeatures.\(heads)") {
+            let d = layer.inputs, dh = d / heads
+            return layer.weight.storage.withUnsafeBufferPointer { wp in
+                CrossFeatureWeights(
+                    keys: (0..<heads).map { h in
+                        [Float](unsafeUninitializedCapacity: auscult_packed_floats(d, dh)) { buf, count in
+                            auscult_pack_columns(wp.baseAddress! + h * dh * d, d, dh, d, buf.baseAddress!)
+                            count = auscult_packed_floats(d, dh)
+                        }
+                    },
+                    values: (0..<heads).map { h in
+                        [Float](unsafeUninitializedCapacity: auscult_packed_floats(dh, d)) { buf, count in
+                            auscult_pack_panels(wp.baseAddress! + (d + h * dh) * d, d, dh, d, buf.baseAddress!)
+                            count = auscult_packed_floats(dh, d)
+                        }
+                    })
+            }
+        }
     }
 }
 
-/// One decoder layer's cross-attention key and value weights packed per head for the features
-/// form: for head h, `keys[h]` is W_k,hᵀ `[d, dh]` and `values[h]` is W_v,h `[dh, d]`, both as
-/// `auscult_pack_panels` lays out a weight (2·d² floats per layer, made on first use).
+/// One decoder layer's cross-attention key and value weights packed per head for the features form.
 struct CrossFeatureWeights: Sendable {
     let keys: [[Float]], values: [[Float]]
-}
-
-extension Whisper {
-    /// The packed per-head weights of decoder layer `layer` (`CrossFeatureWeights`), made once.
-    func crossFeatureWeights(_ block: Block, layer: Int) -> CrossFeatureWeights {
-        crossFeatureLock.lock(); defer { crossFeatureLock.unlock() }
-        if let made = crossFeatureCache[layer] { return made }
-        let d = dims.n_text_state, dh = d / dims.n_text_head
-        let made = block.crossKV!.weight.storage.withUnsafeBufferPointer { wp in
-            CrossFeatureWeights(
-                keys: (0..<dims.n_text_head).map { h in
-                    [Float](unsafeUninitializedCapacity: auscult_packed_floats(d, dh)) { buf, count in
-                        auscult_pack_columns(wp.baseAddress! + h * dh * d, d, dh, d, buf.baseAddress!)
-                        count = auscult_packed_floats(d, dh)
-                    }
-                },
-                values: (0..<dims.n_text_head).map { h in
-                    [Float](unsafeUninitializedCapacity: auscult_packed_floats(dh, d)) { buf, count in
-                        auscult_pack_panels(wp.baseAddress! + (d + h * dh) * d, d, dh, d, buf.baseAddress!)
-                        count = auscult_packed_floats(dh, d)
-                    }
-                })
-        }
-        crossFeatureCache[layer] = made
-        return made
-    }
 }
