@@ -16,6 +16,9 @@ public struct ActivationCache: Sendable {
     /// Encoder frames that hold audio (20 ms each).
     public let audioFrames: Int
 
+    /// The value of the metric differentiated by `runWithCache(_:backward:)`, else nil.
+    public var metric: Double?
+
     /// The model's hook points, for aliases (made once: a registry lists a few hundred names).
     let registry: HookRegistry
 
@@ -41,6 +44,20 @@ public struct ActivationCache: Sendable {
             .notCached,
             "the cache holds no '\(name.name)'; cache it by naming it in runWithCache "
                 + "(cached: \(names.prefix(6).joined(separator: ", "))\(names.count > 6 ? ", …" : ""))")
+    }
+
+    /// The gradient of the differentiated metric at `name` (`runWithCache(_:backward:)`), or an
+    /// error naming what the cache holds gradients for.
+    public func gradient(_ name: HookName) throws -> Tensor {
+        let canonical = activations[name.name] != nil ? name.name : registry.canonical(name.name)
+        if let g = activations[canonical + "_grad"] { return g }
+        let held = names.filter { $0.hasSuffix("_grad") }
+        throw HookError(
+            .notCached,
+            "the cache holds no gradient at '\(name.name)'; "
+                + (held.isEmpty
+                    ? "run runWithCache with backward: to take gradients"
+                    : "it has \(held.count), e.g. \(held.prefix(3).joined(separator: ", "))"))
     }
 
     // MARK: Residual stream

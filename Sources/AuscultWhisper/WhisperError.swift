@@ -69,3 +69,16 @@ public struct WhisperError: AuscultError, Sendable {
         self.code = code; self.message = message; self.underlying = cause
     }
 }
+
+/// Why a gradient was refused: a backend without backward operations, a metric that does not fit
+/// the run (a position or token outside it), an activation the backward pass needs but lacks,
+/// or what it cannot differentiate yet (interventions).
+public struct GradientError: AuscultError, Sendable {
+    public enum Code: String, Sendable { case unsupportedBackend, invalidMetric, missingActivation, shapeMismatch, unsupported }
+    public var code: Code
+    public var message: String
+    public var underlying: (any Error)?
+    public init(_ code: Code, _ message: String, cause: (any Error)? = nil) {
+        self.code = code; self.message = message; self.underlying = cause
+    }
+}

@@ -1,0 +1,105 @@
+// The CPU backend's backward operations: the products through OpenBLAS, the rest row by row.
+import Dispatch
+
+extension CPUBackend: BackwardBackend {
+    public func linearBackward(_ dy: Tensor, _ layer: LinearWeights) -> Tensor {
+        let n = layer.outputs, k = layer.inputs, m = dy.count / n
+        precondition(dy.shape.last == n, "linearBackward: dy \(dy.shape), weight \(layer.weight.shape)")
+        let workers = m >= 2 * Threading.workers && m * n * k >= 1 << 21 ? Threading.workers : 1
+        return Tensor(shape: Array(dy.shape.dropLast()) + [k]) { out in
+            dy.storage.withUnsafeBufferPointer { a in
+                layer.weight.storage.withUnsafeBufferPointer { w in
+                    let p = GemmPointers(a: a.baseAddress!, w: w.baseAddress!, c: out.baseAddress!)
+                    DispatchQueue.concurrentPerformIfNeeded(workers) { i in
+                        let m0 = m * i / workers, m1 = m * (i + 1) / workers
+                        BLAS.gemmNN(
+                            m: m1 - m0, n: k, k: n, a: p.a + m0 * n, lda: n, b: p.w, ldb: k, c: p.c + m0 * k, ldc: k)
+                    }
+                }
+            }
+        }
+    }
+
+    public func layerNormBackward(_ dy: Tensor, input x: Tensor, _ norm: NormWeights) -> Tensor {
+        RowBackward.layerNorm(dy, input: x, norm)
+    }
+
+    public func geluBackward(_ dy: Tensor, input x: Tensor) -> Tensor { RowBackward.gelu(dy, input: x) }
+
+    public func conv1dBackward(
+        _ dy: Tensor, inputShape: [Int], weight: Tensor, stride: Int, padding: Int, framesFirst: Bool
+    ) -> Tensor {
+        let cOut = weight.shape[0], cIn = weight.shape[1], k = weight.shape[2], tOut = dy.shape[0]
+        precondition(dy.shape == [tOut, cOut], "conv1dBackward: dy \(dy.shape), weight \(weight.shape)")
+        // The gradient of the im2col matrix, dy · W `[T_out, C_in·k]`, then scattered back.
+        var dcols = [Float](repeating: 0, count: tOut * cIn * k)
+        dy.storage.withUnsafeBufferPointer { a in
+            weight.storage.withUnsafeBufferPointer { w in
+                dcols.withUnsafeMutableBufferPointer { c in
+                    BLAS.gemmNN(
+                        m: tOut, n: cIn * k, k: cOut, a: a.baseAddress!, lda: cOut, b: w.baseAddress!, ldb: cIn * k,
+                        c: c.baseAddress!, ldc: cIn * k)
+                }
+            }
+        }
+        return RowBackward.conv1dInput(
+            dcols.map(Double.init), inputShape: inputShape, cIn: cIn, k: k, tOut: tOut, stride: stride,
+            padding: padding, framesFirst: framesFirst)
+    }
+
+    /// Five products per head (two for dS, one each for dQ, dK, dV); on the encoder's 1500 frames
+    /// the `[nq, nk]` scratch is 9 MB per head, reused.
+    public func attentionBackward(
+        _ dz: Tensor, q: Tensor, k: Tensor, v: Tensor, pattern: Tensor, heads: Int
+    ) -> (dq: Tensor, dk: Tensor, dv: Tensor) {
+        let nq = q.shape[0], nk = k.shape[0], d = q.shape[1], dh = d / heads
+        let alpha = 1 / Float(dh).squareRoot()
+        precondition(
+            pattern.count == heads * nq * nk && dz.shape == q.shape && k.shape == v.shape && k.shape[1] == d,
+            "attentionBackward: dz \(dz.shape), q \(q.shape), k \(k.shape), v \(v.shape), pattern \(pattern.shape)")
+        var dq = Tensor(zeros: q.shape), dk = Tensor(zeros: k.shape), dv = Tensor(zeros: v.shape)
+        var ds = [Float](repeating: 0, count: nq * nk)
+        dz.storage.withUnsafeBufferPointer { dzp in
+            q.storage.withUnsafeBufferPointer { qp in
+                k.storage.withUnsafeBufferPointer { kp in
+                    v.storage.withUnsafeBufferPointer { vp in
+                        pattern.storage.withUnsafeBufferPointer { pp in
+                            dq.storage.withUnsafeMutableBufferPointer { dqp in
+                                dk.storage.withUnsafeMutableBufferPointer { dkp in
+                                    dv.storage.withUnsafeMutableBufferPointer { dvp in
+                                        ds.withUnsafeMutableBufferPointer { sp in
+                                            let dZ = dzp.baseAddress!, s = sp.baseAddress!
+                                            for h in 0..<heads {
+                                                let p = pp.baseAddress! + h * nq * nk, o = h * dh
+                                                BLAS.gemmTN(
+                                                    m: nk, n: dh, k: nq, a: p, lda: nk, b: dZ + o, ldb: d,
+                                                    c: dvp.baseAddress! + o, ldc: d)
+                                                BLAS.gemmNT(
+                                                    m: nq, n: nk, k: dh, a: dZ + o, lda: d, b: vp.baseAddress! + o,
+                                                    ldb: d, c: s, ldc: nk)
+                                                for r in 0..<nq {
+                                                    var rowSum: Float = 0
+                                                    for j in 0..<nk { rowSum += s[r * nk + j] * p[r * nk + j] }
+                                                    for j in 0..<nk {
+                                                        s[r * nk + j] = p[r * nk + j] * (s[r * nk + j] - rowSum) * alpha
+                                                    }
+                                                }
+                                                BLAS.gemmNN(
+                                                    m: nq, n: dh, k: nk, a: s, lda: nk, b: kp.baseAddress! + o, ldb: d,
+                                                    c: dqp.baseAddress! + o, ldc: d)
+                                                BLAS.gemmTN(
+                                                    m: nk, n: dh, k: nq, a: s, lda: nk, b: qp.baseAddress! + o, ldb: d,
+                                                    c: dkp.baseAddress! + o, ldc: d)
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return (dq, dk, dv)
+    }
+}
