@@ -80,6 +80,27 @@ def openai_model(hfpath):
     return m.eval()
 
 
+def torch_gradient(m, padded, model, repeats):
+    """openai-whisper + autograd: forward teacher-forced on the clip's transcript and backward of its
+    cross-entropy down to the log-mel, as `auscult bench --stages gradient` times it (best of repeats)."""
+    import torch
+    import torch.nn.functional as F
+    import whisper
+    prompt = [50257, 50362] if model.endswith(".en") else [50258, 50259, 50359, 50363]
+    with torch.no_grad():
+        mel0 = whisper.log_mel_spectrogram(torch.from_numpy(padded), m.dims.n_mels)
+        opts = whisper.DecodingOptions(task="transcribe", language="en", temperature=0.0, without_timestamps=True, fp16=False)
+        text = whisper.decode(m, mel0, opts).tokens
+    tokens = torch.tensor([(prompt + list(text) + [prompt[0] - 1])])
+    start = len(prompt) - 1
+
+    def step():
+        mel = mel0[None].clone().requires_grad_(True)
+        logits = m.decoder(tokens, m.encoder(mel))[0]
+        F.cross_entropy(logits[start:-1], tokens[0, start + 1:]).backward()
+    return best(step, max(repeats, 3))
+
+
 def auscult(model, stages, repeats):
     r = subprocess.run([AUSCULT, "bench", "--model", model, "--stages", stages, "--repeats", str(repeats),
                         "--batch-size", "16"] + CLIPS, check=True, capture_output=True, text=True)
@@ -190,7 +211,7 @@ def main():
         print(f"== {model} ({len(CLIPS)} clips, {os.cpu_count()} cores)", flush=True)
         hf = hf_dir(model)
         lang = "en"
-        a = auscult(model, "mel,encoder,transcribe,hooks", args.repeats)
+        a = auscult(model, "mel,encoder,transcribe,hooks,gradient", args.repeats)
         hk = a["hooks"]
         print(f"  hooks       plain forward {hk['plain_s']*1e3:.1f} ms | silent handler attached {hk['silent_ratio']:.3f}x"
               f" | caching every residual stream {hk['cache_ratio']:.3f}x", flush=True)
@@ -247,6 +268,17 @@ def main():
                                 suppress_blank=True)
             t = time.perf_counter(); run_all(); tr = time.perf_counter() - t
             res["ctranslate2-fp32"] = {"encoder": enc, "transcribe": tr}
+        g = a["gradient"]
+        line = (f"  gradient    auscult forward {g['forward_s']*1e3:.1f} ms, forward + backward {g['forward_backward_s']*1e3:.1f} ms"
+                f" (backward {g['backward_over_forward']:.2f}x the forward, <= 2.5 expected; peak RSS {g['peak_rss_mb']:.0f} MB)")
+        row = {"model": model, "stage": "gradient", "auscult": g}
+        if "torch" not in skip:
+            peer = torch_gradient(m, padded, model, args.repeats)
+            line += (f" | openai-whisper + autograd forward + backward {peer*1e3:.1f} ms"
+                     f" (auscult/peer {g['forward_backward_s'] / peer:5.2f}x, <= 1 expected)")
+            row["peer_s"] = peer
+        print(line, flush=True)
+        rows.append(row)
         for stage in ["mel", "encoder", "transcribe"]:
             peers = {k: v[stage] for k, v in res.items() if k != "auscult" and stage in v}
             mine = res["auscult"][stage]

@@ -77,10 +77,11 @@ public enum Plot {
         return s + "</svg>"
     }
 
-    /// Line chart of several series over a shared numeric x axis.
+    /// Line chart of several series over a shared numeric x axis; with `connect: false`, a
+    /// scatter plot (the points alone).
     public static func lines(
         _ series: [(name: String, points: [(Double, Double)])], title: String, xLabel: String,
-        yLabel: String, width: Int = 520, height: Int = 300
+        yLabel: String, width: Int = 520, height: Int = 300, connect: Bool = true
     ) -> String {
         let palette = ["#3d6fb6", "#d9822b", "#2e9e6a", "#b3261e", "#7b4fb0", "#5b6573"]
         let all = series.flatMap(\.points)
@@ -119,7 +120,7 @@ public enum Plot {
             let d = ser.points.enumerated().map { (i, p) in
                 (i == 0 ? "M" : "L") + String(format: "%.1f %.1f", px(p.0), py(p.1))
             }.joined(separator: " ")
-            s += "<path d=\"\(d)\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\"/>"
+            if connect { s += "<path d=\"\(d)\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\"/>" }
             for p in ser.points {
                 s +=
                     "<circle cx=\"\(String(format: "%.1f", px(p.0)))\" cy=\"\(String(format: "%.1f", py(p.1)))\" "

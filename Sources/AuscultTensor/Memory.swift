@@ -16,6 +16,16 @@ public enum Memory {
     public static func retainFreedMemory() {
         auscult_retain_freed_memory()
     }
+
+    /// The process's peak resident memory so far in MB (`VmHWM` of /proc/self/status), nil where
+    /// the system does not say.
+    public static func peakResidentMegabytes() -> Double? {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+            let kb = Double(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "")
+        else { return nil }
+        return kb / 1024
+    }
 }
 
 /// What a long tensor job sets up once, before any work: the one public call for it. Importing

@@ -148,8 +148,10 @@ extension LoadedModel {
     /// get none. `backwardHook` sees each gradient as it is formed, last layer first, and may
     /// replace it: what it leaves is what flows on.
     ///
-    /// The cache's `metric` holds the metric's value. Interventions are not differentiated
-    /// through yet: run them with `runWithCache` and take gradients of the clean model.
+    /// The cache's `metric` holds the metric's value. A metric of an encoder hook point runs the
+    /// encoder alone (no tokens, no decoder; the result's text is empty). Interventions are not
+    /// differentiated through yet: run them with `runWithCache` and take gradients of the clean
+    /// model.
     public func runWithCache(
         _ audio: AudioInput, names: [HookName]? = nil, tokens: [Int]? = nil, backward metric: GradientMetric,
         backwardHook: ((String, inout Tensor) throws -> Void)? = nil, options: DecodingOptions = DecodingOptions()
@@ -161,8 +163,33 @@ extension LoadedModel {
         } else {
             wanted = registry.points.filter { !$0.optIn }.map(\.name)
         }
-        let tokens = try tokens ?? run(audio, options: options).inputTokens
         let point = try metric.point(registry)
+        if !point.hasPrefix("decoder.") {
+            // A metric of the encoder needs no decoder, forwards or backwards.
+            guard wanted.allSatisfy({ !$0.hasPrefix("decoder.") }) else {
+                throw GradientError(
+                    .invalidMetric, "a metric of \(point) (in the encoder) gives no gradient in the decoder; name encoder points")
+            }
+            let record = Set(wanted + model.backwardInputs(decoder: false) + [point])
+            let (mel, frames) = try audio.window(for: model.dims)
+            let recorder = ActivationRecorder { record.contains($0) }
+            _ = try model.encode(mel.reshaped([1] + mel.shape), hooks: recorder)
+            let saved = recorder.store.mapValues { $0.reshaped(Array($0.shape.dropFirst())) }
+            let (value, seeds) = try metric.seeds(saved, point: point, tokens: [], promptCount: 0)
+            let grads = try model.backward(seeds: seeds, saved: saved, hook: backwardHook)
+            var store = [String: Tensor]()
+            for name in wanted {
+                store[name] = saved[name]
+                if let g = grads[name] { store[name + "_grad"] = g }
+            }
+            var cache = ActivationCache(loaded: self, activations: store, tokens: [], audioFrames: frames)
+            cache.metric = value
+            let result = RunResult(
+                inputTokens: [], tokens: [], text: "", logits: nil, audioFrames: frames, language: options.language ?? "en",
+                avgLogprob: nil)
+            return (result, cache)
+        }
+        let tokens = try tokens ?? run(audio, options: options).inputTokens
         let record = Array(Set(wanted + model.backwardInputs + [point]))
         let run = try forward(audio, record: record, tokens: tokens, interventions: [], hooks: nil, options: options)
         let prompt = prompt(options)

@@ -7,8 +7,11 @@ extension Whisper {
     /// The activations a backward pass reads, for one clip and its decoder tokens (canonical hook
     /// names): each LayerNorm's input, the attention operands and patterns, the MLP's input to
     /// GELU, and the log-mel (the convolutions are recomputed from it).
-    public var backwardInputs: [String] {
-        var names = ["audio.hook_mel", HookName.embed.name]
+    public var backwardInputs: [String] { backwardInputs(decoder: true) }
+
+    /// `backwardInputs`, or only the encoder's when no gradient starts in the decoder.
+    public func backwardInputs(decoder: Bool) -> [String] {
+        var names = ["audio.hook_mel"] + (decoder ? [HookName.embed.name] : [])
         func block(_ b: BlockHooks, cross: Bool) {
             names += [b.residPre.name, b.residMid.name, b.mlp.pre.name, b.residPost.name]
             for a in cross ? [b.attn, b.crossAttn] : [b.attn] {
@@ -17,7 +20,7 @@ extension Whisper {
             if cross { names.append(b.residMidCross.name) }
         }
         for l in 0..<dims.n_audio_layer { block(HookName.encoder(l), cross: false) }
-        for l in 0..<dims.n_text_layer { block(HookName.decoder(l), cross: true) }
+        if decoder { for l in 0..<dims.n_text_layer { block(HookName.decoder(l), cross: true) } }
         return names
     }
 
@@ -44,7 +47,8 @@ extension Whisper {
         guard let backend = backend as? any BackwardBackend else {
             throw GradientError(.unsupportedBackend, "the \(backend.name) backend has no backward operations")
         }
-        for name in backwardInputs where saved[name] == nil {
+        let fromDecoder = seeds.keys.contains { $0.hasPrefix("decoder.") }
+        for name in backwardInputs(decoder: fromDecoder) where saved[name] == nil {
             throw GradientError(.missingActivation, "a backward pass needs '\(name)' from the forward pass")
         }
         for (name, seed) in seeds {
@@ -80,7 +84,7 @@ extension Whisper {
 
         var dFeatures: Tensor? = Tensor(zeros: [dims.n_audio_ctx, d])
         var g: Tensor
-        if seeds.keys.contains(where: { $0.hasPrefix("decoder.") }) {
+        if fromDecoder {
             // Decoder: logits = LN_final(x_L) · Eᵀ.
             let t = saved[HookName.embed.name]!.shape[0]
             g = try at(HookName.logits.name, Tensor(zeros: [t, dims.n_vocab]))

@@ -12,8 +12,9 @@ struct Auscult: ParsableCommand {
             Without --model the embedded tiny.en is used.
             """,
         subcommands: [
-            Transcribe.self, Ablate.self, Layers.self, LensCommand.self, Patch.self, Collect.self, TrainSAE.self,
-            EvalSAE.self, Index.self, Features.self, Hooks.self, Cache.self, Convert.self, Bench.self,
+            Transcribe.self, Ablate.self, Layers.self, LensCommand.self, Patch.self, Attribute.self, Optimize.self,
+            Probe.self, Collect.self, TrainSAE.self, EvalSAE.self, Index.self, Features.self, Hooks.self, Cache.self,
+            Convert.self, Bench.self,
         ])
 }
 

@@ -12,7 +12,8 @@ struct Bench: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Repetitions of the single-window stages (the minimum is reported).") var repeats: Int = 5
     @Option(help: "Clips decoded together.") var batchSize: Int = 16
-    @Option(help: "Stages to run: mel, encoder, transcribe, hooks, kernels (comma-separated).") var stages: String =
+    @Option(help: "Stages to run: mel, encoder, transcribe, hooks, kernels, gradient (comma-separated).")
+    var stages: String =
         "mel,encoder,transcribe"
     @Argument(help: "Audio files; the first one is used for the single-window stages.") var files: [String]
 
@@ -105,6 +106,23 @@ struct Bench: ParsableCommand {
             out["hooks"] = [
                 "plain_s": plain, "silent_hook_s": silent, "cache_resid_s": caching,
                 "silent_ratio": silent / plain, "cache_ratio": caching / plain,
+            ]
+        }
+        if wanted.contains("gradient") {
+            // One clip teacher-forced on its transcript: the forward alone, and forward + backward of
+            // the transcript's cross-entropy down to the log-mel (gradients at every hook point).
+            let audio = AudioInput.logMel(window)
+            let tokens = try loaded.run(audio).inputTokens + [loaded.tokenizer.eot]
+            var forward = Double.infinity, both = Double.infinity
+            for _ in 0..<max(repeats, 3) {
+                forward = min(forward, try best1 { _ = try loaded.run(audio, tokens: tokens, logits: true) })
+                both = min(
+                    both,
+                    try best1 { _ = try loaded.runWithCache(audio, names: [.mel], tokens: tokens, backward: .crossEntropy()) })
+            }
+            out["gradient"] = [
+                "forward_s": forward, "forward_backward_s": both, "backward_over_forward": (both - forward) / forward,
+                "tokens": tokens.count, "peak_rss_mb": Memory.peakResidentMegabytes() ?? -1,
             ]
         }
         if wanted.contains("transcribe") {

@@ -25,51 +25,13 @@ struct Patch: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @Argument(help: "The clean clip.") var clean: String
-    @Option(help: "A corrupted recording to use as is.") var corrupt: String?
-    @Option(help: "Add Gaussian noise at this SNR in dB.") var noise: Double?
-    @Option(help: "Silence START:END seconds.") var silence: String?
-    @Option(help: "Delay by SECONDS (negative: cut the start).") var shift: Double?
-    @Option(help: "Seed for --noise.") var seed: UInt64 = 0
-    @Option(help: "logprob, logit-diff or wer.") var metric: String = "logprob"
-    @Option(help: "For logit-diff: two token ids A,B.") var tokens: String?
-    @Option(help: "For logit-diff: absolute position (prompt included) whose logits are compared.") var position: Int?
-    @Option(help: "Encoder frame window (20 ms frames).") var window: Int = 50
+    @OptionGroup var pair: PatchingOptions
     @Option(help: "Output directory (results.json, report.html).") var out: String
 
-    func corruption() throws -> Corruption {
-        let given = [corrupt != nil, noise != nil, silence != nil, shift != nil].filter { $0 }.count
-        guard given == 1 else { throw ValidationError("give exactly one of --corrupt, --noise, --silence, --shift") }
-        if let corrupt { return .file(corrupt) }
-        if let noise { return .noise(snrDB: noise, seed: seed) }
-        if let shift { return .shift(seconds: shift) }
-        let p = silence!.split(separator: ":").map { Double($0) }
-        guard p.count == 2, let a = p[0], let b = p[1], a < b else {
-            throw ValidationError("--silence wants START:END seconds, got '\(silence!)'")
-        }
-        return .silence(start: a, end: b)
-    }
-
     func run() throws {
-        let c = try corruption()
-        try c.validate()
-        guard window >= 1 else { throw ValidationError("--window must be at least 1") }
+        let c = try pair.corruption()
         let loaded = try LoadedModel(modelOptions.model)
-        var p = Patching(loaded: loaded, normalizer: try EnglishTextNormalizer())
-        p.window = window
-        switch metric {
-        case "logprob": p.metric = .logprob
-        case "wer": p.metric = .wer
-        case "logit-diff":
-            guard let tokens, let position else {
-                throw ValidationError("logit-diff needs --tokens A,B and --position P")
-            }
-            let ab = try InterventionOptions.ints(tokens, "--tokens")
-            guard ab.count == 2, ab.allSatisfy({ $0 >= 0 && $0 < loaded.model.dims.n_vocab }) else {
-                throw ValidationError("--tokens wants two token ids below \(loaded.model.dims.n_vocab)")
-            }
-            p.metric = .logitDiff(a: ab[0], b: ab[1], position: position)
-        default: throw ValidationError("unknown metric '\(metric)'; use logprob, logit-diff or wer")
-        }
+        let p = try pair.patching(loaded, allowWER: true)
         let progress = ProgressReporter(total: p.steps, label: "patching grids")
         let r = try p.run(clean: clean, corruption: c, progress: progress)
         progress.finish()
@@ -78,7 +40,7 @@ struct Patch: ParsableCommand {
         enc.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         let results = (out as NSString).appendingPathComponent("results.json"),
             report = (out as NSString).appendingPathComponent("report.html")
-        try enc.encode(r).write(to: URL(fileURLWithPath: results))
+        try enc.encode(r).write(to: URL(fileURLWithPath: results), options: .atomic)
         try PatchReport.page(r, title: "Activation patching — \((clean as NSString).lastPathComponent)").write(
             to: report)
         print("clean:     \(r.cleanText)\ncorrupted: \(r.corruptText)")
@@ -94,5 +56,64 @@ struct Patch: ParsableCommand {
                     g.restored[best.0][best.1]))
         }
         print("results: \(results)\nreport:  \(report)")
+    }
+}
+
+/// The clean/corrupted pair and the metric of `patch` and `attribute`.
+struct PatchingOptions: ParsableArguments {
+    @Option(help: "A corrupted recording to use as is.") var corrupt: String?
+    @Option(help: "Add Gaussian noise at this SNR in dB.") var noise: Double?
+    @Option(help: "Silence START:END seconds.") var silence: String?
+    @Option(help: "Delay by SECONDS (negative: cut the start).") var shift: Double?
+    @Option(help: "Seed for --noise.") var seed: UInt64 = 0
+    @Option(help: "logprob, logit-diff or wer (patch only).") var metric: String = "logprob"
+    @Option(help: "For logit-diff: two token ids A,B.") var tokens: String?
+    @Option(help: "For logit-diff: absolute position (prompt included) whose logits are compared.") var position: Int?
+    @Option(help: "Encoder frame window (20 ms frames).") var window: Int = 50
+
+    /// The corruption the options describe, checked.
+    func corruption() throws -> Corruption {
+        let given = [corrupt != nil, noise != nil, silence != nil, shift != nil].filter { $0 }.count
+        guard given == 1 else { throw ValidationError("give exactly one of --corrupt, --noise, --silence, --shift") }
+        let c: Corruption
+        if let corrupt {
+            c = .file(corrupt)
+        } else if let noise {
+            c = .noise(snrDB: noise, seed: seed)
+        } else if let shift {
+            c = .shift(seconds: shift)
+        } else {
+            let p = silence!.split(separator: ":").map { Double($0) }
+            guard p.count == 2, let a = p[0], let b = p[1], a < b else {
+                throw ValidationError("--silence wants START:END seconds, got '\(silence!)'")
+            }
+            c = .silence(start: a, end: b)
+        }
+        try c.validate()
+        return c
+    }
+
+    /// The patching experiment the options describe, for `loaded`.
+    func patching(_ loaded: LoadedModel, allowWER: Bool) throws -> Patching {
+        guard window >= 1 else { throw ValidationError("--window must be at least 1, got \(window)") }
+        var p = Patching(loaded: loaded, normalizer: try EnglishTextNormalizer())
+        p.window = window
+        switch metric {
+        case "logprob": p.metric = .logprob
+        case "wer" where allowWER: p.metric = .wer
+        case "logit-diff":
+            guard let tokens, let position else {
+                throw ValidationError("logit-diff needs --tokens A,B and --position P")
+            }
+            let ab = try InterventionOptions.ints(tokens, "--tokens")
+            guard ab.count == 2, ab.allSatisfy({ $0 >= 0 && $0 < loaded.model.dims.n_vocab }) else {
+                throw ValidationError("--tokens wants two token ids below \(loaded.model.dims.n_vocab)")
+            }
+            p.metric = .logitDiff(a: ab[0], b: ab[1], position: position)
+        default:
+            throw ValidationError(
+                "unknown --metric '\(metric)'; use logprob, logit-diff\(allowWER ? " or wer" : " (a gradient needs a differentiable metric)")")
+        }
+        return p
     }
 }

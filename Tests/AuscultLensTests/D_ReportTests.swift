@@ -36,7 +36,7 @@ enum Browser {
 @Suite("Reports in headless Chromium")
 struct ReportTests {
     /// Writes the reports of small real runs and checks each one renders its plots without errors.
-    @Test("ablation, lens, patching, SAE and feature reports open with every plot drawn and no console messages")
+    @Test("ablation, lens, patching, attribution, SAE and feature reports open with every plot drawn and no console messages")
     func reportsRender() throws {
         let dir = try Fixtures.temporaryDirectory()
         let data = try CLIContractTests.dataset(["jfk", "ls_1089-134691-0000", "ps_cards_003"])
@@ -57,6 +57,12 @@ struct ReportTests {
         ])
         #expect(patch.status == 0, "\(patch.err)")
         pages.append((dir + "/patch/report.html", 5))
+        let attribute = try AuscultCLI.run([
+            "attribute", Fixtures.clip("ls_1089-134691-0000"), "--silence", "0.3:1.2", "--integrated-gradients", "2",
+            "--out", dir + "/attribute",
+        ])
+        #expect(attribute.status == 0 && attribute.out.contains("Spearman"), "\(attribute.err)")
+        pages.append((dir + "/attribute/report.html", 3 * 5 + 2))  // estimate, patching, scatter per grid; log-mel maps
         let collect = try AuscultCLI.run([
             "collect", "--hook", "encoder.blocks.1", "--data", data, "--out", dir + "/store",
         ])

@@ -90,6 +90,12 @@ struct CLIContractTests {
             "9999", "--out", out + "/g",
         ])
         #expect(farPosition.status != 0 && farPosition.err.contains("positions 0..<"), "\(farPosition.err)")
+        let wer = try AuscultCLI.run(["attribute", Fixtures.clip("jfk"), "--noise", "0", "--metric", "wer", "--out", out + "/h"])
+        #expect(wer.status != 0 && wer.err.contains("differentiable"), "\(wer.err)")
+        let steps = try AuscultCLI.run([
+            "attribute", Fixtures.clip("jfk"), "--noise", "0", "--integrated-gradients", "0", "--out", out + "/i",
+        ])
+        #expect(steps.status != 0 && steps.err.contains("1…1000"), "\(steps.err)")
         // Another run's directory is not overwritten silently.
         _ = try AuscultCLI.run(["layers", "--data", data, "--out", out + "/e", "--side", "decoder"])
         let clash = try AuscultCLI.run(["layers", "--data", data, "--out", out + "/e", "--side", "encoder"])

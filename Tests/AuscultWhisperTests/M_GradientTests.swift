@@ -87,5 +87,18 @@ struct GradientTests {
         #expect(seen.first == HookName.logits.name && seen.last == HookName.mel.name)
         #expect(try cut.gradient(.mel).scalars.allSatisfy { $0 == 0 }, "nothing flows past a zeroed stream")
         #expect(throws: HookError.self) { try clean.gradient(HookName.decoder(0).residPre) }
+        // A hook that returns a gradient of another shape is named in the error.
+        do {
+            _ = try loaded.runWithCache(
+                audio, names: [.mel], tokens: tokens, backward: .crossEntropy(),
+                backwardHook: { name, g in if name == HookName.decoder(1).mlp.post.name { g = Tensor(zeros: [3]) } })
+            Issue.record("a misshapen gradient was accepted")
+        } catch let e as GradientError {
+            #expect(e.code == .shapeMismatch && e.message.contains("decoder.blocks.1.mlp.hook_post"), "\(e.message)")
+        }
+        // A metric on a token outside the vocabulary, or past the sequence, is refused by name.
+        #expect(throws: GradientError.self) {
+            try loaded.runWithCache(audio, tokens: tokens, backward: .logitDifference(position: 9, token: 0, versus: 1))
+        }
     }
 }
