@@ -269,8 +269,9 @@ def main():
             t = time.perf_counter(); run_all(); tr = time.perf_counter() - t
             res["ctranslate2-fp32"] = {"encoder": enc, "transcribe": tr}
         g = a["gradient"]
-        line = (f"  gradient    auscult forward {g['forward_s']*1e3:.1f} ms, forward + backward {g['forward_backward_s']*1e3:.1f} ms"
-                f" (backward {g['backward_over_forward']:.2f}x the forward, <= 2.5 expected; peak RSS {g['peak_rss_mb']:.0f} MB)")
+        line = (f"  gradient    auscult forward {g['forward_s']*1e3:.1f} ms (saving activations {g['saving_forward_s']*1e3:.1f} ms),"
+                f" forward + backward {g['forward_backward_s']*1e3:.1f} ms (backward {g['backward_over_forward']:.2f}x the forward,"
+                f" <= 2.5 expected; peak RSS {g['peak_rss_mb']:.0f} MB)")
         row = {"model": model, "stage": "gradient", "auscult": g}
         if "torch" not in skip:
             peer = torch_gradient(m, padded, model, args.repeats)

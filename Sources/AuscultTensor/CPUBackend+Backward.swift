@@ -47,8 +47,9 @@ extension CPUBackend: BackwardBackend {
             padding: padding, framesFirst: framesFirst)
     }
 
-    /// Five products per head (two for dS, one each for dQ, dK, dV); on the encoder's 1500 frames
-    /// the `[nq, nk]` scratch is 9 MB per head, reused.
+    /// Five products per head (two for dS, one each for dQ, dK, dV), heads split across workers
+    /// (OpenBLAS runs single-threaded here: `BLAS.configured`); on the encoder's 1500 frames each
+    /// worker's `[nq, nk]` scratch is 9 MB, reused head after head.
     public func attentionBackward(
         _ dz: Tensor, q: Tensor, k: Tensor, v: Tensor, pattern: Tensor, heads: Int
     ) -> (dq: Tensor, dk: Tensor, dv: Tensor) {
@@ -58,7 +59,7 @@ extension CPUBackend: BackwardBackend {
             pattern.count == heads * nq * nk && dz.shape == q.shape && k.shape == v.shape && k.shape[1] == d,
             "attentionBackward: dz \(dz.shape), q \(q.shape), k \(k.shape), v \(v.shape), pattern \(pattern.shape)")
         var dq = Tensor(zeros: q.shape), dk = Tensor(zeros: k.shape), dv = Tensor(zeros: v.shape)
-        var ds = [Float](repeating: 0, count: nq * nk)
+        let workers = nq * nk >= 1 << 14 ? min(Threading.workers, heads) : 1
         dz.storage.withUnsafeBufferPointer { dzp in
             q.storage.withUnsafeBufferPointer { qp in
                 k.storage.withUnsafeBufferPointer { kp in
@@ -67,29 +68,19 @@ extension CPUBackend: BackwardBackend {
                             dq.storage.withUnsafeMutableBufferPointer { dqp in
                                 dk.storage.withUnsafeMutableBufferPointer { dkp in
                                     dv.storage.withUnsafeMutableBufferPointer { dvp in
-                                        ds.withUnsafeMutableBufferPointer { sp in
-                                            let dZ = dzp.baseAddress!, s = sp.baseAddress!
-                                            for h in 0..<heads {
-                                                let p = pp.baseAddress! + h * nq * nk, o = h * dh
-                                                BLAS.gemmTN(
-                                                    m: nk, n: dh, k: nq, a: p, lda: nk, b: dZ + o, ldb: d,
-                                                    c: dvp.baseAddress! + o, ldc: d)
-                                                BLAS.gemmNT(
-                                                    m: nq, n: nk, k: dh, a: dZ + o, lda: d, b: vp.baseAddress! + o,
-                                                    ldb: d, c: s, ldc: nk)
-                                                for r in 0..<nq {
-                                                    var rowSum: Float = 0
-                                                    for j in 0..<nk { rowSum += s[r * nk + j] * p[r * nk + j] }
-                                                    for j in 0..<nk {
-                                                        s[r * nk + j] = p[r * nk + j] * (s[r * nk + j] - rowSum) * alpha
-                                                    }
-                                                }
-                                                BLAS.gemmNN(
-                                                    m: nq, n: dh, k: nk, a: s, lda: nk, b: kp.baseAddress! + o, ldb: d,
-                                                    c: dqp.baseAddress! + o, ldc: d)
-                                                BLAS.gemmTN(
-                                                    m: nk, n: dh, k: nq, a: s, lda: nk, b: qp.baseAddress! + o, ldb: d,
-                                                    c: dkp.baseAddress! + o, ldc: d)
+                                        let ins = SendablePointers(
+                                            q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!,
+                                            out: dqp.baseAddress!, pattern: nil, scores: nil)
+                                        let outs = SendablePointers(
+                                            q: dzp.baseAddress!, k: pp.baseAddress!, v: pp.baseAddress!,
+                                            out: dkp.baseAddress!, pattern: dvp.baseAddress!, scores: nil)
+                                        DispatchQueue.concurrentPerformIfNeeded(workers) { w in
+                                            let s = UnsafeMutablePointer<Float>.allocate(capacity: nq * nk)
+                                            defer { s.deallocate() }
+                                            for h in stride(from: w, to: heads, by: workers) {
+                                                Self.attentionBackwardHead(
+                                                    h, nq: nq, nk: nk, d: d, dh: dh, alpha: alpha, ins: ins, outs: outs,
+                                                    scratch: s)
                                             }
                                         }
                                     }
@@ -101,5 +92,23 @@ extension CPUBackend: BackwardBackend {
             }
         }
         return (dq, dk, dv)
+    }
+
+    /// Head `h` of `attentionBackward`: inputs q, k, v in `ins` (dq at `ins.out`), dZ, the pattern,
+    /// dk and dv in `outs` (`q`, `k`, `out`, `pattern`).
+    private static func attentionBackwardHead(
+        _ h: Int, nq: Int, nk: Int, d: Int, dh: Int, alpha: Float, ins: SendablePointers, outs: SendablePointers,
+        scratch s: UnsafeMutablePointer<Float>
+    ) {
+        let p = outs.k + h * nq * nk, o = h * dh, dZ = outs.q
+        BLAS.gemmTN(m: nk, n: dh, k: nq, a: p, lda: nk, b: dZ + o, ldb: d, c: outs.pattern! + o, ldc: d)
+        BLAS.gemmNT(m: nq, n: nk, k: dh, a: dZ + o, lda: d, b: ins.v + o, ldb: d, c: s, ldc: nk)
+        for r in 0..<nq {
+            var rowSum: Float = 0
+            for j in 0..<nk { rowSum += s[r * nk + j] * p[r * nk + j] }
+            for j in 0..<nk { s[r * nk + j] = p[r * nk + j] * (s[r * nk + j] - rowSum) * alpha }
+        }
+        BLAS.gemmNN(m: nq, n: dh, k: nk, a: s, lda: nk, b: ins.k + o, ldb: d, c: ins.out + o, ldc: d)
+        BLAS.gemmTN(m: nk, n: dh, k: nq, a: s, lda: nk, b: ins.q + o, ldb: d, c: outs.out + o, ldc: d)
     }
 }
