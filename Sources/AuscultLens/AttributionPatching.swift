@@ -69,19 +69,21 @@ public struct AttributionPatching {
             return .logProbability(positions: positions, tokens: positions.map { seq[$0 + 1] })
         case .logitDiff(let a, let b, let position):
             return .logitDifference(position: position, token: a, versus: b)
-        case .wer:
-            throw LensError(.invalidArgument, "attribution patching needs a differentiable metric (logprob or logit-diff), not wer")
+        case .wer: throw notDifferentiable
         }
     }
 
+    static let notDifferentiable = LensError(
+        .invalidArgument, "attribution patching needs a differentiable metric (logprob or logit-diff), not wer")
+
     /// Estimates every cell, runs real patching on the same grids, and pairs them.
-    public func run(clean path: String, corruption: Corruption, progress: ProgressReporter? = nil) throws
+    public func run(
+        clean path: String, corruption: Corruption, progress: ProgressReporter? = nil
+    ) throws
         -> AttributionResult
     {
         let loaded = patching.loaded, dims = loaded.model.dims
-        if case .wer = patching.metric {
-            throw LensError(.invalidArgument, "attribution patching needs a differentiable metric (logprob or logit-diff), not wer")
-        }
+        if case .wer = patching.metric { throw Self.notDifferentiable }
         let real = try patching.run(clean: path, corruption: corruption, progress: progress)
         let seq = real.tokens
         let prompt = loaded.prompt(DecodingOptions()).count

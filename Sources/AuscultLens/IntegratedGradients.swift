@@ -23,7 +23,9 @@ public struct IntegratedGradients {
     public func run(
         input: Tensor, baseline: Tensor, tokens: [Int], metric: GradientMetric, progress: ProgressReporter? = nil
     ) throws -> (attribution: Tensor, input: Double, baseline: Double) {
-        guard steps >= 1 else { throw LensError(.invalidArgument, "integrated gradients need at least 1 step, got \(steps)") }
+        guard steps >= 1 else {
+            throw LensError(.invalidArgument, "integrated gradients need at least 1 step, got \(steps)")
+        }
         guard input.shape == baseline.shape else {
             throw LensError(.invalidArgument, "input \(input.shape) and baseline \(baseline.shape) differ in shape")
         }

@@ -25,7 +25,8 @@ public struct LinearProbe: Codable, Sendable {
     ) throws -> LinearProbe {
         let n = x.shape[0], d = x.count / max(n, 1)
         guard x.rank == 2, n == y.count, n >= 2 else {
-            throw LensError(.invalidArgument, "a probe needs rows [n, d] with one target each; got \(x.shape), \(y.count)")
+            throw LensError(
+                .invalidArgument, "a probe needs rows [n, d] with one target each; got \(x.shape), \(y.count)")
         }
         guard weightDecay >= 0, weightDecay.isFinite, steps >= 1, learningRate > 0, learningRate.isFinite else {
             throw LensError(.invalidArgument, "a probe needs weight decay ≥ 0, steps ≥ 1 and a positive learning rate")
@@ -43,7 +44,8 @@ public struct LinearProbe: Codable, Sendable {
             let sd = (max(0, s2 / Double(n) - m * m)).squareRoot()
             deviation[j] = sd > 1e-12 ? Float(sd) : 1
         }
-        var probe = LinearProbe(kind: kind, weights: [Float](repeating: 0, count: d), bias: 0, mean: mean, deviation: deviation)
+        var probe = LinearProbe(
+            kind: kind, weights: [Float](repeating: 0, count: d), bias: 0, mean: mean, deviation: deviation)
         let z = probe.standardised(x)
         let backend = CPUBackend()
         let zT = z.transposed()  // [d, n]: the gradient Zᵀ r is one product
@@ -76,8 +78,10 @@ public struct LinearProbe: Codable, Sendable {
 
     /// w · z + b for standardised rows.
     func raw(_ z: Tensor, backend: CPUBackend) -> [Float] {
-        backend.linear(z, backend.prepare(weight: Tensor(shape: [1, weights.count], storage: weights), bias: Tensor([bias])))
-            .scalars
+        backend.linear(
+            z, backend.prepare(weight: Tensor(shape: [1, weights.count], storage: weights), bias: Tensor([bias]))
+        )
+        .scalars
     }
 
     /// The probe's output on rows `x` `[n, d]`: probabilities (logistic) or values (linear).
@@ -162,7 +166,8 @@ public struct ProbeJob {
         let (result, cache) = try loaded.runWithCache(.samples(samples), names: names)
         let x = try cache.tensor(hook)
         guard x.shape.first == loaded.model.dims.n_audio_ctx else {
-            throw LensError(.invalidArgument, "\(hook.name) is not an encoder point with one row per frame (shape \(x.shape))")
+            throw LensError(
+                .invalidArgument, "\(hook.name) is not an encoder point with one row per frame (shape \(x.shape))")
         }
         let n = min(result.audioFrames, x.shape[0])
         let labels: [Float]
@@ -189,7 +194,9 @@ public struct ProbeJob {
 
     /// Runs the clips, fits on the first two thirds, scores on the rest.
     public func run(_ items: [DatasetItem], progress: ProgressReporter? = nil) throws -> ProbeResult {
-        guard items.count >= 3 else { throw LensError(.invalidArgument, "a probe needs at least 3 clips, got \(items.count)") }
+        guard items.count >= 3 else {
+            throw LensError(.invalidArgument, "a probe needs at least 3 clips, got \(items.count)")
+        }
         let normalizer = try EnglishTextNormalizer()
         var rows = [(Tensor, [Float])]()
         for item in items {

@@ -1,6 +1,7 @@
 // Backward of each operation of the forward pass: the gradient of a scalar with respect to an
 // operation's input, given the gradient with respect to its output. Weights are not trained
 // through these (interpretability asks for gradients at activations), so no weight gradient.
+import CAuscultKernels
 import Dispatch
 import Foundation
 
@@ -35,8 +36,9 @@ public protocol BackwardBackend: Backend {
     ) -> (dq: Tensor, dk: Tensor, dv: Tensor)
 }
 
-/// The backward operations both shipped backends compute the same way: row by row, every sum in
-/// Double (they are not where a backward pass spends its time; the products are).
+/// Backward operations computed row by row, every sum in Double, that both shipped backends share
+/// (they are not where a backward pass spends its time; the products are), and the CPU
+/// backend's GELU backward (the reference backend computes its own in Double).
 enum RowBackward {
     /// Rows split across workers, each row's sums in Double.
     static func layerNorm(_ dy: Tensor, input x: Tensor, _ norm: NormWeights) -> Tensor {
@@ -76,12 +78,11 @@ enum RowBackward {
         }
     }
 
-    /// In Float, elements split across workers: tiny.en's encoder MLPs hold 9.2 M of them, and the
-    /// Double erf and exp of each took a tenth of a backward pass on one core.
+    /// The C kernel (AVX2 or portable, same bits), elements split across workers: tiny.en's
+    /// encoder MLPs hold 9.2 M of them, and Double erf and exp took a tenth of a backward pass.
     static func gelu(_ dy: Tensor, input x: Tensor) -> Tensor {
         precondition(dy.count == x.count, "geluBackward: \(dy.shape), \(x.shape)")
         let n = x.count, workers = n >= 1 << 16 ? Threading.workers : 1
-        let invSqrt2: Float = 0.70710678118654752, invSqrt2Pi: Float = 0.39894228040143268
         return Tensor(shape: dy.shape) { out in
             x.storage.withUnsafeBufferPointer { xp in
                 dy.storage.withUnsafeBufferPointer { gp in
@@ -89,11 +90,8 @@ enum RowBackward {
                         q: xp.baseAddress!, k: gp.baseAddress!, v: gp.baseAddress!, out: out.baseAddress!, pattern: nil,
                         scores: nil)
                     DispatchQueue.concurrentPerformIfNeeded(workers) { w in
-                        for i in (n * w / workers)..<(n * (w + 1) / workers) {
-                            let v = p.q[i]
-                            let cdf = 0.5 * (1 + erf(v * invSqrt2)), pdf = Foundation.exp(-0.5 * v * v) * invSqrt2Pi
-                            p.out[i] = p.k[i] * (cdf + v * pdf)
-                        }
+                        let lo = n * w / workers, hi = n * (w + 1) / workers
+                        auscult_gelu_backward(p.q + lo, p.k + lo, p.out + lo, hi - lo)
                     }
                 }
             }
@@ -137,7 +135,16 @@ extension ReferenceBackend: BackwardBackend {
         RowBackward.layerNorm(dy, input: x, norm)
     }
 
-    public func geluBackward(_ dy: Tensor, input x: Tensor) -> Tensor { RowBackward.gelu(dy, input: x) }
+    public func geluBackward(_ dy: Tensor, input x: Tensor) -> Tensor {
+        precondition(dy.count == x.count, "geluBackward: \(dy.shape), \(x.shape)")
+        var dx = dy
+        for i in 0..<x.count {
+            let v = Double(x.storage[i])
+            let cdf = 0.5 * (1 + erf(v / 2.0.squareRoot())), pdf = Foundation.exp(-0.5 * v * v) / (2 * Double.pi).squareRoot()
+            dx.storage[i] = Float(Double(dy.storage[i]) * (cdf + v * pdf))
+        }
+        return dx
+    }
 
     public func conv1dBackward(
         _ dy: Tensor, inputShape: [Int], weight: Tensor, stride: Int, padding: Int, framesFirst: Bool
@@ -148,7 +155,9 @@ extension ReferenceBackend: BackwardBackend {
         for o in 0..<tOut {
             for i in 0..<(cIn * k) {
                 var acc = 0.0
-                for co in 0..<cOut { acc += Double(dy.storage[o * cOut + co]) * Double(weight.storage[co * cIn * k + i]) }
+                for co in 0..<cOut {
+                    acc += Double(dy.storage[o * cOut + co]) * Double(weight.storage[co * cIn * k + i])
+                }
                 dcols[o * cIn * k + i] = acc
             }
         }

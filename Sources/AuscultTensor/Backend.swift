@@ -99,7 +99,8 @@ extension Backend {
     public func crossAttention(
         _ q: Tensor, features: Tensor, _ layer: LinearWeights, clipOf: [Int], heads: Int, record: AttentionRecord
     ) -> AttentionOutput {
-        crossAttention(q, keysValues(features: features, layer, heads: heads), clipOf: clipOf, heads: heads, record: record)
+        crossAttention(
+            q, keysValues(features: features, layer, heads: heads), clipOf: clipOf, heads: heads, record: record)
     }
 
     public func logits(_ x: Tensor, _ embedding: LinearWeights) -> Tensor { linear(x, embedding) }

@@ -93,7 +93,8 @@ extension CPUBackend {
         return kv.storage.withUnsafeBufferPointer { p in
             (0..<a).map { clip in
                 let base = p.baseAddress! + clip * f * 2 * d
-                return Attention.packHeads(k: base, ldk: 2 * d, v: base + d, ldv: 2 * d, nk: f, heads: heads, dh: d / heads)!
+                return Attention.packHeads(
+                    k: base, ldk: 2 * d, v: base + d, ldv: 2 * d, nk: f, heads: heads, dh: d / heads)!
             }
         }
     }

@@ -103,10 +103,25 @@ extension CPUBackend: BackwardBackend {
         let p = outs.k + h * nq * nk, o = h * dh, dZ = outs.q
         BLAS.gemmTN(m: nk, n: dh, k: nq, a: p, lda: nk, b: dZ + o, ldb: d, c: outs.pattern! + o, ldc: d)
         BLAS.gemmNT(m: nq, n: nk, k: dh, a: dZ + o, lda: d, b: ins.v + o, ldb: d, c: s, ldc: nk)
+        // dS = P ⊙ (dP − rowsum(dP ⊙ P)) · α, eight lanes at a time (the scalar loop took a tenth
+        // of tiny.en's backward pass: 54 M elements over the encoder's heads).
+        let wide = nk / 8 * 8
         for r in 0..<nq {
-            var rowSum: Float = 0
-            for j in 0..<nk { rowSum += s[r * nk + j] * p[r * nk + j] }
-            for j in 0..<nk { s[r * nk + j] = p[r * nk + j] * (s[r * nk + j] - rowSum) * alpha }
+            let sr = s + r * nk, pr = p + r * nk
+            var acc = SIMD8<Float>()
+            for j in stride(from: 0, to: wide, by: 8) {
+                acc += UnsafeRawPointer(sr + j).loadUnaligned(as: SIMD8<Float>.self)
+                    * UnsafeRawPointer(pr + j).loadUnaligned(as: SIMD8<Float>.self)
+            }
+            var rowSum = acc.sum()
+            for j in wide..<nk { rowSum += sr[j] * pr[j] }
+            let shift = SIMD8<Float>(repeating: rowSum), scale = SIMD8<Float>(repeating: alpha)
+            for j in stride(from: 0, to: wide, by: 8) {
+                let sv = UnsafeRawPointer(sr + j).loadUnaligned(as: SIMD8<Float>.self)
+                let pv = UnsafeRawPointer(pr + j).loadUnaligned(as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(sr + j).storeBytes(of: pv * (sv - shift) * scale, as: SIMD8<Float>.self)
+            }
+            for j in wide..<nk { sr[j] = pr[j] * (sr[j] - rowSum) * alpha }
         }
         BLAS.gemmNN(m: nq, n: dh, k: nk, a: s, lda: nk, b: ins.k + o, ldb: d, c: ins.out + o, ldc: d)
         BLAS.gemmTN(m: nk, n: dh, k: nq, a: s, lda: nk, b: ins.q + o, ldb: d, c: outs.out + o, ldc: d)

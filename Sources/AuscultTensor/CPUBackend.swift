@@ -52,7 +52,9 @@ public struct CPUBackend: Backend {
                                 xp.baseAddress!, rows: rows, d: d, gamma: g.baseAddress!, beta: b.baseAddress!,
                                 out: out.baseAddress!, scaleOut: scale)
                         }
-                        if inverse != nil { inverse!.withUnsafeMutableBufferPointer { run($0.baseAddress!) } } else {
+                        if inverse != nil {
+                            inverse!.withUnsafeMutableBufferPointer { run($0.baseAddress!) }
+                        } else {
                             run(nil)
                         }
                     }

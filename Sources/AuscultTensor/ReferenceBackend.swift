@@ -89,7 +89,9 @@ public struct ReferenceBackend: Backend {
             for co in 0..<cOut {
                 var acc = Double(bias.storage[co])
                 for c in 0..<cIn {
-                    for j in 0..<k { acc += Double(weight.storage[(co * cIn + c) * k + j]) * input(c, o * stride - padding + j) }
+                    for j in 0..<k {
+                        acc += Double(weight.storage[(co * cIn + c) * k + j]) * input(c, o * stride - padding + j)
+                    }
                 }
                 out[co] = Float(acc)
             }

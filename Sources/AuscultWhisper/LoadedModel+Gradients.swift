@@ -50,14 +50,17 @@ public enum GradientMetric: Sendable {
 
     /// The metric's value and its direct gradients (hook name → gradient) from a run's saved
     /// activations.
-    func seeds(_ saved: [String: Tensor], point: String, tokens: [Int], promptCount: Int) throws -> (Double, [String: Tensor]) {
+    func seeds(
+        _ saved: [String: Tensor], point: String, tokens: [Int], promptCount: Int
+    ) throws -> (Double, [String: Tensor]) {
         let x = saved[point]!
         let (value, gradient): (Double, Tensor)
         if case .activation(_, let f) = self {
             (value, gradient) = try f(x)
             guard gradient.shape == x.shape else {
                 throw GradientError(
-                    .shapeMismatch, "a metric's gradient at \(point) has shape \(gradient.shape), the activation \(x.shape)")
+                    .shapeMismatch,
+                    "a metric's gradient at \(point) has shape \(gradient.shape), the activation \(x.shape)")
             }
         } else {
             (value, gradient) = try evaluate(x, tokens: tokens, promptCount: promptCount)
@@ -66,7 +69,8 @@ public enum GradientMetric: Sendable {
     }
 
     /// The metric's value and its gradient with respect to `logits` `[T, V]` of `tokens`.
-    public func evaluate(_ logits: Tensor, tokens: [Int], promptCount: Int) throws -> (value: Double, gradient: Tensor) {
+    public func evaluate(_ logits: Tensor, tokens: [Int], promptCount: Int) throws -> (value: Double, gradient: Tensor)
+    {
         let t = logits.shape[0], v = logits.shape[1]
         func check(_ p: Int, _ what: String) throws {
             guard p >= 0 && p < t else {
@@ -86,7 +90,8 @@ public enum GradientMetric: Sendable {
                 throw GradientError(.invalidMetric, "no token follows position \(start) of \(t): nothing to score")
             }
             let positions = Array(start..<(t - 1))
-            let (value, gradient) = Self.logProbabilities(logits, positions: positions, tokens: positions.map { tokens[$0 + 1] })
+            let (value, gradient) = Self.logProbabilities(
+                logits, positions: positions, tokens: positions.map { tokens[$0 + 1] })
             let n = Double(positions.count)
             return (-value / n, gradient.scaled(by: Float(-1 / n)))
         case .logProbability(let positions, let ids):
@@ -104,12 +109,14 @@ public enum GradientMetric: Sendable {
             g[p * v + b] -= 1
             return (Double(logits[p, a]) - Double(logits[p, b]), Tensor(shape: [t, v], storage: g))
         case .activation(let hook, _):
-            throw GradientError(.invalidMetric, "a metric of \(hook.name) is evaluated on that activation, not the logits")
+            throw GradientError(
+                .invalidMetric, "a metric of \(hook.name) is evaluated on that activation, not the logits")
         case .custom(let f):
             let (value, gradient) = try f(logits)
             guard gradient.shape == logits.shape else {
                 throw GradientError(
-                    .shapeMismatch, "a custom metric's gradient has shape \(gradient.shape), the logits \(logits.shape)")
+                    .shapeMismatch, "a custom metric's gradient has shape \(gradient.shape), the logits \(logits.shape)"
+                )
             }
             return (value, gradient)
         }
@@ -157,18 +164,14 @@ extension LoadedModel {
         backwardHook: ((String, inout Tensor) throws -> Void)? = nil, options: DecodingOptions = DecodingOptions()
     ) throws -> (RunResult, ActivationCache) {
         let registry = HookRegistry(dims: model.dims)
-        var wanted = [String]()
-        if let names {
-            for n in names { for r in try registry.resolve(n.name) where !wanted.contains(r) { wanted.append(r) } }
-        } else {
-            wanted = registry.points.filter { !$0.optIn }.map(\.name)
-        }
+        let wanted = try cachedNames(names)
         let point = try metric.point(registry)
         if !point.hasPrefix("decoder.") {
             // A metric of the encoder needs no decoder, forwards or backwards.
             guard wanted.allSatisfy({ !$0.hasPrefix("decoder.") }) else {
                 throw GradientError(
-                    .invalidMetric, "a metric of \(point) (in the encoder) gives no gradient in the decoder; name encoder points")
+                    .invalidMetric,
+                    "a metric of \(point) (in the encoder) gives no gradient in the decoder; name encoder points")
             }
             let record = Set(wanted + model.backwardInputs(decoder: false) + [point])
             let (mel, frames) = try audio.window(for: model.dims)
@@ -185,7 +188,8 @@ extension LoadedModel {
             var cache = ActivationCache(loaded: self, activations: store, tokens: [], audioFrames: frames)
             cache.metric = value
             let result = RunResult(
-                inputTokens: [], tokens: [], text: "", logits: nil, audioFrames: frames, language: options.language ?? "en",
+                inputTokens: [], tokens: [], text: "", logits: nil, audioFrames: frames,
+                language: options.language ?? "en",
                 avgLogprob: nil)
             return (result, cache)
         }

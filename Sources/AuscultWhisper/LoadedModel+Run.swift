@@ -52,13 +52,7 @@ extension LoadedModel {
         interventions: [Intervention] = [], hooks: HookHandler? = nil, logits: Bool = false,
         options: DecodingOptions = DecodingOptions()
     ) throws -> (RunResult, ActivationCache) {
-        let registry = HookRegistry(dims: model.dims)
-        var wanted = [String]()
-        if let names {
-            for n in names { for r in try registry.resolve(n.name) where !wanted.contains(r) { wanted.append(r) } }
-        } else {
-            wanted = registry.points.filter { !$0.optIn }.map(\.name)
-        }
+        var wanted = try cachedNames(names)
         let cachesLogits = wanted.contains(HookName.logits.name)
         if logits && !cachesLogits { wanted.append(HookName.logits.name) }
         let run = try forward(
@@ -70,6 +64,16 @@ extension LoadedModel {
             loaded: self, activations: store, tokens: run.result.inputTokens,
             audioFrames: run.result.audioFrames)
         return (run.result, cache)
+    }
+
+    /// The canonical hook names `names` resolve to (names, aliases, globs), in order; nil: every
+    /// point computed without being asked for.
+    func cachedNames(_ names: [HookName]?) throws -> [String] {
+        let registry = HookRegistry(dims: model.dims)
+        guard let names else { return registry.points.filter { !$0.optIn }.map(\.name) }
+        var wanted = [String]()
+        for n in names { for r in try registry.resolve(n.name) where !wanted.contains(r) { wanted.append(r) } }
+        return wanted
     }
 
     /// The decoder's prompt for `options`: the start-of-transcript sequence (with language and

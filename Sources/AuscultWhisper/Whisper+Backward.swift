@@ -52,10 +52,13 @@ extension Whisper {
             throw GradientError(.missingActivation, "a backward pass needs '\(name)' from the forward pass")
         }
         for (name, seed) in seeds {
-            let shape = name == HookName.logits.name ? [saved[HookName.embed.name]?.shape.first ?? -1, dims.n_vocab] : saved[name]?.shape
+            let shape =
+                name == HookName.logits.name
+                ? [saved[HookName.embed.name]?.shape.first ?? -1, dims.n_vocab] : saved[name]?.shape
             guard seed.shape == shape else {
                 throw GradientError(
-                    .shapeMismatch, "the gradient given at \(name) has shape \(seed.shape), the activation \(shape ?? [])")
+                    .shapeMismatch,
+                    "the gradient given at \(name) has shape \(seed.shape), the activation \(shape ?? [])")
             }
         }
         let d = dims.n_text_state
@@ -70,7 +73,8 @@ extension Whisper {
                 try hook(name, &g)
                 guard g.shape == shape else {
                     throw GradientError(
-                        .shapeMismatch, "a backward hook at \(name) returned shape \(g.shape) for a gradient of \(shape)")
+                        .shapeMismatch,
+                        "a backward hook at \(name) returned shape \(g.shape) for a gradient of \(shape)")
                 }
             }
             grads[name] = g
@@ -127,7 +131,8 @@ extension Whisper {
             g, inputShape: mel.shape, weight: conv1.weight, stride: 1, padding: 1, framesFirst: false)
         _ = try at(HookName.mel.name, g)
         for name in seeds.keys where grads[name] == nil {
-            throw GradientError(.unsupported, "no gradient flows through \(name) (it is read, not written, by the model)")
+            throw GradientError(
+                .unsupported, "no gradient flows through \(name) (it is read, not written, by the model)")
         }
         return grads
     }

@@ -41,7 +41,8 @@ extension Whisper {
             var h1 = backend.conv1d(
                 mel.row(i), weight: conv1.weight, bias: conv1.bias!, stride: 1, padding: 1, framesFirst: false)
             backend.gelu(&h1)
-            var h2 = backend.conv1d(h1, weight: conv2.weight, bias: conv2.bias!, stride: 2, padding: 1, framesFirst: true)
+            var h2 = backend.conv1d(
+                h1, weight: conv2.weight, bias: conv2.bias!, stride: 2, padding: 1, framesFirst: true)
             backend.gelu(&h2)
             convs.append(h2)
         }

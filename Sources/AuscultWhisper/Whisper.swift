@@ -45,7 +45,9 @@ public final class Whisper: @unchecked Sendable {
         self.backend = backend
         // Every layer keeps a bias (zeros where the checkpoint has none), as the products did
         // before the seam: the CPU backend's kernel with bias rounds as it always has.
-        func bias(_ p: String, _ has: Bool) -> Tensor { has ? w[p + ".bias"] : Tensor(zeros: [w[p + ".weight"].shape[0]]) }
+        func bias(_ p: String, _ has: Bool) -> Tensor {
+            has ? w[p + ".bias"] : Tensor(zeros: [w[p + ".weight"].shape[0]])
+        }
         func lin(_ p: String, bias has: Bool = true) -> Linear {
             backend.prepare(weight: w[p + ".weight"], bias: bias(p, has))
         }

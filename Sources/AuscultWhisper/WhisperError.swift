@@ -74,7 +74,9 @@ public struct WhisperError: AuscultError, Sendable {
 /// the run (a position or token outside it), an activation the backward pass needs but lacks,
 /// or what it cannot differentiate yet (interventions).
 public struct GradientError: AuscultError, Sendable {
-    public enum Code: String, Sendable { case unsupportedBackend, invalidMetric, missingActivation, shapeMismatch, unsupported }
+    public enum Code: String, Sendable {
+        case unsupportedBackend, invalidMetric, missingActivation, shapeMismatch, unsupported
+    }
     public var code: Code
     public var message: String
     public var underlying: (any Error)?

@@ -146,9 +146,8 @@ static void normalize_portable(const float *x, long d, float mean, float inv, co
     for (long j = 0; j < d; j++) y[j] = (x[j] - mean) * inv * gamma[j] + beta[j];
 }
 
-/// erf as a rational function on [−4, 4] (`FastMath.erf`), then the exact-erf GELU.
-static float gelu_scalar(float a) {
-    const float x0 = a * 0.70710678118654752f;
+/// erf(x0) as a rational function on [−4, 4] (`FastMath.erf`).
+static float erf_scalar(float x0) {
     const float x = x0 < -4.0f ? -4.0f : (x0 > 4.0f ? 4.0f : x0);
     const float x2 = x * x;
     float p = -2.72614225801306e-10f;
@@ -164,7 +163,17 @@ static float gelu_scalar(float a) {
     q = q * x2 + -1.68282697438203e-03f;
     q = q * x2 + -7.37332916720468e-03f;
     q = q * x2 + -1.42647390514189e-02f;
-    return 0.5f * a * (1.0f + p / q);
+    return p / q;
+}
+
+/// The exact-erf GELU.
+static float gelu_scalar(float a) { return 0.5f * a * (1.0f + erf_scalar(a * 0.70710678118654752f)); }
+
+/// GELU's derivative times dy: dy · (Φ(a) + a·φ(a)), Φ(a) = ½(1 + erf(a/√2)), φ(a) = e^(−a²/2)/√(2π).
+static float gelu_backward_scalar(float a, float dy) {
+    const float cdf = 0.5f * (1.0f + erf_scalar(a * 0.70710678118654752f));
+    const float pdf = exp_lane(-0.5f * (a * a)) * 0.39894228040143268f;
+    return dy * (cdf + a * pdf);
 }
 
 // MARK: AVX2 + FMA bodies (the same arithmetic on eight lanes)
@@ -262,32 +271,47 @@ static void normalize_avx2(const float *x, long d, float mean, float inv, const 
     for (; j < d; j++) y[j] = (x[j] - mean) * inv * gamma[j] + beta[j];
 }
 
+/// `erf_scalar` on eight lanes (the same unfused steps).
+static inline __m256 erf8(__m256 x0) {
+#define C(v) _mm256_set1_ps(v)
+    const __m256 xs = _mm256_min_ps(_mm256_max_ps(x0, C(-4.0f)), C(4.0f));
+    const __m256 x2 = _mm256_mul_ps(xs, xs);
+    __m256 p = C(-2.72614225801306e-10f);
+    p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(2.77068142495902e-08f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-2.10102402082508e-06f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-5.69250639462346e-05f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-7.34990630326855e-04f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-2.95459980854025e-03f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-1.60960333262415e-02f));
+    p = _mm256_mul_ps(p, xs);
+    __m256 q = C(-1.45660718464996e-05f);
+    q = _mm256_add_ps(_mm256_mul_ps(q, x2), C(-2.13374055278905e-04f));
+    q = _mm256_add_ps(_mm256_mul_ps(q, x2), C(-1.68282697438203e-03f));
+    q = _mm256_add_ps(_mm256_mul_ps(q, x2), C(-7.37332916720468e-03f));
+    q = _mm256_add_ps(_mm256_mul_ps(q, x2), C(-1.42647390514189e-02f));
+    return _mm256_div_ps(p, q);
+}
+
 static void gelu_avx2(float *x, long n) {
     long i = 0;
-    const __m256 lo = _mm256_set1_ps(-4.0f), hi = _mm256_set1_ps(4.0f);
-#define C(v) _mm256_set1_ps(v)
     for (; i + 8 <= n; i += 8) {
         const __m256 a = _mm256_loadu_ps(x + i);
-        const __m256 xs = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(a, C(0.70710678118654752f)), lo), hi);
-        const __m256 x2 = _mm256_mul_ps(xs, xs);
-        __m256 p = C(-2.72614225801306e-10f);
-        p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(2.77068142495902e-08f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-2.10102402082508e-06f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-5.69250639462346e-05f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-7.34990630326855e-04f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-2.95459980854025e-03f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-1.60960333262415e-02f));
-        p = _mm256_mul_ps(p, xs);
-        __m256 q = C(-1.45660718464996e-05f);
-        q = _mm256_add_ps(_mm256_mul_ps(q, x2), C(-2.13374055278905e-04f));
-        q = _mm256_add_ps(_mm256_mul_ps(q, x2), C(-1.68282697438203e-03f));
-        q = _mm256_add_ps(_mm256_mul_ps(q, x2), C(-7.37332916720468e-03f));
-        q = _mm256_add_ps(_mm256_mul_ps(q, x2), C(-1.42647390514189e-02f));
-        const __m256 erf = _mm256_div_ps(p, q);
+        const __m256 erf = erf8(_mm256_mul_ps(a, C(0.70710678118654752f)));
         _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(C(0.5f), a), _mm256_add_ps(C(1.0f), erf)));
     }
-#undef C
     for (; i < n; i++) x[i] = gelu_scalar(x[i]);
+}
+
+static void gelu_backward_avx2(const float *x, const float *dy, float *dx, long n) {
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 a = _mm256_loadu_ps(x + i);
+        const __m256 cdf = _mm256_mul_ps(C(0.5f), _mm256_add_ps(C(1.0f), erf8(_mm256_mul_ps(a, C(0.70710678118654752f)))));
+        const __m256 pdf = _mm256_mul_ps(exp8_lanes(_mm256_mul_ps(C(-0.5f), _mm256_mul_ps(a, a))), C(0.39894228040143268f));
+        _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_loadu_ps(dy + i), _mm256_add_ps(cdf, _mm256_mul_ps(a, pdf))));
+    }
+#undef C
+    for (; i < n; i++) dx[i] = gelu_backward_scalar(x[i], dy[i]);
 }
 
 #pragma clang attribute pop
@@ -336,6 +360,13 @@ void auscult_gelu(float *x, long n) {
     if (auscult_has_avx2()) { gelu_avx2(x, n); return; }
 #endif
     for (long i = 0; i < n; i++) x[i] = gelu_scalar(x[i]);
+}
+
+void auscult_gelu_backward(const float *x, const float *dy, float *dx, long n) {
+#if defined(__x86_64__)
+    if (auscult_has_avx2()) { gelu_backward_avx2(x, dy, dx, n); return; }
+#endif
+    for (long i = 0; i < n; i++) dx[i] = gelu_backward_scalar(x[i], dy[i]);
 }
 
 // MARK: Half precision

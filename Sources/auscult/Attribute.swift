@@ -7,7 +7,8 @@ import Foundation
 
 struct Attribute: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Attribution patching from a clean clip into a corrupted one, beside real patching on the same grids.",
+        abstract:
+            "Attribution patching from a clean clip into a corrupted one, beside real patching on the same grids.",
         discussion: """
             Estimates, with one backward pass of the corrupted run, what patching each
             activation from the clean run would do to the metric: (a_clean − a_corrupt) ·
@@ -45,22 +46,20 @@ struct Attribute: ParsableCommand {
         let progress = ProgressReporter(total: a.steps, label: "patching grids and gradients")
         let r = try a.run(clean: clean, corruption: c, progress: progress)
         progress.finish()
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        let results = (out as NSString).appendingPathComponent("results.json"),
-            report = (out as NSString).appendingPathComponent("report.html")
-        try enc.encode(r).write(to: URL(fileURLWithPath: results), options: .atomic)
-        try AttributionReport.page(r, title: "Attribution patching — \((clean as NSString).lastPathComponent)").write(
-            to: report)
+        let (results, report) = try ResultFiles.write(
+            r,
+            page: AttributionReport.page(r, title: "Attribution patching — \((clean as NSString).lastPathComponent)"),
+            to: out)
         print(String(format: "metric (%@): clean %.3f, corrupted %.3f", r.metric, r.cleanValue, r.corruptValue))
         for g in r.grids {
-            print(String(format: "  %@: Spearman ρ %.3f over %d cells", g.hook, g.spearman, g.rows.count * g.cols.count))
+            print(
+                String(format: "  %@: Spearman ρ %.3f over %d cells", g.hook, g.spearman, g.rows.count * g.cols.count))
         }
         if let ig = r.integratedGradients {
             print(
                 String(
-                    format: "  integrated gradients (%d steps): sum %.4f for a metric change of %.4f", ig.steps, ig.total,
+                    format: "  integrated gradients (%d steps): sum %.4f for a metric change of %.4f", ig.steps,
+                    ig.total,
                     ig.expected))
         }
         print("results: \(results)\nreport:  \(report)")

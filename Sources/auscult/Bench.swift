@@ -120,7 +120,9 @@ struct Bench: ParsableCommand {
                 saving = min(saving, try best1 { _ = try loaded.runWithCache(audio, names: saves, tokens: tokens) })
                 both = min(
                     both,
-                    try best1 { _ = try loaded.runWithCache(audio, names: [.mel], tokens: tokens, backward: .crossEntropy()) })
+                    try best1 {
+                        _ = try loaded.runWithCache(audio, names: [.mel], tokens: tokens, backward: .crossEntropy())
+                    })
             }
             // The backward pass: forward + backward less the forward that saves what it reads.
             out["gradient"] = [

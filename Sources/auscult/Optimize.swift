@@ -34,7 +34,8 @@ struct Optimize: ParsableCommand {
     @Option(help: ArgumentHelp("SAE checkpoint directory (for --latent).", valueName: "dir")) var sae: String?
     @Option(help: "A token id whose log-probability to raise (with --position).") var token: Int?
     @Option(help: "For --token: the position (prompt included) that predicts it.") var position: Int?
-    @Option(help: "For --token: the decoder's input token ids, comma-separated (default: the prompt).") var tokens: String?
+    @Option(help: "For --token: the decoder's input token ids, comma-separated (default: the prompt).") var tokens:
+        String?
     @Option(help: ArgumentHelp("Encoder frames A:B (20 ms) the neuron or latent is averaged over.", valueName: "A:B"))
     var frames: String?
     @Option(help: "Start from this clip's log-mel (default: silence).") var from: String?
@@ -44,7 +45,9 @@ struct Optimize: ParsableCommand {
 
     func run() throws {
         guard (1...10_000).contains(steps) else { throw ValidationError("--steps wants 1…10000, got \(steps)") }
-        guard lr.isFinite && lr > 0 && lr <= 10 else { throw ValidationError("--lr wants a value in (0, 10], got \(lr)") }
+        guard lr.isFinite && lr > 0 && lr <= 10 else {
+            throw ValidationError("--lr wants a value in (0, 10], got \(lr)")
+        }
         let targets = [neuron != nil, latent != nil, token != nil].filter { $0 }.count
         guard targets == 1 else { throw ValidationError("give exactly one of --neuron, --latent, --token") }
         var rows: Range<Int>?
@@ -107,7 +110,8 @@ struct Optimize: ParsableCommand {
         try SafeTensorsFile.write(
             [HookName.mel.name: mel], metadata: ["target": what, "model": loaded.name], to: path("mel.safetensors"))
         try OptimizationReport.page(
-            title: "Input optimisation — \(what)", subtitle: "from \(from ?? "silence") · \(steps) Adam steps, lr \(lr)",
+            title: "Input optimisation — \(what)",
+            subtitle: "from \(from ?? "silence") · \(steps) Adam steps, lr \(lr)",
             values: values, start: start, result: mel, frames: audioFrames
         ).write(to: path("report.html"))
         print(String(format: "%@: %.4f → %.4f in %d steps", what, values.first!, values.last!, steps))

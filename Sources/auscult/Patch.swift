@@ -35,14 +35,9 @@ struct Patch: ParsableCommand {
         let progress = ProgressReporter(total: p.steps, label: "patching grids")
         let r = try p.run(clean: clean, corruption: c, progress: progress)
         progress.finish()
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        let results = (out as NSString).appendingPathComponent("results.json"),
-            report = (out as NSString).appendingPathComponent("report.html")
-        try enc.encode(r).write(to: URL(fileURLWithPath: results), options: .atomic)
-        try PatchReport.page(r, title: "Activation patching — \((clean as NSString).lastPathComponent)").write(
-            to: report)
+        let (results, report) = try ResultFiles.write(
+            r, page: PatchReport.page(r, title: "Activation patching — \((clean as NSString).lastPathComponent)"),
+            to: out)
         print("clean:     \(r.cleanText)\ncorrupted: \(r.corruptText)")
         print(String(format: "metric (%@): clean %.3f, corrupted %.3f", r.metric, r.cleanValue, r.corruptValue))
         for g in r.grids {
@@ -112,7 +107,9 @@ struct PatchingOptions: ParsableArguments {
             p.metric = .logitDiff(a: ab[0], b: ab[1], position: position)
         default:
             throw ValidationError(
-                "unknown --metric '\(metric)'; use logprob, logit-diff\(allowWER ? " or wer" : " (a gradient needs a differentiable metric)")")
+                "unknown --metric '\(metric)'; use logprob, logit-diff"
+                    + (allowWER ? " or wer" : " (a gradient needs a differentiable metric)")
+            )
         }
         return p
     }

@@ -30,12 +30,16 @@ struct Probe: ParsableCommand {
     @Option(help: "Output directory (results.json, report.html).") var out: String
 
     func run() throws {
-        if let l = limit, l < 3 { throw ValidationError("--limit must be at least 3 (two thirds train, one third held out)") }
+        if let l = limit, l < 3 {
+            throw ValidationError("--limit must be at least 3 (two thirds train, one third held out)")
+        }
         guard weightDecay >= 0 && weightDecay.isFinite else {
             throw ValidationError("--weight-decay wants a finite value ≥ 0, got \(weightDecay)")
         }
         guard (1...100_000).contains(steps) else { throw ValidationError("--steps wants 1…100000, got \(steps)") }
-        guard let k = LinearProbe.Kind(rawValue: kind) else { throw ValidationError("--kind is logistic or linear, not '\(kind)'") }
+        guard let k = LinearProbe.Kind(rawValue: kind) else {
+            throw ValidationError("--kind is logistic or linear, not '\(kind)'")
+        }
         let probeTask: ProbeTask
         if task == "speech" {
             probeTask = .speech
@@ -48,19 +52,16 @@ struct Probe: ParsableCommand {
         var items = try Dataset.load(data).items
         if let limit { items = Array(items.prefix(limit)) }
         let (ok, skipped) = Dataset.readable(items)
-        for (item, error) in skipped { FileHandle.standardError.write("skipping \(item.path): \(error)\n".data(using: .utf8)!) }
+        for (item, error) in skipped {
+            FileHandle.standardError.write("skipping \(item.path): \(error)\n".data(using: .utf8)!)
+        }
         var job = ProbeJob(loaded: loaded, hook: HookName(stringLiteral: hook))
         job.task = probeTask; job.kind = k; job.weightDecay = weightDecay; job.steps = steps
         let progress = ProgressReporter(total: ok.count, label: "clips")
         let r = try job.run(ok, progress: progress)
         progress.finish()
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        let results = (out as NSString).appendingPathComponent("results.json"),
-            report = (out as NSString).appendingPathComponent("report.html")
-        try enc.encode(r).write(to: URL(fileURLWithPath: results), options: .atomic)
-        try ProbeReport.page(r, title: "Linear probe — \(r.hook)").write(to: report)
+        let (results, report) = try ResultFiles.write(
+            r, page: ProbeReport.page(r, title: "Linear probe — \(r.hook)"), to: out)
         let score = k == .logistic ? "accuracy" : "R²"
         print(
             String(

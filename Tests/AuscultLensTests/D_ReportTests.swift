@@ -36,7 +36,9 @@ enum Browser {
 @Suite("Reports in headless Chromium")
 struct ReportTests {
     /// Writes the reports of small real runs and checks each one renders its plots without errors.
-    @Test("ablation, lens, patching, attribution, SAE and feature reports open with every plot drawn and no console messages")
+    @Test(
+        "ablation, lens, patching, attribution, SAE and feature reports open with every plot drawn and no console messages"
+    )
     func reportsRender() throws {
         let dir = try Fixtures.temporaryDirectory()
         let data = try CLIContractTests.dataset(["jfk", "ls_1089-134691-0000", "ps_cards_003"])

@@ -90,7 +90,9 @@ struct CLIContractTests {
             "9999", "--out", out + "/g",
         ])
         #expect(farPosition.status != 0 && farPosition.err.contains("positions 0..<"), "\(farPosition.err)")
-        let wer = try AuscultCLI.run(["attribute", Fixtures.clip("jfk"), "--noise", "0", "--metric", "wer", "--out", out + "/h"])
+        let wer = try AuscultCLI.run([
+            "attribute", Fixtures.clip("jfk"), "--noise", "0", "--metric", "wer", "--out", out + "/h",
+        ])
         #expect(wer.status != 0 && wer.err.contains("differentiable"), "\(wer.err)")
         let steps = try AuscultCLI.run([
             "attribute", Fixtures.clip("jfk"), "--noise", "0", "--integrated-gradients", "0", "--out", out + "/i",

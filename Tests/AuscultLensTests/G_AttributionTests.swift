@@ -35,8 +35,9 @@ struct AttributionTests {
         #expect(heads.count == 3)
         let rho = Statistics.spearman(
             heads.flatMap { $0.estimated.flatMap { $0 } }, heads.flatMap { $0.patched.flatMap { $0 } })
-        print("attribution patching, \(clip) \(corruption): heads ρ \(rho); per grid "
-            + r.grids.map { "\($0.hook) \(String(format: "%.3f", $0.spearman))" }.joined(separator: ", "))
+        print(
+            "attribution patching, \(clip) \(corruption): heads ρ \(rho); per grid "
+                + r.grids.map { "\($0.hook) \(String(format: "%.3f", $0.spearman))" }.joined(separator: ", "))
         #expect(rho >= Self.headFloor, "heads ρ \(rho)")
         // Decoder block 0's resid_pre is the embedding, the same in both runs: no effect, none estimated.
         let dec = r.grids.first { $0.hook == "decoder.blocks.*.hook_resid_pre" }!

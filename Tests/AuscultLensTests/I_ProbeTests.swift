@@ -33,18 +33,23 @@ struct ProbeTests {
         #expect(throws: LensError.self) { try LinearProbe.fit(x, values, kind: .logistic) }
     }
 
-    @Test("encoder block 2's residual stream tells speech from the pauses and silence around it better than the majority label")
+    @Test(
+        "encoder block 2's residual stream tells speech from the pauses and silence around it better than the majority label"
+    )
     func speechFrames() throws {
         let loaded = try Fixtures.loaded("tiny.en")
-        let ids = ["jfk", "ls_1089-134686-0000", "librivox_ss01-0870", "ami_ES2011a_40-46s", "ls_1089-134691-0000",
-            "librivox_ss01-0890", "ps_cards_003", "lj_LJ002-0020", "ls_1272-141231-0002"]
+        let ids = [
+            "jfk", "ls_1089-134686-0000", "librivox_ss01-0870", "ami_ES2011a_40-46s", "ls_1089-134691-0000",
+            "librivox_ss01-0890", "ps_cards_003", "lj_LJ002-0020", "ls_1272-141231-0002",
+        ]
         let items = try Dataset.load(try Fixtures.dataset(ids)).items
         var job = ProbeJob(loaded: loaded, hook: HookName.encoder(2).residPost)
         job.steps = 200
         job.weightDecay = 0.05
         let r = try job.run(items)
-        print("probe: held out \(r.heldOutScore), training \(r.trainScore), majority \(r.majorityBaseline), "
-            + "\(r.heldOutFrames) frames, \(r.heldOutPositive) positive")
+        print(
+            "probe: held out \(r.heldOutScore), training \(r.trainScore), majority \(r.majorityBaseline), "
+                + "\(r.heldOutFrames) frames, \(r.heldOutPositive) positive")
         #expect(r.heldOutClips.count == 3 && r.trainClips.count == 6)
         #expect(r.heldOutPositive > 0.05 && r.heldOutPositive < 0.95, "both labels occur")
         #expect(r.heldOutScore > r.majorityBaseline + 0.05)  // measured 0.868 against 0.760

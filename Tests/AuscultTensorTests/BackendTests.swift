@@ -31,14 +31,19 @@ struct BackendTests {
         for (rows, k, n) in [(1, 64, 48), (7, 384, 1536), (30, 96, 200), (300, 384, 384)] {
             let x = random([rows, k], seed: UInt64(rows))
             let w = random([n, k], seed: 2), b = random([n], seed: 3)
-            agree(cpu.linear(x, cpu.prepare(weight: w, bias: b)), reference.linear(x, reference.prepare(weight: w, bias: b)),
+            agree(
+                cpu.linear(x, cpu.prepare(weight: w, bias: b)),
+                reference.linear(x, reference.prepare(weight: w, bias: b)),
                 "linear \(rows)×\(k)→\(n)")
-            agree(cpu.logits(x, cpu.prepare(weight: w, bias: nil)), reference.logits(x, reference.prepare(weight: w, bias: nil)),
+            agree(
+                cpu.logits(x, cpu.prepare(weight: w, bias: nil)),
+                reference.logits(x, reference.prepare(weight: w, bias: nil)),
                 "logits \(rows)×\(k)→\(n)")
             let heads = k / 32
             let results = cpu.headResults(x, cpu.prepare(weight: w, bias: b), heads: heads)
             #expect(results.shape == [rows, heads, n])
-            agree(results, reference.headResults(x, reference.prepare(weight: w, bias: b), heads: heads), "head results")
+            agree(
+                results, reference.headResults(x, reference.prepare(weight: w, bias: b), heads: heads), "head results")
             // Summed over heads, plus the bias, they are the projection.
             var summed = results.sum(axis: 1)
             reference.add(&summed, Tensor.stack([Tensor](repeating: b, count: rows)))
@@ -117,7 +122,8 @@ struct BackendTests {
         let kvLayer = random([2 * d, d], -0.1...0.1, seed: 31), kvBias = random([2 * d], seed: 32)
         let q = random([4, 3, d], -2...2, seed: 33)
         let refLayer = reference.prepare(weight: kvLayer, bias: kvBias)
-        let r = reference.crossAttention(q, features: features, refLayer, clipOf: clipOf, heads: heads, record: .pattern)
+        let r = reference.crossAttention(
+            q, features: features, refLayer, clipOf: clipOf, heads: heads, record: .pattern)
         for backend in [CPUBackend(), CPUBackend(packsKeysValues: false)] {
             let layer = backend.prepare(weight: kvLayer, bias: kvBias)
             let kv = backend.keysValues(features: features, layer, heads: heads)

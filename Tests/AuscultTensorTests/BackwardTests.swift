@@ -33,7 +33,8 @@ struct BackwardTests {
             up.storage[i] += h; down.storage[i] -= h
             let numeric = (loss(up) - loss(down)) / Double(2 * h)
             #expect(
-                abs(Double(grad.storage[i]) - numeric) <= 1e-2 * scale, "\(what)[\(i)]: \(grad.storage[i]) vs \(numeric)",
+                abs(Double(grad.storage[i]) - numeric) <= 1e-2 * scale,
+                "\(what)[\(i)]: \(grad.storage[i]) vs \(numeric)",
                 sourceLocation: sourceLocation)
         }
     }
@@ -62,21 +63,26 @@ struct BackwardTests {
 
         let z = random([60], -4...4, seed: 9), rg = random([60], seed: 10)
         let dg = reference.geluBackward(rg, input: z)
-        finiteDifferences(z, dg, r: rg, "GELU") { var t = $0; reference.gelu(&t); return t }
+        finiteDifferences(z, dg, r: rg, "GELU") {
+            var t = $0; reference.gelu(&t); return t
+        }
     }
 
     @Test("both convolutions: channels first at step 1, frames first at step 2")
     func convolutions() {
-        let mel = random([6, 20], -2...2, seed: 11), w1 = random([5, 6, 3], -0.5...0.5, seed: 12), b1 = random([5], seed: 13)
+        let mel = random([6, 20], -2...2, seed: 11), w1 = random([5, 6, 3], -0.5...0.5, seed: 12),
+            b1 = random([5], seed: 13)
         let r1 = random([20, 5], seed: 14)
-        let d1 = reference.conv1dBackward(r1, inputShape: mel.shape, weight: w1, stride: 1, padding: 1, framesFirst: false)
+        let d1 = reference.conv1dBackward(
+            r1, inputShape: mel.shape, weight: w1, stride: 1, padding: 1, framesFirst: false)
         finiteDifferences(mel, d1, r: r1, "conv1") {
             reference.conv1d($0, weight: w1, bias: b1, stride: 1, padding: 1, framesFirst: false)
         }
         agree(
             cpu.conv1dBackward(r1, inputShape: mel.shape, weight: w1, stride: 1, padding: 1, framesFirst: false), d1,
             "conv1, CPU")
-        let h = random([20, 5], -2...2, seed: 15), w2 = random([4, 5, 3], -0.5...0.5, seed: 16), b2 = random([4], seed: 17)
+        let h = random([20, 5], -2...2, seed: 15), w2 = random([4, 5, 3], -0.5...0.5, seed: 16),
+            b2 = random([4], seed: 17)
         let r2 = random([10, 4], seed: 18)
         let d2 = reference.conv1dBackward(r2, inputShape: h.shape, weight: w2, stride: 2, padding: 1, framesFirst: true)
         finiteDifferences(h, d2, r: r2, "conv2") {
@@ -113,7 +119,9 @@ struct BackwardTests {
         let qs = random([n, d], -1.5...1.5, seed: 24), ks = random([n, d], -1.5...1.5, seed: 25)
         let vs = random([n, d], seed: 26), rs = random([1, n, d], seed: 27)
         func causal(_ q: Tensor, _ k: Tensor, _ v: Tensor) -> (z: Tensor, pattern: Tensor) {
-            let qkv = Tensor(shape: [1, n, 3 * d], storage: (0..<n).flatMap { q.row($0).scalars + k.row($0).scalars + v.row($0).scalars })
+            let qkv = Tensor(
+                shape: [1, n, 3 * d],
+                storage: (0..<n).flatMap { q.row($0).scalars + k.row($0).scalars + v.row($0).scalars })
             let cache = reference.makeKeyValueCache(sequences: 1, capacity: n, width: d)
             let out = reference.cachedSelfAttention(qkv, cache: cache, length: 0, heads: heads, record: .pattern)
             return (out.z, out.pattern!)

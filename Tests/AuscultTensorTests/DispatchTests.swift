@@ -21,7 +21,7 @@ struct DispatchTests {
         return (0..<n).map { _ in Float.random(in: range, using: &rng) }
     }
 
-    @Test("softmax's exponentials, LayerNorm and GELU give the same bits on both bodies")
+    @Test("softmax's exponentials, LayerNorm, GELU and its backward give the same bits on both bodies")
     func rowKernels() {
         #expect(Kernels.avx2 == (auscult_cpu_has_avx2() != 0))
         for cols in [1, 7, 8, 13, 64, 1500, 1501] {
@@ -58,6 +58,15 @@ struct DispatchTests {
         }
         #expect(a == p)
         #expect(abs(a[0] - 0.5 * x[0] * (1 + Float(erf(Double(x[0]) / 2.0.squareRoot())))) < 1e-5)
+        let dy = random(100_003, -1...1, seed: 4)
+        let (ga, gp) = both { () -> [Float] in
+            var dx = [Float](repeating: 0, count: x.count)
+            dx.withUnsafeMutableBufferPointer { auscult_gelu_backward(x, dy, $0.baseAddress!, x.count) }
+            return dx
+        }
+        #expect(ga == gp, "GELU's backward")
+        let v = Double(x[1]), want = (0.5 * (1 + erf(v / 2.0.squareRoot())) + v * exp(-v * v / 2) / (2 * Double.pi).squareRoot())
+        #expect(abs(Double(ga[1]) - Double(dy[1]) * want) < 1e-5)
     }
 
     @Test("the packed and strided products give the same bits on both bodies, for any row count")

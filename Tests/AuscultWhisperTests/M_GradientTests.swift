@@ -12,7 +12,9 @@ struct GradientTests {
     /// AVX-512 CPU: 7.5e-4 at worst, at decoder block 0; 4.2e-4 at the log-mel).
     static let tolerance: Float = 1.5e-3
 
-    @Test("the transcript's cross-entropy has PyTorch's gradient at every encoder block, every decoder block and the log-mel (tiny.en, jfk)")
+    @Test(
+        "the transcript's cross-entropy has PyTorch's gradient at every encoder block, every decoder block and the log-mel (tiny.en, jfk)"
+    )
     func parityWithAutograd() throws {
         let file = try SafeTensorsFile(path: Fixtures.reference + "/tiny.en/gradients_jfk.safetensors")
         let tokens = try JSONDecoder().decode([Int].self, from: Data(file.metadata["tokens"]!.utf8))
@@ -46,7 +48,8 @@ struct GradientTests {
     @Test("metrics: log-probability and logit difference give their gradients; bad positions and tokens are refused")
     func metrics() throws {
         let logits = Tensor(shape: [2, 3], storage: [1, 2, 3, 0, 0, 0])
-        let (lp, g) = try GradientMetric.logProbability(positions: [0], tokens: [2]).evaluate(logits, tokens: [], promptCount: 1)
+        let (lp, g) = try GradientMetric.logProbability(positions: [0], tokens: [2]).evaluate(
+            logits, tokens: [], promptCount: 1)
         let lse = log(exp(1.0) + exp(2.0) + exp(3.0))
         expectClose(lp, 3 - lse, tolerance: 1e-6, "log p")
         expectClose(Double(g[0, 2]), 1 - exp(3 - lse), tolerance: 1e-6, "d log p / d logit of the token")
@@ -59,7 +62,8 @@ struct GradientTests {
         expectClose(ce, lse - 2, tolerance: 1e-6, "cross-entropy of token 1 after position 0")
         expectClose(Double(gc[0, 1]), exp(2 - lse) - 1, tolerance: 1e-6, "its gradient")
         #expect(throws: GradientError.self) {
-            try GradientMetric.logitDifference(position: 2, token: 0, versus: 1).evaluate(logits, tokens: [], promptCount: 1)
+            try GradientMetric.logitDifference(position: 2, token: 0, versus: 1).evaluate(
+                logits, tokens: [], promptCount: 1)
         }
         #expect(throws: GradientError.self) {
             try GradientMetric.logProbability(positions: [0], tokens: [9]).evaluate(logits, tokens: [], promptCount: 1)
@@ -69,7 +73,9 @@ struct GradientTests {
         }
     }
 
-    @Test("a backward hook sees each gradient and its replacement flows on: zeroing one decoder block's gradient zeroes the log-mel's")
+    @Test(
+        "a backward hook sees each gradient and its replacement flows on: zeroing one decoder block's gradient zeroes the log-mel's"
+    )
     func backwardHook() throws {
         let loaded = try Fixtures.loaded("tiny.en")
         let audio = AudioInput.samples([Float](repeating: 0.01, count: 16_000))

@@ -34,13 +34,17 @@ public enum AttributionReport {
                 title: "Each cell: estimated against patched metric change", xLabel: "estimated", yLabel: "patched",
                 connect: false)
             doc.section(
-                g.hook, map(g.estimated, "Attribution patching (estimate)") + map(g.patched, "Activation patching") + scatter,
-                note: String(format: "Spearman ρ = %.3f over %d cells; both maps share one colour scale.", g.spearman,
+                g.hook,
+                map(g.estimated, "Attribution patching (estimate)") + map(g.patched, "Activation patching") + scatter,
+                note: String(
+                    format: "Spearman ρ = %.3f over %d cells; both maps share one colour scale.", g.spearman,
                     g.rows.count * g.cols.count))
         }
         if let ig = r.integratedGradients {
             let m = ig.values.flatMap { $0 }.map(abs).max() ?? 1
-            let cols = (0..<(ig.values.first?.count ?? 0)).map { String(format: "%.2fs", Double($0 * ig.frameStep) * 0.01) }
+            let cols = (0..<(ig.values.first?.count ?? 0)).map {
+                String(format: "%.2fs", Double($0 * ig.frameStep) * 0.01)
+            }
             let bins = (0..<ig.values.count).map { "mel \($0)" }
             doc.section(
                 "Integrated gradients on the log-mel",
@@ -52,7 +56,9 @@ public enum AttributionReport {
                         title: "Attribution from the corrupted clip's log-mel to the clean one's", scale: .diverging,
                         range: (-m, m),
                         cellText: { i, j in
-                            String(format: "%@ at %@: %.5f", bins[ig.values.count - 1 - i], cols[j], ig.values[ig.values.count - 1 - i][j])
+                            String(
+                                format: "%@ at %@: %.5f", bins[ig.values.count - 1 - i], cols[j],
+                                ig.values[ig.values.count - 1 - i][j])
                         }),
                 note: String(
                     format: "%d steps (Sundararajan et al. 2017). The attributions sum to %.4f; the metric moved by "

@@ -14,7 +14,8 @@ public enum OptimizationReport {
             Plot.lines(
                 [(name: "metric", points: values.enumerated().map { (Double($0.offset), $0.element) })],
                 title: "The metric before each Adam step", xLabel: "step", yLabel: "metric"),
-            note: String(format: "From %.4f to %.4f in %d steps.", values.first ?? 0, values.last ?? 0, values.count - 1))
+            note: String(
+                format: "From %.4f to %.4f in %d steps.", values.first ?? 0, values.last ?? 0, values.count - 1))
         let bins = start.shape[0], width = start.shape[1], step = max(1, (frames + 299) / 300)
         func pooled(_ t: Tensor) -> [[Double]] {
             let v = t.scalars

@@ -17,18 +17,29 @@ public enum ProbeReport {
                 title: score)
                 + HTMLDocument.table(
                     ["", "clips"],
-                    [["training", r.trainClips.joined(separator: ", ")], ["held out", r.heldOutClips.joined(separator: ", ")]]),
+                    [
+                        ["training", r.trainClips.joined(separator: ", ")],
+                        ["held out", r.heldOutClips.joined(separator: ", ")],
+                    ]),
             note: String(
-                format: "Weight decay %g. %.1f %% of held-out frames are labelled 1.", r.weightDecay, 100 * r.heldOutPositive)
+                format: "Weight decay %g. %.1f %% of held-out frames are labelled 1.", r.weightDecay,
+                100 * r.heldOutPositive)
         )
         if let e = r.example {
             doc.section(
                 "Held-out clip \(e.clip)",
                 Plot.lines(
                     [
-                        (name: "label", points: e.labels.enumerated().map { (Double($0.offset) * 0.02, Double($0.element)) }),
-                        (name: "probe", points: e.outputs.enumerated().map { (Double($0.offset) * 0.02, Double($0.element)) }),
-                    ], title: "Per encoder frame (20 ms)", xLabel: "seconds", yLabel: r.kind == "logistic" ? "p(1)" : "value"))
+                        (
+                            name: "label",
+                            points: e.labels.enumerated().map { (Double($0.offset) * 0.02, Double($0.element)) }
+                        ),
+                        (
+                            name: "probe",
+                            points: e.outputs.enumerated().map { (Double($0.offset) * 0.02, Double($0.element)) }
+                        ),
+                    ], title: "Per encoder frame (20 ms)", xLabel: "seconds",
+                    yLabel: r.kind == "logistic" ? "p(1)" : "value"))
         }
         return doc
     }

@@ -122,6 +122,10 @@ void auscult_layer_norm(const float *x, long rows, long d, const float *gamma, c
 /// portable C, same bits.
 void auscult_gelu(float *x, long n);
 
+/// GELU's backward over n floats: dx = dy · (Φ(x) + x·φ(x)), Φ through the same erf as
+/// `auscult_gelu`, φ through the softmax's exponential. AVX2 or portable C, same bits.
+void auscult_gelu_backward(const float *x, const float *dy, float *dx, long n);
+
 /// Converts n little-endian IEEE half-precision values at src (any alignment) to float: F16C where
 /// the CPU has it, else exact bit manipulation (the same values).
 void auscult_half_to_float(const void *src, long n, float *dst);

@@ -1,0 +1,22 @@
+// Where a one-shot experiment command writes: results.json and report.html in its --out folder.
+import AuscultReport
+import Foundation
+
+enum ResultFiles {
+    /// Writes `result` as `results.json` (atomically) and `page` as `report.html` into `out`,
+    /// creating it; returns both paths.
+    static func write<R: Encodable>(
+        _ result: R, page: HTMLDocument, to out: String
+    ) throws
+        -> (results: String, report: String)
+    {
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        let results = (out as NSString).appendingPathComponent("results.json"),
+            report = (out as NSString).appendingPathComponent("report.html")
+        try enc.encode(result).write(to: URL(fileURLWithPath: results), options: .atomic)
+        try page.write(to: report)
+        return (results, report)
+    }
+}
