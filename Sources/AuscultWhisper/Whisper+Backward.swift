@@ -146,6 +146,18 @@ extension Whisper {
         dFeatures: inout Tensor?
     ) throws -> Tensor {
         let h = b.isDecoder ? dims.n_text_head : dims.n_audio_head
+        /// One attention backwards from the gradient at its output `[n, d]`: through the output
+        /// projection to z, then to the queries, keys and values, each offered at its hook point
+        /// (`[n, h, dh]` there); returns what flows on from q, k and v, `[n, d]` each.
+        func attention(_ a: AttentionHooks, _ out: Linear, _ gOut: Tensor) throws -> (Tensor, Tensor, Tensor) {
+            let dz = try at(a.z.name, heads(backend.linearBackward(gOut, out), h)).reshaped(gOut.shape)
+            let (dq, dk, dv) = backend.attentionBackward(
+                dz, q: flat(a.q.name), k: flat(a.k.name), v: flat(a.v.name), pattern: saved[a.pattern.name]!, heads: h)
+            return (
+                try at(a.q.name, heads(dq, h)).reshaped(dq.shape), try at(a.k.name, heads(dk, h)).reshaped(dk.shape),
+                try at(a.v.name, heads(dv, h)).reshaped(dv.shape)
+            )
+        }
         var g = try at(b.residPost.name, gPost)
         // MLP: out = fc2(GELU(fc1(LN(x)))).
         let gm = try at(b.mlpOut.name, g)
@@ -156,30 +168,15 @@ extension Whisper {
         backend.add(&g, backend.layerNormBackward(dn, input: saved[mlpIn.name]!, block.mlpLN))
         if b.isDecoder, dFeatures != nil {
             g = try at(b.residMidCross.name, g)
-            let gc = try at(b.crossAttnOut.name, g)
-            let a = b.crossAttn
-            let dz = try at(a.z.name, heads(backend.linearBackward(gc, block.crossOut!), h)).reshaped(gc.shape)
-            let (dq, dk, dv) = backend.attentionBackward(
-                dz, q: flat(a.q.name), k: flat(a.k.name), v: flat(a.v.name), pattern: saved[a.pattern.name]!, heads: h)
-            let dqFlowing = try at(a.q.name, heads(dq, h)).reshaped(dq.shape)
-            let dkFlowing = try at(a.k.name, heads(dk, h)).reshaped(dk.shape)
-            let dvFlowing = try at(a.v.name, heads(dv, h)).reshaped(dv.shape)
-            let dn2 = try at(b.ln2.normalized.name, backend.linearBackward(dqFlowing, block.crossQ!))
-            backend.add(&dFeatures!, backend.linearBackward(Self.columns([dkFlowing, dvFlowing]), block.crossKV!))
+            let (dq, dk, dv) = try attention(b.crossAttn, block.crossOut!, try at(b.crossAttnOut.name, g))
+            let dn2 = try at(b.ln2.normalized.name, backend.linearBackward(dq, block.crossQ!))
+            backend.add(&dFeatures!, backend.linearBackward(Self.columns([dk, dv]), block.crossKV!))
             backend.add(&g, backend.layerNormBackward(dn2, input: saved[b.residMid.name]!, block.crossLN!))
         }
         g = try at(b.residMid.name, g)
         // Self-attention: out = W_o · attention(q, k, v of LN(x)).
-        let ga = try at(b.attnOut.name, g)
-        let a = b.attn
-        let dz = try at(a.z.name, heads(backend.linearBackward(ga, block.attnOut), h)).reshaped(ga.shape)
-        let (dq, dk, dv) = backend.attentionBackward(
-            dz, q: flat(a.q.name), k: flat(a.k.name), v: flat(a.v.name), pattern: saved[a.pattern.name]!, heads: h)
-        let qkv = Self.columns([
-            try at(a.q.name, heads(dq, h)).reshaped(dq.shape), try at(a.k.name, heads(dk, h)).reshaped(dk.shape),
-            try at(a.v.name, heads(dv, h)).reshaped(dv.shape),
-        ])
-        let dn1 = try at(b.ln1.normalized.name, backend.linearBackward(qkv, block.qkv))
+        let (dq, dk, dv) = try attention(b.attn, block.attnOut, try at(b.attnOut.name, g))
+        let dn1 = try at(b.ln1.normalized.name, backend.linearBackward(Self.columns([dq, dk, dv]), block.qkv))
         backend.add(&g, backend.layerNormBackward(dn1, input: saved[b.residPre.name]!, block.attnLN))
         return try at(b.residPre.name, g)
     }
