@@ -9,6 +9,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "auscult", targets: ["auscult"]),
+        .library(name: "AuscultStudio", targets: ["AuscultStudio"]),
         .library(name: "AuscultReport", targets: ["AuscultReport"]),
         .library(name: "AuscultLens", targets: ["AuscultLens"]),
         .library(name: "AuscultSAE", targets: ["AuscultSAE"]),
@@ -17,7 +18,12 @@ let package = Package(
         .library(name: "AuscultTensor", targets: ["AuscultTensor"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // The Studio's HTTP server (SwiftNIO underneath). Its default traits pull in
+        // swift-configuration, which the Studio does not use.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // C system libraries (Debian -dev packages, installed by scripts/setup.sh).
@@ -55,11 +61,22 @@ let package = Package(
             name: "AuscultSAE",
             dependencies: ["AuscultWhisper", "AuscultAudio", "AuscultTensor", "AuscultReport", "CSQLite"],
             exclude: ["README.md"]),
+        // Layer 4: the Studio, a local web app over the feature indexes, the model and SAE steering:
+        // a Hummingbird server with a JSON API (OpenAPI document served) and plain HTML/CSS/JS pages.
+        .target(
+            name: "AuscultStudio",
+            dependencies: [
+                "AuscultSAE", "AuscultLens", "AuscultWhisper", "AuscultAudio", "AuscultTensor", "AuscultReport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["README.md"], resources: [.copy("Web")]),
         // Top: the command-line tool.
         .executableTarget(
             name: "auscult",
             dependencies: [
-                "AuscultReport", "AuscultLens", "AuscultSAE", "AuscultWhisper", "AuscultAudio", "AuscultTensor",
+                "AuscultStudio", "AuscultReport", "AuscultLens", "AuscultSAE", "AuscultWhisper", "AuscultAudio", "AuscultTensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             exclude: ["README.md"]),
@@ -78,5 +95,10 @@ let package = Package(
         .testTarget(
             name: "AuscultSAETests",
             dependencies: ["AuscultSAE", "AuscultWhisper", "AuscultTensor", "_TestSupport"]),
+        .testTarget(
+            name: "AuscultStudioTests",
+            dependencies: [
+                "AuscultStudio", "AuscultSAE", "AuscultWhisper", "AuscultAudio", "_TestSupport",
+            ]),
     ]
 )

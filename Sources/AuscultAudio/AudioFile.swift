@@ -35,6 +35,11 @@ public struct AudioClip: Sendable {
                     + "mp3)", cause: LibraryMessage(why))
         }
         defer { sf_close(handle) }
+        try self.init(handle: handle, info: info, path: path)
+    }
+
+    /// Decodes an open libsndfile handle (the file's or an in-memory buffer's).
+    init(handle: OpaquePointer, info: SF_INFO, path: String) throws {
         let channels = Int(info.channels), frames = Int(info.frames)
         guard channels > 0, info.samplerate > 0 else {
             throw AudioError(.unreadable, path: path, "the file declares \(channels) channels at \(info.samplerate) Hz")

@@ -1,8 +1,10 @@
 // The feature index: for every SAE latent (or raw neuron of an encoder hook point, such as
-// encoder.blocks.2.mlp.hook_post), the clips it fires most on, with frame, time, value and the
-// word being spoken there (from the alignment heads), the most negative ones, and its firing
-// density; kept in SQLite so the Studio and `auscult features` can query it. Built batch by
-// batch with each batch committed, so an interrupted build resumes.
+// encoder.blocks.2.mlp.hook_post), the clips it fires most on, with frame, time, value, the
+// word being spoken there (from the alignment heads) and the features most active in the same
+// frame, the most negative ones, a uniform sample of the frames where it fires (for activation
+// histograms and SAEDashboard-style quantile groups), and its firing density; kept in SQLite so
+// the Studio and `auscult features` can query it. Built batch by batch with each batch
+// committed, so an interrupted build resumes.
 import AuscultAudio
 import AuscultTensor
 import AuscultWhisper
@@ -25,18 +27,9 @@ public struct FeatureExample: Codable, Sendable, Equatable {
     public var value: Float
     /// The word spoken at that time, if any.
     public var word: String?
-}
-
-/// One feature's summary and examples, as `auscult features` prints it.
-public struct FeatureRecord: Codable, Sendable {
-    public var feature: Int
-    /// Frames in which it is positive, and that count over all frames.
-    public var fired: Int
-    public var density: Double
-    public var meanActive: Double?
-    public var top: [FeatureExample]
-    public var negative: [FeatureExample]
-    enum CodingKeys: String, CodingKey { case feature, fired, density, top, negative; case meanActive = "mean_active" }
+    public init(clip: String, frame: Int, time: Double, value: Float, word: String? = nil) {
+        self.clip = clip; self.frame = frame; self.time = time; self.value = value; self.word = word
+    }
 }
 
 /// Builds a feature index over clips into an SQLite file.
@@ -47,6 +40,11 @@ public struct FeatureIndexBuilder {
     public let width: Int
     /// Examples kept per feature and direction.
     public var top = 20
+    /// Active frames sampled per feature (reservoir sampling, uniform over every frame where it
+    /// fires): 50 make SAEDashboard's 10 quantile groups of 5.
+    public var samples = 50
+    /// Features kept per top example as those most active in the same frame (co-activation).
+    public var coactive = 8
     public var batchSize = 8
 
     public init(loaded: LoadedModel, source: FeatureSource) throws {
@@ -68,17 +66,41 @@ public struct FeatureIndexBuilder {
     var kind: String { if case .sae = source { return "sae" } else { return "neurons" } }
     var sourcePath: String { if case .sae(_, _, let p) = source { return p } else { return hook } }
 
-    /// Running state: counts per feature and the best examples so far.
+    /// One kept frame of a feature: its value there, and (top examples) the features most active
+    /// in that frame with their values.
+    struct Entry: Equatable {
+        var value: Float
+        var clip: Int
+        var frame: Int
+        var coactive: [Coactive] = []
+    }
+
+    /// Running state: counts per feature, the best examples and the sample so far.
     struct State {
         var rows = 0
         var fired: [Int]
         var sumActive: [Double]
-        /// Per feature, (value, clip, frame) best first: top by largest, negative by smallest.
-        var top: [[(Float, Int, Int)]]
-        var negative: [[(Float, Int, Int)]]
+        /// Per feature, best first: top by largest value, negative by smallest.
+        var top: [[Entry]]
+        var negative: [[Entry]]
+        /// Per feature, a reservoir of the frames where it fired.
+        var samples: [[Entry]]
+        /// The reservoir's random stream (SplitMix64), saved with the index so a resumed build
+        /// draws what an uninterrupted one would.
+        var random: UInt64 = 0x9E37_79B9_7F4A_7C15
         init(width: Int) {
             fired = [Int](repeating: 0, count: width); sumActive = [Double](repeating: 0, count: width)
-            top = [[(Float, Int, Int)]](repeating: [], count: width); negative = top
+            top = [[Entry]](repeating: [], count: width); negative = top; samples = top
+        }
+
+        /// A uniform integer in 0..<n.
+        mutating func draw(below n: Int) -> Int {
+            random &+= 0x9E37_79B9_7F4A_7C15
+            var z = random
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            z ^= z >> 31
+            return Int(z % UInt64(n))
         }
     }
 
@@ -139,31 +161,69 @@ public struct FeatureIndexBuilder {
             values = x; negatives = x
         }
         let w = width
+        let v = values.scalars, nv = negatives.scalars
         state.rows += frames
         var best = [Float](repeating: -.infinity, count: w), bestAt = [Int](repeating: 0, count: w)
         var worst = [Float](repeating: .infinity, count: w), worstAt = [Int](repeating: 0, count: w)
         for f in 0..<frames {
             for i in 0..<w {
-                let v = values.storage[f * w + i]
-                if v > 0 { state.fired[i] += 1; state.sumActive[i] += Double(v) }
-                if v > best[i] { best[i] = v; bestAt[i] = f }
-                let n = negatives.storage[f * w + i]
+                let a = v[f * w + i]
+                if a > 0 {
+                    state.fired[i] += 1; state.sumActive[i] += Double(a)
+                    let e = Entry(value: a, clip: clip, frame: f)
+                    if state.samples[i].count < samples {
+                        state.samples[i].append(e)
+                    } else {
+                        let j = state.draw(below: state.fired[i])
+                        if j < samples { state.samples[i][j] = e }
+                    }
+                }
+                if a > best[i] { best[i] = a; bestAt[i] = f }
+                let n = nv[f * w + i]
                 if n < worst[i] { worst[i] = n; worstAt[i] = f }
             }
         }
+        var frameTop = [Int: [Coactive]]()
         for i in 0..<w {
-            if best[i] > 0 { Self.insert(&state.top[i], (best[i], clip, bestAt[i]), limit: top, before: >) }
-            if worst[i] < 0 { Self.insert(&state.negative[i], (worst[i], clip, worstAt[i]), limit: top, before: <) }
+            if best[i] > 0 {
+                var e = Entry(value: best[i], clip: clip, frame: bestAt[i])
+                if Self.admits(state.top[i], e.value, limit: top, before: >) {
+                    let f = bestAt[i]
+                    if frameTop[f] == nil { frameTop[f] = Self.largest(v[(f * w)..<((f + 1) * w)], count: coactive + 1) }
+                    e.coactive = frameTop[f]!.filter { $0.feature != i }.prefix(coactive).map { $0 }
+                    Self.insert(&state.top[i], e, limit: top, before: >)
+                }
+            }
+            if worst[i] < 0 {
+                Self.insert(&state.negative[i], Entry(value: worst[i], clip: clip, frame: worstAt[i]), limit: top, before: <)
+            }
         }
     }
 
+    /// The `count` largest positive values of a row with their indices, largest first.
+    static func largest(_ row: ArraySlice<Float>, count: Int) -> [Coactive] {
+        var kept = [Coactive]()
+        let base = row.startIndex
+        for (j, a) in zip(row.indices, row) where a > 0 {
+            if kept.count == count, a <= kept[count - 1].value { continue }
+            var k = kept.count
+            while k > 0 && a > kept[k - 1].value { k -= 1 }
+            kept.insert(Coactive(feature: j - base, value: a), at: k)
+            if kept.count > count { kept.removeLast() }
+        }
+        return kept
+    }
+
+    /// Whether `value` would enter a list kept sorted by `before` with at most `limit` entries.
+    static func admits(_ list: [Entry], _ value: Float, limit: Int, before: (Float, Float) -> Bool) -> Bool {
+        list.count < limit || list.last.map { before(value, $0.value) } ?? true
+    }
+
     /// Inserts into a list kept sorted by `before` (earlier clips win ties), at most `limit` long.
-    static func insert(
-        _ list: inout [(Float, Int, Int)], _ e: (Float, Int, Int), limit: Int, before: (Float, Float) -> Bool
-    ) {
-        if list.count == limit, let last = list.last, !before(e.0, last.0) { return }
+    static func insert(_ list: inout [Entry], _ e: Entry, limit: Int, before: (Float, Float) -> Bool) {
+        guard admits(list, e.value, limit: limit, before: before) else { return }
         var i = list.count
-        while i > 0 && before(e.0, list[i - 1].0) { i -= 1 }
+        while i > 0 && before(e.value, list[i - 1].value) { i -= 1 }
         list.insert(e, at: i)
         if list.count > limit { list.removeLast() }
     }
@@ -181,7 +241,7 @@ public struct FeatureIndexBuilder {
                 mean_active REAL, max_value REAL, min_value REAL, sum_active REAL NOT NULL);
             CREATE TABLE IF NOT EXISTS examples(feature INTEGER NOT NULL, kind TEXT NOT NULL, rank INTEGER NOT NULL,
                 clip INTEGER NOT NULL, frame INTEGER NOT NULL, time REAL NOT NULL, value REAL NOT NULL, word TEXT,
-                PRIMARY KEY(feature, kind, rank));
+                coactive TEXT, PRIMARY KEY(feature, kind, rank));
             """)
     }
 
@@ -189,7 +249,7 @@ public struct FeatureIndexBuilder {
     var settings: [String: String] {
         [
             "kind": kind, "hook": hook, "source": sourcePath, "model": loaded.path, "width": "\(width)",
-            "top": "\(top)", "version": "1",
+            "top": "\(top)", "samples": "\(samples)", "coactive": "\(coactive)", "version": "2",
         ]
     }
 
@@ -205,7 +265,7 @@ public struct FeatureIndexBuilder {
             }
             return state
         }
-        for (k, v) in settings where k != "rows" && meta[k] != v {
+        for (k, v) in settings where meta[k] != v {
             throw StoreError(
                 .occupied,
                 "\(db.path) holds an index with \(k) = \(meta[k] ?? "nothing"), not \(v); rebuild it from scratch or "
@@ -213,14 +273,23 @@ public struct FeatureIndexBuilder {
             )
         }
         state.rows = Int(meta["rows"] ?? "0") ?? 0
+        state.random = UInt64(meta["random"] ?? "") ?? state.random
         for row in try db.rows("SELECT id, fired, sum_active FROM features") {
             let i = row[0].int!
             state.fired[i] = row[1].int!
             state.sumActive[i] = row[2].double!
         }
-        for row in try db.rows("SELECT feature, kind, value, clip, frame FROM examples ORDER BY feature, kind, rank") {
-            let e = (Float(row[2].double!), row[3].int!, row[4].int!)
-            if row[1].text == "top" { state.top[row[0].int!].append(e) } else { state.negative[row[0].int!].append(e) }
+        for row in try db.rows(
+            "SELECT feature, kind, value, clip, frame, coactive FROM examples ORDER BY feature, kind, rank")
+        {
+            let e = Entry(
+                value: Float(row[2].double!), clip: row[3].int!, frame: row[4].int!,
+                coactive: Coactive.parse(row[5].text ?? ""))
+            switch row[1].text {
+            case "top": state.top[row[0].int!].append(e)
+            case "negative": state.negative[row[0].int!].append(e)
+            default: state.samples[row[0].int!].append(e)
+            }
         }
         return state
     }
@@ -255,29 +324,30 @@ public struct FeatureIndexBuilder {
             }
             try db.execute(
                 "DELETE FROM features; DELETE FROM examples; INSERT OR REPLACE INTO meta(key, value) VALUES ('rows', "
-                    + "'\(state.rows)')"
+                    + "'\(state.rows)'), ('random', '\(state.random)')"
             )
             let feat = try db.prepare(
                 "INSERT INTO features(id, fired, density, mean_active, max_value, min_value, sum_active) VALUES (?, ?, "
                     + "?, ?, ?, ?, ?)"
             )
             let ex = try db.prepare(
-                "INSERT INTO examples(feature, kind, rank, clip, frame, time, value, word) VALUES (?, ?, ?, ?, ?, ?, "
-                    + "?, ?)"
+                "INSERT INTO examples(feature, kind, rank, clip, frame, time, value, word, coactive) VALUES (?, ?, ?, "
+                    + "?, ?, ?, ?, ?, ?)"
             )
             for i in 0..<width {
                 try feat.run([
                     .int(i), .int(state.fired[i]), .double(Double(state.fired[i]) / Double(max(1, state.rows))),
                     state.fired[i] > 0 ? .double(state.sumActive[i] / Double(state.fired[i])) : .null,
-                    state.top[i].first.map { .double(Double($0.0)) } ?? .null,
-                    state.negative[i].first.map { .double(Double($0.0)) } ?? .null, .double(state.sumActive[i]),
+                    state.top[i].first.map { .double(Double($0.value)) } ?? .null,
+                    state.negative[i].first.map { .double(Double($0.value)) } ?? .null, .double(state.sumActive[i]),
                 ])
-                for (kind, list) in [("top", state.top[i]), ("negative", state.negative[i])] {
+                for (kind, list) in [("top", state.top[i]), ("negative", state.negative[i]), ("sample", state.samples[i])] {
                     for (rank, e) in list.enumerated() {
-                        let t = (Double(e.2) + 0.5) * 0.02
+                        let t = (Double(e.frame) + 0.5) * 0.02
                         try ex.run([
-                            .int(i), .text(kind), .int(rank), .int(e.1), .int(e.2), .double(t), .double(Double(e.0)),
-                            word(e.1, t),
+                            .int(i), .text(kind), .int(rank), .int(e.clip), .int(e.frame), .double(t),
+                            .double(Double(e.value)), word(e.clip, t),
+                            e.coactive.isEmpty ? .null : .text(Coactive.format(e.coactive)),
                         ])
                     }
                 }
@@ -286,76 +356,3 @@ public struct FeatureIndexBuilder {
     }
 }
 
-/// Reads a feature index.
-public struct FeatureIndex {
-    public let db: SQLiteDatabase
-    public let meta: [String: String]
-
-    public init(path: String) throws {
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw StoreError(.missing, "\(path): no feature index there (build one with `auscult index`)")
-        }
-        db = try SQLiteDatabase(path: path, create: false)
-        var m = [String: String]()
-        do {
-            for row in try db.rows("SELECT key, value FROM meta") { m[row[0].text!] = row[1].text! }
-        } catch {
-            throw StoreError(.corrupt, "\(path) is not a feature index", cause: error)
-        }
-        meta = m
-    }
-
-    public var width: Int { Int(meta["width"] ?? "") ?? 0 }
-
-    /// One feature with its examples (nil if the index has no such feature).
-    public func feature(_ i: Int, examples: Int = 10) throws -> FeatureRecord? {
-        guard let f = try db.rows("SELECT fired, density, mean_active FROM features WHERE id = ?", [.int(i)]).first
-        else { return nil }
-        func list(_ kind: String) throws -> [FeatureExample] {
-            try db.rows(
-                """
-                SELECT c.name, e.frame, e.time, e.value, e.word FROM examples e JOIN clips c ON c.id = e.clip
-                WHERE e.feature = ? AND e.kind = ? ORDER BY e.rank LIMIT ?
-                """, [.int(i), .text(kind), .int(examples)]
-            ).map {
-                FeatureExample(
-                    clip: $0[0].text!, frame: $0[1].int!, time: $0[2].double!, value: Float($0[3].double!),
-                    word: $0[4].text)
-            }
-        }
-        return FeatureRecord(
-            feature: i, fired: f[0].int!, density: f[1].double!, meanActive: f[2].double,
-            top: try list("top"), negative: try list("negative"))
-    }
-
-    /// Features ordered by `column` (density, max_value, mean_active), highest first.
-    public func ranked(by column: String, limit: Int) throws -> [(feature: Int, density: Double, maxValue: Double?)] {
-        guard ["density", "max_value", "mean_active", "fired"].contains(column) else {
-            throw StoreError(.mismatch, "cannot sort by '\(column)': use density, max_value, mean_active or fired")
-        }
-        return try db.rows(
-            "SELECT id, density, max_value FROM features ORDER BY \(column) DESC, id LIMIT ?", [.int(limit)]
-        )
-        .map { ($0[0].int!, $0[1].double!, $0[2].double) }
-    }
-
-    /// The path of an indexed clip.
-    public func clipPath(_ name: String) throws -> String? {
-        try db.rows("SELECT path FROM clips WHERE name = ?", [.text(name)]).first?[0].text
-    }
-
-    /// Every feature's firing density, by feature id.
-    public func densities() throws -> [Double] {
-        try db.rows("SELECT density FROM features ORDER BY id").map { $0[0].double ?? 0 }
-    }
-
-    /// Features whose top examples fall on `word` (case-insensitive), most examples first.
-    public func features(onWord word: String, limit: Int) throws -> [(feature: Int, examples: Int)] {
-        try db.rows(
-            """
-            SELECT feature, COUNT(*) AS n FROM examples WHERE kind = 'top' AND lower(word) = lower(?)
-            GROUP BY feature ORDER BY n DESC, feature LIMIT ?
-            """, [.text(word), .int(limit)]
-        ).map { ($0[0].int!, $0[1].int!) }
-    }
-}

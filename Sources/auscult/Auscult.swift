@@ -14,7 +14,7 @@ struct Auscult: ParsableCommand {
         subcommands: [
             Transcribe.self, Ablate.self, Layers.self, LensCommand.self, Patch.self, Attribute.self, Optimize.self,
             Probe.self, Collect.self, TrainSAE.self, EvalSAE.self, Index.self, Features.self, Hooks.self, Cache.self,
-            Convert.self, Bench.self,
+            Convert.self, Bench.self, StudioCommand.self,
         ])
 }
 

@@ -9,7 +9,15 @@ import AuscultTensor
 ProcessSetup.configure()
 do {
     var command = try Auscult.parseAsRoot()
-    try command.run()
+    if var server = command as? any AsyncParsableCommand {
+        try await runAsync(&server)
+    } else {
+        try command.run()
+    }
 } catch {
     Auscult.exit(withError: FlagHint.annotate(error))
 }
+
+/// Runs a command whose `run` is async (`auscult studio`): called through a generic so that the
+/// async requirement, not ParsableCommand's synchronous default, is the one chosen.
+func runAsync<C: AsyncParsableCommand>(_ command: inout C) async throws { try await command.run() }

@@ -1,0 +1,234 @@
+// The JSON API's answers: what each endpoint returns, computed from the indexes and the model.
+// The routes (Studio+Routes.swift) only parse parameters and call these.
+import AuscultAudio
+import AuscultSAE
+import AuscultTensor
+import AuscultWhisper
+import Foundation
+
+/// One served index, as `GET /api/indexes` lists it.
+struct IndexInfo: Codable, Sendable {
+    var id: String
+    var kind: String
+    var hook: String
+    var source: String
+    var model: String
+    var width: Int
+    var rows: Int
+    var clips: Int
+}
+
+/// A feature in a ranking or a word search.
+struct FeatureSummary: Codable, Sendable {
+    var feature: Int
+    var density: Double?
+    var maxValue: Double?
+    /// Top examples on the searched word.
+    var examples: Int?
+    enum CodingKeys: String, CodingKey { case feature, density, examples; case maxValue = "max_value" }
+}
+
+/// A window of a clip with one feature's value per encoder frame: what an example card draws.
+struct Trace: Codable, Sendable {
+    var clip: String
+    var feature: Int
+    var start: Double
+    var end: Double
+    /// Seconds per encoder frame (20 ms) and the first frame of `activation`.
+    var frameSeconds: Double
+    var firstFrame: Int
+    var activation: [Float]
+    var mel: MelImage
+    var words: [WordSpan]
+    enum CodingKeys: String, CodingKey {
+        case clip, feature, start, end, activation, mel, words
+        case frameSeconds = "frame_seconds", firstFrame = "first_frame"
+    }
+}
+
+/// A feature's values over a whole inspected clip.
+struct FeatureTrack: Codable, Sendable {
+    var feature: Int
+    var max: Float
+    var values: [Float]
+}
+
+/// A clip through one index: transcript, word timing, spectrogram and its most active features.
+struct Inspection: Codable, Sendable {
+    var index: String
+    var clip: String
+    var upload: Bool
+    var duration: Double
+    var frames: Int
+    var transcript: String
+    var words: [WordSpan]
+    var mel: MelImage
+    var features: [FeatureTrack]
+}
+
+/// `POST /api/steer`'s body.
+struct SteerRequest: Codable, Sendable {
+    var index: String
+    var clip: String?
+    var upload: String?
+    var feature: Int
+    /// `scale` (multiply by `value`) or `clamp` (set to `value`) wherever the clip holds audio.
+    var mode: String
+    var value: Double
+    /// SAE indexes: add the SAE's error back so that only the edit changes the run (default true).
+    var keepError: Bool?
+    enum CodingKeys: String, CodingKey { case index, clip, upload, feature, mode, value; case keepError = "keep_error" }
+}
+
+/// One word of a word-level diff between two transcripts.
+struct DiffWord: Codable, Sendable, Equatable {
+    /// `same`, `removed` (only in the clean transcript) or `added` (only in the steered one).
+    var op: String
+    var word: String
+    var start: Double?
+    var end: Double?
+}
+
+struct SteerResult: Codable, Sendable {
+    var edit: String
+    var clean: Transcript
+    var steered: Transcript
+    var diff: [DiffWord]
+    var changed: Bool
+}
+
+extension Studio {
+    func indexList() throws -> [IndexInfo] {
+        try indexes.map { i in
+            let clips = try i.pool.read { try $0.db.rows("SELECT COUNT(*) FROM clips")[0][0].int ?? 0 }
+            return IndexInfo(
+                id: i.id, kind: i.kind, hook: i.hook, source: (i.pool.meta["source"].map { ($0 as NSString).lastPathComponent }) ?? "",
+                model: loaded.name, width: i.width, rows: Int(i.pool.meta["rows"] ?? "") ?? 0, clips: clips)
+        }
+    }
+
+    func featureList(_ index: ServedIndex, sort: String, limit: Int, word: String?) throws -> [FeatureSummary] {
+        try index.pool.read { idx in
+            if let word, !word.isEmpty {
+                let hits = try idx.features(onWordsContaining: word, limit: limit)
+                let info = try Dictionary(
+                    uniqueKeysWithValues: idx.ranked(by: "fired", limit: Int.max).map { ($0.feature, $0) })
+                return hits.map {
+                    FeatureSummary(
+                        feature: $0.feature, density: info[$0.feature]?.density,
+                        maxValue: info[$0.feature]?.maxValue, examples: $0.examples)
+                }
+            }
+            return try idx.ranked(by: sort, limit: limit).map {
+                FeatureSummary(feature: $0.feature, density: $0.density, maxValue: $0.maxValue, examples: nil)
+            }
+        }
+    }
+
+    func featurePage(_ index: ServedIndex, _ feature: Int, examples: Int) throws -> FeaturePage {
+        guard feature >= 0 && feature < index.width,
+            let page = try index.pool.read({ try $0.page(feature, examples: examples) })
+        else {
+            throw StudioError(.notFound, "index '\(index.id)' has features 0…\(index.width - 1), not \(feature)")
+        }
+        return page
+    }
+
+    /// One feature over `start…end` seconds (at most 10 s) of an analysed clip.
+    func trace(
+        _ a: ClipAnalysis, clip: String, feature: Int, start: Double, end: Double, words: [WordSpan]
+    ) throws -> Trace {
+        guard feature >= 0 && feature < a.width else {
+            throw StudioError(.notFound, "feature \(feature): the index has 0…\(a.width - 1)")
+        }
+        guard start.isFinite, end.isFinite, start >= 0, end > start, end - start <= 10 else {
+            throw StudioError(
+                .badRequest, "start \(start), end \(end): give 0 ≤ start < end with at most 10 s between them")
+        }
+        let duration = Double(a.samples.count) / Double(AudioClip.sampleRate)
+        let s = min(start, duration), e = min(end, max(duration, s))
+        let f0 = min(a.frames, Int(s / 0.02)), f1 = max(f0, min(a.frames, Int((e / 0.02).rounded(.up))))
+        let c0 = min(LogMel.windowFrames, 2 * f0), c1 = min(LogMel.windowFrames, 2 * f1)
+        return Trace(
+            clip: clip, feature: feature, start: s, end: e, frameSeconds: 0.02, firstFrame: f0,
+            activation: a.column(feature, f0..<f1), mel: MelImage(a.mel, columns: c0..<c1),
+            words: words.filter { $0.end > s && $0.start < e })
+    }
+
+    /// Transcript, words, spectrogram and the `count` features with the largest peak.
+    func inspection(_ samples: [Float], index: ServedIndex, clip: String, upload: Bool, count: Int) throws
+        -> (Inspection, ClipAnalysis)
+    {
+        let (a, r, words) = try analyse(samples, index: index, record: [], transcribe: true)
+        var peaks = [(Int, Float)]()
+        for f in 0..<a.width {
+            var m: Float = 0
+            for t in 0..<a.frames { m = max(m, a.values[t * a.width + f]) }
+            if m > 0 { peaks.append((f, m)) }
+        }
+        peaks.sort { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
+        let tracks = peaks.prefix(count).map { FeatureTrack(feature: $0.0, max: $0.1, values: a.column($0.0, 0..<a.frames)) }
+        let inspection = Inspection(
+            index: index.id, clip: clip, upload: upload, duration: Double(samples.count) / Double(AudioClip.sampleRate),
+            frames: a.frames, transcript: r?.text ?? "", words: words,
+            mel: MelImage(a.mel, columns: 0..<min(LogMel.windowFrames, 2 * a.frames)), features: tracks)
+        return (inspection, a)
+    }
+
+    /// The clean and steered transcripts of `samples` with one feature scaled or clamped.
+    func steer(_ samples: [Float], index: ServedIndex, request: SteerRequest) throws -> SteerResult {
+        guard request.feature >= 0 && request.feature < index.width else {
+            throw StudioError(.badRequest, "feature \(request.feature): index '\(index.id)' has 0…\(index.width - 1)")
+        }
+        guard request.value.isFinite, abs(request.value) <= 1e4 else {
+            throw StudioError(.badRequest, "value \(request.value): give a finite number within ±10000")
+        }
+        let kind: LatentEdit.Kind
+        switch request.mode {
+        case "scale": kind = .scale(Float(request.value))
+        case "clamp": kind = .clamp(Float(request.value))
+        default: throw StudioError(.badRequest, "mode '\(request.mode)': use scale or clamp")
+        }
+        let frames = LoadedClip.validFrames(samples: samples.count, maxFrames: loaded.model.dims.n_audio_ctx)
+        let hooks: HookHandler
+        if let sae = index.sae {
+            hooks = try SAESplice(
+                sae: sae, hook: index.hook, edits: [LatentEdit(latent: request.feature, kind: kind)],
+                keepError: request.keepError ?? true, frames: [frames])
+        } else {
+            hooks = NeuronEdit(hook: index.hook, neuron: request.feature, edit: kind, frames: frames)
+        }
+        let clean = try transcript(samples, hooks: nil)
+        let steered = try transcript(samples, hooks: hooks)
+        let what = index.sae == nil ? "neuron" : "latent"
+        let edit = request.mode == "scale"
+            ? "\(what) \(request.feature) × \(request.value)" : "\(what) \(request.feature) = \(request.value)"
+        let diff = Self.wordDiff(clean.words, steered.words)
+        return SteerResult(
+            edit: edit, clean: clean, steered: steered, diff: diff, changed: diff.contains { $0.op != "same" })
+    }
+
+    /// A word-level diff (longest common subsequence of words compared without case or
+    /// punctuation): removed words carry the clean run's times, the others the steered run's.
+    static func wordDiff(_ a: [WordSpan], _ b: [WordSpan]) -> [DiffWord] {
+        func key(_ w: WordSpan) -> String { w.word.lowercased().filter { $0.isLetter || $0.isNumber || $0 == "'" } }
+        let ka = a.map(key), kb = b.map(key)
+        var lcs = [[Int]](repeating: [Int](repeating: 0, count: kb.count + 1), count: ka.count + 1)
+        for i in stride(from: ka.count - 1, through: 0, by: -1) {
+            for j in stride(from: kb.count - 1, through: 0, by: -1) {
+                lcs[i][j] = ka[i] == kb[j] ? lcs[i + 1][j + 1] + 1 : max(lcs[i + 1][j], lcs[i][j + 1])
+            }
+        }
+        var out = [DiffWord](), i = 0, j = 0
+        while i < ka.count || j < kb.count {
+            if i < ka.count && j < kb.count && ka[i] == kb[j] {
+                out.append(DiffWord(op: "same", word: b[j].word, start: b[j].start, end: b[j].end)); i += 1; j += 1
+            } else if j < kb.count && (i == ka.count || lcs[i][j + 1] >= lcs[i + 1][j]) {
+                out.append(DiffWord(op: "added", word: b[j].word, start: b[j].start, end: b[j].end)); j += 1
+            } else {
+                out.append(DiffWord(op: "removed", word: a[i].word, start: a[i].start, end: a[i].end)); i += 1
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,531 @@
+// Auscult Studio's page: plain JavaScript over the JSON API (GET /api/openapi.json describes it).
+// Views are chosen by the location hash: #/features/INDEX/FEATURE and #/inspect/INDEX[/clip/NAME].
+'use strict';
+
+const token = new URLSearchParams(location.search).get('token');
+const state = { indexes: [], index: null, list: [], page: null, inspection: null };
+const $ = (sel, root = document) => root.querySelector(sel);
+
+// ---------------------------------------------------------------- API
+async function api(path, options = {}) {
+  const headers = Object.assign({}, options.headers || {});
+  if (token) headers.Authorization = 'Bearer ' + token;
+  const response = await fetch(path, Object.assign({}, options, { headers }));
+  const type = response.headers.get('Content-Type') || '';
+  const body = type.startsWith('application/json') ? await response.json() : null;
+  if (!response.ok) {
+    const message = body && body.error ? body.error.message : response.status + ' ' + response.statusText;
+    throw new Error(message);
+  }
+  return body;
+}
+function mediaURL(path, params = {}) {
+  const q = new URLSearchParams(params);
+  if (token) q.set('token', token);
+  const s = q.toString();
+  return s ? path + '?' + s : path;
+}
+function showError(error) {
+  const box = $('#error');
+  box.textContent = error.message || String(error);
+  box.hidden = false;
+  clearTimeout(showError.timer);
+  showError.timer = setTimeout(() => { box.hidden = true; }, 8000);
+}
+const enc = encodeURIComponent;
+const fmt = (v, d = 3) => (v === null || v === undefined) ? 'n/a' : Number(v).toPrecision(d);
+
+// ---------------------------------------------------------------- colour
+const MAGMA = [[0, 0, 4], [59, 15, 112], [140, 41, 129], [222, 73, 104], [254, 159, 109], [252, 253, 191]];
+function magma(t) {
+  t = Math.max(0, Math.min(1, t)) * (MAGMA.length - 1);
+  const i = Math.min(MAGMA.length - 2, Math.floor(t)), f = t - i, a = MAGMA[i], b = MAGMA[i + 1];
+  return [a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f];
+}
+/** Diverging blue (negative) – white (0) – red (positive), for v in [-1, 1]. */
+function diverging(v) {
+  v = Math.max(-1, Math.min(1, v));
+  const pos = [200, 55, 45], neg = [43, 99, 184], w = [247, 247, 247];
+  const c = v >= 0 ? pos : neg, t = Math.abs(v);
+  return [w[0] + (c[0] - w[0]) * t, w[1] + (c[1] - w[1]) * t, w[2] + (c[2] - w[2]) * t];
+}
+const css = (c) => `rgb(${c[0] | 0},${c[1] | 0},${c[2] | 0})`;
+
+/** Decodes a MelImage (8-bit levels, frame-major, base64). */
+function melLevels(mel) {
+  const raw = atob(mel.data), bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  return bytes;
+}
+/** Draws a spectrogram into a box of the canvas, low frequencies at the bottom. */
+function drawMel(ctx, mel, x, y, w, h) {
+  if (mel.frames === 0) return;
+  const levels = melLevels(mel), img = ctx.createImageData(mel.frames, mel.bins);
+  for (let f = 0; f < mel.frames; f++) {
+    for (let b = 0; b < mel.bins; b++) {
+      const c = magma(levels[f * mel.bins + b] / 255), o = ((mel.bins - 1 - b) * mel.frames + f) * 4;
+      img.data[o] = c[0]; img.data[o + 1] = c[1]; img.data[o + 2] = c[2]; img.data[o + 3] = 255;
+    }
+  }
+  const tmp = document.createElement('canvas');
+  tmp.width = mel.frames; tmp.height = mel.bins;
+  tmp.getContext('2d').putImageData(img, 0, 0);
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(tmp, x, y, w, h);
+}
+
+// ---------------------------------------------------------------- playback with a cursor
+const player = { audio: new Audio(), card: null, stop: null };
+function play(url, from, onTime, onEnd) {
+  if (player.stop) player.stop();
+  const audio = player.audio;
+  audio.src = url;
+  let running = true;
+  const tick = () => {
+    if (!running) return;
+    onTime(from + audio.currentTime);
+    if (!audio.paused && !audio.ended) requestAnimationFrame(tick);
+  };
+  player.stop = () => { running = false; audio.pause(); onEnd(); player.stop = null; };
+  audio.onended = () => { onTime(from + audio.duration); if (player.stop) player.stop(); };
+  audio.play().then(() => requestAnimationFrame(tick)).catch((e) => { showError(e); if (player.stop) player.stop(); });
+}
+
+// ---------------------------------------------------------------- example cards
+const CARD = { w: 300, mel: 80, strip: 12, words: 22 };
+/** Draws a trace: spectrogram with the activation line over it, a diverging strip, the words. */
+function drawTrace(canvas, trace, scale, cursor) {
+  const ctx = canvas.getContext('2d'), W = canvas.width, H = canvas.height;
+  ctx.clearRect(0, 0, W, H);
+  const span = trace.end - trace.start, px = (t) => (t - trace.start) / span * W;
+  drawMel(ctx, trace.mel, 0, 0, W, CARD.mel);
+  const n = trace.activation.length, fw = trace.frame_seconds;
+  // Strip: one cell per encoder frame, coloured by value / scale.
+  for (let i = 0; i < n; i++) {
+    const t0 = (trace.first_frame + i) * fw, x0 = px(t0), x1 = px(t0 + fw);
+    ctx.fillStyle = css(diverging(trace.activation[i] / scale));
+    ctx.fillRect(x0, CARD.mel, Math.max(1, x1 - x0 + 0.5), CARD.strip);
+  }
+  // Line over the spectrogram: 0 at mid-height, ±scale at the edges.
+  ctx.strokeStyle = 'rgba(255,255,255,0.95)'; ctx.lineWidth = 1.5; ctx.beginPath();
+  for (let i = 0; i < n; i++) {
+    const x = px((trace.first_frame + i + 0.5) * fw), y = CARD.mel / 2 - trace.activation[i] / scale * (CARD.mel / 2 - 2);
+    if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+  }
+  ctx.stroke();
+  // Words under their time spans.
+  ctx.font = '11px system-ui, sans-serif'; ctx.fillStyle = '#1d232b'; ctx.textBaseline = 'top';
+  for (const w of trace.words) {
+    const x0 = Math.max(0, px(w.start)), x1 = Math.min(W, px(w.end));
+    ctx.strokeStyle = '#c4cad3'; ctx.beginPath(); ctx.moveTo(x0 + 0.5, CARD.mel + CARD.strip);
+    ctx.lineTo(x0 + 0.5, CARD.mel + CARD.strip + 6); ctx.stroke();
+    ctx.save(); ctx.beginPath(); ctx.rect(x0, CARD.mel + CARD.strip, Math.max(0, x1 - x0), CARD.words); ctx.clip();
+    ctx.fillText(w.word, x0 + 2, CARD.mel + CARD.strip + 4); ctx.restore();
+  }
+  if (cursor !== undefined) {
+    ctx.strokeStyle = '#00e0ff'; ctx.lineWidth = 2; ctx.beginPath();
+    ctx.moveTo(px(cursor), 0); ctx.lineTo(px(cursor), CARD.mel + CARD.strip); ctx.stroke();
+  }
+}
+
+function valueAt(trace, t) {
+  const i = Math.floor(t / trace.frame_seconds) - trace.first_frame;
+  return i >= 0 && i < trace.activation.length ? trace.activation[i] : null;
+}
+
+/** A card for one example: fetches its trace (±1 s around the frame), draws and plays it. */
+function exampleCard(index, feature, example, scale) {
+  const node = $('#example-template').content.firstElementChild.cloneNode(true);
+  $('.value', node).textContent = fmt(example.value);
+  $('.clip', node).textContent = example.clip;
+  $('.time', node).textContent = example.time.toFixed(2) + ' s' + (example.word ? ' · “' + example.word + '”' : '');
+  node.dataset.value = example.value;
+  const canvas = $('canvas', node);
+  canvas.width = CARD.w; canvas.height = CARD.mel + CARD.strip + CARD.words;
+  const start = Math.max(0, example.time - 1), end = example.time + 1;
+  const path = `/api/indexes/${enc(index)}/clips/${enc(example.clip)}`;
+  node.load = () => api(`${path}/trace?` + new URLSearchParams({ feature, start, end })).then((trace) => {
+    node.trace = trace;
+    node.dataset.drawn = 'true';
+    drawTrace(canvas, trace, scale);
+  });
+  $('.play', node).addEventListener('click', () => {
+    const trace = node.trace;
+    if (!trace) return;
+    if (player.card === node && player.stop) { player.stop(); return; }
+    player.card = node;
+    $('.play', node).textContent = '■';
+    play(mediaURL(`${path}/audio`, { start: trace.start, end: trace.end }), trace.start, (t) => {
+      node.dataset.cursor = t.toFixed(3);
+      drawTrace(canvas, trace, scale, t);
+      const v = valueAt(trace, t);
+      $('.under-cursor', node).textContent = v === null ? '' : 'activation here: ' + fmt(v);
+    }, () => { $('.play', node).textContent = '▶'; drawTrace(canvas, trace, scale); player.card = null; });
+  });
+  return node;
+}
+
+/** Loads the cards' traces a few at a time. */
+async function loadCards(cards) {
+  const queue = cards.slice();
+  const worker = async () => {
+    while (queue.length) {
+      const card = queue.shift();
+      try { await card.load(); } catch (e) { showError(e); }
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  document.body.dataset.cards = 'drawn';
+}
+
+// ---------------------------------------------------------------- plots
+function histogram(canvas, values, bins, label) {
+  const ctx = canvas.getContext('2d'), W = canvas.width, H = canvas.height - 14;
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  if (!values.length) { ctx.fillStyle = '#66707c'; ctx.fillText('no data', 8, 20); return; }
+  let lo = Math.min(...values), hi = Math.max(...values);
+  if (!(hi > lo)) hi = lo + 1;
+  const counts = new Array(bins).fill(0);
+  for (const v of values) counts[Math.min(bins - 1, Math.floor((v - lo) / (hi - lo) * bins))]++;
+  const top = Math.max(...counts);
+  ctx.fillStyle = '#2257c9';
+  for (let i = 0; i < bins; i++) {
+    const h = counts[i] / top * (H - 4);
+    ctx.fillRect(i * W / bins + 1, H - h, W / bins - 2, h);
+  }
+  ctx.fillStyle = '#66707c'; ctx.font = '10px system-ui, sans-serif'; ctx.textBaseline = 'top';
+  ctx.fillText(fmt(lo), 0, H + 2);
+  const right = fmt(hi); ctx.fillText(right, W - ctx.measureText(right).width, H + 2);
+  if (label) { const m = ctx.measureText(label).width; ctx.fillText(label, (W - m) / 2, H + 2); }
+}
+
+// ---------------------------------------------------------------- features view
+async function loadFeatureList() {
+  const word = state.search && isNaN(Number(state.search)) ? state.search : null;
+  const params = new URLSearchParams({ sort: $('#sort-select').value, limit: 200 });
+  if (word) params.set('word', word);
+  const list = await api(`/api/indexes/${enc(state.index)}/features?` + params);
+  const ol = $('#feature-list');
+  ol.textContent = '';
+  if (!list.length) { const li = document.createElement('li'); li.textContent = word ? `no feature fires most on words with “${word}”` : 'empty index'; ol.append(li); }
+  for (const f of list) {
+    const li = document.createElement('li');
+    li.dataset.feature = f.feature;
+    const right = f.examples ? `${f.examples} on “${word}”` : `max ${fmt(f.max_value)} · ${fmt(f.density, 2)}`;
+    li.innerHTML = `<span>#${f.feature}</span><span class="muted"></span>`;
+    li.lastChild.textContent = right;
+    li.addEventListener('click', () => { location.hash = `#/features/${enc(state.index)}/${f.feature}`; });
+    ol.append(li);
+  }
+  const densities = await api(`/api/indexes/${enc(state.index)}/densities`);
+  histogram($('#density-plot'), densities.filter((d) => d > 0).map((d) => Math.log10(d)), 30);
+}
+
+function filteredExamples(list) {
+  const lo = parseFloat($('#filter-min').value), hi = parseFloat($('#filter-max').value), abs = $('#filter-abs').checked;
+  return list.filter((e) => {
+    const v = abs ? Math.abs(e.value) : e.value;
+    return !(v < lo) && !(v > hi);
+  });
+}
+
+async function showFeature(index, feature) {
+  const page = await api(`/api/indexes/${enc(index)}/features/${feature}?examples=20`);
+  state.page = page;
+  for (const li of document.querySelectorAll('#feature-list li')) li.classList.toggle('current', li.dataset.feature == feature);
+  const root = $('#feature-page');
+  root.textContent = '';
+  const what = page.kind === 'sae' ? 'Latent' : 'Neuron';
+  const h = document.createElement('h2');
+  h.textContent = `${what} ${page.feature} · ${page.hook}`;
+  root.append(h);
+  const stats = document.createElement('div');
+  stats.className = 'stats';
+  const items = [['fires in', `${page.fired} frames`], ['density', fmt(page.density)], ['mean when active', fmt(page.mean_active)],
+    ['max', fmt(page.max_value)], ['min' + (page.kind === 'sae' ? ' (pre-act.)' : ''), fmt(page.min_value)]];
+  for (const [k, v] of items) { const d = document.createElement('div'); d.innerHTML = '<b></b><span class="muted"></span>'; d.firstChild.textContent = v; d.lastChild.textContent = k; stats.append(d); }
+  root.append(stats);
+  const row = document.createElement('div'); row.className = 'row';
+  const fig = document.createElement('figure');
+  fig.innerHTML = '<canvas id="activation-hist" width="320" height="110"></canvas><figcaption class="legend"></figcaption>';
+  fig.lastChild.textContent = `activations where it fires (sample of ${page.sample.length} frames)`;
+  row.append(fig);
+  const co = document.createElement('div');
+  co.innerHTML = '<h3>Fires together with</h3><div class="chips"></div><p class="legend">features most often among the most active in the frames of its top examples</p>';
+  for (const c of page.coactive) {
+    const a = document.createElement('a');
+    a.href = `#/features/${enc(index)}/${c.feature}`;
+    a.textContent = `#${c.feature} (${c.examples}×)`;
+    a.title = `mean value there ${fmt(c.mean_value)}`;
+    $('.chips', co).append(a);
+  }
+  if (!page.coactive.length) $('.chips', co).textContent = 'none recorded';
+  row.append(co);
+  root.append(row);
+  histogram($('#activation-hist'), page.sample, 24);
+
+  const filters = document.createElement('div');
+  filters.className = 'filters';
+  filters.innerHTML = `<span>Show activations</span>
+    <label>from <input id="filter-min" type="number" step="any"></label>
+    <label>to <input id="filter-max" type="number" step="any"></label>
+    <label><input id="filter-abs" type="checkbox"> use absolute value</label>
+    <span class="legend">strip and line: activation per 20 ms frame, blue − · white 0 · red + (scale ±<span id="scale"></span>)</span>`;
+  root.append(filters);
+  const scale = Math.max(Math.abs(page.max_value || 0), Math.abs(page.min_value || 0), 1e-6);
+  $('#scale', filters).textContent = fmt(scale);
+  const sections = document.createElement('div');
+  root.append(sections);
+  const render = () => {
+    sections.textContent = '';
+    const cards = [];
+    const section = (title, list, open = true) => {
+      const shown = filteredExamples(list);
+      const d = document.createElement('details'); d.open = open;
+      d.innerHTML = '<summary></summary><div class="examples"></div>';
+      d.firstChild.textContent = `${title} (${shown.length})`;
+      for (const e of shown) { const c = exampleCard(index, page.feature, e, scale); $('.examples', d).append(c); cards.push(c); }
+      sections.append(d);
+      return d;
+    };
+    const top = section('Top examples', page.top); top.id = 'top-examples';
+    const q = document.createElement('h3'); q.textContent = 'Quantile groups (frames sampled where it fires)'; sections.append(q);
+    for (const g of page.quantiles) {
+      section(`${Math.round(g.from_quantile * 100)}–${Math.round(g.to_quantile * 100)} % · ${fmt(g.low)} to ${fmt(g.high)}`, g.examples, false);
+    }
+    section('Most negative' + (page.kind === 'sae' ? ' (pre-activations)' : ''), page.negative, false);
+    document.body.dataset.cards = 'loading';
+    loadCards(cards);
+  };
+  for (const id of ['#filter-min', '#filter-max', '#filter-abs']) $(id, filters).addEventListener('change', render);
+  render();
+  document.body.dataset.state = 'feature';
+}
+
+// ---------------------------------------------------------------- inspect view
+async function loadClips() {
+  const names = await api(`/api/indexes/${enc(state.index)}/clips`);
+  const select = $('#clip-select');
+  select.length = 1;
+  for (const n of names) { const o = document.createElement('option'); o.value = n; o.textContent = n; select.append(o); }
+}
+
+async function inspectClip(name) {
+  document.body.dataset.state = 'inspecting';
+  const r = await api(`/api/indexes/${enc(state.index)}/clips/${enc(name)}/inspect`);
+  showInspection(r);
+}
+
+async function inspectUpload(blob, name) {
+  document.body.dataset.state = 'inspecting';
+  $('#inspect-result').textContent = 'Transcribing…';
+  const r = await api(`/api/indexes/${enc(state.index)}/inspect?name=${enc(name)}`, {
+    method: 'POST', body: blob, headers: { 'Content-Type': 'application/octet-stream' } });
+  showInspection(r);
+}
+
+const INS = { mel: 80, words: 22, row: 12, axis: 16 };
+function drawInspection(canvas, r, cursor) {
+  const ctx = canvas.getContext('2d'), W = canvas.width, H = canvas.height, label = 54;
+  const plotW = W - label, span = Math.max(r.frames * 0.02, 0.02), px = (t) => label + t / span * plotW;
+  ctx.clearRect(0, 0, W, H);
+  drawMel(ctx, r.mel, label, 0, plotW, INS.mel);
+  ctx.font = '11px system-ui, sans-serif'; ctx.textBaseline = 'top'; ctx.fillStyle = '#1d232b';
+  for (const w of r.words) {
+    ctx.strokeStyle = '#c4cad3'; ctx.beginPath(); ctx.moveTo(px(w.start) + 0.5, INS.mel); ctx.lineTo(px(w.start) + 0.5, INS.mel + 8); ctx.stroke();
+    ctx.save(); ctx.beginPath(); ctx.rect(px(w.start), INS.mel, px(w.end) - px(w.start), INS.words); ctx.clip();
+    ctx.fillText(w.word, px(w.start) + 2, INS.mel + 5); ctx.restore();
+  }
+  const y0 = INS.mel + INS.words;
+  r.features.forEach((f, k) => {
+    const y = y0 + k * INS.row;
+    ctx.fillStyle = '#1d232b'; ctx.fillText('#' + f.feature, 2, y + 1);
+    for (let i = 0; i < f.values.length; i++) {
+      ctx.fillStyle = css(diverging(f.values[i] / f.max));
+      ctx.fillRect(px(i * 0.02), y, Math.max(1, plotW / r.frames + 0.5), INS.row - 1);
+    }
+  });
+  ctx.fillStyle = '#66707c';
+  for (let t = 0; t <= span; t += span > 12 ? 5 : 1) ctx.fillText(t + ' s', px(t) - 4, H - INS.axis + 3);
+  if (cursor !== undefined) {
+    ctx.strokeStyle = '#00e0ff'; ctx.lineWidth = 2; ctx.beginPath(); ctx.moveTo(px(cursor), 0); ctx.lineTo(px(cursor), H - INS.axis); ctx.stroke();
+    ctx.lineWidth = 1;
+  }
+}
+
+function audioPath(r) {
+  return r.upload ? `/api/uploads/${enc(r.clip)}/audio` : `/api/indexes/${enc(r.index)}/clips/${enc(r.clip)}/audio`;
+}
+
+function showInspection(r) {
+  state.inspection = r;
+  const root = $('#inspect-result');
+  root.textContent = '';
+  const h = document.createElement('h2');
+  h.textContent = (r.upload ? 'Upload' : r.clip) + ` · ${r.duration.toFixed(2)} s`;
+  root.append(h);
+  const t = document.createElement('p'); t.className = 'transcript'; t.id = 'transcript';
+  for (const w of r.words) {
+    const s = document.createElement('span'); s.className = 'word'; s.textContent = w.word; s.title = `${w.start.toFixed(2)}–${w.end.toFixed(2)} s`;
+    s.addEventListener('click', () => playInspection(w.start));
+    t.append(s, ' ');
+  }
+  if (!r.words.length) t.textContent = r.transcript || '(no speech)';
+  root.append(t);
+  const canvas = document.createElement('canvas');
+  canvas.className = 'inspect-canvas'; canvas.id = 'inspect-canvas';
+  canvas.width = Math.min(1200, Math.max(600, document.body.clientWidth - 60));
+  canvas.height = INS.mel + INS.words + r.features.length * INS.row + INS.axis;
+  canvas.title = 'click a feature row to open its page; click the spectrogram to play from there';
+  canvas.addEventListener('click', (ev) => {
+    const rect = canvas.getBoundingClientRect(), x = ev.clientX - rect.left, y = ev.clientY - rect.top;
+    const row = Math.floor((y - INS.mel - INS.words) / INS.row);
+    if (y > INS.mel + INS.words && row >= 0 && row < r.features.length) {
+      location.hash = `#/features/${enc(r.index)}/${r.features[row].feature}`;
+    } else if (x > 54) {
+      playInspection((x - 54) / (canvas.width - 54) * r.frames * 0.02);
+    }
+  });
+  root.append(canvas);
+  const legend = document.createElement('p'); legend.className = 'legend';
+  legend.textContent = `rows: the ${r.features.length} features with the highest peak in this clip, each scaled to its own peak (white 0, red peak)`;
+  root.append(legend);
+  const play = document.createElement('button'); play.id = 'inspect-play'; play.textContent = '▶ Play'; play.type = 'button';
+  play.addEventListener('click', () => playInspection(0));
+  root.append(play);
+  drawInspection(canvas, r);
+  root.append(steerPanel(r));
+  document.body.dataset.state = 'inspected';
+}
+
+function playInspection(from) {
+  const r = state.inspection, canvas = $('#inspect-canvas');
+  play(mediaURL(audioPath(r), { start: from }), from, (t) => { canvas.dataset.cursor = t.toFixed(3); drawInspection(canvas, r, t); },
+    () => drawInspection(canvas, r));
+}
+
+function steerPanel(r) {
+  const box = document.createElement('div'); box.className = 'steer';
+  const sae = (state.indexes.find((i) => i.id === r.index) || {}).kind === 'sae';
+  box.innerHTML = `<h3>Steer</h3>
+    <label>${sae ? 'Latent' : 'Neuron'} <select id="steer-feature"></select></label>
+    <label><select id="steer-mode"><option value="scale">scale ×</option><option value="clamp">clamp to</option></select></label>
+    <input id="steer-value" type="number" step="any" value="0">
+    ${sae ? '<label><input id="steer-error" type="checkbox" checked> add the SAE’s error back</label>' : ''}
+    <button id="steer-button" type="button">Steer</button>
+    <div id="steer-result"></div>`;
+  for (const f of r.features) { const o = document.createElement('option'); o.value = f.feature; o.textContent = `#${f.feature} (peak ${fmt(f.max)})`; $('#steer-feature', box).append(o); }
+  $('#steer-button', box).addEventListener('click', () => steer(r).catch(showError));
+  return box;
+}
+
+async function steer(r) {
+  const out = $('#steer-result');
+  out.textContent = 'Running…';
+  const body = { index: r.index, feature: Number($('#steer-feature').value), mode: $('#steer-mode').value,
+    value: Number($('#steer-value').value) };
+  if (r.upload) body.upload = r.clip; else body.clip = r.clip;
+  const err = $('#steer-error'); if (err) body.keep_error = err.checked;
+  const s = await api('/api/steer', { method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } });
+  out.textContent = '';
+  const p = document.createElement('p'); p.className = 'diff'; p.id = 'steer-diff';
+  for (const w of s.diff) { const span = document.createElement('span'); span.className = w.op; span.textContent = w.word; p.append(span, ' '); }
+  const head = document.createElement('p'); head.className = 'muted';
+  head.textContent = s.changed ? `${s.edit}: the transcript changed (red: lost, green: new)` : `${s.edit}: the transcript did not change`;
+  out.append(head, p);
+  const span = Math.max(r.duration, ...s.diff.map((w) => w.end || 0));
+  for (const [label, words, ops] of [['clean', s.clean.words, 'removed'], ['steered', s.steered.words, 'added']]) {
+    const row = document.createElement('div'); row.className = 'aligned'; row.title = label + ' transcript, words at their times';
+    const changed = new Set(s.diff.filter((w) => w.op === ops).map((w) => w.start + '|' + w.word));
+    for (const w of words) {
+      const e = document.createElement('span');
+      e.style.left = (w.start / span * 100) + '%'; e.style.width = ((w.end - w.start) / span * 100) + '%';
+      e.style.top = label === 'clean' ? '2px' : '22px';
+      e.textContent = w.word; if (changed.has(w.start + '|' + w.word)) e.className = ops;
+      row.append(e);
+    }
+    out.append(row);
+  }
+  document.body.dataset.steered = s.changed ? 'changed' : 'same';
+}
+
+// ---------------------------------------------------------------- recording (WAV, in the page)
+const recorder = { stream: null, context: null, chunks: [], node: null, started: 0 };
+async function toggleRecording() {
+  const button = $('#record-button');
+  if (recorder.stream) {
+    const rate = recorder.context.sampleRate;
+    recorder.node.disconnect(); recorder.stream.getTracks().forEach((t) => t.stop()); await recorder.context.close();
+    recorder.stream = null; button.classList.remove('recording'); button.textContent = '● Record';
+    clearInterval(recorder.timer);
+    const wav = encodeWAV(recorder.chunks, rate);
+    $('#record-status').textContent = `recorded ${(wav.size / 2 / rate).toFixed(1)} s`;
+    await inspectUpload(wav, 'recording.wav');
+    return;
+  }
+  recorder.stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+  recorder.context = new AudioContext();
+  const source = recorder.context.createMediaStreamSource(recorder.stream);
+  recorder.node = recorder.context.createScriptProcessor(4096, 1, 1);
+  recorder.chunks = [];
+  recorder.node.onaudioprocess = (e) => recorder.chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
+  source.connect(recorder.node); recorder.node.connect(recorder.context.destination);
+  recorder.started = Date.now();
+  button.classList.add('recording'); button.textContent = '■ Stop';
+  recorder.timer = setInterval(() => { $('#record-status').textContent = `recording ${((Date.now() - recorder.started) / 1000).toFixed(0)} s (30 s at most)`; if (Date.now() - recorder.started > 30000) toggleRecording().catch(showError); }, 250);
+}
+function encodeWAV(chunks, rate) {
+  const n = chunks.reduce((a, c) => a + c.length, 0), buf = new ArrayBuffer(44 + n * 2), v = new DataView(buf);
+  const str = (o, s) => { for (let i = 0; i < s.length; i++) v.setUint8(o + i, s.charCodeAt(i)); };
+  str(0, 'RIFF'); v.setUint32(4, 36 + n * 2, true); str(8, 'WAVE'); str(12, 'fmt '); v.setUint32(16, 16, true);
+  v.setUint16(20, 1, true); v.setUint16(22, 1, true); v.setUint32(24, rate, true); v.setUint32(28, rate * 2, true);
+  v.setUint16(32, 2, true); v.setUint16(34, 16, true); str(36, 'data'); v.setUint32(40, n * 2, true);
+  let o = 44;
+  for (const c of chunks) for (let i = 0; i < c.length; i++, o += 2) v.setInt16(o, Math.max(-1, Math.min(1, c[i])) * 32767, true);
+  return new Blob([buf], { type: 'audio/wav' });
+}
+
+// ---------------------------------------------------------------- routing
+async function route() {
+  const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  const view = parts[0] === 'inspect' ? 'inspect' : 'features';
+  if (parts[1] && state.indexes.some((i) => i.id === parts[1]) && parts[1] !== state.index) await setIndex(parts[1]);
+  $('#view-features').hidden = view !== 'features';
+  $('#view-inspect').hidden = view !== 'inspect';
+  $('#tab-features').classList.toggle('active', view === 'features');
+  $('#tab-inspect').classList.toggle('active', view === 'inspect');
+  if (view === 'features' && parts[2] !== undefined && parts[2] !== '') await showFeature(state.index, Number(parts[2]));
+  if (view === 'inspect' && parts[2] === 'clip' && parts[3]) { $('#clip-select').value = parts[3]; await inspectClip(parts[3]); }
+  if (document.body.dataset.state === 'loading') document.body.dataset.state = 'ready';
+}
+
+async function setIndex(id) {
+  state.index = id;
+  $('#index-select').value = id;
+  const info = state.indexes.find((i) => i.id === id);
+  $('#model-info').textContent = `${info.kind === 'sae' ? 'SAE latents' : 'neurons'} of ${info.hook} · ${info.width} features · ${info.clips} clips · ${info.model}`;
+  await Promise.all([loadFeatureList(), loadClips()]);
+}
+
+async function start() {
+  state.indexes = await api('/api/indexes');
+  const select = $('#index-select');
+  for (const i of state.indexes) { const o = document.createElement('option'); o.value = i.id; o.textContent = `${i.id} (${i.kind})`; select.append(o); }
+  select.addEventListener('change', () => { location.hash = `#/features/${enc(select.value)}`; });
+  $('#sort-select').addEventListener('change', () => loadFeatureList().catch(showError));
+  $('#feature-search').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const q = $('#search-input').value.trim();
+    if (q !== '' && !isNaN(Number(q))) { location.hash = `#/features/${enc(state.index)}/${Number(q)}`; return; }
+    state.search = q;
+    loadFeatureList().catch(showError);
+  });
+  $('#clip-select').addEventListener('change', (e) => { if (e.target.value) location.hash = `#/inspect/${enc(state.index)}/clip/${enc(e.target.value)}`; });
+  $('#upload-input').addEventListener('change', (e) => { const f = e.target.files[0]; if (f) inspectUpload(f, f.name).catch(showError); });
+  $('#record-button').addEventListener('click', () => toggleRecording().catch(showError));
+  window.addEventListener('hashchange', () => route().catch(showError));
+  await setIndex(state.indexes[0].id);
+  await route();
+}
+
+start().catch((e) => { showError(e); document.body.dataset.state = 'error'; });
