@@ -98,7 +98,7 @@ let package = Package(
         .testTarget(
             name: "AuscultStudioTests",
             dependencies: [
-                "AuscultStudio", "AuscultSAE", "AuscultWhisper", "AuscultAudio", "_TestSupport",
+                "AuscultStudio", "AuscultSAE", "AuscultWhisper", "AuscultAudio", "CZlib", "_TestSupport",
             ]),
     ]
 )

@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# --browser adds Debian's Chromium (the tests open the HTML reports in it, headless).
+# --browser adds Debian's Chromium and its WebDriver (the tests open the HTML reports in it and
+# drive the Studio through it, headless) and curl (the Studio's API tests).
 pkgs=(libopenblas-dev libsndfile1-dev libsoxr-dev zlib1g-dev libsqlite3-dev pkg-config)
-for arg in "$@"; do [ "$arg" = "--browser" ] && pkgs+=(chromium); done
+for arg in "$@"; do [ "$arg" = "--browser" ] && pkgs+=(chromium chromium-driver curl); done
 need_pkgs=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")

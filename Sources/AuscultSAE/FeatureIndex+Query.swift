@@ -61,7 +61,7 @@ public struct CoactiveFeature: Codable, Sendable, Equatable {
 
 /// Everything a feature's page shows: the Studio's `GET …/features/{id}` and
 /// `auscult features --feature N --format json` return it.
-public struct FeaturePage: Codable, Sendable {
+public struct FeaturePage: Codable, Sendable, Equatable {
     public var feature: Int
     /// `sae` or `neurons`, the hook point and the SAE or hook the index describes.
     public var kind: String
@@ -142,8 +142,8 @@ public struct FeatureIndex {
     }
 
     /// The kept examples of one kind (`top`, `negative`, `sample`) in rank order, with the
-    /// co-active features stored with each.
-    func examples(_ i: Int, _ kind: String, limit: Int) throws -> [(FeatureExample, [Coactive])] {
+    /// co-active features stored with each (top examples only).
+    public func examples(_ i: Int, _ kind: String, limit: Int) throws -> [(FeatureExample, [Coactive])] {
         try db.rows(
             """
             SELECT c.name, e.frame, e.time, e.value, e.word, \(hasSamples ? "e.coactive" : "NULL") FROM examples e

@@ -147,7 +147,9 @@ extension Studio {
         }
         let duration = Double(a.samples.count) / Double(AudioClip.sampleRate)
         let s = min(start, duration), e = min(end, max(duration, s))
-        let f0 = min(a.frames, Int(s / 0.02)), f1 = max(f0, min(a.frames, Int((e / 0.02).rounded(.up))))
+        // Frames overlapping start…end (the small margins absorb 0.02's binary rounding: 1 s is frame 50).
+        let f0 = min(a.frames, Int((s / 0.02 + 1e-6).rounded(.down)))
+        let f1 = max(f0, min(a.frames, Int((e / 0.02 - 1e-6).rounded(.up))))
         let c0 = min(LogMel.windowFrames, 2 * f0), c1 = min(LogMel.windowFrames, 2 * f1)
         return Trace(
             clip: clip, feature: feature, start: s, end: e, frameSeconds: 0.02, firstFrame: f0,
@@ -223,10 +225,10 @@ extension Studio {
         while i < ka.count || j < kb.count {
             if i < ka.count && j < kb.count && ka[i] == kb[j] {
                 out.append(DiffWord(op: "same", word: b[j].word, start: b[j].start, end: b[j].end)); i += 1; j += 1
-            } else if j < kb.count && (i == ka.count || lcs[i][j + 1] >= lcs[i + 1][j]) {
-                out.append(DiffWord(op: "added", word: b[j].word, start: b[j].start, end: b[j].end)); j += 1
-            } else {
+            } else if i < ka.count && (j == kb.count || lcs[i + 1][j] >= lcs[i][j + 1]) {
                 out.append(DiffWord(op: "removed", word: a[i].word, start: a[i].start, end: a[i].end)); i += 1
+            } else {
+                out.append(DiffWord(op: "added", word: b[j].word, start: b[j].start, end: b[j].end)); j += 1
             }
         }
         return out

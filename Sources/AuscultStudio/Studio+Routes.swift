@@ -15,8 +15,10 @@ extension Studio {
     func router() -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: StudioMiddleware(token: configuration.token))
-        for (path, file) in [("/", "index.html"), ("/studio.js", "studio.js"), ("/studio.css", "studio.css"),
-                             ("/api/openapi.json", "openapi.json")] {
+        for (path, file) in [
+            ("/", "index.html"), ("/studio.js", "studio.js"), ("/recorder-worklet.js", "recorder-worklet.js"),
+            ("/studio.css", "studio.css"), ("/api/openapi.json", "openapi.json"),
+        ] {
             let (data, type) = web.files[file]!
             router.get(RouterPath(path)) { _, _ in
                 Response(status: .ok, headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(bytes: data)))

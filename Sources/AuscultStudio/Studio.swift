@@ -185,7 +185,7 @@ struct WebResources: Sendable {
         var files = [String: (Data, String)]()
         let types = ["html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8",
                      "css": "text/css; charset=utf-8", "json": "application/json; charset=utf-8"]
-        for name in ["index.html", "studio.js", "studio.css", "openapi.json"] {
+        for name in ["index.html", "studio.js", "recorder-worklet.js", "studio.css", "openapi.json"] {
             let ext = (name as NSString).pathExtension, stem = (name as NSString).deletingPathExtension
             guard let url = Bundle.module.url(forResource: stem, withExtension: ext, subdirectory: "Web"),
                 let data = try? Data(contentsOf: url)

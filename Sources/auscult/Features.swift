@@ -103,13 +103,14 @@ struct Features: ParsableCommand {
             "\(idx.meta["kind"] ?? "?") features of \(idx.meta["hook"] ?? "?") (\(idx.meta["source"] ?? "?")), "
             + "\(idx.width) features, \(idx.meta["rows"] ?? "?") frames"
         if !feature.isEmpty {
-            var records = [FeatureRecord]()
+            var records = [FeaturePage]()
             for f in feature {
-                guard let r = try idx.feature(f, examples: limit) else {
+                guard let r = try idx.page(f, examples: limit) else {
                     throw ValidationError("feature \(f) is not in the index (it has 0…\(idx.width - 1))")
                 }
                 records.append(r)
             }
+            // The same pages the Studio's GET /api/indexes/{index}/features/{feature} returns.
             if format == "json" { return try printJSON(records) }
             print(header)
             for r in records {
@@ -127,6 +128,10 @@ struct Features: ParsableCommand {
                                 e.clip.padding(toLength: max(e.clip.count, 28), withPad: " ", startingAt: 0),
                                 e.time, e.frame, e.word.map { "“\($0)”" } ?? "(between words)"))
                     }
+                }
+                if !r.coactive.isEmpty {
+                    print("  fires together with: " + r.coactive.prefix(5).map { "#\($0.feature) (\($0.examples)×)" }
+                        .joined(separator: ", "))
                 }
             }
             return

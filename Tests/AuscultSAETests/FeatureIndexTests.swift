@@ -55,6 +55,22 @@ struct FeatureIndexTests {
                 )
             }
             for e in r.negative { #expect(abs(e.value - column(e.clip).min()!) < 1e-4 && e.value < 0) }
+            // The page: a sample of frames where it fires, and the features co-active at its peaks.
+            let page = try #require(try index.page(f, examples: 3, groups: 4, perGroup: 2))
+            #expect(page.sample.count == min(fired, builder.samples))
+            #expect(page.sample == page.sample.sorted() && page.sample.allSatisfy { $0 > 0 })
+            let sampled = try index.examples(f, "sample", limit: 1000).map(\.0)
+            #expect(Set(sampled.map { "\($0.clip)/\($0.frame)" }).count == sampled.count, "frames sampled once")
+            for e in sampled { #expect(abs(column(e.clip)[e.frame] - e.value) < 1e-4 && e.value > 0) }
+            #expect(page.quantiles.count == min(4, page.sample.count))
+            for (a, b) in zip(page.quantiles, page.quantiles.dropFirst()) { #expect(a.low >= b.high) }
+            for (e, co) in try index.examples(f, "top", limit: 3) {
+                let row = (0..<1536).map { acts[e.clip]!.storage[e.frame * 1536 + $0] }
+                let expected = (0..<1536).filter { $0 != f && row[$0] > 0 }.sorted { row[$0] > row[$1] }.prefix(8)
+                #expect(co.map(\.feature) == Array(expected), "co-active features at \(e.clip) frame \(e.frame)")
+            }
+            let counted = page.coactive.map(\.examples)
+            #expect(counted == counted.sorted(by: >) && counted.allSatisfy { $0 >= 1 && $0 <= page.top.count })
         }
     }
 

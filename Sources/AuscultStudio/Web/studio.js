@@ -279,12 +279,16 @@ async function showFeature(index, feature) {
   const render = () => {
     sections.textContent = '';
     const cards = [];
+    // Closed sections fetch their cards' traces when first opened.
     const section = (title, list, open = true) => {
       const shown = filteredExamples(list);
       const d = document.createElement('details'); d.open = open;
       d.innerHTML = '<summary></summary><div class="examples"></div>';
       d.firstChild.textContent = `${title} (${shown.length})`;
-      for (const e of shown) { const c = exampleCard(index, page.feature, e, scale); $('.examples', d).append(c); cards.push(c); }
+      const mine = shown.map((e) => exampleCard(index, page.feature, e, scale));
+      for (const c of mine) $('.examples', d).append(c);
+      if (open) cards.push(...mine);
+      else d.addEventListener('toggle', () => { if (d.open && !d.loaded) { d.loaded = true; loadCards(mine); } });
       sections.append(d);
       return d;
     };
@@ -450,29 +454,36 @@ async function steer(r) {
 }
 
 // ---------------------------------------------------------------- recording (WAV, in the page)
+// The microphone's samples reach the page through an AudioWorklet (recorder-worklet.js) and are
+// uploaded as a WAV file at the context's rate; the server resamples to 16 kHz.
 const recorder = { stream: null, context: null, chunks: [], node: null, started: 0 };
 async function toggleRecording() {
   const button = $('#record-button');
   if (recorder.stream) {
     const rate = recorder.context.sampleRate;
-    recorder.node.disconnect(); recorder.stream.getTracks().forEach((t) => t.stop()); await recorder.context.close();
+    recorder.node.port.onmessage = null; recorder.node.disconnect();
+    recorder.stream.getTracks().forEach((t) => t.stop()); await recorder.context.close();
     recorder.stream = null; button.classList.remove('recording'); button.textContent = '● Record';
     clearInterval(recorder.timer);
-    const wav = encodeWAV(recorder.chunks, rate);
-    $('#record-status').textContent = `recorded ${(wav.size / 2 / rate).toFixed(1)} s`;
-    await inspectUpload(wav, 'recording.wav');
+    const n = recorder.chunks.reduce((a, c) => a + c.length, 0);
+    $('#record-status').textContent = `recorded ${(n / rate).toFixed(1)} s`;
+    await inspectUpload(encodeWAV(recorder.chunks, rate), 'recording.wav');
     return;
   }
   recorder.stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
   recorder.context = new AudioContext();
+  await recorder.context.audioWorklet.addModule('recorder-worklet.js');
   const source = recorder.context.createMediaStreamSource(recorder.stream);
-  recorder.node = recorder.context.createScriptProcessor(4096, 1, 1);
+  recorder.node = new AudioWorkletNode(recorder.context, 'auscult-recorder');
   recorder.chunks = [];
-  recorder.node.onaudioprocess = (e) => recorder.chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
-  source.connect(recorder.node); recorder.node.connect(recorder.context.destination);
+  recorder.node.port.onmessage = (e) => recorder.chunks.push(e.data);
+  source.connect(recorder.node);
   recorder.started = Date.now();
   button.classList.add('recording'); button.textContent = '■ Stop';
-  recorder.timer = setInterval(() => { $('#record-status').textContent = `recording ${((Date.now() - recorder.started) / 1000).toFixed(0)} s (30 s at most)`; if (Date.now() - recorder.started > 30000) toggleRecording().catch(showError); }, 250);
+  recorder.timer = setInterval(() => {
+    $('#record-status').textContent = `recording ${((Date.now() - recorder.started) / 1000).toFixed(0)} s (30 s at most)`;
+    if (Date.now() - recorder.started > 29500) toggleRecording().catch(showError);
+  }, 250);
 }
 function encodeWAV(chunks, rate) {
   const n = chunks.reduce((a, c) => a + c.length, 0), buf = new ArrayBuffer(44 + n * 2), v = new DataView(buf);

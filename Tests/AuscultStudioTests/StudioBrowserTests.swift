@@ -1,0 +1,141 @@
+import AuscultSAE
+import AuscultStudio
+import AuscultWhisper
+import Foundation
+import Testing
+import _TestSupport
+
+/// Letters and digits of a transcript, lowercased: the page shows words with spaces around
+/// punctuation, `auscult transcribe` prints Whisper's text.
+func normalized(_ text: String) -> String { text.lowercased().filter { $0.isLetter || $0.isNumber } }
+
+@Suite("Studio in headless Chromium", .serialized)
+struct StudioBrowserTests {
+    /// Fails on any console message of warning level or above (but the network's report of a
+    /// request the test made fail on purpose, naming `expected`).
+    func expectQuietConsole(_ session: BrowserSession, _ page: String, expected: String? = nil) async throws {
+        let messages = try await session.consoleMessages().filter { $0.level == "SEVERE" || $0.level == "WARNING" }
+            .filter { m in expected.map { !(m.message.contains($0) && m.message.contains("Failed to load resource")) } ?? true }
+        #expect(messages.isEmpty, "\(page): \(messages.map(\.message))")
+    }
+
+    @Test("a neuron's page draws each example's spectrogram with the activation red where the example fires, and plays it")
+    func featurePage() async throws {
+        let base = try await StudioFixture.shared.server()
+        let index = try FeatureIndex(path: try await StudioFixture.shared.indexes().neurons)
+        let feature = try #require(try index.ranked(by: "max_value", limit: 1).first?.feature)
+        let page = try #require(try index.page(feature))
+        let first = try #require(page.top.first)
+        let session = try await BrowserSession()
+        defer { Task { await session.close() } }
+        try await session.open(base + "#/features/neurons/\(feature)")
+        try await session.wait(for: "document.body.dataset.cards === 'drawn'")
+        #expect(try await session.run("return document.querySelectorAll('#top-examples .example').length;") as? Int
+            == page.top.count)
+        // The first card's window and trace, as the page fetched them.
+        let start = max(0, first.time - 1), end = first.time + 1
+        let trace = try #require(
+            try await http(base + "api/indexes/neurons/clips/\(first.clip)/trace?feature=\(feature)&start=\(start)&end=\(end)")
+                .json() as? [String: Any])
+        let values = try #require(trace["activation"] as? [Double])
+        let firstFrame = try #require(trace["first_frame"] as? Int)
+        let scale = max(abs(page.maxValue ?? 0), abs(page.minValue ?? 0))
+        let image = try await session.screenshot("#top-examples .example canvas")
+        #expect(image.width == 300 && image.height == 114)
+        let x = { (t: Double) in min(299, Int((t - start) / (end - start) * 300)) }
+        // Spectrogram: many colours in the top 80 rows.
+        var colours = Set<Int>()
+        for y in stride(from: 0, to: 80, by: 3) {
+            for px in stride(from: 0, to: 300, by: 3) { let c = image.rgb(px, y); colours.insert(c.r << 16 | c.g << 8 | c.b) }
+        }
+        #expect(colours.count > 200, "the spectrogram is drawn (\(colours.count) colours)")
+        // The strip under it is red at the example's peak and white where the neuron is near 0.
+        let peak = image.rgb(x(first.time), 86)
+        #expect(peak.r > 150 && peak.r - peak.b > 60, "strip at the peak \(first.time) s: \(peak)")
+        let quiet = try #require(values.indices.first { abs(values[$0]) < 0.01 * scale })
+        let calm = image.rgb(x((Double(firstFrame + quiet) + 0.5) * 0.02), 86)
+        #expect(calm.r > 225 && calm.g > 225 && calm.b > 225, "strip where the neuron is ~0: \(calm)")
+        // The activation line reaches the top of the spectrogram at the peak.
+        let near = (0..<12).flatMap { y in (-2...2).map { image.rgb(max(0, min(299, x(first.time) + $0)), y) } }
+        #expect(near.contains { min($0.r, $0.g, $0.b) > 205 }, "the activation line at the peak: \(near)")
+        // Playing moves the cursor through the window.
+        try await session.click("#top-examples .example .play")
+        try await session.wait(for: "Number(document.querySelector('#top-examples .example').dataset.cursor) > \(start + 0.2)", seconds: 10)
+        let a = try await session.run("return Number(document.querySelector('#top-examples .example').dataset.cursor);") as? Double
+        try await Task.sleep(nanoseconds: 300_000_000)
+        let b = try await session.run("return Number(document.querySelector('#top-examples .example').dataset.cursor);") as? Double
+        #expect((b ?? 0) > (a ?? 0) || (b ?? 0) >= end - 0.05, "cursor \(a ?? -1) → \(b ?? -1)")
+        // A quantile group loads its cards when opened.
+        try await session.click("#feature-page details:nth-of-type(2) summary")
+        try await session.wait(for: "document.querySelectorAll('.example[data-drawn=true]').length > \(page.top.count)")
+        try await expectQuietConsole(session, "feature page")
+    }
+
+    @Test("uploading a bundled clip shows its transcript, its top features under the spectrogram, and steering changes it")
+    func uploadAndSteer() async throws {
+        let base = try await StudioFixture.shared.server()
+        let loaded = try Fixtures.loaded("tiny.en")
+        let session = try await BrowserSession()
+        defer { Task { await session.close() } }
+        try await session.open(base + "#/inspect/latents")
+        try await session.wait(for: "document.body.dataset.state === 'ready'")
+        try await session.type("#upload-input", Fixtures.clip("jfk"))
+        try await session.wait(for: "document.body.dataset.state === 'inspected'", seconds: 60)
+        let shown = try await session.run("return document.querySelector('#transcript').textContent;") as? String ?? ""
+        #expect(normalized(shown) == normalized(try loaded.run(.file(Fixtures.clip("jfk"))).text))
+        #expect(try await session.run("return state.inspection.features.length;") as? Int == 12)
+        let heat = try await session.screenshot("#inspect-canvas")
+        var red = 0
+        for y in stride(from: 102, to: heat.height - 16, by: 2) {
+            for x in stride(from: 60, to: heat.width, by: 2) { let c = heat.rgb(x, y); if c.r - c.b > 60 { red += 1 } }
+        }
+        #expect(red > 50, "the features × time heatmap is drawn (\(red) red cells)")
+        // Steer: clamp the first listed latent far up.
+        try await session.run("document.querySelector('#steer-mode').value = 'clamp';")
+        try await session.run("document.querySelector('#steer-value').value = '400';")
+        try await session.click("#steer-button")
+        try await session.wait(for: "document.body.dataset.steered", seconds: 60)
+        #expect(try await session.run("return document.body.dataset.steered;") as? String == "changed")
+        let marked = try await session.run("return document.querySelectorAll('#steer-diff .added, #steer-diff .removed').length;")
+        #expect((marked as? Int ?? 0) > 0)
+        // Clicking a feature row opens that feature's page.
+        let feature = try await session.run("return state.inspection.features[0].feature;") as? Int ?? -1
+        try await session.run("location.hash = '#/features/latents/' + state.inspection.features[0].feature;")
+        try await session.wait(for: "document.body.dataset.state === 'feature'")
+        let title = try await session.run("return document.querySelector('#feature-page h2').textContent;") as? String
+        #expect(title?.hasPrefix("Latent \(feature) ") == true)
+        try await expectQuietConsole(session, "inspector")
+    }
+
+    @Test("recording through Chromium's fake microphone gives the transcript auscult transcribe gives for the file")
+    func recording() async throws {
+        let base = try await StudioFixture.shared.server()
+        let clip = Fixtures.clip("jfk")
+        let cli = try AuscultCLI.run(["transcribe", clip])
+        #expect(cli.status == 0, "\(cli.err)")
+        let session = try await BrowserSession(microphone: clip)
+        defer { Task { await session.close() } }
+        try await session.open(base + "#/inspect/neurons")
+        try await session.wait(for: "document.body.dataset.state === 'ready'")
+        try await session.click("#record-button")
+        try await session.wait(for: "document.querySelector('#record-button').classList.contains('recording')")
+        try await Task.sleep(nanoseconds: 12_500_000_000)  // jfk.wav is 11 s
+        try await session.click("#record-button")
+        try await session.wait(for: "document.body.dataset.state === 'inspected'", seconds: 60)
+        let shown = try await session.run("return document.querySelector('#transcript').textContent;") as? String ?? ""
+        #expect(normalized(shown) == normalized(cli.out), "recorded: \(shown) / file: \(cli.out)")
+        try await expectQuietConsole(session, "recording")
+    }
+
+    @Test("an API error reaches the page as a message, not a console error or a broken page")
+    func errorsShown() async throws {
+        let base = try await StudioFixture.shared.server()
+        let session = try await BrowserSession()
+        defer { Task { await session.close() } }
+        try await session.open(base + "#/features/neurons/99999")
+        try await session.wait(for: "!document.querySelector('#error').hidden")
+        let message = try await session.run("return document.querySelector('#error').textContent;") as? String
+        #expect(message?.contains("0…1535") == true, "\(message ?? "")")
+        try await expectQuietConsole(session, "error page", expected: "/features/99999")
+    }
+}
