@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 # drive the Studio through it, headless) and curl (the Studio's API tests).
 pkgs=(libopenblas-dev libsndfile1-dev libsoxr-dev zlib1g-dev libsqlite3-dev pkg-config)
 for arg in "$@"; do [ "$arg" = "--browser" ] && pkgs+=(chromium chromium-driver curl); done
+# Debian's own Python makes virtual environments only with python3-venv.
+if [[ " $* " == *" --browser "* ]] && ! python3 -c "import ensurepip, venv" 2>/dev/null; then pkgs+=(python3-venv); fi
 need_pkgs=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
@@ -67,3 +69,11 @@ if [ ! -f models/english.json ]; then
   echo "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96  $sdist" | sha256sum -c --quiet -
   python3 -c "import sys,tarfile; t=tarfile.open(sys.argv[1]); open(sys.argv[2],'wb').write(t.extractfile('openai_whisper-20250625/whisper/normalizers/english.json').read())" "$sdist" models/english.json
 fi
+# --browser also installs schemathesis (PyPI, pinned) into .venv-test, for the Studio's API check.
+for arg in "$@"; do
+  if [ "$arg" = "--browser" ] && ! .venv-test/bin/st --version 2>/dev/null | grep -q "4.32.5"; then
+    echo "setup: installing schemathesis 4.32.5 into .venv-test"
+    python3 -m venv .venv-test
+    .venv-test/bin/pip install --quiet --disable-pip-version-check schemathesis==4.32.5
+  fi
+done

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Runs Auscult's tests: installs what they need (scripts/setup.sh --browser: the report tests open
-# the HTML in headless Chromium), then the Swift Testing suites,
+# Runs Auscult's tests: installs what they need (scripts/setup.sh --browser: the report and Studio
+# tests open pages in headless Chromium; schemathesis checks the Studio's API), then the Swift
+# Testing suites,
 # optimised (numeric tests are very slow in debug builds; @testable needs -enable-testing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --browser
 swift build --build-tests -c release -Xswiftc -enable-testing
 swift test -c release -Xswiftc -enable-testing --skip-build "$@"
+# The Studio's API against its OpenAPI document, property-based (schemathesis).
+scripts/studio-api-check.sh
 # Auscult as a dependency at a version tag: builds Examples/HelloAuscult and runs the README's hello world.
 scripts/consumer.sh

@@ -169,8 +169,9 @@ extension Studio {
         guard start >= 0, end > start else {
             throw StudioError(.badRequest, "start \(start), end \(end): give 0 ≤ start < end (seconds)")
         }
-        let a = min(samples.count, Int(start * Double(AudioClip.sampleRate)))
-        let b = max(a, min(samples.count, Int(end * Double(AudioClip.sampleRate))))
+        // Clamped to the clip before any conversion to a sample index (start=1e300 must not trap).
+        let rate = Double(AudioClip.sampleRate)
+        let a = Int(min(start, duration) * rate), b = max(a, min(samples.count, Int(min(end, duration) * rate)))
         let data = WAV.pcm16(Array(samples[a..<b]), rate: AudioClip.sampleRate)
         return Response(status: .ok, headers: [.contentType: "audio/wav"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
