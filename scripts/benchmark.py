@@ -121,6 +121,15 @@ def library_stage():
             "ratio": ratio}
 
 
+def studio_stage():
+    """The Studio: feature-page data on a synthetic 10,000-clip x 6,144-feature index for 1 and 8
+    clients, and upload -> transcript for a 10 s clip (scripts/studio-load.sh; no peer serves this)."""
+    r = subprocess.run([os.path.join(ROOT, "scripts/studio-load.sh")], check=True, capture_output=True, text=True)
+    lines = r.stdout.strip().splitlines()
+    print("\n".join(lines[:-1]), flush=True)
+    return json.loads(lines[-1])
+
+
 def sweep_stage(skip):
     """The full block-ablation sweep (every encoder and decoder block, zero and resample with one donor,
     38 clips, tiny.en; transcripts and per-token cross-entropy): `auscult ablate` as one command
@@ -190,10 +199,11 @@ def main():
     ap.add_argument("--models", default="tiny.en,base")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--skip", default="", help="comma-separated peers to skip: torch,hf,ct2,numpy")
-    ap.add_argument("--stages", default="core,sweep,sae,library",
+    ap.add_argument("--stages", default="core,sweep,sae,library,studio",
                     help="core: log-mel, encoder, transcription, hooks; sweep: the block-ablation sweep on tiny.en; "
                          "sae: SAE training throughput and FVU against PyTorch; "
-                         "library: the forward pass of a package depending on Auscult against the CLI's")
+                         "library: the forward pass of a package depending on Auscult against the CLI's; "
+                         "studio: feature-page latency under load and upload time")
     args = ap.parse_args()
     stages = set(args.stages.split(","))
     skip = set(args.skip.split(","))
@@ -203,6 +213,8 @@ def main():
     rows = []
     if "library" in stages:
         rows.append(library_stage())
+    if "studio" in stages:
+        rows.append(studio_stage())
     if "sweep" in stages:
         rows.append(sweep_stage(skip))
     if "sae" in stages:
