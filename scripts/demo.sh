@@ -3,10 +3,18 @@
 # (every encoder and decoder block, zero and resample) with transcripts, WER and cross-entropy,
 # then the logit lens, encoder lens, attribution and attention views of three clips, then a TopK
 # sparse autoencoder on encoder.blocks.2.hook_resid_post (collect, train, evaluate spliced in,
-# index its latents with the words they fire on). Ends with self-contained HTML reports under out/. Installs what it needs first (scripts/setup.sh).
-# Arguments go to the sweep (e.g. --modes zero,mean,resample --donors 2).
+# index its latents with the words they fire on). Writes self-contained HTML reports under out/,
+# then serves them in Auscult Studio (neurons of encoder.blocks.2.mlp.hook_post and the SAE's
+# latents, with their clips to look at and listen to) at a printed local address.
+# Installs what it needs first (scripts/setup.sh).
+# --no-serve ends after the reports (for CI); other arguments go to the sweep
+# (e.g. --modes zero,mean,resample --donors 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+serve=1
+args=()
+for a in "$@"; do if [ "$a" = "--no-serve" ]; then serve=0; else args+=("$a"); fi; done
+set -- ${args[@]+"${args[@]}"}
 scripts/setup.sh
 swift build -c release --product auscult
 mkdir -p out
@@ -27,7 +35,14 @@ cat > out/index.html <<'HTML'
 <li><a href="lens/report.html">Lens</a>: decoder logit lens, encoder lens, direct logit attribution and attention patterns for three clips.</li>
 <li><a href="sae/topk/report.html">SAE training</a>: a TopK SAE (k 32, 3072 latents) on encoder.blocks.2.hook_resid_post: loss, FVU, L0, dead latents.</li>
 <li><a href="sae/eval/report.html">SAE evaluation</a>: FVU, density histogram, and WER / cross-entropy with the SAE spliced in against the clean and zero-ablated model.</li>
+<li>Auscult Studio (<code>auscult studio</code>, served at the end of <code>scripts/demo.sh</code>): every neuron of encoder.blocks.2.mlp.hook_post and SAE latent with its clips drawn on the spectrogram and playable, a clip inspector (upload or record) and steering.</li>
 </ul><p>Machine-readable results: <code>ablate/results.json</code>, <code>ablate/summary.json</code>, <code>lens/results.json</code>,
 <code>sae/eval/eval.json</code>; the feature index <code>sae/features.sqlite</code> (query it with <code>auscult features --index out/sae/features.sqlite --feature N</code>).</p></body></html>
 HTML
 echo "open out/index.html (reports: out/ablate/report.html, out/lens/report.html, out/sae/topk/report.html, out/sae/eval/report.html)"
+# Auscult Studio over the demo's results (it first indexes the neurons of encoder.blocks.2.mlp.hook_post).
+if [ "$serve" = 1 ]; then
+  exec .build/release/auscult studio --out out --data data/clips
+else
+  .build/release/auscult studio --out out --data data/clips --no-serve
+fi
