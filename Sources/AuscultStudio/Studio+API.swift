@@ -234,3 +234,59 @@ extension Studio {
         return out
     }
 }
+
+/// One attention head's pattern on a clip: encoder self-attention (frames × frames) or
+/// cross-attention (decoder positions × frames), over the frames holding audio, as 8-bit levels
+/// of 0…1 (row-major, base64), with the spectrogram and words to align it with.
+struct AttentionView: Codable, Sendable {
+    var kind: String
+    var layer: Int
+    var head: Int
+    var heads: Int
+    var layers: Int
+    var rows: Int
+    var cols: Int
+    /// Decoder tokens as text, one per row (cross-attention).
+    var tokens: [String]
+    var data: String
+    var mel: MelImage
+    var words: [WordSpan]
+    var frames: Int
+}
+
+extension Studio {
+    /// The pattern of `head` in `layer` of `kind` (`encoder` or `cross`) on `samples`, greedy-decoded.
+    func attention(_ samples: [Float], kind: String, layer: Int, head: Int) throws -> AttentionView {
+        let dims = loaded.model.dims
+        let (layers, heads) = kind == "encoder" ? (dims.n_audio_layer, dims.n_audio_head)
+            : (dims.n_text_layer, dims.n_text_head)
+        guard kind == "encoder" || kind == "cross" else {
+            throw StudioError(.badRequest, "kind '\(kind)': use encoder (self-attention) or cross")
+        }
+        guard (0..<layers).contains(layer), (0..<heads).contains(head) else {
+            throw StudioError(
+                .badRequest, "layer \(layer), head \(head): \(kind) attention has layers 0…\(layers - 1), heads 0…\(heads - 1)")
+        }
+        let (mel, frames) = try AudioInput.samples(samples).window(for: dims)
+        let hook = kind == "encoder" ? "encoder.blocks.\(layer).attn.hook_pattern"
+            : "decoder.blocks.\(layer).cross_attn.hook_pattern"
+        let (r, cache) = try loaded.runWithCache(
+            .logMel(mel, audioFrames: frames), names: [HookName(hook), HookName.lnPost.normalized])
+        let pattern = try cache.tensor(HookName(hook))  // [h, rows, 1500]
+        let rows = kind == "encoder" ? frames : pattern.shape[1], width = pattern.shape[2]
+        let v = pattern.scalars
+        var bytes = [UInt8](repeating: 0, count: rows * frames)
+        for i in 0..<rows {
+            for j in 0..<frames {
+                let p = v[(head * pattern.shape[1] + i) * width + j]
+                bytes[i * frames + j] = UInt8((min(1, max(0, p)) * 255).rounded())
+            }
+        }
+        let tokens = kind == "cross" ? r.inputTokens.map { loaded.tokenizer.decodeWithSpecials([$0]) } : []
+        return AttentionView(
+            kind: kind, layer: layer, head: head, heads: heads, layers: layers, rows: rows, cols: frames,
+            tokens: tokens, data: Data(bytes).base64EncodedString(),
+            mel: MelImage(mel, columns: 0..<min(LogMel.windowFrames, 2 * frames)),
+            words: try alignedWords(r, cache, samples: samples.count), frames: frames)
+    }
+}

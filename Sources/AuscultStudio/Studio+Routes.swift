@@ -108,6 +108,18 @@ extension Studio {
             let a = try await analysis(index, key: "upload:" + id) { upload.samples }
             return try json(trace(a, clip: id, feature: feature, start: start, end: end, words: upload.words))
         }
+        router.get("/api/indexes/:index/clips/:clip/attention") { [self] req, ctx in
+            let index = try index(ctx.path("index")), name = try ctx.path("clip")
+            let (kind, layer, head) = try Query(req).attention()
+            return try json(try await model.run {
+                try self.attention(self.indexedSamples(index, name), kind: kind, layer: layer, head: head)
+            })
+        }
+        router.get("/api/uploads/:upload/attention") { [self] req, ctx in
+            let samples = try uploads.get(ctx.path("upload")).samples
+            let (kind, layer, head) = try Query(req).attention()
+            return try json(try await model.run { try self.attention(samples, kind: kind, layer: layer, head: head) })
+        }
         router.post("/api/steer") { [self] req, ctx in
             var r = req
             let body = try await r.collectBody(upTo: 64 << 10)
@@ -233,6 +245,11 @@ struct Query {
             throw StudioError(.badRequest, "\(name) '\(raw)' is not a finite number")
         }
         return v
+    }
+
+    /// `kind` (encoder or cross, default cross), `layer` and `head` (default 0) of an attention view.
+    func attention() throws -> (String, Int, Int) {
+        (get("kind") ?? "cross", try int("layer", default: 0, in: 0...63), try int("head", default: 0, in: 0...63))
     }
 
     /// `start` and `end` in seconds, both required.

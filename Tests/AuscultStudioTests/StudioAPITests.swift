@@ -184,6 +184,38 @@ struct StudioAPITests {
         #expect((i["diff"] as? [[String: Any]])?.allSatisfy { $0["op"] as? String == "same" } == true)
     }
 
+    @Test("an attention view is the head's pattern over the frames holding audio, for indexed clips and uploads")
+    func attention() async throws {
+        let base = try await StudioFixture.shared.server()
+        let loaded = try Fixtures.loaded("tiny.en")
+        let hook = "decoder.blocks.3.cross_attn.hook_pattern"
+        let (run, cache) = try loaded.runWithCache(.file(Fixtures.clip("jfk")), names: [HookName(hook)])
+        let pattern = try cache.tensor(HookName(hook))  // [heads, T, 1500]
+        let answer = try await http(base + "api/indexes/neurons/clips/jfk/attention?kind=cross&layer=3&head=2")
+        #expect(answer.status == 200, "\(answer.text)")
+        let view = try #require(try answer.json() as? [String: Any])
+        let rows = try #require(view["rows"] as? Int), cols = try #require(view["cols"] as? Int)
+        #expect(rows == run.inputTokens.count && cols == 550)
+        #expect((view["tokens"] as? [String])?.count == rows)
+        let levels = try #require(Data(base64Encoded: view["data"] as? String ?? ""))
+        #expect(levels.count == rows * cols)
+        var worst: Float = 0
+        for i in 0..<rows {
+            for j in 0..<cols {
+                let expected = pattern.storage[(2 * pattern.shape[1] + i) * 1500 + j]
+                worst = max(worst, abs(Float(levels[i * cols + j]) / 255 - expected))
+            }
+        }
+        #expect(worst <= 0.5 / 255 + 1e-6, "largest difference \(worst)")
+        let encoder = try await http(base + "api/indexes/neurons/clips/jfk/attention?kind=encoder&layer=0&head=5")
+        let e = try #require(try encoder.json() as? [String: Any])
+        #expect(e["rows"] as? Int == 550 && e["cols"] as? Int == 550 && (e["tokens"] as? [String])?.isEmpty == true)
+        for bad in ["kind=decoder", "layer=4", "head=6", "layer=-1"] {
+            let r = try await http(base + "api/indexes/neurons/clips/jfk/attention?\(bad)")
+            #expect(r.status == 400 && r.error != nil, "\(bad): \(r.text)")
+        }
+    }
+
     @Test("concurrent feature-page requests are all answered")
     func concurrentPages() async throws {
         let base = try await StudioFixture.shared.server()

@@ -127,6 +127,77 @@ struct StudioBrowserTests {
         try await expectQuietConsole(session, "recording")
     }
 
+    @Test("a sweep's results.json opens as a sortable, filterable table and a heatmap whose hover shows transcripts")
+    func experimentViews() async throws {
+        let base = try await StudioFixture.shared.server()
+        let dir = try Fixtures.temporaryDirectory()
+        let ablate = try AuscultCLI.run([
+            "ablate", "--data", try Fixtures.dataset(["jfk", "ps_cards_003"]), "--out", dir + "/ablate", "--targets",
+            "encoder.blocks.3", "decoder.blocks.0",
+        ])
+        #expect(ablate.status == 0, "\(ablate.err)")
+        let rows = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/ablate/results.json")))
+                as? [[String: Any]])
+        let conditions = Set(rows.compactMap { $0["condition"] as? String })
+        let session = try await BrowserSession()
+        defer { Task { await session.close() } }
+        try await session.open(base + "#/experiments")
+        try await session.wait(for: "document.body.dataset.state === 'ready'")
+        try await session.type("#results-input", dir + "/ablate/results.json")
+        try await session.wait(for: "document.body.dataset.experiment === 'shown'")
+        let shown = try await session.run(
+            "return [...document.querySelectorAll('#sweep-table tr[data-condition]')].map(r => r.dataset.condition);")
+        #expect(Set(shown as? [String] ?? []) == conditions)
+        // Sorted by mean Δ cross-entropy, largest first; clicking the condition header sorts by name.
+        #expect((shown as? [String])?.last == "clean")
+        try await session.click("#sweep-table th[data-key=condition]")
+        let byName = try await session.run(
+            "return [...document.querySelectorAll('#sweep-table tr[data-condition]')].map(r => r.dataset.condition);")
+        #expect(byName as? [String] == conditions.sorted { $0.localizedCompare($1) == .orderedAscending })
+        // Filtering, then a row's transcripts.
+        try await session.type("#sweep-filter", "skip")
+        let filtered = try await session.run("return document.querySelectorAll('#sweep-table tr[data-condition]').length;")
+        #expect(filtered as? Int == conditions.filter { $0.contains("skip") }.count)
+        try await session.click("#sweep-table tr[data-condition]")
+        let detail = try await session.run("return document.querySelector('#sweep-table tr.transcripts').textContent;")
+        #expect((detail as? String)?.contains("jfk:") == true)
+        // Hovering the heatmap's first cell (clean, first clip) shows that run's transcript.
+        let tip = try await session.run(
+            """
+            const c = document.querySelector('#sweep-heatmap'), r = c.getBoundingClientRect();
+            c.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + 172, clientY: r.top + 8, bubbles: true}));
+            return document.querySelector('#tooltip').textContent;
+            """)
+        let firstClip = try #require(rows.first?["clip"] as? String)  // the heatmap's first column
+        let clean = try #require(rows.first { $0["condition"] as? String == "clean" && $0["clip"] as? String == firstClip })
+        #expect((tip as? String)?.contains(clean["text"] as? String ?? "?") == true, "\(tip)")
+        try await expectQuietConsole(session, "experiments")
+    }
+
+    @Test("a clip's cross-attention is drawn under its spectrogram, one row per decoder token")
+    func attentionView() async throws {
+        let base = try await StudioFixture.shared.server()
+        let session = try await BrowserSession()
+        defer { Task { await session.close() } }
+        try await session.open(base + "#/inspect/neurons/clip/jfk")
+        try await session.wait(for: "document.body.dataset.state === 'inspected'", seconds: 60)
+        try await session.run("document.querySelector('#attention-layer').value = '3';")
+        try await session.click("#attention-button")
+        try await session.wait(for: "document.body.dataset.attention === 'cross:3:0'", seconds: 60)
+        let image = try await session.screenshot("#attention-canvas")
+        // Below the spectrogram and words, the pattern: dark mostly, brighter (weight ≳ 0.1) along the alignment.
+        var bright = 0, dark = 0
+        for y in stride(from: 110, to: image.height, by: 2) {
+            for x in stride(from: 60, to: image.width, by: 2) {
+                let c = image.rgb(x, y)
+                if c.r > 90 { bright += 1 } else if c.r + c.g + c.b < 60 { dark += 1 }
+            }
+        }
+        #expect(dark > 10 * bright && bright > 0, "bright \(bright), dark \(dark)")
+        try await expectQuietConsole(session, "attention")
+    }
+
     @Test("an API error reaches the page as a message, not a console error or a broken page")
     func errorsShown() async throws {
         let base = try await StudioFixture.shared.server()

@@ -399,6 +399,7 @@ function showInspection(r) {
   root.append(play);
   drawInspection(canvas, r);
   root.append(steerPanel(r));
+  root.append(attentionPanel(r));
   document.body.dataset.state = 'inspected';
 }
 
@@ -453,6 +454,61 @@ async function steer(r) {
   document.body.dataset.steered = s.changed ? 'changed' : 'same';
 }
 
+// ---------------------------------------------------------------- attention patterns
+function attentionPanel(r) {
+  const box = document.createElement('div'); box.className = 'steer'; box.id = 'attention';
+  box.innerHTML = `<h3>Attention</h3>
+    <label><select id="attention-kind"><option value="cross">cross-attention (tokens × time)</option>
+      <option value="encoder">encoder self-attention (time × time)</option></select></label>
+    <label>layer <input id="attention-layer" type="number" min="0" value="0"></label>
+    <label>head <input id="attention-head" type="number" min="0" value="0"></label>
+    <button id="attention-button" type="button">Show</button>
+    <div><canvas id="attention-canvas" class="inspect-canvas" width="10" height="10" hidden></canvas></div>
+    <p class="legend" id="attention-legend"></p>`;
+  $('#attention-button', box).addEventListener('click', () => showAttention(r).catch(showError));
+  return box;
+}
+
+function levels(b64) {
+  const raw = atob(b64), out = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
+  return out;
+}
+
+async function showAttention(r) {
+  const params = new URLSearchParams({ kind: $('#attention-kind').value, layer: $('#attention-layer').value, head: $('#attention-head').value });
+  const path = r.upload ? `/api/uploads/${enc(r.clip)}/attention` : `/api/indexes/${enc(r.index)}/clips/${enc(r.clip)}/attention`;
+  const a = await api(path + '?' + params);
+  const canvas = $('#attention-canvas'), label = 54, W = Math.min(1200, Math.max(600, document.body.clientWidth - 60));
+  const plotW = W - label, rowH = a.kind === 'cross' ? 12 : plotW / a.rows;
+  canvas.width = W; canvas.height = INS.mel + INS.words + Math.min(900, Math.ceil(a.rows * rowH));
+  canvas.hidden = false;
+  const ctx = canvas.getContext('2d');
+  ctx.clearRect(0, 0, W, canvas.height);
+  drawMel(ctx, a.mel, label, 0, plotW, INS.mel);
+  const px = (t) => label + t / (a.frames * 0.02) * plotW;
+  ctx.font = '11px system-ui, sans-serif'; ctx.textBaseline = 'top'; ctx.fillStyle = '#1d232b';
+  for (const w of a.words) { ctx.fillText(w.word, px(w.start) + 2, INS.mel + 5); }
+  const data = levels(a.data), img = ctx.createImageData(a.cols, a.rows);
+  for (let i = 0; i < a.rows * a.cols; i++) {
+    const c = magma(Math.sqrt(data[i] / 255)); img.data[4 * i] = c[0]; img.data[4 * i + 1] = c[1]; img.data[4 * i + 2] = c[2]; img.data[4 * i + 3] = 255;
+  }
+  const tmp = document.createElement('canvas'); tmp.width = a.cols; tmp.height = a.rows;
+  tmp.getContext('2d').putImageData(img, 0, 0);
+  ctx.imageSmoothingEnabled = false;
+  const h = canvas.height - INS.mel - INS.words;
+  ctx.drawImage(tmp, label, INS.mel + INS.words, plotW, h);
+  if (a.kind === 'cross') {
+    ctx.fillStyle = '#1d232b';
+    a.tokens.forEach((t, i) => ctx.fillText(t.length > 8 ? t.slice(0, 8) + '…' : t, 2, INS.mel + INS.words + i * h / a.rows));
+  }
+  $('#attention-legend').textContent = a.kind === 'cross'
+    ? `cross-attention of layer ${a.layer}, head ${a.head} (of ${a.layers} layers × ${a.heads} heads): each decoder position (row) over the audio frames (colour: square root of the weight, black 0, yellow 1)`
+    : `encoder self-attention of layer ${a.layer}, head ${a.head}: each frame (row, top = start) over the frames (columns, aligned with the spectrogram; colour: square root of the weight)`;
+  canvas.dataset.kind = a.kind; canvas.dataset.rows = a.rows;
+  document.body.dataset.attention = `${a.kind}:${a.layer}:${a.head}`;
+}
+
 // ---------------------------------------------------------------- recording (WAV, in the page)
 // The microphone's samples reach the page through an AudioWorklet (recorder-worklet.js) and are
 // uploaded as a WAV file at the context's rate; the server resamples to 16 kHz.
@@ -496,15 +552,153 @@ function encodeWAV(chunks, rate) {
   return new Blob([buf], { type: 'audio/wav' });
 }
 
+// ---------------------------------------------------------------- experiment views
+/** A heatmap canvas: `values[i][j]` coloured by `colour`, row labels at the left, `tip(i, j)` on hover. */
+function heatmap(values, rowLabels, colour, tip, id) {
+  const rows = values.length, cols = rows ? values[0].length : 0, label = 170;
+  const cw = Math.max(4, Math.min(36, Math.floor(900 / Math.max(1, cols)))), ch = 16;
+  const canvas = document.createElement('canvas');
+  canvas.className = 'heatmap'; if (id) canvas.id = id;
+  canvas.width = label + cols * cw; canvas.height = rows * ch;
+  const ctx = canvas.getContext('2d');
+  ctx.font = '11px system-ui, sans-serif'; ctx.textBaseline = 'middle';
+  for (let i = 0; i < rows; i++) {
+    ctx.fillStyle = '#1d232b';
+    const text = String(rowLabels[i]);
+    ctx.fillText(text.length > 28 ? text.slice(0, 27) + '…' : text, 4, i * ch + ch / 2);
+    for (let j = 0; j < cols; j++) {
+      const v = values[i][j];
+      ctx.fillStyle = v === null || v === undefined || Number.isNaN(v) ? '#e6e8eb' : css(colour(v));
+      ctx.fillRect(label + j * cw, i * ch, cw - 1, ch - 1);
+    }
+  }
+  const tooltip = $('#tooltip');
+  canvas.addEventListener('mousemove', (ev) => {
+    const rect = canvas.getBoundingClientRect();
+    const j = Math.floor((ev.clientX - rect.left - label) / cw), i = Math.floor((ev.clientY - rect.top) / ch);
+    if (i < 0 || i >= rows || j < 0 || j >= cols) { tooltip.hidden = true; return; }
+    tooltip.textContent = tip(i, j);
+    tooltip.style.left = (ev.clientX + 14) + 'px'; tooltip.style.top = (ev.clientY + 14) + 'px';
+    tooltip.hidden = false;
+  });
+  canvas.addEventListener('mouseleave', () => { tooltip.hidden = true; });
+  return canvas;
+}
+const maxAbs = (rows) => Math.max(1e-9, ...rows.flat().filter((v) => typeof v === 'number' && isFinite(v)).map(Math.abs));
+
+function renderExperiment(name, data) {
+  const root = $('#experiment-result');
+  root.textContent = '';
+  const h = document.createElement('h2'); root.append(h);
+  if (Array.isArray(data) && data.length && 'condition' in data[0]) { h.textContent = `${name}: sweep of ${new Set(data.map((r) => r.condition)).size} conditions`; renderSweep(root, data); }
+  else if (Array.isArray(data) && data.length && 'decoder_lens' in data[0]) { h.textContent = `${name}: lens of ${data.length} clip(s)`; renderLens(root, data); }
+  else if (data && Array.isArray(data.grids)) { h.textContent = `${name}: activation patching (${data.metric})`; renderPatch(root, data); }
+  else throw new Error(`${name} is not a results.json of ablate, layers, lens or patch`);
+  document.body.dataset.experiment = 'shown';
+}
+
+function renderSweep(root, rows) {
+  const clips = [...new Set(rows.map((r) => r.clip))];
+  const clean = new Map(rows.filter((r) => r.condition === 'clean').map((r) => [r.clip, r]));
+  const groups = new Map();
+  for (const r of rows) { if (!groups.has(r.condition)) groups.set(r.condition, []); groups.get(r.condition).push(r); }
+  const summary = [...groups].map(([condition, rs]) => {
+    const refs = rs.reduce((a, r) => a + r.reference_words, 0), errs = rs.reduce((a, r) => a + r.word_errors, 0);
+    return { condition, clips: rs.length, wer: refs ? errs / refs : null,
+      ce_delta: rs.reduce((a, r) => a + (r.ce_delta || 0), 0) / rs.length,
+      changed: rs.filter((r) => clean.has(r.clip) && r.text !== clean.get(r.clip).text).length,
+      limit: rs.filter((r) => r.hit_limit).length, rows: rs };
+  });
+  const filter = document.createElement('input'); filter.id = 'sweep-filter'; filter.placeholder = 'filter conditions';
+  root.append(filter);
+  const table = document.createElement('table'); table.className = 'results'; table.id = 'sweep-table';
+  const columns = [['condition', 'condition'], ['clips', 'clips'], ['wer', 'corpus WER'], ['ce_delta', 'mean Δ cross-entropy'],
+    ['changed', 'transcripts changed'], ['limit', 'hit length limit']];
+  let sortKey = 'ce_delta', descending = true;
+  const fmtCell = (k, v) => k === 'wer' ? (v === null ? 'n/a' : (v * 100).toFixed(2) + ' %') : k === 'ce_delta' ? v.toFixed(3) : String(v);
+  const draw = () => {
+    table.textContent = '';
+    const head = table.insertRow();
+    for (const [k, label] of columns) {
+      const th = document.createElement('th'); th.textContent = label + (k === sortKey ? (descending ? ' ▼' : ' ▲') : '');
+      th.dataset.key = k;
+      th.addEventListener('click', () => { if (sortKey === k) descending = !descending; else { sortKey = k; descending = k !== 'condition'; } draw(); });
+      head.append(th);
+    }
+    const q = filter.value.toLowerCase();
+    const shown = summary.filter((s) => s.condition.toLowerCase().includes(q)).sort((a, b) => {
+      const x = a[sortKey], y = b[sortKey], c = typeof x === 'string' ? x.localeCompare(y) : (x ?? -1) - (y ?? -1);
+      return descending ? -c : c;
+    });
+    for (const s of shown) {
+      const tr = table.insertRow(); tr.dataset.condition = s.condition;
+      for (const [k] of columns) tr.insertCell().textContent = fmtCell(k, s[k]);
+      tr.addEventListener('click', () => {
+        const next = tr.nextSibling;
+        if (next && next.classList.contains('transcripts')) { next.remove(); tr.classList.remove('open'); return; }
+        tr.classList.add('open');
+        const detail = document.createElement('tr'); detail.className = 'transcripts';
+        const td = detail.insertCell(); td.colSpan = columns.length; td.style.textAlign = 'left';
+        for (const r of s.rows) {
+          const p = document.createElement('p');
+          p.textContent = `${r.clip}: “${r.text}”` + (clean.has(r.clip) && r.condition !== 'clean' ? `   (clean: “${clean.get(r.clip).text}”)` : '');
+          td.append(p);
+        }
+        tr.after(detail);
+      });
+    }
+  };
+  filter.addEventListener('input', draw);
+  draw();
+  root.append(table);
+  const conditions = summary.map((s) => s.condition);
+  const values = conditions.map((c) => clips.map((clip) => { const r = groups.get(c).find((x) => x.clip === clip); return r ? r.ce_delta : null; }));
+  const scale = maxAbs(values);
+  const cap = document.createElement('h3'); cap.textContent = 'Δ cross-entropy per condition (rows) and clip (columns); hover for the transcript';
+  root.append(cap, heatmap(values, conditions, (v) => diverging(v / scale), (i, j) => {
+    const r = groups.get(conditions[i]).find((x) => x.clip === clips[j]);
+    return r ? `${conditions[i]} · ${clips[j]}\nΔCE ${fmt(r.ce_delta)} · WER ${(r.wer * 100).toFixed(1)} %\n“${r.text}”` : 'not run';
+  }, 'sweep-heatmap'));
+}
+
+function renderLens(root, clips) {
+  for (const c of clips) {
+    const h = document.createElement('h3'); h.textContent = `${c.clip}: decoder logit lens (probability of the final prediction at each layer)`;
+    const layers = c.decoder_lens.map((l) => l.layer);
+    const values = c.decoder_lens.map((l) => l.final_prob);
+    root.append(h, heatmap(values, layers, (v) => magma(v), (i, j) => {
+      const l = c.decoder_lens[i];
+      return `${l.layer} · position ${j} (${JSON.stringify(c.token_text[j])})\nP(final) ${fmt(l.final_prob[j])} · rank ${l.final_rank[j]}\ntop-1 here: ${JSON.stringify(l.top1[j])}`;
+    }, 'lens-heatmap'));
+    if (c.attribution) {
+      const a = c.attribution, scale = maxAbs(a.values);
+      const t = document.createElement('h3'); t.textContent = `${c.clip}: direct logit attribution per component (rows) and position`;
+      root.append(t, heatmap(a.values, a.components, (v) => diverging(v / scale),
+        (i, j) => `${a.components[i]} · position ${j} (${JSON.stringify(c.token_text[j])})\n${fmt(a.values[i][j])} of logit ${fmt(a.logits[j])}`));
+    }
+  }
+}
+
+function renderPatch(root, p) {
+  const info = document.createElement('p'); info.className = 'muted';
+  info.textContent = `clean “${p.clean_text}” (${fmt(p.clean_value)}) · corrupted by ${p.corruption}: “${p.corrupt_text}” (${fmt(p.corrupt_value)})`;
+  root.append(info);
+  for (const g of p.grids) {
+    const h = document.createElement('h3'); h.textContent = `${g.hook}: fraction of the metric restored`;
+    root.append(h, heatmap(g.restored, g.rows, (v) => diverging(v), (i, j) =>
+      `${g.rows[i]} · ${g.cols[j]}\nrestored ${fmt(g.restored[i][j])} (metric ${fmt(g.values[i][j])})`));
+  }
+}
+
 // ---------------------------------------------------------------- routing
 async function route() {
   const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
-  const view = parts[0] === 'inspect' ? 'inspect' : 'features';
+  const view = ['inspect', 'experiments'].includes(parts[0]) ? parts[0] : 'features';
   if (parts[1] && state.indexes.some((i) => i.id === parts[1]) && parts[1] !== state.index) await setIndex(parts[1]);
-  $('#view-features').hidden = view !== 'features';
-  $('#view-inspect').hidden = view !== 'inspect';
-  $('#tab-features').classList.toggle('active', view === 'features');
-  $('#tab-inspect').classList.toggle('active', view === 'inspect');
+  for (const v of ['features', 'inspect', 'experiments']) {
+    $('#view-' + v).hidden = view !== v;
+    $('#tab-' + v).classList.toggle('active', view === v);
+  }
   if (view === 'features' && parts[2] !== undefined && parts[2] !== '') await showFeature(state.index, Number(parts[2]));
   if (view === 'inspect' && parts[2] === 'clip' && parts[3]) { $('#clip-select').value = parts[3]; await inspectClip(parts[3]); }
   if (document.body.dataset.state === 'loading') document.body.dataset.state = 'ready';
@@ -534,6 +728,11 @@ async function start() {
   $('#clip-select').addEventListener('change', (e) => { if (e.target.value) location.hash = `#/inspect/${enc(state.index)}/clip/${enc(e.target.value)}`; });
   $('#upload-input').addEventListener('change', (e) => { const f = e.target.files[0]; if (f) inspectUpload(f, f.name).catch(showError); });
   $('#record-button').addEventListener('click', () => toggleRecording().catch(showError));
+  $('#results-input').addEventListener('change', (e) => {
+    const f = e.target.files[0];
+    if (!f) return;
+    f.text().then((text) => renderExperiment(f.name, JSON.parse(text))).catch(showError);
+  });
   window.addEventListener('hashchange', () => route().catch(showError));
   await setIndex(state.indexes[0].id);
   await route();
