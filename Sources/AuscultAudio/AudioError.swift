@@ -3,7 +3,7 @@ import AuscultTensor
 
 /// Why a clip could not be turned into 16 kHz mono samples.
 public struct AudioError: AuscultError, Sendable {
-    public enum Code: String, Sendable { case fileNotFound, unreadable, empty, resampleFailed }
+    public enum Code: String, Sendable { case fileNotFound, unreadable, empty, resampleFailed, nonFinite }
     public var code: Code
     public var path: String
     public var message: String

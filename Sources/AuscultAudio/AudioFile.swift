@@ -64,6 +64,14 @@ public struct AudioClip: Sendable {
                 mono[i] = s * inv
             }
         }
+        // A float file may hold NaN or ±Inf: refused by name here, so that no run turns them into a
+        // transcript of "!!!!" and a dataset run skips this clip and carries on with the rest.
+        if let bad = mono.firstIndex(where: { !$0.isFinite }) {
+            let count = mono.lazy.filter { !$0.isFinite }.count
+            throw AudioError(
+                .nonFinite, path: path,
+                "sample \(bad) is \(mono[bad]) (\(count) samples are not finite numbers); audio must be finite")
+        }
         let rate = Int(info.samplerate)
         self.samples = rate == Self.sampleRate ? mono : try Self.resample(mono, from: rate, path: path)
         self.sourceRate = rate

@@ -51,12 +51,17 @@ extension ConditionSummary {
     /// mean change of cross-entropy, clips whose transcript changed.
     public static func table(_ entries: [SweepEntry], top: Int = 8) -> [String] {
         let ranked = rank(entries)
-        var lines = ["condition".padding(toLength: 44, withPad: " ", startingAt: 0) + "   WER %   Δ CE   changed"]
+        var lines = [
+            "condition".padding(toLength: 44, withPad: " ", startingAt: 0)
+                + "   WER %  median  readable   Δ CE   changed"
+        ]
         let rows = ranked.filter { $0.condition != "clean" }.prefix(top) + ranked.filter { $0.condition == "clean" }
         for s in rows {
             lines.append(
                 s.condition.padding(toLength: 44, withPad: " ", startingAt: 0)
-                    + String(format: "  %6.2f  %+6.3f   %d/%d", s.wer * 100, s.meanCEDelta, s.changed, s.clips))
+                    + String(
+                        format: "  %6.2f  %6.2f  %7.0f%%  %+6.3f   %d/%d", s.wer * 100, s.medianWER * 100,
+                        s.readable * 100, s.meanCEDelta, s.changed, s.clips))
         }
         return lines
     }

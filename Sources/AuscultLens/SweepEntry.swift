@@ -60,10 +60,26 @@ public struct ConditionSummary: Codable, Sendable {
     public var changed: Int
     /// Clips with a repetition loop or that hit the length limit.
     public var degenerate: Int
+    /// The median of the per-clip WERs: corpus WER is swamped by a few clips looping to the
+    /// length limit (one such clip adds ~100 errors), the median is not.
+    public var medianWER: Double
+    /// The share of runs still readable: per-clip WER at most 50 %, no repetition loop, not cut
+    /// at the length limit.
+    public var readable: Double
 
     enum CodingKeys: String, CodingKey {
-        case condition, mode, component, side, clips, wer, changed, degenerate
-        case meanCE = "mean_ce", meanCEDelta = "mean_ce_delta"
+        case condition, mode, component, side, clips, wer, changed, degenerate, readable
+        case meanCE = "mean_ce", meanCEDelta = "mean_ce_delta", medianWER = "median_wer"
+    }
+
+    /// The WER at or below which a run counts as readable.
+    public static let readableWER = 0.5
+
+    /// The median of `values` (the mean of the middle two for an even count; 0 when empty).
+    static func median(_ values: [Double]) -> Double {
+        let v = values.sorted()
+        guard !v.isEmpty else { return 0 }
+        return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
     }
 
     /// Summaries of `entries` grouped by condition, most damaging (largest mean CE increase) first,
@@ -87,7 +103,8 @@ public struct ConditionSummary: Codable, Sendable {
                 meanCE: g.map(\.ce).reduce(0, +) / Double(g.count),
                 meanCEDelta: g.map(\.ceDelta).reduce(0, +) / Double(g.count),
                 changed: g.filter { e in cleanTokens[e.clip].map { $0 != e.tokens } ?? false }.count,
-                degenerate: g.filter(\.degenerate).count)
+                degenerate: g.filter(\.degenerate).count, medianWER: median(g.map(\.wer)),
+                readable: Double(g.filter { $0.wer <= readableWER && !$0.degenerate }.count) / Double(g.count))
         }
         return out.sorted { a, b in
             if (a.condition == "clean") != (b.condition == "clean") { return b.condition == "clean" }

@@ -38,6 +38,8 @@ struct MelImage: Codable, Sendable {
         let v = mel.scalars
         var lo = Float.infinity, hi = -Float.infinity
         for b in 0..<bins { for c in columns { lo = Swift.min(lo, v[b * width + c]); hi = Swift.max(hi, v[b * width + c]) } }
+        // An empty window (a trace of less than one frame) has no levels: its scale is 0…1, never ±inf.
+        if columns.isEmpty { lo = 0; hi = 1 }
         if !(lo < hi) { hi = lo + 1 }
         var bytes = [UInt8](repeating: 0, count: columns.count * bins)
         let scale = 255 / (hi - lo)

@@ -26,10 +26,12 @@ public struct Dataset: Sendable {
         guard fm.fileExists(atPath: path, isDirectory: &isDir) else {
             throw WhisperError(.datasetNotFound, "\(path): no such dataset folder or manifest")
         }
-        if !isDir.boolValue { return try manifest(path, base: (path as NSString).deletingLastPathComponent) }
+        if !isDir.boolValue {
+            return try unique(manifest(path, base: (path as NSString).deletingLastPathComponent), source: path)
+        }
         for name in ["metadata.csv", "metadata.jsonl", "manifest.csv", "manifest.jsonl"] {
             let p = (path as NSString).appendingPathComponent(name)
-            if fm.fileExists(atPath: p) { return try manifest(p, base: path) }
+            if fm.fileExists(atPath: p) { return try unique(manifest(p, base: path), source: p) }
         }
         let all = (fm.enumerator(atPath: path)?.allObjects as? [String] ?? []).sorted()
         let trans = all.filter { $0.hasSuffix(".trans.txt") }
@@ -47,18 +49,36 @@ public struct Dataset: Sendable {
                     items.append(DatasetItem(id: id, path: audio, reference: ref))
                 }
             }
-            return Dataset(items: items)
+            return try unique(Dataset(items: items), source: path)
         }
         let audio = all.filter { audioExtensions.contains(($0 as NSString).pathExtension.lowercased()) }
         guard !audio.isEmpty else {
             throw WhisperError(.datasetNotFound, "\(path): no metadata.csv, manifest, *.trans.txt or audio files found")
         }
-        return Dataset(
-            items: audio.map {
-                DatasetItem(
-                    id: (($0 as NSString).lastPathComponent as NSString).deletingPathExtension,
-                    path: (path as NSString).appendingPathComponent($0), reference: nil)
-            })
+        // The id is the path below the folder without its extension (`jfk`, `a/jfk`), so files of
+        // one name in different subfolders stay apart.
+        return try unique(
+            Dataset(
+                items: audio.map {
+                    DatasetItem(
+                        id: ($0 as NSString).deletingPathExtension, path: (path as NSString).appendingPathComponent($0),
+                        reference: nil)
+                }), source: path)
+    }
+
+    /// `dataset` if no two clips share an id (results, resumption and indexes are keyed by it).
+    static func unique(_ dataset: Dataset, source: String) throws -> Dataset {
+        var seen = [String: String]()
+        for item in dataset.items {
+            if let other = seen[item.id] {
+                throw WhisperError(
+                    .invalidArgument,
+                    "\(source): two clips have the id '\(item.id)' (\(other) and \(item.path)); ids must be unique "
+                        + "(give the manifest an id column, or rename one file)")
+            }
+            seen[item.id] = item.path
+        }
+        return dataset
     }
 
     static let fileKeys = ["file_name", "file", "path", "audio", "audio_filepath"]
@@ -94,7 +114,8 @@ public struct Dataset: Sendable {
                     "\(path): record \(n + 1) has no file column (one of \(fileKeys.joined(separator: ", ")))")
             }
             let full = file.hasPrefix("/") ? file : (base as NSString).appendingPathComponent(file)
-            let id = rec["id"] ?? ((file as NSString).lastPathComponent as NSString).deletingPathExtension
+            // Without an id column: the file's path as written in the manifest, without its extension.
+            let id = rec["id"] ?? (file.hasPrefix("/") ? ((file as NSString).lastPathComponent as NSString) : (file as NSString)).deletingPathExtension
             items.append(DatasetItem(id: id, path: full, reference: textKeys.lazy.compactMap { rec[$0] }.first))
         }
         return Dataset(items: items)

@@ -8,26 +8,34 @@ public enum ModelStore {
     public static let knownNames = ["tiny.en", "base"]
     public static let defaultName = "tiny.en"
 
-    /// The `models/` directory: `$AUSCULT_MODELS`, else `./models`, else a `models/` beside or above
-    /// the running executable (so `.build/release/auscult` finds the checkout's models).
+    /// The `models/` directory: `$AUSCULT_MODELS` (when set and not empty), else the `models/` that
+    /// scripts/setup.sh fills beside or above the running executable (so `.build/release/auscult`
+    /// finds its checkout's models wherever it is run from), else `./models`. The working
+    /// directory comes last: a `models/` folder that happens to be there must not hide the
+    /// installed models.
     public static func modelsDirectory() -> String? {
         let fm = FileManager.default
-        if let env = ProcessInfo.processInfo.environment["AUSCULT_MODELS"] { return env }
-        if fm.fileExists(atPath: "models") {
-            return (fm.currentDirectoryPath as NSString).appendingPathComponent("models")
-        }
+        if let env = ProcessInfo.processInfo.environment["AUSCULT_MODELS"], !env.isEmpty { return env }
         var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
         for _ in 0..<6 {
             let c = dir.appendingPathComponent("models").path
-            if fm.fileExists(atPath: c) { return c }
+            if fm.fileExists(atPath: (c as NSString).appendingPathComponent(defaultName)) { return c }
             dir = dir.deletingLastPathComponent()
+        }
+        if fm.fileExists(atPath: "models") {
+            return (fm.currentDirectoryPath as NSString).appendingPathComponent("models")
         }
         return nil
     }
 
-    /// A path for `nameOrPath`: an existing path is used as is; a known name maps into `models/`.
+    /// A path for `nameOrPath`: a known name (tiny.en, base) maps into `models/` first; anything
+    /// else, or a known name not installed there, is used as a path if one exists.
     public static func resolve(_ nameOrPath: String?) throws -> String {
         let name = nameOrPath ?? defaultName
+        if knownNames.contains(name), let dir = modelsDirectory() {
+            let p = (dir as NSString).appendingPathComponent(name)
+            if FileManager.default.fileExists(atPath: p) { return p }
+        }
         if FileManager.default.fileExists(atPath: name) { return name }
         if let dir = modelsDirectory() {
             let p = (dir as NSString).appendingPathComponent(name)
@@ -35,7 +43,9 @@ public enum ModelStore {
         }
         if knownNames.contains(name) {
             throw ModelLoadError(
-                .modelNotFound, "model '\(name)' is not installed; run scripts/setup.sh to fetch it into models/")
+                .modelNotFound,
+                "model '\(name)' is not installed; run scripts/setup.sh to fetch it into models/ (or point "
+                    + "$AUSCULT_MODELS at a folder holding \(name)/)")
         }
         throw ModelLoadError(
             .modelNotFound,
@@ -80,7 +90,7 @@ public struct LoadedModel: Sendable {
         LoadedModel(path: path, model: model.running(on: backend), tokenizer: tokenizer)
     }
 
-    /// Loads `nameOrPath` (nil: the embedded default tiny.en).
+    /// Loads `nameOrPath` (nil: the default, tiny.en, from the installed models).
     public init(_ nameOrPath: String?) throws {
         let path = try ModelStore.resolve(nameOrPath)
         let model = try Whisper(contentsOf: path)

@@ -145,6 +145,18 @@ public func writeWAV(_ path: String, samples: [Float], rate: Int, channels: Int 
     try d.write(to: URL(fileURLWithPath: path))
 }
 
+/// A mono 32-bit float WAV file (format tag 3), which can carry NaN and Inf.
+public func floatWAV(_ samples: [Float], rate: Int) -> Data {
+    var d = Data()
+    func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { d.append(contentsOf: $0) } }
+    func u16(_ v: Int) { withUnsafeBytes(of: UInt16(v).littleEndian) { d.append(contentsOf: $0) } }
+    d.append(contentsOf: Array("RIFF".utf8)); u32(36 + 4 * samples.count); d.append(contentsOf: Array("WAVE".utf8))
+    d.append(contentsOf: Array("fmt ".utf8)); u32(16); u16(3); u16(1); u32(rate); u32(rate * 4); u16(4); u16(32)
+    d.append(contentsOf: Array("data".utf8)); u32(4 * samples.count)
+    for s in samples { withUnsafeBytes(of: s.bitPattern.littleEndian) { d.append(contentsOf: $0) } }
+    return d
+}
+
 /// Runs the `auscult` executable as a user would.
 public enum AuscultCLI {
     /// The auscult built beside this test bundle (same configuration), else the release build.

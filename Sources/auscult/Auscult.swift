@@ -9,17 +9,19 @@ struct Auscult: ParsableCommand {
             Models: --model takes a name the setup fetched (tiny.en, base) or a path to a
             CTranslate2 directory, a Hugging Face directory (config.json +
             model.safetensors) or an openai-whisper .pt checkpoint; the format is detected.
-            Without --model the embedded tiny.en is used.
+            Without --model, tiny.en is used: the one scripts/setup.sh installs into the
+            checkout's models/ (or the folder $AUSCULT_MODELS names); names are looked up
+            there before the working directory.
             """,
         subcommands: [
             Transcribe.self, Ablate.self, Layers.self, LensCommand.self, Patch.self, Attribute.self, Optimize.self,
             Probe.self, Collect.self, TrainSAE.self, EvalSAE.self, Index.self, Features.self, Hooks.self, Cache.self,
-            Convert.self, Bench.self, StudioCommand.self,
+            Convert.self, Bench.self, Tokens.self, StudioCommand.self,
         ])
 }
 
 /// Options every model-using subcommand shares.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Model name (tiny.en, base) or path; default: the embedded tiny.en.")
+    @Option(name: .long, help: "Model name (tiny.en, base: installed by scripts/setup.sh) or path; default: tiny.en.")
     var model: String?
 }

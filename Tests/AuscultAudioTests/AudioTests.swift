@@ -55,6 +55,28 @@ struct AudioFileTests {
         #expect { try AudioClip(contentsOf: p) } throws: { ($0 as? AudioError)?.code == .empty && "\($0)".contains(p) }
     }
 
+    @Test("a float WAV holding NaN or Inf samples is refused by name, from a file and from memory")
+    func nonFinite() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        for (name, bad) in [("nan", Float.nan), ("inf", Float.infinity)] {
+            var samples = (0..<16_000).map { Float(sin(Double($0) * 0.05)) * 0.3 }
+            samples[1234] = bad; samples[5000] = bad
+            let data = floatWAV(samples, rate: 16_000)
+            let p = "\(dir)/\(name).wav"
+            try data.write(to: URL(fileURLWithPath: p))
+            #expect { try AudioClip(contentsOf: p) } throws: {
+                ($0 as? AudioError)?.code == .nonFinite && "\($0)".contains(p) && "\($0)".contains("sample 1234")
+                    && "\($0)".contains("2 samples")
+            }
+            #expect { try AudioClip(data: data, name: "upload.wav") } throws: {
+                ($0 as? AudioError)?.code == .nonFinite && "\($0)".contains("upload.wav")
+            }
+        }
+        // The same file with finite samples decodes exactly.
+        let fine = (0..<1600).map { Float($0 % 7) / 10 }
+        #expect(try AudioClip(data: floatWAV(fine, rate: 16_000), name: "fine.wav").samples == fine)
+    }
+
     @Test("44.1 kHz stereo is downmixed and resampled to 16 kHz, keeping a 440 Hz tone at 440 Hz")
     func resampleAndDownmix() throws {
         let rate = 44_100, n = rate
@@ -89,3 +111,4 @@ struct AudioFileTests {
         #expect(abs(peak - 0.1) < 0.005, "mono mix of one loud channel among six: \(peak)")
     }
 }
+

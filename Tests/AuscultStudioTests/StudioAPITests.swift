@@ -58,6 +58,13 @@ struct StudioAPITests {
         #expect(Data(base64Encoded: mel["data"] as? String ?? "")?.count == 80 * 200)
         let words = try #require(trace["words"] as? [[String: Any]])
         #expect(!words.isEmpty && words.allSatisfy { ($0["end"] as! Double) > 1 && ($0["start"] as! Double) < 3 })
+        // A window shorter than a frame is empty, its spectrogram's scale still numbers (schemathesis found "inf").
+        let empty = try #require(
+            try await http(base + "api/indexes/neurons/clips/jfk/trace?feature=0&start=0&end=4.5e-236").json()
+                as? [String: Any])
+        let emptyMel = try #require(empty["mel"] as? [String: Any])
+        #expect((empty["activation"] as? [Double])?.isEmpty == true && emptyMel["frames"] as? Int == 0)
+        #expect(emptyMel["min"] as? Double == 0 && emptyMel["max"] as? Double == 1)
         // The audio of the same window: 2 s of 16 kHz 16-bit mono after a 44-byte header.
         let audio = try await http(base + "api/indexes/neurons/clips/jfk/audio?start=1&end=3")
         #expect(audio.status == 200 && audio.type == "audio/wav" && audio.body.count == 44 + 2 * 32_000)

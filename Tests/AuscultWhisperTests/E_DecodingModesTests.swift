@@ -77,10 +77,15 @@ struct DatasetTests {
         #expect(ds.items.first { $0.id == "jfk" }?.reference?.hasPrefix("And so my fellow Americans") == true)
         let dir = try Fixtures.temporaryDirectory()
         try "not audio".write(toFile: dir + "/broken.wav", atomically: true, encoding: .utf8)
+        // A float WAV with one NaN sample among real speech: refused by name, the others carry on.
+        var speech = try AudioClip(contentsOf: Fixtures.clip("jfk")).samples
+        speech[8000] = .nan
+        try floatWAV(speech, rate: 16_000).write(to: URL(fileURLWithPath: dir + "/nan.wav"))
         let items = [
             DatasetItem(id: "jfk", path: Fixtures.clip("jfk"), reference: nil),
             DatasetItem(id: "broken", path: dir + "/broken.wav", reference: nil),
             DatasetItem(id: "missing", path: dir + "/missing.flac", reference: nil),
+            DatasetItem(id: "nan", path: dir + "/nan.wav", reference: nil),
             DatasetItem(id: "cards", path: Fixtures.clip("ps_cards_003"), reference: nil),
         ]
         var ok = [String](), failed = [String: String]()
@@ -94,6 +99,7 @@ struct DatasetTests {
         }
         #expect(ok.sorted() == ["cards", "jfk"])
         #expect(failed["broken"]?.contains("broken.wav") == true)
+        #expect(failed["nan"]?.contains("nan.wav") == true && failed["nan"]?.contains("not finite") == true)
         #expect(failed["missing"]?.contains("missing.flac") == true)
     }
 
@@ -124,6 +130,28 @@ struct DatasetTests {
             toFile: jl, atomically: true, encoding: .utf8)
         #expect(try Dataset.load(jl).items == [DatasetItem(id: "y1", path: "/abs/y.flac", reference: "hi")])
         #expect(throws: WhisperError.self) { try Dataset.load(dir + "/nothing-here") }
+    }
+
+    @Test("files of one name in different subfolders get different ids; a manifest repeating an id is refused")
+    func uniqueIDs() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        for sub in ["a", "b"] {
+            try FileManager.default.createDirectory(atPath: "\(dir)/bare/\(sub)", withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: Fixtures.clip("jfk"), toPath: "\(dir)/bare/\(sub)/jfk.wav")
+        }
+        try FileManager.default.copyItem(atPath: Fixtures.clip("jfk"), toPath: "\(dir)/bare/jfk.wav")
+        let bare = try Dataset.load(dir + "/bare")
+        #expect(bare.items.map(\.id) == ["a/jfk", "b/jfk", "jfk"])
+        try "file_name,transcription\na/x.wav,one\nb/x.wav,two\n".write(
+            toFile: dir + "/m.csv", atomically: true, encoding: .utf8)
+        #expect(try Dataset.load(dir + "/m.csv").items.map(\.id) == ["a/x", "b/x"])
+        try "file_name,transcription,id\na/x.wav,one,same\nb/x.wav,two,same\n".write(
+            toFile: dir + "/dup.csv", atomically: true, encoding: .utf8)
+        #expect {
+            try Dataset.load(dir + "/dup.csv")
+        } throws: { error in
+            "\(error)".contains("'same'") && "\(error)".contains("a/x.wav") && "\(error)".contains("b/x.wav")
+        }
     }
 }
 

@@ -92,10 +92,11 @@ public enum SweepReport {
 
     static func summaryTable(_ ranked: [ConditionSummary]) -> String {
         HTMLDocument.table(
-            ["condition", "clips", "WER %", "mean CE", "Δ CE", "changed", "loops / limit"],
+            ["condition", "clips", "WER %", "median WER %", "readable", "mean CE", "Δ CE", "changed", "loops / limit"],
             ranked.map { s in
                 [
                     "<code>\(htmlEscape(s.condition))</code>", "\(s.clips)", String(format: "%.2f", s.wer * 100),
+                    String(format: "%.2f", s.medianWER * 100), String(format: "%.0f %%", s.readable * 100),
                     String(format: "%.3f", s.meanCE), String(format: "%+.3f", s.meanCEDelta), "\(s.changed)",
                     "\(s.degenerate)",
                 ]

@@ -604,7 +604,11 @@ function renderSweep(root, rows) {
   for (const r of rows) { if (!groups.has(r.condition)) groups.set(r.condition, []); groups.get(r.condition).push(r); }
   const summary = [...groups].map(([condition, rs]) => {
     const refs = rs.reduce((a, r) => a + r.reference_words, 0), errs = rs.reduce((a, r) => a + r.word_errors, 0);
-    return { condition, clips: rs.length, wer: refs ? errs / refs : null,
+    const wers = rs.map((r) => r.wer).sort((a, b) => a - b), m = wers.length >> 1;
+    const median = wers.length % 2 ? wers[m] : (wers[m - 1] + wers[m]) / 2;
+    // Readable: per-clip WER at most 50 %, no repetition loop, not cut at the length limit (as auscult's summaries).
+    const readable = rs.filter((r) => r.wer <= 0.5 && r.max_repeat < 3 && !r.hit_limit).length / rs.length;
+    return { condition, clips: rs.length, wer: refs ? errs / refs : null, median_wer: median, readable,
       ce_delta: rs.reduce((a, r) => a + (r.ce_delta || 0), 0) / rs.length,
       changed: rs.filter((r) => clean.has(r.clip) && r.text !== clean.get(r.clip).text).length,
       limit: rs.filter((r) => r.hit_limit).length, rows: rs };
@@ -612,10 +616,12 @@ function renderSweep(root, rows) {
   const filter = document.createElement('input'); filter.id = 'sweep-filter'; filter.placeholder = 'filter conditions';
   root.append(filter);
   const table = document.createElement('table'); table.className = 'results'; table.id = 'sweep-table';
-  const columns = [['condition', 'condition'], ['clips', 'clips'], ['wer', 'corpus WER'], ['ce_delta', 'mean Δ cross-entropy'],
+  const columns = [['condition', 'condition'], ['clips', 'clips'], ['wer', 'corpus WER'], ['median_wer', 'median WER'],
+    ['readable', 'readable'], ['ce_delta', 'mean Δ cross-entropy'],
     ['changed', 'transcripts changed'], ['limit', 'hit length limit']];
   let sortKey = 'ce_delta', descending = true;
-  const fmtCell = (k, v) => k === 'wer' ? (v === null ? 'n/a' : (v * 100).toFixed(2) + ' %') : k === 'ce_delta' ? v.toFixed(3) : String(v);
+  const fmtCell = (k, v) => ['wer', 'median_wer'].includes(k) ? (v === null ? 'n/a' : (v * 100).toFixed(2) + ' %')
+    : k === 'readable' ? (v * 100).toFixed(0) + ' %' : k === 'ce_delta' ? v.toFixed(3) : String(v);
   const draw = () => {
     table.textContent = '';
     const head = table.insertRow();
