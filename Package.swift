@@ -76,13 +76,14 @@ let package = Package(
         .executableTarget(
             name: "auscult",
             dependencies: [
-                "AuscultStudio", "AuscultReport", "AuscultLens", "AuscultSAE", "AuscultWhisper", "AuscultAudio", "AuscultTensor",
+                "AuscultStudio", "AuscultReport", "AuscultLens", "AuscultSAE", "AuscultWhisper", "AuscultAudio",
+                "AuscultTensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             exclude: ["README.md"]),
 
         .target(
-            name: "_TestSupport", dependencies: ["AuscultTensor", "AuscultAudio", "AuscultWhisper"],
+            name: "_TestSupport", dependencies: ["AuscultTensor", "AuscultAudio", "AuscultWhisper", "AuscultSAE"],
             exclude: ["README.md"]),
         .testTarget(name: "AuscultTensorTests", dependencies: ["AuscultTensor", "_TestSupport"]),
         .testTarget(name: "AuscultAudioTests", dependencies: ["AuscultAudio", "_TestSupport"]),

@@ -205,9 +205,11 @@ public struct FeatureIndex {
         for list in lists {
             for c in list { count[c.feature, default: 0] += 1; sum[c.feature, default: 0] += c.value }
         }
-        return count.map { CoactiveFeature(feature: $0.key, examples: $0.value, meanValue: sum[$0.key]! / Float($0.value)) }
-            .sorted { ($0.examples, $0.meanValue, -$0.feature) > ($1.examples, $1.meanValue, -$1.feature) }
-            .prefix(limit).map { $0 }
+        return count.map {
+            CoactiveFeature(feature: $0.key, examples: $0.value, meanValue: sum[$0.key]! / Float($0.value))
+        }
+        .sorted { ($0.examples, $0.meanValue, -$0.feature) > ($1.examples, $1.meanValue, -$1.feature) }
+        .prefix(limit).map { $0 }
     }
 
     /// Features ordered by `column` (density, max_value, mean_active), highest first.
@@ -239,7 +241,9 @@ public struct FeatureIndex {
         else { return nil }
         let words = try db.rows(
             "SELECT word, start_s, end_s FROM words WHERE clip = ? ORDER BY idx", [c[0]]
-        ).map { WordSpan(word: $0[0].text!.trimmingCharacters(in: .whitespaces), start: $0[1].double!, end: $0[2].double!) }
+        ).map {
+            WordSpan(word: $0[0].text!.trimmingCharacters(in: .whitespaces), start: $0[1].double!, end: $0[2].double!)
+        }
         return IndexedClip(name: name, frames: c[1].int!, transcript: c[2].text!, reference: c[3].text, words: words)
     }
 
@@ -261,7 +265,9 @@ public struct FeatureIndex {
     /// Features whose top examples fall on words containing `text` (case-insensitive; "sh"
     /// finds "she", "wish" …), most such examples first.
     public func features(onWordsContaining text: String, limit: Int) throws -> [(feature: Int, examples: Int)] {
-        let pattern = "%" + text.lowercased().replacingOccurrences(of: "\\", with: "\\\\")
+        let pattern =
+            "%"
+            + text.lowercased().replacingOccurrences(of: "\\", with: "\\\\")
             .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%"
         return try db.rows(
             """

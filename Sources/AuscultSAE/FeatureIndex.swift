@@ -189,13 +189,16 @@ public struct FeatureIndexBuilder {
                 var e = Entry(value: best[i], clip: clip, frame: bestAt[i])
                 if Self.admits(state.top[i], e.value, limit: top, before: >) {
                     let f = bestAt[i]
-                    if frameTop[f] == nil { frameTop[f] = Self.largest(v[(f * w)..<((f + 1) * w)], count: coactive + 1) }
+                    if frameTop[f] == nil {
+                        frameTop[f] = Self.largest(v[(f * w)..<((f + 1) * w)], count: coactive + 1)
+                    }
                     e.coactive = frameTop[f]!.filter { $0.feature != i }.prefix(coactive).map { $0 }
                     Self.insert(&state.top[i], e, limit: top, before: >)
                 }
             }
             if worst[i] < 0 {
-                Self.insert(&state.negative[i], Entry(value: worst[i], clip: clip, frame: worstAt[i]), limit: top, before: <)
+                Self.insert(
+                    &state.negative[i], Entry(value: worst[i], clip: clip, frame: worstAt[i]), limit: top, before: <)
             }
         }
     }
@@ -341,7 +344,9 @@ public struct FeatureIndexBuilder {
                     state.top[i].first.map { .double(Double($0.value)) } ?? .null,
                     state.negative[i].first.map { .double(Double($0.value)) } ?? .null, .double(state.sumActive[i]),
                 ])
-                for (kind, list) in [("top", state.top[i]), ("negative", state.negative[i]), ("sample", state.samples[i])] {
+                for (kind, list) in [
+                    ("top", state.top[i]), ("negative", state.negative[i]), ("sample", state.samples[i]),
+                ] {
                     for (rank, e) in list.enumerated() {
                         let t = (Double(e.frame) + 0.5) * 0.02
                         try ex.run([
@@ -355,4 +360,3 @@ public struct FeatureIndexBuilder {
         }
     }
 }
-

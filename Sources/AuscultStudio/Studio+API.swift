@@ -102,7 +102,8 @@ extension Studio {
         try indexes.map { i in
             let clips = try i.pool.read { try $0.db.rows("SELECT COUNT(*) FROM clips")[0][0].int ?? 0 }
             return IndexInfo(
-                id: i.id, kind: i.kind, hook: i.hook, source: (i.pool.meta["source"].map { ($0 as NSString).lastPathComponent }) ?? "",
+                id: i.id, kind: i.kind, hook: i.hook,
+                source: (i.pool.meta["source"].map { ($0 as NSString).lastPathComponent }) ?? "",
                 model: loaded.name, width: i.width, rows: Int(i.pool.meta["rows"] ?? "") ?? 0, clips: clips)
         }
     }
@@ -158,7 +159,9 @@ extension Studio {
     }
 
     /// Transcript, words, spectrogram and the `count` features with the largest peak.
-    func inspection(_ samples: [Float], index: ServedIndex, clip: String, upload: Bool, count: Int) throws
+    func inspection(
+        _ samples: [Float], index: ServedIndex, clip: String, upload: Bool, count: Int
+    ) throws
         -> (Inspection, ClipAnalysis)
     {
         let (a, r, words) = try analyse(samples, index: index, record: [], transcribe: true)
@@ -169,7 +172,9 @@ extension Studio {
             if m > 0 { peaks.append((f, m)) }
         }
         peaks.sort { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
-        let tracks = peaks.prefix(count).map { FeatureTrack(feature: $0.0, max: $0.1, values: a.column($0.0, 0..<a.frames)) }
+        let tracks = peaks.prefix(count).map {
+            FeatureTrack(feature: $0.0, max: $0.1, values: a.column($0.0, 0..<a.frames))
+        }
         let inspection = Inspection(
             index: index.id, clip: clip, upload: upload, duration: Double(samples.count) / Double(AudioClip.sampleRate),
             frames: a.frames, transcript: r?.text ?? "", words: words,
@@ -203,7 +208,8 @@ extension Studio {
         let clean = try transcript(samples, hooks: nil)
         let steered = try transcript(samples, hooks: hooks)
         let what = index.sae == nil ? "neuron" : "latent"
-        let edit = request.mode == "scale"
+        let edit =
+            request.mode == "scale"
             ? "\(what) \(request.feature) × \(request.value)" : "\(what) \(request.feature) = \(request.value)"
         let diff = Self.wordDiff(clean.words, steered.words)
         return SteerResult(
@@ -258,17 +264,22 @@ extension Studio {
     /// The pattern of `head` in `layer` of `kind` (`encoder` or `cross`) on `samples`, greedy-decoded.
     func attention(_ samples: [Float], kind: String, layer: Int, head: Int) throws -> AttentionView {
         let dims = loaded.model.dims
-        let (layers, heads) = kind == "encoder" ? (dims.n_audio_layer, dims.n_audio_head)
+        let (layers, heads) =
+            kind == "encoder"
+            ? (dims.n_audio_layer, dims.n_audio_head)
             : (dims.n_text_layer, dims.n_text_head)
         guard kind == "encoder" || kind == "cross" else {
             throw StudioError(.badRequest, "kind '\(kind)': use encoder (self-attention) or cross")
         }
         guard (0..<layers).contains(layer), (0..<heads).contains(head) else {
             throw StudioError(
-                .badRequest, "layer \(layer), head \(head): \(kind) attention has layers 0…\(layers - 1), heads 0…\(heads - 1)")
+                .badRequest,
+                "layer \(layer), head \(head): \(kind) attention has layers 0…\(layers - 1), heads 0…\(heads - 1)")
         }
         let (mel, frames) = try AudioInput.samples(samples).window(for: dims)
-        let hook = kind == "encoder" ? "encoder.blocks.\(layer).attn.hook_pattern"
+        let hook =
+            kind == "encoder"
+            ? "encoder.blocks.\(layer).attn.hook_pattern"
             : "decoder.blocks.\(layer).cross_attn.hook_pattern"
         let (r, cache) = try loaded.runWithCache(
             .logMel(mel, audioFrames: frames), names: [HookName(hook), HookName.lnPost.normalized])

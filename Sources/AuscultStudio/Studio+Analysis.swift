@@ -37,7 +37,9 @@ struct MelImage: Codable, Sendable {
         let bins = mel.shape[0], width = mel.shape[1]
         let v = mel.scalars
         var lo = Float.infinity, hi = -Float.infinity
-        for b in 0..<bins { for c in columns { lo = Swift.min(lo, v[b * width + c]); hi = Swift.max(hi, v[b * width + c]) } }
+        for b in 0..<bins {
+            for c in columns { lo = Swift.min(lo, v[b * width + c]); hi = Swift.max(hi, v[b * width + c]) }
+        }
         // An empty window (a trace of less than one frame) has no levels: its scale is 0…1, never ±inf.
         if columns.isEmpty { lo = 0; hi = 1 }
         if !(lo < hi) { hi = lo + 1 }
@@ -59,12 +61,15 @@ extension Studio {
             throw StudioError(.notFound, "index '\(index.id)' has no clip '\(name)'")
         }
         do { return try AudioClip(contentsOf: path).samples } catch {
-            throw StudioError(.notFound, "clip '\(name)' of index '\(index.id)': its audio cannot be read", cause: error)
+            throw StudioError(
+                .notFound, "clip '\(name)' of index '\(index.id)': its audio cannot be read", cause: error)
         }
     }
 
     /// A clip's feature values through `index`, computed once and cached under `key`.
-    func analysis(_ index: ServedIndex, key: String, samples: @escaping @Sendable () throws -> [Float])
+    func analysis(
+        _ index: ServedIndex, key: String, samples: @escaping @Sendable () throws -> [Float]
+    )
         async throws -> ClipAnalysis
     {
         let cacheKey = index.id + "|" + key
@@ -78,7 +83,9 @@ extension Studio {
 
     /// Runs the encoder on `samples` and computes `index`'s feature values; with `transcribe`,
     /// also the greedy transcript and its word timing.
-    func analyse(_ samples: [Float], index: ServedIndex, record: [HookName], transcribe: Bool = false) throws
+    func analyse(
+        _ samples: [Float], index: ServedIndex, record: [HookName], transcribe: Bool = false
+    ) throws
         -> (analysis: ClipAnalysis, result: RunResult?, words: [WordSpan])
     {
         let dims = loaded.model.dims
@@ -103,8 +110,10 @@ extension Studio {
         let width = acts.count / dims.n_audio_ctx
         acts = acts.reshaped([dims.n_audio_ctx, width]).rows(0..<frames)
         let values = index.sae.map { $0.activate($0.preActivations(acts)) } ?? acts
-        return (ClipAnalysis(samples: samples, frames: frames, mel: mel, values: values.scalars, width: index.width),
-                result, words)
+        return (
+            ClipAnalysis(samples: samples, frames: frames, mel: mel, values: values.scalars, width: index.width),
+            result, words
+        )
     }
 
     /// Word timing of a run whose cache holds the encoder's output.

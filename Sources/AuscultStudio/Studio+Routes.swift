@@ -60,7 +60,7 @@ extension Studio {
         }
         router.get("/api/indexes/:index/clips/:clip/audio") { [self] req, ctx in
             let index = try index(ctx.path("index")), name = try ctx.path("clip")
-            let samples = try await model.run { try self.indexedSamples(index, name) }
+            let samples = try await files.run { try self.indexedSamples(index, name) }
             return try wav(samples, Query(req))
         }
         router.get("/api/indexes/:index/clips/:clip/trace") { [self] req, ctx in
@@ -78,7 +78,8 @@ extension Studio {
             let index = try index(ctx.path("index")), name = try ctx.path("clip")
             let count = try Query(req).int("features", default: 12, in: 1...64)
             let (inspection, a) = try await model.run {
-                try self.inspection(self.indexedSamples(index, name), index: index, clip: name, upload: false, count: count)
+                try self.inspection(
+                    self.indexedSamples(index, name), index: index, clip: name, upload: false, count: count)
             }
             clips.put(index.id + "|clip:" + name, a)
             return try json(inspection)
@@ -111,9 +112,10 @@ extension Studio {
         router.get("/api/indexes/:index/clips/:clip/attention") { [self] req, ctx in
             let index = try index(ctx.path("index")), name = try ctx.path("clip")
             let (kind, layer, head) = try Query(req).attention()
-            return try json(try await model.run {
-                try self.attention(self.indexedSamples(index, name), kind: kind, layer: layer, head: head)
-            })
+            return try json(
+                try await model.run {
+                    try self.attention(self.indexedSamples(index, name), kind: kind, layer: layer, head: head)
+                })
         }
         router.get("/api/uploads/:upload/attention") { [self] req, ctx in
             let samples = try uploads.get(ctx.path("upload")).samples
@@ -133,9 +135,10 @@ extension Studio {
             let index = try index(request.index)
             let samples: [Float]
             switch (request.clip, request.upload) {
-            case (let clip?, nil): samples = try await model.run { try self.indexedSamples(index, clip) }
+            case (let clip?, nil): samples = try await files.run { try self.indexedSamples(index, clip) }
             case (nil, let upload?): samples = try uploads.get(upload).samples
-            default: throw StudioError(.badRequest, "give either clip (an indexed clip's name) or upload (an upload id)")
+            default:
+                throw StudioError(.badRequest, "give either clip (an indexed clip's name) or upload (an upload id)")
             }
             return try json(try await model.run { try self.steer(samples, index: index, request: request) })
         }
@@ -157,13 +160,15 @@ extension Studio {
         let data = Data(buffer: body)
         let clip: AudioClip
         do { clip = try AudioClip(data: data, name: name) } catch {
-            throw StudioError(.unsupportedMedia, "\(name) is not audio the Studio reads (wav, flac, ogg, opus, mp3)", cause: error)
+            throw StudioError(
+                .unsupportedMedia, "\(name) is not audio the Studio reads (wav, flac, ogg, opus, mp3)", cause: error)
         }
         guard clip.duration <= configuration.maxUploadSeconds else {
             throw StudioError(
                 .tooLarge,
-                String(format: "%@ is %.1f s long; the Studio takes at most %.0f s (Whisper hears 30 s)",
-                       name, clip.duration, configuration.maxUploadSeconds))
+                String(
+                    format: "%@ is %.1f s long; the Studio takes at most %.0f s (Whisper hears 30 s)",
+                    name, clip.duration, configuration.maxUploadSeconds))
         }
         guard clip.samples.count >= AudioClip.sampleRate / 10 else {
             throw StudioError(.badRequest, "\(name) holds \(clip.samples.count) samples; give at least 0.1 s of audio")
@@ -185,7 +190,8 @@ extension Studio {
         let rate = Double(AudioClip.sampleRate)
         let a = Int(min(start, duration) * rate), b = max(a, min(samples.count, Int(min(end, duration) * rate)))
         let data = WAV.pcm16(Array(samples[a..<b]), rate: AudioClip.sampleRate)
-        return Response(status: .ok, headers: [.contentType: "audio/wav"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(
+            status: .ok, headers: [.contentType: "audio/wav"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 }
 
@@ -193,7 +199,8 @@ extension Studio {
 func json(_ value: some Encodable) throws -> Response {
     let enc = JSONEncoder()
     enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    enc.nonConformingFloatEncodingStrategy = .convertToString(
+        positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     let data = try enc.encode(value)
     return Response(
         status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
@@ -233,7 +240,8 @@ struct Query {
             return value
         }
         guard let v = Int(raw), range.contains(v) else {
-            throw StudioError(.badRequest, "\(name) '\(raw)': give an integer in \(range.lowerBound)…\(range.upperBound)")
+            throw StudioError(
+                .badRequest, "\(name) '\(raw)': give an integer in \(range.lowerBound)…\(range.upperBound)")
         }
         return v
     }
@@ -300,8 +308,10 @@ struct StudioMiddleware: RouterMiddleware {
     }
 
     static func error(_ status: Int, _ code: String, _ message: String) -> Response {
-        let body = (try? JSONSerialization.data(
-            withJSONObject: ["error": ["code": code, "message": message]], options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        let body =
+            (try? JSONSerialization.data(
+                withJSONObject: ["error": ["code": code, "message": message]],
+                options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
         return Response(
             status: .init(code: status), headers: [.contentType: "application/json; charset=utf-8"],
             body: .init(byteBuffer: ByteBuffer(bytes: body)))

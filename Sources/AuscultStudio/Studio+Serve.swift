@@ -12,10 +12,12 @@ extension Studio {
         logger.logLevel = .warning
         let app = Application(
             router: router(),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Auscult"),
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port), serverName: "Auscult"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
-                let host = self.configuration.host.contains(":") ? "[\(self.configuration.host)]" : self.configuration.host
+                let host =
+                    self.configuration.host.contains(":") ? "[\(self.configuration.host)]" : self.configuration.host
                 onListening("http://\(host):\(port)/")
             },
             logger: logger)

@@ -63,7 +63,9 @@ public final class Studio: Sendable {
     public let configuration: StudioConfiguration
     let loaded: LoadedModel
     let indexes: [ServedIndex]
-    let model = ModelQueue()
+    /// Forward passes, one at a time; audio file reads.
+    let model = WorkQueue(label: "auscult.studio.model")
+    let files = WorkQueue(label: "auscult.studio.files")
     let uploads = UploadStore(capacity: 16)
     let clips = ClipCache(capacity: 24)
     let web: WebResources
@@ -183,8 +185,10 @@ struct WebResources: Sendable {
 
     static func load() throws -> WebResources {
         var files = [String: (Data, String)]()
-        let types = ["html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8",
-                     "css": "text/css; charset=utf-8", "json": "application/json; charset=utf-8"]
+        let types = [
+            "html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8",
+            "css": "text/css; charset=utf-8", "json": "application/json; charset=utf-8",
+        ]
         for name in ["index.html", "studio.js", "recorder-worklet.js", "studio.css", "openapi.json"] {
             let ext = (name as NSString).pathExtension, stem = (name as NSString).deletingPathExtension
             guard let url = Bundle.module.url(forResource: stem, withExtension: ext, subdirectory: "Web"),

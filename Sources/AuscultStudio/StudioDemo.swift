@@ -34,7 +34,8 @@ public struct StudioDemo {
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             let builder = try FeatureIndexBuilder(loaded: loaded, source: .neurons(hook: Self.neuronHook))
             try builder.build(
-                items, path: neuronIndex, fresh: Self.outdated(neuronIndex), progress: ProgressReporter(total: items.count, label: "clips"),
+                items, path: neuronIndex, fresh: Self.outdated(neuronIndex),
+                progress: ProgressReporter(total: items.count, label: "clips"),
                 failed: failed)
         }
         if !FileManager.default.fileExists(atPath: saeDirectory + "/cfg.json") {
@@ -65,7 +66,8 @@ public struct StudioDemo {
                 loaded: loaded,
                 source: .sae(sae, hook: Self.saeHook, path: (saeDirectory as NSString).standardizingPath))
             try builder.build(
-                items, path: saeIndex, fresh: Self.outdated(saeIndex), progress: ProgressReporter(total: items.count, label: "clips"), failed: failed)
+                items, path: saeIndex, fresh: Self.outdated(saeIndex),
+                progress: ProgressReporter(total: items.count, label: "clips"), failed: failed)
         }
         return [neuronIndex, saeIndex]
     }

@@ -115,7 +115,10 @@ public struct Dataset: Sendable {
             }
             let full = file.hasPrefix("/") ? file : (base as NSString).appendingPathComponent(file)
             // Without an id column: the file's path as written in the manifest, without its extension.
-            let id = rec["id"] ?? (file.hasPrefix("/") ? ((file as NSString).lastPathComponent as NSString) : (file as NSString)).deletingPathExtension
+            let id =
+                rec["id"]
+                ?? (file.hasPrefix("/") ? ((file as NSString).lastPathComponent as NSString) : (file as NSString))
+                .deletingPathExtension
             items.append(DatasetItem(id: id, path: full, reference: textKeys.lazy.compactMap { rec[$0] }.first))
         }
         return Dataset(items: items)

@@ -27,7 +27,9 @@ extension LoadedModel {
 
     /// The `k` most likely tokens after the decoder prompt (`prompt()`) and `prefix` (text token
     /// ids) on `audio`, most likely first.
-    public func nextTokens(after prefix: [Int], audio: AudioInput = LoadedModel.silence, k: Int = 10) throws
+    public func nextTokens(
+        after prefix: [Int], audio: AudioInput = LoadedModel.silence, k: Int = 10
+    ) throws
         -> [TokenPrediction]
     {
         guard k >= 1 else { throw WhisperError(.invalidArgument, "k \(k): ask for at least one token") }
@@ -69,6 +71,8 @@ extension LoadedModel {
             scored.append((i, dot / max(1e-12, qn * sqrt(norm))))
         }
         scored.sort { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
-        return scored.prefix(k).map { TokenNeighbour(token: $0.0, text: tokenizer.decodeWithSpecials([$0.0]), cosine: $0.1) }
+        return scored.prefix(k).map {
+            TokenNeighbour(token: $0.0, text: tokenizer.decodeWithSpecials([$0.0]), cosine: $0.1)
+        }
     }
 }

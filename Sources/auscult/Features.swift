@@ -130,8 +130,10 @@ struct Features: ParsableCommand {
                     }
                 }
                 if !r.coactive.isEmpty {
-                    print("  fires together with: " + r.coactive.prefix(5).map { "#\($0.feature) (\($0.examples)×)" }
-                        .joined(separator: ", "))
+                    print(
+                        "  fires together with: "
+                            + r.coactive.prefix(5).map { "#\($0.feature) (\($0.examples)×)" }
+                            .joined(separator: ", "))
                 }
             }
             return

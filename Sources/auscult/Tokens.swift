@@ -73,12 +73,17 @@ struct Tokens: ParsableCommand {
             if format == "json" { return try printJSON(list) }
             let prefix = loaded.tokenizer.decode(tokens)
             print("after “\(prefix)” on \(audio ?? "30 s of silence"):")
-            for x in list { print(String(format: "  %6d  %-20@ p %.4f  log p %.3f", x.token, quoted(x.text), x.probability, x.logprob)) }
+            for x in list {
+                print(
+                    String(format: "  %6d  %-20@ p %.4f  log p %.3f", x.token, quoted(x.text), x.probability, x.logprob)
+                )
+            }
             return
         }
         let pieces = tokens.map { loaded.tokenizer.decodeWithSpecials([$0]) }
         if format == "json" {
-            return try printJSON(["ids": tokens, "pieces": pieces, "text": [loaded.tokenizer.decode(tokens)]] as [String: Any])
+            return try printJSON(
+                ["ids": tokens, "pieces": pieces, "text": [loaded.tokenizer.decode(tokens)]] as [String: Any])
         }
         print(tokens.map(String.init).joined(separator: ","))
         print(pieces.map(quoted).joined(separator: " "))
@@ -86,7 +91,9 @@ struct Tokens: ParsableCommand {
     }
 
     func quoted(_ s: String) -> String { "“" + s + "”" }
-    func tokenLabel(_ loaded: LoadedModel, _ t: Int) -> String { "\(t) \(quoted(loaded.tokenizer.decodeWithSpecials([t])))" }
+    func tokenLabel(_ loaded: LoadedModel, _ t: Int) -> String {
+        "\(t) \(quoted(loaded.tokenizer.decodeWithSpecials([t])))"
+    }
 
     func printJSON(_ value: some Encodable) throws {
         let enc = JSONEncoder()
@@ -95,7 +102,9 @@ struct Tokens: ParsableCommand {
     }
 
     func printJSON(_ value: [String: Any]) throws {
-        print(String(decoding: try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys]),
-                     as: UTF8.self))
+        print(
+            String(
+                decoding: try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys]),
+                as: UTF8.self))
     }
 }

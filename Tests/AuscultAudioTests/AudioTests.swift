@@ -111,4 +111,3 @@ struct AudioFileTests {
         #expect(abs(peak - 0.1) < 0.005, "mono mix of one loud channel among six: \(peak)")
     }
 }
-

@@ -1,10 +1,13 @@
-@testable import AuscultLens
 import Foundation
 import Testing
 
+@testable import AuscultLens
+
 @Suite("Sweep summaries")
 struct SweepSummaryTests {
-    func entry(_ clip: String, _ condition: String, wer: Double, words: Int = 10, repeats: Int = 1, limit: Bool = false)
+    func entry(
+        _ clip: String, _ condition: String, wer: Double, words: Int = 10, repeats: Int = 1, limit: Bool = false
+    )
         -> SweepEntry
     {
         SweepEntry(

@@ -6,19 +6,6 @@ import Foundation
 import Testing
 import _TestSupport
 
-/// A ReLU SAE that reconstructs exactly: latents [relu(x), relu(−x)], decoder [I; −I].
-func identitySAE(_ d: Int) -> SparseAutoencoder {
-    let m = 2 * d
-    var wEnc = Tensor(zeros: [d, m]), wDec = Tensor(zeros: [m, d])
-    for j in 0..<d {
-        wEnc.storage[j * m + j] = 1; wEnc.storage[j * m + d + j] = -1
-        wDec.storage[j * d + j] = 1; wDec.storage[(d + j) * d + j] = -1
-    }
-    return SparseAutoencoder(
-        config: SAEConfig(architecture: .relu, dIn: d, dSAE: m), wEnc: wEnc, bEnc: Tensor(zeros: [m]),
-        wDec: wDec, bDec: Tensor(zeros: [d]))
-}
-
 @Suite("Splicing and steering an SAE")
 struct SpliceTests {
     static let hook = "encoder.blocks.2.hook_resid_post"

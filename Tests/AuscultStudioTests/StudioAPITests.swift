@@ -1,10 +1,11 @@
 import AuscultAudio
 import AuscultSAE
-@testable import AuscultStudio
 import AuscultWhisper
 import Foundation
 import Testing
 import _TestSupport
+
+@testable import AuscultStudio
 
 @Suite("Studio API")
 struct StudioAPITests {
@@ -19,10 +20,12 @@ struct StudioAPITests {
         #expect(indexes.map { $0["width"] as? Int } == [1536, 768])
         #expect(indexes.map { $0["clips"] as? Int } == [3, 3])
         // The highest-ranked neuron's page equals the library's and the CLI's.
-        let ranked = try #require(try await http(base + "api/indexes/neurons/features?limit=3").json() as? [[String: Any]])
+        let ranked = try #require(
+            try await http(base + "api/indexes/neurons/features?limit=3").json() as? [[String: Any]])
         let feature = try #require(ranked.first?["feature"] as? Int)
         let index = try FeatureIndex(path: built.neurons)
-        #expect(ranked.compactMap { $0["feature"] as? Int } == (try index.ranked(by: "max_value", limit: 3).map(\.feature)))
+        #expect(
+            ranked.compactMap { $0["feature"] as? Int } == (try index.ranked(by: "max_value", limit: 3).map(\.feature)))
         let served = try JSONDecoder().decode(
             FeaturePage.self, from: try await http(base + "api/indexes/neurons/features/\(feature)?examples=4").body)
         #expect(served == (try index.page(feature, examples: 4)))
@@ -36,7 +39,8 @@ struct StudioAPITests {
         let word = try #require(served.top.compactMap(\.word).first { $0.count >= 2 })
         let fragment = String(word.lowercased().prefix(2))
         let hits = try #require(
-            try await http(base + "api/indexes/neurons/features?word=\(fragment)&limit=2000").json() as? [[String: Any]])
+            try await http(base + "api/indexes/neurons/features?word=\(fragment)&limit=2000").json() as? [[String: Any]]
+        )
         #expect(hits.contains { $0["feature"] as? Int == feature }, "feature \(feature) fires on “\(word)”")
     }
 
@@ -115,7 +119,7 @@ struct StudioAPITests {
             ("empty.wav", 415, "not audio"),
         ] {
             let r = try await http(
-            base + "api/indexes/latents/inspect", method: "POST", bodyFile: dir + "/" + file,
+                base + "api/indexes/latents/inspect", method: "POST", bodyFile: dir + "/" + file,
                 headers: ["Content-Type: application/octet-stream"])
             #expect(r.status == status, "\(file): \(r.status) \(r.text)")
             #expect(r.error?.message.contains(says) == true, "\(file): \(r.text)")
@@ -144,7 +148,8 @@ struct StudioAPITests {
             #expect(r.error.map { !$0.message.isEmpty } == true, "\(path): \(r.text)")
         }
         let badSteer = try await http(
-            base + "api/steer", method: "POST", body: #"{"index":"latents","clip":"jfk","feature":3,"mode":"twist","value":1}"#)
+            base + "api/steer", method: "POST",
+            body: #"{"index":"latents","clip":"jfk","feature":3,"mode":"twist","value":1}"#)
         #expect(badSteer.status == 400 && badSteer.error?.message.contains("scale or clamp") == true)
         let notJSON = try await http(
             base + "api/steer", method: "POST", body: "index=latents")
@@ -185,7 +190,8 @@ struct StudioAPITests {
         let steeredText = (s["steered"] as? [String: Any])?["text"] as? String
         #expect(steeredText != clean)
         let identity = try await http(
-            base + "api/steer", method: "POST", body: #"{"index":"neurons","clip":"jfk","feature":25,"mode":"scale","value":1}"#)
+            base + "api/steer", method: "POST",
+            body: #"{"index":"neurons","clip":"jfk","feature":25,"mode":"scale","value":1}"#)
         let i = try #require(try identity.json() as? [String: Any])
         #expect(i["changed"] as? Bool == false)
         #expect((i["diff"] as? [[String: Any]])?.allSatisfy { $0["op"] as? String == "same" } == true)
@@ -236,7 +242,9 @@ struct StudioAPITests {
     @Test("word diffs line up words compared without case or punctuation")
     func wordDiff() {
         func w(_ s: String) -> [WordSpan] {
-            s.split(separator: " ").enumerated().map { WordSpan(word: String($1), start: Double($0), end: Double($0) + 1) }
+            s.split(separator: " ").enumerated().map {
+                WordSpan(word: String($1), start: Double($0), end: Double($0) + 1)
+            }
         }
         let d = Studio.wordDiff(w("ask not what your country"), w("Ask what my country,"))
         #expect(d.map(\.op) == ["same", "removed", "same", "removed", "added", "same"])

@@ -15,11 +15,15 @@ struct StudioBrowserTests {
     /// request the test made fail on purpose, naming `expected`).
     func expectQuietConsole(_ session: BrowserSession, _ page: String, expected: String? = nil) async throws {
         let messages = try await session.consoleMessages().filter { $0.level == "SEVERE" || $0.level == "WARNING" }
-            .filter { m in expected.map { !(m.message.contains($0) && m.message.contains("Failed to load resource")) } ?? true }
+            .filter { m in
+                expected.map { !(m.message.contains($0) && m.message.contains("Failed to load resource")) } ?? true
+            }
         #expect(messages.isEmpty, "\(page): \(messages.map(\.message))")
     }
 
-    @Test("a neuron's page draws each example's spectrogram with the activation red where the example fires, and plays it")
+    @Test(
+        "a neuron's page draws each example's spectrogram with the activation red where the example fires, and plays it"
+    )
     func featurePage() async throws {
         let base = try await StudioFixture.shared.server()
         let index = try FeatureIndex(path: try await StudioFixture.shared.indexes().neurons)
@@ -30,13 +34,16 @@ struct StudioBrowserTests {
         defer { Task { await session.close() } }
         try await session.open(base + "#/features/neurons/\(feature)")
         try await session.wait(for: "document.body.dataset.cards === 'drawn'")
-        #expect(try await session.run("return document.querySelectorAll('#top-examples .example').length;") as? Int
-            == page.top.count)
+        #expect(
+            try await session.run("return document.querySelectorAll('#top-examples .example').length;") as? Int
+                == page.top.count)
         // The first card's window and trace, as the page fetched them.
         let start = max(0, first.time - 1), end = first.time + 1
         let trace = try #require(
-            try await http(base + "api/indexes/neurons/clips/\(first.clip)/trace?feature=\(feature)&start=\(start)&end=\(end)")
-                .json() as? [String: Any])
+            try await http(
+                base + "api/indexes/neurons/clips/\(first.clip)/trace?feature=\(feature)&start=\(start)&end=\(end)"
+            )
+            .json() as? [String: Any])
         let values = try #require(trace["activation"] as? [Double])
         let firstFrame = try #require(trace["first_frame"] as? Int)
         let scale = max(abs(page.maxValue ?? 0), abs(page.minValue ?? 0))
@@ -46,7 +53,9 @@ struct StudioBrowserTests {
         // Spectrogram: many colours in the top 80 rows.
         var colours = Set<Int>()
         for y in stride(from: 0, to: 80, by: 3) {
-            for px in stride(from: 0, to: 300, by: 3) { let c = image.rgb(px, y); colours.insert(c.r << 16 | c.g << 8 | c.b) }
+            for px in stride(from: 0, to: 300, by: 3) {
+                let c = image.rgb(px, y); colours.insert(c.r << 16 | c.g << 8 | c.b)
+            }
         }
         #expect(colours.count > 200, "the spectrogram is drawn (\(colours.count) colours)")
         // The strip under it is red at the example's peak and white where the neuron is near 0.
@@ -60,10 +69,16 @@ struct StudioBrowserTests {
         #expect(near.contains { min($0.r, $0.g, $0.b) > 205 }, "the activation line at the peak: \(near)")
         // Playing moves the cursor through the window.
         try await session.click("#top-examples .example .play")
-        try await session.wait(for: "Number(document.querySelector('#top-examples .example').dataset.cursor) > \(start + 0.2)", seconds: 10)
-        let a = try await session.run("return Number(document.querySelector('#top-examples .example').dataset.cursor);") as? Double
+        try await session.wait(
+            for: "Number(document.querySelector('#top-examples .example').dataset.cursor) > \(start + 0.2)", seconds: 10
+        )
+        let a =
+            try await session.run("return Number(document.querySelector('#top-examples .example').dataset.cursor);")
+            as? Double
         try await Task.sleep(nanoseconds: 300_000_000)
-        let b = try await session.run("return Number(document.querySelector('#top-examples .example').dataset.cursor);") as? Double
+        let b =
+            try await session.run("return Number(document.querySelector('#top-examples .example').dataset.cursor);")
+            as? Double
         #expect((b ?? 0) > (a ?? 0) || (b ?? 0) >= end - 0.05, "cursor \(a ?? -1) → \(b ?? -1)")
         // A quantile group loads its cards when opened.
         try await session.click("#feature-page details:nth-of-type(2) summary")
@@ -71,7 +86,9 @@ struct StudioBrowserTests {
         try await expectQuietConsole(session, "feature page")
     }
 
-    @Test("uploading a bundled clip shows its transcript, its top features under the spectrogram, and steering changes it")
+    @Test(
+        "uploading a bundled clip shows its transcript, its top features under the spectrogram, and steering changes it"
+    )
     func uploadAndSteer() async throws {
         let base = try await StudioFixture.shared.server()
         let loaded = try Fixtures.loaded("tiny.en")
@@ -96,7 +113,8 @@ struct StudioBrowserTests {
         try await session.click("#steer-button")
         try await session.wait(for: "document.body.dataset.steered", seconds: 60)
         #expect(try await session.run("return document.body.dataset.steered;") as? String == "changed")
-        let marked = try await session.run("return document.querySelectorAll('#steer-diff .added, #steer-diff .removed').length;")
+        let marked = try await session.run(
+            "return document.querySelectorAll('#steer-diff .added, #steer-diff .removed').length;")
         #expect((marked as? Int ?? 0) > 0)
         // Clicking a feature row opens that feature's page.
         let feature = try await session.run("return state.inspection.features[0].feature;") as? Int ?? -1
@@ -157,7 +175,8 @@ struct StudioBrowserTests {
         #expect(byName as? [String] == conditions.sorted { $0.localizedCompare($1) == .orderedAscending })
         // Filtering, then a row's transcripts.
         try await session.type("#sweep-filter", "skip")
-        let filtered = try await session.run("return document.querySelectorAll('#sweep-table tr[data-condition]').length;")
+        let filtered = try await session.run(
+            "return document.querySelectorAll('#sweep-table tr[data-condition]').length;")
         #expect(filtered as? Int == conditions.filter { $0.contains("skip") }.count)
         try await session.click("#sweep-table tr[data-condition]")
         let detail = try await session.run("return document.querySelector('#sweep-table tr.transcripts').textContent;")
@@ -170,7 +189,8 @@ struct StudioBrowserTests {
             return document.querySelector('#tooltip').textContent;
             """)
         let firstClip = try #require(rows.first?["clip"] as? String)  // the heatmap's first column
-        let clean = try #require(rows.first { $0["condition"] as? String == "clean" && $0["clip"] as? String == firstClip })
+        let clean = try #require(
+            rows.first { $0["condition"] as? String == "clean" && $0["clip"] as? String == firstClip })
         #expect((tip as? String)?.contains(clean["text"] as? String ?? "?") == true, "\(tip)")
         try await expectQuietConsole(session, "experiments")
     }

@@ -9,19 +9,6 @@ import Foundation
 import Testing
 import _TestSupport
 
-/// An SAE that reconstructs exactly: latent j is ReLU(x_j), latent d + j is ReLU(−x_j).
-func identitySAE(_ d: Int) -> SparseAutoencoder {
-    let m = 2 * d
-    var wEnc = Tensor(zeros: [d, m]), wDec = Tensor(zeros: [m, d])
-    for j in 0..<d {
-        wEnc.storage[j * m + j] = 1; wEnc.storage[j * m + d + j] = -1
-        wDec.storage[j * d + j] = 1; wDec.storage[(d + j) * d + j] = -1
-    }
-    return SparseAutoencoder(
-        config: SAEConfig(architecture: .relu, dIn: d, dSAE: m), wEnc: wEnc, bEnc: Tensor(zeros: [m]),
-        wDec: wDec, bDec: Tensor(zeros: [d]))
-}
-
 /// The indexes and servers the Studio tests share.
 actor StudioFixture {
     static let shared = StudioFixture()
@@ -112,7 +99,8 @@ func http(
     try await withCheckedThrowingContinuation { continuation in
         DispatchQueue.global().async {
             continuation.resume(
-                with: Result { try blockingHTTP(url, method: method, body: body, bodyFile: bodyFile, headers: headers) })
+                with: Result { try blockingHTTP(url, method: method, body: body, bodyFile: bodyFile, headers: headers) }
+            )
         }
     }
 }
@@ -121,8 +109,10 @@ func blockingHTTP(
     _ url: String, method: String, body: String?, bodyFile: String?, headers: [String]
 ) throws -> HTTPAnswer {
     let dir = try Fixtures.temporaryDirectory()
-    var args = ["-s", "--path-as-is", "-X", method, "-o", dir + "/body", "-w", "%{http_code} %{content_type}",
-                "--max-time", "120"]
+    var args = [
+        "-s", "--path-as-is", "-X", method, "-o", dir + "/body", "-w", "%{http_code} %{content_type}",
+        "--max-time", "120",
+    ]
     for h in headers { args += ["-H", h] }
     if let body { args += ["--data-binary", body] }
     if let bodyFile { args += ["--data-binary", "@" + bodyFile] }

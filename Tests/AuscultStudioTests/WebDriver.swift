@@ -17,7 +17,8 @@ final class ChromeDriver: @unchecked Sendable {
 
     init() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/chromedriver") else {
-            throw WebDriverError(description: "chromedriver is not installed; scripts/setup.sh --browser installs chromium-driver")
+            throw WebDriverError(
+                description: "chromedriver is not installed; scripts/setup.sh --browser installs chromium-driver")
         }
         var lastError: Error?
         for _ in 0..<5 {
@@ -29,7 +30,9 @@ final class ChromeDriver: @unchecked Sendable {
             p.standardError = FileHandle.nullDevice
             try p.run()
             for _ in 0..<50 {
-                if (try? runProcess("/usr/bin/curl", ["-s", "http://127.0.0.1:\(port)/status"]))?.out.contains("ready") == true {
+                if (try? runProcess("/usr/bin/curl", ["-s", "http://127.0.0.1:\(port)/status"]))?.out.contains("ready")
+                    == true
+                {
                     self.port = port; self.process = p
                     return
                 }
@@ -98,7 +101,8 @@ final class BrowserSession: @unchecked Sendable {
             if try await run("return !!(\(condition));") as? Bool == true { return }
             try await Task.sleep(nanoseconds: 100_000_000)
         }
-        let state = try await run("return document.body.outerHTML.slice(0, 400) + ' … ' + document.querySelector('#error').textContent;")
+        let state = try await run(
+            "return document.body.outerHTML.slice(0, 400) + ' … ' + document.querySelector('#error').textContent;")
         throw WebDriverError(description: "waited \(seconds) s for \(condition); page: \(state)")
     }
 
@@ -163,7 +167,9 @@ struct Image {
         guard bytes.count > 33, bytes[1] == 0x50, bytes[2] == 0x4E, bytes[3] == 0x47 else {
             throw WebDriverError(description: "not a PNG")
         }
-        func u32(_ o: Int) -> Int { Int(bytes[o]) << 24 | Int(bytes[o + 1]) << 16 | Int(bytes[o + 2]) << 8 | Int(bytes[o + 3]) }
+        func u32(_ o: Int) -> Int {
+            Int(bytes[o]) << 24 | Int(bytes[o + 1]) << 16 | Int(bytes[o + 2]) << 8 | Int(bytes[o + 3])
+        }
         var at = 8, w = 0, h = 0, colorType = 0, idat = [UInt8]()
         while at + 8 <= bytes.count {
             let length = u32(at), type = String(decoding: bytes[(at + 4)..<(at + 8)], as: UTF8.self)
@@ -181,9 +187,13 @@ struct Image {
         var raw = [UInt8](repeating: 0, count: h * (stride + 1))
         var rawCount = uLongf(raw.count)
         let rc = raw.withUnsafeMutableBufferPointer { out in
-            idat.withUnsafeBufferPointer { inp in uncompress(out.baseAddress, &rawCount, inp.baseAddress, uLong(idat.count)) }
+            idat.withUnsafeBufferPointer { inp in
+                uncompress(out.baseAddress, &rawCount, inp.baseAddress, uLong(idat.count))
+            }
         }
-        guard rc == Z_OK, Int(rawCount) == raw.count else { throw WebDriverError(description: "PNG: inflate failed (\(rc))") }
+        guard rc == Z_OK, Int(rawCount) == raw.count else {
+            throw WebDriverError(description: "PNG: inflate failed (\(rc))")
+        }
         var out = [UInt8](repeating: 0, count: h * stride), prev = [UInt8](repeating: 0, count: stride)
         for y in 0..<h {
             let filter = raw[y * (stride + 1)]

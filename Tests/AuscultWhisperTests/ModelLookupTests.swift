@@ -6,7 +6,9 @@ import _TestSupport
 @Suite("Finding models")
 struct ModelLookupTests {
     /// Runs auscult from `directory`, with `AUSCULT_MODELS` set to `models` (nil: unset).
-    func auscult(in directory: String, models: String?, _ args: [String]) throws -> (status: Int32, out: String, err: String) {
+    func auscult(
+        in directory: String, models: String?, _ args: [String]
+    ) throws -> (status: Int32, out: String, err: String) {
         var env = ProcessInfo.processInfo.environment
         env["AUSCULT_MODELS"] = models
         let quoted = ([AuscultCLI.binary] + args).map { "'\($0)'" }.joined(separator: " ")
@@ -32,7 +34,8 @@ struct ModelLookupTests {
         let chosen = try auscult(in: "/", models: dir + "/models", ["transcribe", Fixtures.clip("jfk")])
         #expect(chosen.status != 0 && chosen.err.contains(dir + "/models/tiny.en"), "\(chosen.err)")
         // A path is still a path.
-        let byPath = try auscult(in: dir, models: nil, ["transcribe", "--model", Fixtures.model("tiny.en"), Fixtures.clip("jfk")])
+        let byPath = try auscult(
+            in: dir, models: nil, ["transcribe", "--model", Fixtures.model("tiny.en"), Fixtures.clip("jfk")])
         #expect(byPath.status == 0 && byPath.out.trimmingCharacters(in: .whitespacesAndNewlines) == expected)
     }
 }

@@ -6,7 +6,8 @@ import _TestSupport
 
 @Suite("The decoder as a language model")
 struct LanguageModelTests {
-    @Test("after each prefix of openai-whisper's greedy transcript of jfk, the most likely next token is its next token")
+    @Test(
+        "after each prefix of openai-whisper's greedy transcript of jfk, the most likely next token is its next token")
     func nextTokenFollowsGreedyTranscript() throws {
         let loaded = try Fixtures.loaded("tiny.en")
         let reference = try #require(try Fixtures.transcripts("tiny.en").first { $0.id == "jfk" })
@@ -47,7 +48,8 @@ struct LanguageModelTests {
         func cosine(_ a: Int, _ b: Int, centred: Bool) -> Double {
             var dot = 0.0, na = 0.0, nb = 0.0
             for j in 0..<d {
-                let x = Double(v[a * d + j]) - (centred ? mean[j] : 0), y = Double(v[b * d + j]) - (centred ? mean[j] : 0)
+                let x = Double(v[a * d + j]) - (centred ? mean[j] : 0),
+                    y = Double(v[b * d + j]) - (centred ? mean[j] : 0)
                 dot += x * y; na += x * x; nb += y * y
             }
             return dot / (na * nb).squareRoot()
