@@ -263,17 +263,22 @@ public struct FeatureIndex {
     }
 
     /// Features whose top examples fall on words containing `text` (case-insensitive; "sh"
-    /// finds "she", "wish" …), most such examples first.
-    public func features(onWordsContaining text: String, limit: Int) throws -> [(feature: Int, examples: Int)] {
+    /// finds "she", "wish" …), most such examples first, with each one's density and largest value.
+    public func features(
+        onWordsContaining text: String, limit: Int
+    ) throws
+        -> [(feature: Int, examples: Int, density: Double, maxValue: Double?)]
+    {
         let pattern =
             "%"
             + text.lowercased().replacingOccurrences(of: "\\", with: "\\\\")
             .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%"
         return try db.rows(
             """
-            SELECT feature, COUNT(*) AS n FROM examples WHERE kind = 'top' AND lower(word) LIKE ? ESCAPE '\\'
-            GROUP BY feature ORDER BY n DESC, feature LIMIT ?
+            SELECT e.feature, COUNT(*) AS n, f.density, f.max_value FROM examples e JOIN features f ON f.id = e.feature
+            WHERE e.kind = 'top' AND lower(e.word) LIKE ? ESCAPE '\\'
+            GROUP BY e.feature ORDER BY n DESC, e.feature LIMIT ?
             """, [.text(pattern), .int(limit)]
-        ).map { ($0[0].int!, $0[1].int!) }
+        ).map { ($0[0].int!, $0[1].int!, $0[2].double!, $0[3].double) }
     }
 }

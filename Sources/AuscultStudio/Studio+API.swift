@@ -111,13 +111,9 @@ extension Studio {
     func featureList(_ index: ServedIndex, sort: String, limit: Int, word: String?) throws -> [FeatureSummary] {
         try index.pool.read { idx in
             if let word, !word.isEmpty {
-                let hits = try idx.features(onWordsContaining: word, limit: limit)
-                let info = try Dictionary(
-                    uniqueKeysWithValues: idx.ranked(by: "fired", limit: Int.max).map { ($0.feature, $0) })
-                return hits.map {
+                return try idx.features(onWordsContaining: word, limit: limit).map {
                     FeatureSummary(
-                        feature: $0.feature, density: info[$0.feature]?.density,
-                        maxValue: info[$0.feature]?.maxValue, examples: $0.examples)
+                        feature: $0.feature, density: $0.density, maxValue: $0.maxValue, examples: $0.examples)
                 }
             }
             return try idx.ranked(by: sort, limit: limit).map {
@@ -164,7 +160,7 @@ extension Studio {
     ) throws
         -> (Inspection, ClipAnalysis)
     {
-        let (a, r, words) = try analyse(samples, index: index, record: [], transcribe: true)
+        let (a, r, words) = try analyse(samples, index: index, transcribe: true)
         var peaks = [(Int, Float)]()
         for f in 0..<a.width {
             var m: Float = 0
@@ -276,14 +272,10 @@ extension Studio {
                 .badRequest,
                 "layer \(layer), head \(head): \(kind) attention has layers 0…\(layers - 1), heads 0…\(heads - 1)")
         }
-        let (mel, frames) = try AudioInput.samples(samples).window(for: dims)
-        let hook =
-            kind == "encoder"
-            ? "encoder.blocks.\(layer).attn.hook_pattern"
-            : "decoder.blocks.\(layer).cross_attn.hook_pattern"
-        let (r, cache) = try loaded.runWithCache(
-            .logMel(mel, audioFrames: frames), names: [HookName(hook), HookName.lnPost.normalized])
-        let pattern = try cache.tensor(HookName(hook))  // [h, rows, 1500]
+        let (mel, frames, input) = try window(samples)
+        let hook = kind == "encoder" ? HookName.encoder(layer).attn.pattern : HookName.decoder(layer).crossAttn.pattern
+        let (r, cache) = try loaded.runWithCache(input, names: [hook, HookName.lnPost.normalized])
+        let pattern = try cache.tensor(hook)  // [h, rows, 1500]
         let rows = kind == "encoder" ? frames : pattern.shape[1], width = pattern.shape[2]
         let v = pattern.scalars
         var bytes = [UInt8](repeating: 0, count: rows * frames)

@@ -75,28 +75,32 @@ extension Studio {
         let cacheKey = index.id + "|" + key
         if let hit = clips.get(cacheKey) { return hit }
         let a = try await model.run { [self] in
-            try analyse(samples(), index: index, record: []).analysis
+            try analyse(samples(), index: index).analysis
         }
         clips.put(cacheKey, a)
         return a
     }
 
+    /// The padded log-mel window of `samples` and the encoder frames holding audio, as every
+    /// model run of the Studio starts (analysis, transcripts, attention).
+    func window(_ samples: [Float]) throws -> (mel: Tensor, frames: Int, input: AudioInput) {
+        do {
+            let (mel, frames) = try AudioInput.samples(samples).window(for: loaded.model.dims)
+            return (mel, frames, .logMel(mel, audioFrames: frames))
+        } catch {
+            throw StudioError(.badRequest, "the audio cannot be analysed", cause: error)
+        }
+    }
+
     /// Runs the encoder on `samples` and computes `index`'s feature values; with `transcribe`,
     /// also the greedy transcript and its word timing.
     func analyse(
-        _ samples: [Float], index: ServedIndex, record: [HookName], transcribe: Bool = false
+        _ samples: [Float], index: ServedIndex, transcribe: Bool = false
     ) throws
         -> (analysis: ClipAnalysis, result: RunResult?, words: [WordSpan])
     {
         let dims = loaded.model.dims
-        let input: AudioInput
-        do {
-            let (mel, frames) = try AudioInput.samples(samples).window(for: dims)
-            input = .logMel(mel, audioFrames: frames)
-        } catch {
-            throw StudioError(.badRequest, "the audio cannot be analysed", cause: error)
-        }
-        guard case .logMel(let mel, let frames?) = input else { fatalError("unreachable: built above") }
+        let (mel, frames, input) = try window(samples)
         var acts: Tensor, result: RunResult?, words = [WordSpan]()
         if transcribe {
             let (r, cache) = try loaded.runWithCache(
@@ -126,10 +130,8 @@ extension Studio {
 
     /// The transcript and word timing of `samples` with `hooks` in the run (nil: the clean model).
     func transcript(_ samples: [Float], hooks: HookHandler?) throws -> Transcript {
-        let dims = loaded.model.dims
-        let (mel, frames) = try AudioInput.samples(samples).window(for: dims)
         let (r, cache) = try loaded.runWithCache(
-            .logMel(mel, audioFrames: frames), names: [HookName.lnPost.normalized], hooks: hooks)
+            window(samples).input, names: [HookName.lnPost.normalized], hooks: hooks)
         return Transcript(text: r.text, words: try alignedWords(r, cache, samples: samples.count))
     }
 }

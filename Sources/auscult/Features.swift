@@ -180,18 +180,4 @@ struct Features: ParsableCommand {
         try page.write(to: path)
         FileHandle.standardError.write("wrote \(path) (\(records.count) features)\n".data(using: .utf8)!)
     }
-
-    func printJSON(_ value: some Encodable) throws {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        print(String(data: try enc.encode(value), encoding: .utf8)!)
-    }
-
-    func printJSON(_ value: Any) throws {
-        print(
-            String(
-                data: try JSONSerialization.data(
-                    withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
-                encoding: .utf8)!)
-    }
 }

@@ -1,4 +1,5 @@
-// Where a one-shot experiment command writes: results.json and report.html in its --out folder.
+// Where a one-shot experiment command writes: results.json and report.html in its --out folder;
+// and the JSON every `--format json` prints.
 import AuscultReport
 import Foundation
 
@@ -19,4 +20,20 @@ enum ResultFiles {
         try page.write(to: report)
         return (results, report)
     }
+}
+
+/// Prints `value` as pretty, key-sorted JSON on stdout (what `--format json` prints).
+func printJSON(_ value: some Encodable) throws {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try enc.encode(value), as: UTF8.self))
+}
+
+/// Prints a JSON object or array made of dictionaries, arrays, strings and numbers.
+func printJSON(_ value: Any) throws {
+    print(
+        String(
+            decoding: try JSONSerialization.data(
+                withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
+            as: UTF8.self))
 }

@@ -94,17 +94,4 @@ struct Tokens: ParsableCommand {
     func tokenLabel(_ loaded: LoadedModel, _ t: Int) -> String {
         "\(t) \(quoted(loaded.tokenizer.decodeWithSpecials([t])))"
     }
-
-    func printJSON(_ value: some Encodable) throws {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        print(String(decoding: try enc.encode(value), as: UTF8.self))
-    }
-
-    func printJSON(_ value: [String: Any]) throws {
-        print(
-            String(
-                decoding: try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys]),
-                as: UTF8.self))
-    }
 }

@@ -51,19 +51,31 @@ function diverging(v) {
 }
 const css = (c) => `rgb(${c[0] | 0},${c[1] | 0},${c[2] | 0})`;
 
-/** Decodes a MelImage (8-bit levels, frame-major, base64). */
-function melLevels(mel) {
-  const raw = atob(mel.data), bytes = new Uint8Array(raw.length);
+/** Decodes 8-bit levels sent as base64 (MelImage data, attention patterns). */
+function levels(b64) {
+  const raw = atob(b64), bytes = new Uint8Array(raw.length);
   for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
   return bytes;
+}
+
+/** Writes each word in a row of height `h` at `y`, from its start (`px(t)` maps seconds to x) to
+ *  its end, clipped to that span and to `minX…maxX`, with a tick where it starts. */
+function drawWords(ctx, words, px, y, h, minX, maxX) {
+  ctx.font = '11px system-ui, sans-serif'; ctx.textBaseline = 'top'; ctx.fillStyle = '#1d232b';
+  for (const w of words) {
+    const x0 = Math.max(minX, px(w.start)), x1 = Math.min(maxX, px(w.end));
+    ctx.strokeStyle = '#c4cad3'; ctx.beginPath(); ctx.moveTo(x0 + 0.5, y); ctx.lineTo(x0 + 0.5, y + 6); ctx.stroke();
+    ctx.save(); ctx.beginPath(); ctx.rect(x0, y, Math.max(0, x1 - x0), h); ctx.clip();
+    ctx.fillText(w.word, x0 + 2, y + 4); ctx.restore();
+  }
 }
 /** Draws a spectrogram into a box of the canvas, low frequencies at the bottom. */
 function drawMel(ctx, mel, x, y, w, h) {
   if (mel.frames === 0) return;
-  const levels = melLevels(mel), img = ctx.createImageData(mel.frames, mel.bins);
+  const level = levels(mel.data), img = ctx.createImageData(mel.frames, mel.bins);
   for (let f = 0; f < mel.frames; f++) {
     for (let b = 0; b < mel.bins; b++) {
-      const c = magma(levels[f * mel.bins + b] / 255), o = ((mel.bins - 1 - b) * mel.frames + f) * 4;
+      const c = magma(level[f * mel.bins + b] / 255), o = ((mel.bins - 1 - b) * mel.frames + f) * 4;
       img.data[o] = c[0]; img.data[o + 1] = c[1]; img.data[o + 2] = c[2]; img.data[o + 3] = 255;
     }
   }
@@ -113,15 +125,7 @@ function drawTrace(canvas, trace, scale, cursor) {
     if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
   }
   ctx.stroke();
-  // Words under their time spans.
-  ctx.font = '11px system-ui, sans-serif'; ctx.fillStyle = '#1d232b'; ctx.textBaseline = 'top';
-  for (const w of trace.words) {
-    const x0 = Math.max(0, px(w.start)), x1 = Math.min(W, px(w.end));
-    ctx.strokeStyle = '#c4cad3'; ctx.beginPath(); ctx.moveTo(x0 + 0.5, CARD.mel + CARD.strip);
-    ctx.lineTo(x0 + 0.5, CARD.mel + CARD.strip + 6); ctx.stroke();
-    ctx.save(); ctx.beginPath(); ctx.rect(x0, CARD.mel + CARD.strip, Math.max(0, x1 - x0), CARD.words); ctx.clip();
-    ctx.fillText(w.word, x0 + 2, CARD.mel + CARD.strip + 4); ctx.restore();
-  }
+  drawWords(ctx, trace.words, px, CARD.mel + CARD.strip, CARD.words, 0, W);
   if (cursor !== undefined) {
     ctx.strokeStyle = '#00e0ff'; ctx.lineWidth = 2; ctx.beginPath();
     ctx.moveTo(px(cursor), 0); ctx.lineTo(px(cursor), CARD.mel + CARD.strip); ctx.stroke();
@@ -334,12 +338,7 @@ function drawInspection(canvas, r, cursor) {
   const plotW = W - label, span = Math.max(r.frames * 0.02, 0.02), px = (t) => label + t / span * plotW;
   ctx.clearRect(0, 0, W, H);
   drawMel(ctx, r.mel, label, 0, plotW, INS.mel);
-  ctx.font = '11px system-ui, sans-serif'; ctx.textBaseline = 'top'; ctx.fillStyle = '#1d232b';
-  for (const w of r.words) {
-    ctx.strokeStyle = '#c4cad3'; ctx.beginPath(); ctx.moveTo(px(w.start) + 0.5, INS.mel); ctx.lineTo(px(w.start) + 0.5, INS.mel + 8); ctx.stroke();
-    ctx.save(); ctx.beginPath(); ctx.rect(px(w.start), INS.mel, px(w.end) - px(w.start), INS.words); ctx.clip();
-    ctx.fillText(w.word, px(w.start) + 2, INS.mel + 5); ctx.restore();
-  }
+  drawWords(ctx, r.words, px, INS.mel, INS.words, label, W);
   const y0 = INS.mel + INS.words;
   r.features.forEach((f, k) => {
     const y = y0 + k * INS.row;
@@ -469,12 +468,6 @@ function attentionPanel(r) {
   return box;
 }
 
-function levels(b64) {
-  const raw = atob(b64), out = new Uint8Array(raw.length);
-  for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
-  return out;
-}
-
 async function showAttention(r) {
   const params = new URLSearchParams({ kind: $('#attention-kind').value, layer: $('#attention-layer').value, head: $('#attention-head').value });
   const path = r.upload ? `/api/uploads/${enc(r.clip)}/attention` : `/api/indexes/${enc(r.index)}/clips/${enc(r.clip)}/attention`;
@@ -487,8 +480,7 @@ async function showAttention(r) {
   ctx.clearRect(0, 0, W, canvas.height);
   drawMel(ctx, a.mel, label, 0, plotW, INS.mel);
   const px = (t) => label + t / (a.frames * 0.02) * plotW;
-  ctx.font = '11px system-ui, sans-serif'; ctx.textBaseline = 'top'; ctx.fillStyle = '#1d232b';
-  for (const w of a.words) { ctx.fillText(w.word, px(w.start) + 2, INS.mel + 5); }
+  drawWords(ctx, a.words, px, INS.mel, INS.words, label, W);
   const data = levels(a.data), img = ctx.createImageData(a.cols, a.rows);
   for (let i = 0; i < a.rows * a.cols; i++) {
     const c = magma(Math.sqrt(data[i] / 255)); img.data[4 * i] = c[0]; img.data[4 * i + 1] = c[1]; img.data[4 * i + 2] = c[2]; img.data[4 * i + 3] = 255;
