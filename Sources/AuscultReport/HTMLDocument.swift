@@ -81,7 +81,8 @@ public struct HTMLDocument: Sendable {
         th,td{border-bottom:1px solid #e3e6ea;padding:4px 8px;text-align:left;vertical-align:top}
         th{background:#f0f2f5;position:sticky;top:0}.scroll{max-height:520px;overflow:auto}
         td.num{text-align:right;font-variant-numeric:tabular-nums}.diff{background:#fff2d6}.bad{color:#b3261e}
-        svg text{font-family:system-ui,sans-serif}.plots{display:flex;flex-wrap:wrap;gap:14px}
+        svg text{font-family:system-ui,sans-serif}.plots,.maps{display:flex;flex-wrap:wrap;gap:14px}
+        .map{max-width:340px}
         footer{color:#8a93a0;font-size:12px;padding:10px 28px 24px}
         code{background:#f0f2f5;padding:1px 4px;border-radius:3px}
         """

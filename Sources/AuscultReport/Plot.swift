@@ -137,11 +137,12 @@ public enum Plot {
 
     /// Heatmap of `values[row][col]` with labelled axes. `range` maps values to colours
     /// (sequential: lo…hi → 0…1; diverging: ±max|range| → ±1). Up to 2 500 cells are SVG
-    /// rectangles with tooltips (`cellText` for each cell); larger ones become one PNG.
+    /// rectangles with tooltips (`cellText` for each cell); larger ones, or any when `image` is
+    /// set (pages with hundreds of small maps), become one PNG.
     public static func heatmap(
         _ values: [[Double]], rowLabels: [String], colLabels: [String], title: String,
         scale: ColorScale = .sequential, range: (Double, Double)? = nil,
-        cellText: ((Int, Int) -> String)? = nil, cell: Int = 0, maxWidth: Int = 1100
+        cellText: ((Int, Int) -> String)? = nil, cell: Int = 0, maxWidth: Int = 1100, image: Bool = false
     ) -> String {
         let nr = values.count, nc = values.first?.count ?? 0
         let finite = values.flatMap { $0 }.filter(\.isFinite)
@@ -156,12 +157,12 @@ public enum Plot {
         let labelRoom = min(90, 8 + 6 * (colLabels.map(\.count).max() ?? 0))
         let cw = cell > 0 ? cell : max(2, min(28, (maxWidth - left - 20) / max(nc, 1)))
         let ch = cell > 0 ? cell : max(2, min(22, 520 / max(nr, 1)))
-        let w = left + cw * nc + 20, h = top + ch * nr + labelRoom + 26
+        let w = max(left + cw * nc + 20, left + 200), h = top + ch * nr + labelRoom + 26
         var s =
             "<svg class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(w)\" height=\"\(h)\" viewBox=\"0 0 "
             + "\(w) \(h)\">"
         s += "<text x=\"4\" y=\"16\" font-size=\"13\" font-weight=\"600\">\(htmlEscape(title))</text>"
-        if nr * nc <= 2500 {
+        if nr * nc <= 2500 && !image {
             for i in 0..<nr {
                 for j in 0..<nc {
                     let v = values[i][j]

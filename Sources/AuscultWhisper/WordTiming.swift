@@ -44,6 +44,9 @@ public enum AlignmentHeads {
         }
     }
 
+    /// Whether openai-whisper lists alignment heads for a model of these dimensions.
+    public static func isListed(_ d: ModelDimensions) -> Bool { name(d).flatMap { table[$0] } != nil }
+
     /// (layer, head) pairs; models not in the table use every head of the upper half of the
     /// decoder's layers, as openai-whisper does.
     public static func heads(for d: ModelDimensions) -> [(layer: Int, head: Int)] {
@@ -70,41 +73,94 @@ extension LoadedModel {
         }
         _ = try model.decode(
             [tokens], cache: try model.makeCache(audio: audio, audioIndex: [0], hooks: rec), hooks: rec)
+        return try timeWords(
+            crossAttention: { rec.store["decoder.blocks.\($0).cross_attn.hook_pattern"] }, inputTokens: tokens,
+            promptCount: prompt.count + 1, samples: samples, heads: heads)
+    }
+
+    /// Times the words of a teacher-forced input from cross-attention patterns already computed:
+    /// `crossAttention(layer)` is decoder block `layer`'s `cross_attn.hook_pattern` `[h, T, F]`
+    /// (a leading batch axis of 1 is allowed), `inputTokens` the decoder input (prompt of
+    /// `promptCount` tokens ending in `<|notimestamps|>`, the text, end-of-text), `heads` the
+    /// (layer, head) pairs averaged (the alignment heads, or any others: `auscult heads` times
+    /// words with each head alone).
+    public func timeWords(
+        crossAttention: (Int) -> Tensor?, inputTokens tokens: [Int], promptCount: Int, samples: Int,
+        heads: [(layer: Int, head: Int)]
+    ) throws -> [WordTiming] {
+        let evidence = try heads.map {
+            try alignmentEvidence(
+                crossAttention: crossAttention, inputTokens: tokens, promptCount: promptCount, samples: samples,
+                layer: $0.layer, head: $0.head)
+        }
+        return try timeWords(evidence: evidence, inputTokens: tokens, promptCount: promptCount)
+    }
+
+    /// One head's cross-attention as find_alignment prepares it, `[T][frames]` (frames: those
+    /// holding audio): the pattern over the clip's frames renormalised (softmax over the
+    /// truncated scores), standardised across tokens, median-filtered along time (width 7).
+    /// Empty when the clip has no whole frame.
+    public func alignmentEvidence(
+        crossAttention: (Int) -> Tensor?, inputTokens tokens: [Int], promptCount: Int, samples: Int, layer: Int,
+        head: Int
+    ) throws -> [[Float]] {
+        let dims = model.dims, tok = tokenizer
+        guard tokens.count >= promptCount + 2, promptCount >= 1, tokens.last == tok.eot else {
+            throw WhisperError(
+                .invalidArgument,
+                "word timing wants the prompt (\(promptCount) tokens), text and end-of-text; got \(tokens.count) tokens"
+            )
+        }
         let nFrames = min(dims.n_audio_ctx, min(2 * dims.n_audio_ctx, samples / 160) / 2)
         let t = tokens.count, f = dims.n_audio_ctx, h = dims.n_text_head
         guard nFrames > 0 else { return [] }
-        // Per head: the pattern over the clip's frames, renormalised (softmax over the truncated
-        // scores, as find_alignment takes it), standardised across tokens, median-filtered.
+        guard (0..<dims.n_text_layer).contains(layer), (0..<h).contains(head) else {
+            throw WhisperError(
+                .invalidArgument,
+                "word timing: head \(layer).\(head) is outside \(dims.n_text_layer) layers × \(h) heads")
+        }
+        guard let p = crossAttention(layer), p.shape.suffix(3) == [h, t, f], p.count == h * t * f else {
+            throw WhisperError(
+                .invalidArgument,
+                "word timing: no cross-attention pattern [\(h), \(t), \(f)] from decoder block \(layer)")
+        }
+        var w = [[Float]](repeating: [], count: t)
+        for i in 0..<t {
+            let base = (head * t + i) * f
+            var row = Array(p.storage[base..<(base + nFrames)])
+            let s = row.reduce(0, +)
+            for j in row.indices { row[j] /= s }
+            w[i] = row
+        }
+        for j in 0..<nFrames {
+            var mean: Float = 0
+            for i in 0..<t { mean += w[i][j] }
+            mean /= Float(t)
+            var variance: Float = 0
+            for i in 0..<t { variance += (w[i][j] - mean) * (w[i][j] - mean) }
+            let std = (variance / Float(t)).squareRoot()
+            for i in 0..<t { w[i][j] = (w[i][j] - mean) / std }
+        }
+        return w.map { Self.medianFilter($0, width: 7) }
+    }
+
+    /// Times the words from heads' `alignmentEvidence` (averaged, then aligned to the tokens by
+    /// dynamic time warping; a word starts where the path first reaches its first token).
+    public func timeWords(evidence: [[[Float]]], inputTokens tokens: [Int], promptCount: Int) throws -> [WordTiming] {
+        let tok = tokenizer, t = tokens.count
+        guard let nFrames = evidence.first?.first?.count, nFrames > 0 else { return [] }
+        guard evidence.allSatisfy({ $0.count == t && $0.allSatisfy { $0.count == nFrames } }), promptCount >= 1,
+            t >= promptCount + 2
+        else {
+            throw WhisperError(.invalidArgument, "word timing: evidence of unequal shapes for \(t) tokens")
+        }
+        let textTokens = Array(tokens[promptCount..<(t - 1)])
         var matrix = [[Double]](repeating: [Double](repeating: 0, count: nFrames), count: t)
-        for (layer, head) in heads {
-            guard let p = rec.store["decoder.blocks.\(layer).cross_attn.hook_pattern"], p.shape == [1, h, t, f] else {
-                throw WhisperError(
-                    .invalidArgument, "word timing: no cross-attention pattern from decoder block \(layer)")
-            }
-            var w = [[Float]](repeating: [], count: t)
-            for i in 0..<t {
-                let base = (head * t + i) * f
-                var row = Array(p.storage[base..<(base + nFrames)])
-                let s = row.reduce(0, +)
-                for j in row.indices { row[j] /= s }
-                w[i] = row
-            }
-            for j in 0..<nFrames {
-                var mean: Float = 0
-                for i in 0..<t { mean += w[i][j] }
-                mean /= Float(t)
-                var variance: Float = 0
-                for i in 0..<t { variance += (w[i][j] - mean) * (w[i][j] - mean) }
-                let std = (variance / Float(t)).squareRoot()
-                for i in 0..<t { w[i][j] = (w[i][j] - mean) / std }
-            }
-            for i in 0..<t {
-                let filtered = Self.medianFilter(w[i], width: 7)
-                for j in 0..<nFrames { matrix[i][j] += Double(filtered[j]) / Double(heads.count) }
-            }
+        for e in evidence {
+            for i in 0..<t { for j in 0..<nFrames { matrix[i][j] += Double(e[i][j]) / Double(evidence.count) } }
         }
         // Rows from the no-timestamps position to the last text token.
-        let rows = Array(matrix[prompt.count..<(t - 1)]).map { $0.map { -$0 } }
+        let rows = Array(matrix[(promptCount - 1)..<(t - 1)]).map { $0.map { -$0 } }
         let (textIndex, timeIndex) = Self.dtw(rows)
         let (words, wordTokens) = splitToWordTokens(textTokens + [tok.eot])
         guard wordTokens.count > 1 else { return [] }

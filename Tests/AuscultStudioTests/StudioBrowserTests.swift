@@ -195,6 +195,41 @@ struct StudioBrowserTests {
         try await expectQuietConsole(session, "experiments")
     }
 
+    @Test("an auscult heads results.json opens as the ranked alignment heads and a layer × head map per score")
+    func headsView() async throws {
+        let base = try await StudioFixture.shared.server()
+        let dir = try Fixtures.temporaryDirectory()
+        let heads = try AuscultCLI.run([
+            "heads", "--data", try Fixtures.dataset(["jfk", "ps_cards_003"]), "--random-sequences", "1", "--out", dir,
+        ])
+        #expect(heads.status == 0, "\(heads.err)")
+        let json = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/results.json")))
+                as? [String: Any])
+        let ranked = try #require((json["alignment"] as? [String: Any])?["ranked"] as? [[String: Any]])
+        let session = try await BrowserSession()
+        defer { Task { await session.close() } }
+        try await session.open(base + "#/experiments")
+        try await session.wait(for: "document.body.dataset.state === 'ready'")
+        try await session.type("#results-input", dir + "/results.json")
+        try await session.wait(for: "document.body.dataset.experiment === 'shown'")
+        let order = try await session.run(
+            "return [...document.querySelectorAll('#heads-table tr[data-head]')].map(r => r.dataset.head);")
+        let expected = ranked.prefix(16).map { "L\($0["layer"] as? Int ?? -1).H\($0["head"] as? Int ?? -1)" }
+        #expect(order as? [String] == expected)
+        let maps = try await session.run("return document.querySelectorAll('.heads-map canvas').length;")
+        #expect(maps as? Int == (json["maps"] as? [Any])?.count)
+        // Hovering the induction map's first cell names the head, the score and its value.
+        let tip = try await session.run(
+            """
+            const c = document.querySelector('#heads-decoder_self-induction'), r = c.getBoundingClientRect();
+            c.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + 172, clientY: r.top + 8, bubbles: true}));
+            return document.querySelector('#tooltip').textContent;
+            """)
+        #expect((tip as? String)?.hasPrefix("L0.H0 induction: ") == true, "\(tip)")
+        try await expectQuietConsole(session, "heads")
+    }
+
     @Test("a clip's cross-attention is drawn under its spectrogram, one row per decoder token")
     func attentionView() async throws {
         let base = try await StudioFixture.shared.server()

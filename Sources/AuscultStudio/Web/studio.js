@@ -585,7 +585,8 @@ function renderExperiment(name, data) {
   if (Array.isArray(data) && data.length && 'condition' in data[0]) { h.textContent = `${name}: sweep of ${new Set(data.map((r) => r.condition)).size} conditions`; renderSweep(root, data); }
   else if (Array.isArray(data) && data.length && 'decoder_lens' in data[0]) { h.textContent = `${name}: lens of ${data.length} clip(s)`; renderLens(root, data); }
   else if (data && Array.isArray(data.grids)) { h.textContent = `${name}: activation patching (${data.metric})`; renderPatch(root, data); }
-  else throw new Error(`${name} is not a results.json of ablate, layers, lens or patch`);
+  else if (data && data.kind === 'heads' && Array.isArray(data.maps)) { h.textContent = `${name}: attention heads of ${data.model}`; renderHeads(root, data); }
+  else throw new Error(`${name} is not a results.json of ablate, layers, lens, patch or heads`);
   document.body.dataset.experiment = 'shown';
 }
 
@@ -674,6 +675,46 @@ function renderLens(root, clips) {
       root.append(t, heatmap(a.values, a.components, (v) => diverging(v / scale),
         (i, j) => `${a.components[i]} · position ${j} (${JSON.stringify(c.token_text[j])})\n${fmt(a.values[i][j])} of logit ${fmt(a.logits[j])}`));
     }
+  }
+}
+
+/** `auscult heads`: the discovered alignment heads, then one layer × head map per score. */
+function renderHeads(root, r) {
+  const a = r.alignment;
+  const info = document.createElement('p'); info.className = 'muted';
+  info.textContent = `${r.clips.length} clip(s) · alignment heads ranked by how well each alone times ${a.words} words`
+    + (a.precision_at_k === undefined || a.precision_at_k === null ? '' : ` · precision at ${a.k} against openai-whisper's list: ${a.precision_at_k.toFixed(2)}`);
+  const table = document.createElement('table'); table.className = 'results'; table.id = 'heads-table';
+  const head = table.insertRow();
+  for (const label of ['rank', 'head', 'agreement', 'error (ms)', 'monotonicity', "openai-whisper's list"]) {
+    const th = document.createElement('th'); th.textContent = label; head.append(th);
+  }
+  a.ranked.slice(0, Math.max(10, 2 * a.k)).forEach((c, i) => {
+    const tr = table.insertRow(); tr.dataset.head = `L${c.layer}.H${c.head}`;
+    for (const v of [i + 1, `L${c.layer}.H${c.head}`, c.agreement.toFixed(3), c.error_ms.toFixed(0),
+      c.monotonicity === null || c.monotonicity === undefined ? 'n/a' : c.monotonicity.toFixed(3),
+      a.known ? (c.known ? 'yes' : 'no') : 'n/a']) tr.insertCell().textContent = String(v);
+  });
+  root.append(info, table);
+  const kinds = [['decoder_self', 'Decoder self-attention'], ['encoder_self', 'Encoder self-attention'], ['cross', 'Cross-attention']];
+  for (const [kind, title] of kinds) {
+    const maps = r.maps.filter((m) => m.attention === kind);
+    if (!maps.length) continue;
+    const h = document.createElement('h3'); h.textContent = title; root.append(h);
+    const grid = document.createElement('div'); grid.className = 'heads-maps';
+    for (const m of maps) {
+      const finite = m.values.flat().filter((v) => typeof v === 'number' && isFinite(v));
+      const lo = Math.min(0, ...finite), hi = Math.max(1e-9, ...finite), scale = maxAbs(m.values);
+      const colour = lo < 0 ? (v) => diverging(v / scale) : (v) => magma(v / hi);
+      const box = document.createElement('div'); box.className = 'heads-map';
+      const cap = document.createElement('p'); cap.className = 'muted'; cap.title = m.description;
+      cap.textContent = m.name;
+      box.append(cap, heatmap(m.values, m.values.map((_, l) => `layer ${l}`), colour,
+        (l, hh) => `L${l}.H${hh} ${m.name}: ${m.values[l][hh] === null ? 'n/a' : fmt(m.values[l][hh])}\n${m.description}`,
+        `heads-${kind}-${m.name}`));
+      grid.append(box);
+    }
+    root.append(grid);
   }
 }
 
