@@ -116,6 +116,10 @@ public struct SAEEvaluator {
     /// (a zeroed hook's usually do) then share each step's pass over the vocabulary matrix
     /// instead of paying it eight rows at a time.
     public var waveClips = 53
+    /// Previous-context and forced-prefix tokens for every transcript (openai-whisper's prompt
+    /// and prefix; nil: none).
+    public var prompt: [Int]? = nil
+    public var prefix: [Int]? = nil
 
     /// Progress units `evaluate` reports for `clips` clips: each clip once when it is encoded
     /// under the three conditions and once when its transcripts are generated and scored.
@@ -133,6 +137,8 @@ public struct SAEEvaluator {
         var options = DecodingOptions()
         options.language = language
         options.beamSize = nil
+        options.prompt = self.prompt
+        options.prefix = self.prefix
         let prompt = decoder.initialTokens(options, language: language)
         let isEncoder = !hook.hasPrefix("decoder.")
         // Statistics come from the splice that reconstructs the encoder hook (it sees the clean

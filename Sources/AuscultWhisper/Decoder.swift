@@ -31,7 +31,12 @@ public struct WhisperDecoder: Sendable {
         let nCtx = model.dims.n_text_ctx
         let sampleLen = options.sampleLen ?? nCtx / 2
         // An empty prompt or prefix counts as none (Python's truthiness in `_get_initial_tokens`).
-        if let p = options.prefix, !p.isEmpty { t += p.suffix(max(0, nCtx / 2 - sampleLen)) }
+        // openai-whisper keeps `prefix[-(n_ctx // 2 - sample_len):]`, and with the default sample
+        // length that is `prefix[-0:]`: all of it (a non-positive bound keeps from the front).
+        if let p = options.prefix, !p.isEmpty {
+            let keep = nCtx / 2 - sampleLen
+            t += keep > 0 ? Array(p.suffix(keep)) : Array(p.dropFirst(-keep))
+        }
         if let p = options.prompt, !p.isEmpty { t = [tokenizer.sotPrev] + p.suffix(nCtx / 2 - 1) + t }
         return t
     }

@@ -25,15 +25,17 @@ extension LoadedModel {
     /// 30 s of silence: the audio the decoder reads when it is asked to predict from language alone.
     public static var silence: AudioInput { .samples([Float](repeating: 0, count: 480_000)) }
 
-    /// The `k` most likely tokens after the decoder prompt (`prompt()`) and `prefix` (text token
-    /// ids) on `audio`, most likely first.
+    /// The `k` most likely tokens after the decoder prompt (`prompt(options)`: with a previous-context
+    /// prompt and a prefix when `options` has them) and `prefix` (text token ids) on `audio`, most
+    /// likely first.
     public func nextTokens(
-        after prefix: [Int], audio: AudioInput = LoadedModel.silence, k: Int = 10
+        after prefix: [Int], audio: AudioInput = LoadedModel.silence, k: Int = 10,
+        options: DecodingOptions = DecodingOptions()
     ) throws
         -> [TokenPrediction]
     {
         guard k >= 1 else { throw WhisperError(.invalidArgument, "k \(k): ask for at least one token") }
-        let r = try run(audio, tokens: prompt() + prefix, logits: true)
+        let r = try run(audio, tokens: prompt(options) + prefix, logits: true)
         guard let logits = r.logits else { throw WhisperError(.invalidArgument, "the run returned no logits") }
         let n = model.dims.n_vocab, last = logits.rows(logits.shape[0] - 1..<logits.shape[0]).scalars
         let top = last.max() ?? 0
@@ -73,6 +75,28 @@ extension LoadedModel {
         scored.sort { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
         return scored.prefix(k).map {
             TokenNeighbour(token: $0.0, text: tokenizer.decodeWithSpecials([$0.0]), cosine: $0.1)
+        }
+    }
+}
+
+extension LoadedModel {
+    /// A prompt or prefix given as text, tokenised as openai-whisper's decoding does:
+    /// `encode(" " + text.strip())`.
+    public func promptTokens(_ text: String) -> [Int] {
+        tokenizer.encode(" " + text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Checks ids given as a prompt or prefix (`what` names it in the message): text tokens only
+    /// (below end-of-text), at most half the decoder's context.
+    public func checkTextTokens(_ ids: [Int], what: String) throws {
+        if let bad = ids.first(where: { !(0..<tokenizer.eot).contains($0) }) {
+            throw DecodingError(
+                .invalidToken, "\(what): token \(bad) is not a text token (0..<\(tokenizer.eot))")
+        }
+        let limit = model.dims.n_text_ctx / 2
+        guard ids.count <= limit else {
+            throw DecodingError(
+                .invalidOptions, "\(what): \(ids.count) tokens; at most \(limit) (half the decoder's context)")
         }
     }
 }

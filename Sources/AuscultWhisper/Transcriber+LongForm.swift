@@ -37,6 +37,10 @@ public struct TranscribeOptions: Sendable {
     public var logprobThreshold: Double? = -1
     public var noSpeechThreshold: Double? = 0.6
     public var conditionOnPreviousText = true
+    /// Text tokens the first window reads as previous context (openai-whisper's `initial_prompt`,
+    /// encoded as `" " + text.strip()`: `LoadedModel.promptTokens`); later windows read the
+    /// transcript so far after it, until the prompt is reset.
+    public var initialPrompt: [Int] = []
     /// Sampled candidates per window when the temperature is above 0.
     public var bestOf: Int = 5
     public init() { decoding.withoutTimestamps = false }
@@ -69,7 +73,7 @@ extension LoadedModel {
             language = try decoder.detectLanguage(first)[0].code
         }
         var seek = 0
-        var allTokens = [Int]()
+        var allTokens = options.initialPrompt
         var segments = [Segment]()
         var promptResetSince = 0
         while seek < contentFrames {

@@ -34,6 +34,7 @@ struct Ablate: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var dataOptions: DataOptions
+    @OptionGroup(title: "Prompt and prefix") var promptOptions: PromptOptions
     @Option(
         parsing: .upToNextOption,
         help: ArgumentHelp(
@@ -81,11 +82,12 @@ struct Ablate: ParsableCommand {
         options.donors = donors
         options.seed = seed
         options.encoderBatch = batchSize
+        try promptOptions.apply(to: &options.decoding, loaded)
         let settings = [
             "command": "ablate", "model": loaded.path, "clips": items.map(\.id).joined(separator: "|"),
             "conditions": options.conditions.map(\.description).joined(separator: "|"),
             "donors": "\(donors)", "seed": "\(seed)",
-        ]
+        ].merging(promptOptions.settings) { a, _ in a }
         let (entries, store, seconds) = try SweepRunner.run(
             loaded, items: items, options: options, data: dataOptions, settings: settings)
         try store.finish(entries, extra: ["model": loaded.path, "seconds": String(format: "%.2f", seconds)])
@@ -117,6 +119,7 @@ struct Layers: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var dataOptions: DataOptions
+    @OptionGroup(title: "Prompt and prefix") var promptOptions: PromptOptions
     @Option(help: ArgumentHelp("encoder, decoder or both.", valueName: "side")) var side: String = "both"
     @Option(
         parsing: .upToNextOption,
@@ -140,11 +143,12 @@ struct Layers: ParsableCommand {
         } else {
             comps = try Component.parse(remove, registry: HookRegistry(dims: dims)).filter { $0.hook == nil }
         }
-        let options = SweepOptions(conditions: comps.map { Condition($0, .zero) })
+        var options = SweepOptions(conditions: comps.map { Condition($0, .zero) })
+        try promptOptions.apply(to: &options.decoding, loaded)
         let settings = [
             "command": "layers", "model": loaded.path, "clips": items.map(\.id).joined(separator: "|"),
             "conditions": options.conditions.map(\.description).joined(separator: "|"),
-        ]
+        ].merging(promptOptions.settings) { a, _ in a }
         let (entries, store, seconds) = try SweepRunner.run(
             loaded, items: items, options: options, data: dataOptions, settings: settings)
         try store.finish(entries, extra: ["model": loaded.path, "seconds": String(format: "%.2f", seconds)])

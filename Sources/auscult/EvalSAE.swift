@@ -23,6 +23,7 @@ struct EvalSAE: ParsableCommand {
             """)
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup(title: "Prompt and prefix") var promptOptions: PromptOptions
     @Option(help: ArgumentHelp("SAE checkpoint directory (SAELens or sparsify layout).", valueName: "dir")) var sae:
         String
     @Option(help: ArgumentHelp("Hook point (default: cfg.json's hook_name).", valueName: "name")) var saeHook: String?
@@ -53,6 +54,7 @@ struct EvalSAE: ParsableCommand {
         evaluator.batchSize = batchSize
         evaluator.waveClips = waveClips
         evaluator.denseThreshold = denseThreshold
+        (evaluator.prompt, evaluator.prefix) = try promptOptions.tokens(loaded)
         var items = try Dataset.load(data).items
         if let limit { items = Array(items.prefix(limit)) }
         let result = try evaluator.evaluate(

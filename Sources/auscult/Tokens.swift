@@ -32,6 +32,11 @@ struct Tokens: ParsableCommand {
     var audio: String?
     @Flag(help: "List the tokens nearest the text's single token (mean-centred cosine of the embeddings).")
     var neighbours = false
+    @Option(
+        help: ArgumentHelp(
+            "Previous-context text the decoder reads first for --next (after <|startofprev|>, as openai-whisper's "
+                + "prompt), or ids:1,2,3.", valueName: "text"))
+    var prompt: String?
     @Option(help: "How many predictions or neighbours.") var top: Int = 10
     @Option(help: "text or json.") var format: String = "text"
 
@@ -69,10 +74,13 @@ struct Tokens: ParsableCommand {
         }
         if next {
             let input: AudioInput = audio.map { .file($0) } ?? LoadedModel.silence
-            let list = try loaded.nextTokens(after: tokens, audio: input, k: top)
+            var options = DecodingOptions()
+            options.prompt = try PromptOptions.ids(prompt, flag: "--prompt", loaded)
+            let list = try loaded.nextTokens(after: tokens, audio: input, k: top, options: options)
             if format == "json" { return try printJSON(list) }
             let prefix = loaded.tokenizer.decode(tokens)
-            print("after “\(prefix)” on \(audio ?? "30 s of silence"):")
+            let context = prompt.map { " with the prompt “\($0)”" } ?? ""
+            print("after “\(prefix)” on \(audio ?? "30 s of silence")\(context):")
             for x in list {
                 print(
                     String(format: "  %6d  %-20@ p %.4f  log p %.3f", x.token, quoted(x.text), x.probability, x.logprob)

@@ -14,6 +14,8 @@ struct Transcribe: ParsableCommand {
               auscult transcribe clip.wav
               auscult transcribe --format jsonl --beam-size 5 a.wav b.flac
               auscult transcribe --word-timestamps --format json clip.wav
+              auscult transcribe --prompt "President Kennedy's inaugural address." \\
+                  --prefix "And so" clip.wav
               # prints WER against the transcripts
               auscult transcribe --data path/to/dataset
               auscult transcribe --zero encoder.blocks.1.hook_attn_out \\
@@ -28,6 +30,7 @@ struct Transcribe: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup(title: "Interventions (window mode)") var interventions: InterventionOptions
     @OptionGroup(title: "Sparse autoencoder (window mode)") var saeOptions: SAEOptions
+    @OptionGroup(title: "Prompt and prefix") var promptOptions: PromptOptions
     @Option(help: "Output format: text, json or jsonl.") var format: OutputFormat = .text
     @Option(help: "Beam width (default: greedy).") var beamSize: Int?
     @Option(help: "Language code; omit on multilingual models to detect it.") var language: String?
@@ -63,6 +66,7 @@ struct Transcribe: ParsableCommand {
         options.beamSize = beamSize
         options.language = loaded.model.dims.isMultilingual ? language : "en"
         options.withoutTimestamps = !timestamps
+        try promptOptions.apply(to: &options, loaded)
         let items: [DatasetItem]
         if let data {
             items = try Dataset.load(data).items
@@ -88,6 +92,8 @@ struct Transcribe: ParsableCommand {
                 var topts = TranscribeOptions()
                 topts.decoding.beamSize = beamSize
                 topts.decoding.language = options.language
+                topts.decoding.prefix = options.prefix
+                topts.initialPrompt = options.prompt ?? []
                 let t = try loaded.transcribe(clip.samples, options: topts)
                 let textTokens = t.segments.flatMap(\.tokens).filter { $0 < loaded.tokenizer.eot }
                 let segs: [[String: Any]] = t.segments.map {
