@@ -203,14 +203,29 @@ public struct ActivationCache: Sendable {
             )
         }
         try checkVocabulary(tokens + (incorrect ?? []))
-        let gamma = loaded.model.weights["decoder.ln.weight"].storage
         let wu = loaded.model.weights["decoder.token_embedding.weight"].storage
-        let c = stack.shape[0], t = tokens.count
-        let directions = (0..<t).map { p in
-            (0..<d).map { j in
-                Double(gamma[j]) * (Double(wu[tokens[p] * d + j]) - (incorrect.map { Double(wu[$0[p] * d + j]) } ?? 0))
-            }
+        let directions = (0..<tokens.count).map { p in
+            (0..<d).map { j in Double(wu[tokens[p] * d + j]) - (incorrect.map { Double(wu[$0[p] * d + j]) } ?? 0) }
         }
+        return try logitAttrs(stack, directions: directions)
+    }
+
+    /// Each component's direct contribution along a direction in unembedding space per position
+    /// (`directions` `[T][d]`: a token's unembedding, a difference of two, or a token's minus the
+    /// expected one under the model's distribution): `Σ_j stack[c, p, j] · γ_j · directions[p][j]`
+    /// for a stack that went through `applyLNToStack`. `[C, T]`; the constant part is
+    /// `logitBias(directions:)`.
+    public func logitAttrs(_ stack: Tensor, directions raw: [[Double]]) throws -> Tensor {
+        let d = dims.n_text_state
+        guard stack.rank == 3, stack.shape[2] == d, stack.shape[1] == raw.count, raw.allSatisfy({ $0.count == d })
+        else {
+            throw HookError(
+                .shapeMismatch,
+                "logitAttrs: stack \(stack.shape) needs [C, \(raw.count), \(d)] for \(raw.count) directions of \(d)")
+        }
+        let gamma = loaded.model.weights["decoder.ln.weight"].storage
+        let directions = raw.map { r in (0..<d).map { Double(gamma[$0]) * r[$0] } }
+        let c = stack.shape[0], t = raw.count
         return Tensor(shape: [c, t]) { out in
             for k in 0..<c {
                 for p in 0..<t {
@@ -220,6 +235,13 @@ public struct ActivationCache: Sendable {
                 }
             }
         }
+    }
+
+    /// `β · direction` of the final LayerNorm for each direction `[T][d]` (see `logitAttrs(_:directions:)`).
+    public func logitBias(directions: [[Double]]) -> [Double] {
+        let d = dims.n_text_state
+        let beta = loaded.model.weights["decoder.ln.bias"].storage
+        return directions.map { r in (0..<min(d, r.count)).reduce(0.0) { $0 + Double(beta[$1]) * r[$1] } }
     }
 
     /// The constant part of each logit that no component writes: `β · W_U[t]` of the final LayerNorm.

@@ -230,6 +230,41 @@ struct StudioBrowserTests {
         try await expectQuietConsole(session, "heads")
     }
 
+    @Test("an auscult paths results.json opens as the loss per condition and each clip's contributions per token")
+    func pathsView() async throws {
+        let base = try await StudioFixture.shared.server()
+        let dir = try Fixtures.temporaryDirectory()
+        let paths = try AuscultCLI.run([
+            "paths", "--data", try Fixtures.dataset(["jfk", "ps_cards_003"]), "--out", dir,
+        ])
+        #expect(paths.status == 0, "\(paths.err)")
+        let session = try await BrowserSession()
+        defer { Task { await session.close() } }
+        try await session.open(base + "#/experiments")
+        try await session.wait(for: "document.body.dataset.state === 'ready'")
+        try await session.type("#results-input", dir + "/results.json")
+        try await session.wait(for: "document.body.dataset.experiment === 'shown'")
+        let conditions = try await session.run(
+            "return [...document.querySelectorAll('#paths-table tr[data-condition]')].map(r => r.dataset.condition);")
+        #expect(conditions as? [String] == ["clean", "no audio (silence)", "no cross-attention", "unigram"])
+        // Choosing the second clip redraws the contributions for its tokens; hovering names token and losses.
+        _ = try await session.run(
+            "const s = document.querySelector('#paths-clip'); s.value = '1'; s.dispatchEvent(new Event('change'));")
+        let tip = try await session.run(
+            """
+            const c = document.querySelector('#paths-heatmap'), r = c.getBoundingClientRect();
+            c.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + 172, clientY: r.top + 8, bubbles: true}));
+            return document.querySelector('#tooltip').textContent;
+            """)
+        #expect(
+            (tip as? String)?.hasPrefix("embed · ") == true && (tip as? String)?.contains("no audio (silence)") == true,
+            "\(tip)")
+        let caption = try await session.run(
+            "return document.querySelector('#paths-heatmap').previousSibling.textContent;")
+        #expect((caption as? String)?.hasPrefix("ps_cards_003") == true, "\(caption)")
+        try await expectQuietConsole(session, "paths")
+    }
+
     @Test("a clip's cross-attention is drawn under its spectrogram, one row per decoder token")
     func attentionView() async throws {
         let base = try await StudioFixture.shared.server()

@@ -586,7 +586,8 @@ function renderExperiment(name, data) {
   else if (Array.isArray(data) && data.length && 'decoder_lens' in data[0]) { h.textContent = `${name}: lens of ${data.length} clip(s)`; renderLens(root, data); }
   else if (data && Array.isArray(data.grids)) { h.textContent = `${name}: activation patching (${data.metric})`; renderPatch(root, data); }
   else if (data && data.kind === 'heads' && Array.isArray(data.maps)) { h.textContent = `${name}: attention heads of ${data.model}`; renderHeads(root, data); }
-  else throw new Error(`${name} is not a results.json of ablate, layers, lens, patch or heads`);
+  else if (data && data.kind === 'paths' && Array.isArray(data.conditions)) { h.textContent = `${name}: audio or language, ${data.model}`; renderPaths(root, data); }
+  else throw new Error(`${name} is not a results.json of ablate, layers, lens, patch, heads or paths`);
   document.body.dataset.experiment = 'shown';
 }
 
@@ -716,6 +717,37 @@ function renderHeads(root, r) {
     }
     root.append(grid);
   }
+}
+
+/** `auscult paths`: per-token loss per condition, then per clip each component's direct contribution per token. */
+function renderPaths(root, r) {
+  const table = document.createElement('table'); table.className = 'results'; table.id = 'paths-table';
+  const head = table.insertRow();
+  for (const label of ['condition', 'loss (nats / token)', 'top-1', 'what it is']) {
+    const th = document.createElement('th'); th.textContent = label; head.append(th);
+  }
+  for (const c of r.conditions) {
+    const tr = table.insertRow(); tr.dataset.condition = c.name;
+    for (const v of [c.name, c.loss.toFixed(3), (100 * c.accuracy).toFixed(1) + ' %', c.description]) tr.insertCell().textContent = v;
+  }
+  const info = document.createElement('p'); info.className = 'muted';
+  info.textContent = `${r.conditions[0].tokens} tokens of the ${r.text}s; direct contributions add up within ${fmt(r.sum_error, 2)}`;
+  root.append(info, table);
+  const labels = r.components.map((c) => c.name.replace('decoder.blocks.', 'L').replace('.hook_', ' ').replace('_out', ''));
+  const select = document.createElement('select'); select.id = 'paths-clip';
+  r.clips.forEach((c, i) => { const o = document.createElement('option'); o.value = i; o.textContent = c.clip; select.append(o); });
+  const holder = document.createElement('div');
+  const draw = () => {
+    const c = r.clips[Number(select.value)], scale = maxAbs(c.direct);
+    holder.textContent = '';
+    const cap = document.createElement('h3'); cap.textContent = `${c.clip}: direct contribution to logit(target) − E_p[logit] per component (rows) and token`;
+    holder.append(cap, heatmap(c.direct, labels, (v) => diverging(v / scale), (i, j) =>
+      `${labels[i]} · ${JSON.stringify(c.tokens[j])}: ${fmt(c.direct[i][j])}\nloss: ` + r.conditions.map((k, n) => `${k.name} ${fmt(c.losses[n][j])}`).join(', '),
+      'paths-heatmap'));
+  };
+  select.addEventListener('change', draw);
+  root.append(select, holder);
+  draw();
 }
 
 function renderPatch(root, p) {
