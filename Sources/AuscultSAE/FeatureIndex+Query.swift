@@ -214,13 +214,13 @@ public struct FeatureIndex {
 
     /// Features ordered by `column` (density, max_value, mean_active), highest first.
     public func ranked(by column: String, limit: Int) throws -> [(feature: Int, density: Double, maxValue: Double?)] {
-        guard ["density", "max_value", "mean_active", "fired"].contains(column) else {
-            throw StoreError(.mismatch, "cannot sort by '\(column)': use density, max_value, mean_active or fired")
+        guard ["density", "max_value", "mean_active", "fired", "id"].contains(column) else {
+            throw StoreError(.mismatch, "cannot sort by '\(column)': use density, max_value, mean_active, fired or id")
         }
-        return try db.rows(
-            "SELECT id, density, max_value FROM features ORDER BY \(column) DESC, id LIMIT ?", [.int(limit)]
-        )
-        .map { ($0[0].int!, $0[1].double!, $0[2].double) }
+        // By id: ascending (the first features); by a statistic: largest first.
+        let order = column == "id" ? "id" : "\(column) DESC, id"
+        return try db.rows("SELECT id, density, max_value FROM features ORDER BY \(order) LIMIT ?", [.int(limit)])
+            .map { ($0[0].int!, $0[1].double!, $0[2].double) }
     }
 
     /// The path of an indexed clip.

@@ -131,6 +131,23 @@ extension Studio {
         return page
     }
 
+    /// The phoneme and word a feature's top and most negative examples fall on, against a null
+    /// (`FeatureLabeler`; the same as `auscult features --label --format json`).
+    func featureLabels(_ index: ServedIndex, _ feature: Int) throws -> FeatureLabels {
+        guard feature >= 0 && feature < index.width else {
+            throw StudioError(.notFound, "index '\(index.id)' has features 0…\(index.width - 1), not \(feature)")
+        }
+        guard let dictionary else {
+            throw StudioError(.notFound, "no pronouncing dictionary is installed (scripts/setup.sh fetches CMUdict)")
+        }
+        guard
+            let labels = try index.pool.read({ try FeatureLabeler(index: $0, dictionary: dictionary).labels(feature) })
+        else {
+            throw StudioError(.notFound, "index '\(index.id)' has no feature \(feature)")
+        }
+        return labels
+    }
+
     /// One feature over `start…end` seconds (at most 10 s) of an analysed clip.
     func trace(
         _ a: ClipAnalysis, clip: String, feature: Int, start: Double, end: Double, words: [WordSpan]

@@ -47,6 +47,10 @@ extension Studio {
             let examples = try Query(req).int("examples", default: 20, in: 1...100)
             return try json(featurePage(index, feature, examples: examples))
         }
+        router.get("/api/indexes/:index/features/:feature/labels") { [self] _, ctx in
+            let index = try index(ctx.path("index"))
+            return try json(featureLabels(index, try ctx.int("feature")))
+        }
         router.get("/api/indexes/:index/clips") { [self] _, ctx in
             let index = try index(ctx.path("index"))
             return try json(index.pool.read { try $0.clipNames() })

@@ -69,6 +69,8 @@ public final class Studio: Sendable {
     let uploads = UploadStore(capacity: 16)
     let clips = ClipCache(capacity: 24)
     let web: WebResources
+    /// The pronouncing dictionary feature labels place phonemes with (nil: not installed).
+    let dictionary: PronouncingDictionary?
 
     /// Opens every index (checking it was built on `loaded`'s model) and loads SAE indexes' SAEs.
     public init(configuration: StudioConfiguration, loaded: LoadedModel) throws {
@@ -110,6 +112,7 @@ public final class Studio: Sendable {
         }
         indexes = served
         web = try WebResources.load()
+        dictionary = try PronouncingDictionary.installedPath.map { try PronouncingDictionary(contentsOf: $0) }
     }
 
     /// A URL-safe id from a file name: `features.sqlite` → `features`.

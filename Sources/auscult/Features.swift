@@ -80,12 +80,21 @@ struct Features: ParsableCommand {
               auscult features --index features.sqlite --feature 17 --format json
               auscult features --index features.sqlite --sort max_value --limit 20 \\
                   --html features.html
+              # the phonemes and words the first 60 neurons fire on, against a null
+              auscult features --index out/neurons.sqlite --label --sort id --limit 60
+
+            --label scores, for the top and the most negative examples separately, the
+            word and the phoneme each example falls on (CMUdict pronunciations spread
+            evenly over the word's time span from the index's word timing: approximate)
+            and the share of the most common one, against a null of random frames of the
+            same clips (p from 1000 draws).
             """)
 
     @Option(help: "Index file (from auscult index).") var index: String
     @Option(help: "Show these features' examples.") var feature: [Int] = []
     @Option(help: "List features whose top examples fall on this word.") var word: String?
-    @Option(help: "Rank features by density, max_value, mean_active or fired.") var sort: String = "max_value"
+    @Option(help: "Rank features by density, max_value, mean_active, fired, or id (the first ones).")
+    var sort: String = "max_value"
     @Option(help: "Features to list, or examples to show per feature.") var limit: Int = 10
     @Option(help: "text or json.") var format: String = "text"
     @Option(
@@ -94,11 +103,16 @@ struct Features: ParsableCommand {
                 + "examples with words and audio snippets to listen to.",
             valueName: "file"))
     var html: String?
+    @Flag(help: "Label the features shown (or the --limit ranked): the phoneme and word their examples fall on.")
+    var label = false
+    @Option(help: ArgumentHelp("Pronouncing dictionary for --label (default: models/cmudict.dict).", valueName: "file"))
+    var dictionary: String?
 
     func run() throws {
         guard format == "text" || format == "json" else { throw ValidationError("--format is text or json") }
         let idx = try FeatureIndex(path: index)
         if let html { try writePage(idx, to: html) }
+        if label { return try printLabels(idx) }
         let header =
             "\(idx.meta["kind"] ?? "?") features of \(idx.meta["hook"] ?? "?") (\(idx.meta["source"] ?? "?")), "
             + "\(idx.width) features, \(idx.meta["rows"] ?? "?") frames"
@@ -162,6 +176,51 @@ struct Features: ParsableCommand {
                     format: "feature %6d  density %.4g  max %@", r.feature, r.density,
                     r.maxValue.map { String(format: "%.3f", $0) } ?? "n/a"))
         }
+    }
+
+    /// --label: each feature's phoneme and word labels with their null p-values, then how many beat it.
+    func printLabels(_ idx: FeatureIndex) throws {
+        guard let path = dictionary ?? PronouncingDictionary.installedPath else {
+            throw ValidationError("--label needs a pronouncing dictionary: run scripts/setup.sh, or give --dictionary")
+        }
+        let labeler = try FeatureLabeler(index: idx, dictionary: try PronouncingDictionary(contentsOf: path))
+        let ids = feature.isEmpty ? try idx.ranked(by: sort, limit: limit).map(\.feature) : feature
+        var all = [FeatureLabels]()
+        for f in ids {
+            guard let l = try labeler.labels(f) else {
+                throw ValidationError("feature \(f) is not in the index (it has 0…\(idx.width - 1))")
+            }
+            all.append(l)
+        }
+        if format == "json" { return try printJSON(all) }
+        func show(_ s: LabelScore?) -> String {
+            guard let s else { return "n/a".padding(toLength: 26, withPad: " ", startingAt: 0) }
+            return String(
+                format: "%@ %3.0f %% of %2d p %.3f", s.label.padding(toLength: 6, withPad: " ", startingAt: 0),
+                100 * s.share, s.examples, s.p)
+        }
+        print("feature  top phoneme                top word                           most negative phoneme")
+        for l in all {
+            let word =
+                l.topWord.map {
+                    String(
+                        format: "%@ %3.0f %% p %.3f", $0.label.padding(toLength: 12, withPad: " ", startingAt: 0),
+                        100 * $0.share, $0.p)
+                } ?? "n/a"
+            print(
+                String(format: "%7d  ", l.feature) + show(l.topPhoneme) + "  "
+                    + word.padding(toLength: 33, withPad: " ", startingAt: 0) + "  " + show(l.negativePhoneme))
+        }
+        for (name, pick) in [
+            ("top", { (l: FeatureLabels) in l.topPhoneme }), ("most negative", { $0.negativePhoneme }),
+        ] {
+            let p = all.compactMap { pick($0)?.p }
+            print(
+                "\(name) phonemes beat the null at 1 %: \(p.filter { $0 < 0.01 }.count) of \(all.count); at 5 %: "
+                    + "\(p.filter { $0 < 0.05 }.count) of \(all.count)")
+        }
+        let same = all.filter { $0.topPhoneme != nil && $0.topPhoneme?.label == $0.negativePhoneme?.label }.count
+        print("most negative examples on the same phoneme as the top ones: \(same) of \(all.count)")
     }
 
     /// The HTML page of the --feature list, or of the --limit features ranked by --sort.

@@ -44,6 +44,23 @@ struct StudioAPITests {
         #expect(hits.contains { $0["feature"] as? Int == feature }, "feature \(feature) fires on “\(word)”")
     }
 
+    @Test("a feature's labels are those auscult features --label gives; an unknown feature is a 404")
+    func labels() async throws {
+        let base = try await StudioFixture.shared.server()
+        let built = try await StudioFixture.shared.indexes()
+        let served = try await http(base + "api/indexes/neurons/features/25/labels")
+        #expect(served.status == 200, "\(served.text)")
+        let mine = try JSONDecoder().decode(FeatureLabels.self, from: served.body)
+        let cli = try AuscultCLI.run([
+            "features", "--index", built.neurons, "--feature", "25", "--label", "--format", "json",
+        ])
+        #expect(cli.status == 0, "\(cli.err)")
+        #expect(try JSONDecoder().decode([FeatureLabels].self, from: Data(cli.out.utf8)) == [mine])
+        #expect(mine.feature == 25 && (mine.topWord?.examples ?? 0) >= 2, "\(mine)")
+        let missing = try await http(base + "api/indexes/neurons/features/99999/labels")
+        #expect(missing.status == 404 && missing.text.contains("99999"))
+    }
+
     @Test("a trace is the feature's activation over the window, with the clip's spectrogram and words")
     func traces() async throws {
         let base = try await StudioFixture.shared.server()

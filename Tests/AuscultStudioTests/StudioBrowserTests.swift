@@ -37,6 +37,15 @@ struct StudioBrowserTests {
         #expect(
             try await session.run("return document.querySelectorAll('#top-examples .example').length;") as? Int
                 == page.top.count)
+        // The labels line: what the labels endpoint says, in words.
+        try await session.wait(for: "document.querySelector('#feature-labels').dataset.feature === '\(feature)'")
+        let labels = try await session.run("return document.querySelector('#feature-labels').textContent;") as? String
+        let served = try #require(
+            try await http(base + "api/indexes/neurons/features/\(feature)/labels").json() as? [String: Any])
+        if let top = served["top_word"] as? [String: Any], let word = top["label"] as? String {
+            #expect(labels?.contains("word \(word) (") == true, "\(labels ?? "")")
+        }
+        #expect(labels?.hasPrefix("Fires on: ") == true, "\(labels ?? "")")
         // The first card's window and trace, as the page fetched them.
         let start = max(0, first.time - 1), end = first.time + 1
         let trace = try #require(

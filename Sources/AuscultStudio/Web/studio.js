@@ -233,6 +233,18 @@ function filteredExamples(list) {
   });
 }
 
+/** The phoneme and word a feature's examples fall on (approximate: dictionary phonemes spread over word timing), with p against random frames. */
+async function showLabels(index, feature, el) {
+  let l;
+  try { l = await api(`/api/indexes/${enc(index)}/features/${feature}/labels`); } catch (e) { el.textContent = 'labels: ' + e.message; return; }
+  const part = (name, s) => s ? `${name} ${s.label} (${Math.round(100 * s.share)} % of ${s.examples}, p ${s.p.toFixed(3)})` : null;
+  const top = [part('phoneme', l.top_phoneme), part('word', l.top_word)].filter(Boolean).join(' · ');
+  const neg = [part('phoneme', l.negative_phoneme), part('word', l.negative_word)].filter(Boolean).join(' · ');
+  el.textContent = `Fires on: ${top || 'n/a'}. Most negative on: ${neg || 'n/a'}.`;
+  el.title = 'The most common phoneme and word at its top and most negative examples (CMUdict phonemes spread evenly over the word timing: approximate); p: chance of so large a share when each example is a random frame of its own clip.';
+  el.dataset.feature = String(feature);
+}
+
 async function showFeature(index, feature) {
   const page = await api(`/api/indexes/${enc(index)}/features/${feature}?examples=20`);
   state.page = page;
@@ -249,6 +261,9 @@ async function showFeature(index, feature) {
     ['max', fmt(page.max_value)], ['min' + (page.kind === 'sae' ? ' (pre-act.)' : ''), fmt(page.min_value)]];
   for (const [k, v] of items) { const d = document.createElement('div'); d.innerHTML = '<b></b><span class="muted"></span>'; d.firstChild.textContent = v; d.lastChild.textContent = k; stats.append(d); }
   root.append(stats);
+  const labels = document.createElement('p'); labels.id = 'feature-labels'; labels.className = 'muted';
+  root.append(labels);
+  showLabels(index, feature, labels);
   const row = document.createElement('div'); row.className = 'row';
   const fig = document.createElement('figure');
   fig.innerHTML = '<canvas id="activation-hist" width="320" height="110"></canvas><figcaption class="legend"></figcaption>';
