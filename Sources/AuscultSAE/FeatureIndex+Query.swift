@@ -128,6 +128,10 @@ public struct FeatureIndex {
     public var width: Int { Int(meta["width"] ?? "") ?? 0 }
     public var kind: String { meta["kind"] ?? "?" }
     public var hook: String { meta["hook"] ?? "?" }
+    /// The version `FeatureIndexBuilder` writes: 3 keeps top frames across the dataset (several per
+    /// clip, `separation` apart); 2 kept one per clip; 1 had no samples or co-activation.
+    public static let currentVersion = "3"
+
     /// Indexes written before samples and co-activation were kept (version 1) have neither.
     var hasSamples: Bool { (Int(meta["version"] ?? "1") ?? 1) >= 2 }
 

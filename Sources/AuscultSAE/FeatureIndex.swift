@@ -38,8 +38,12 @@ public struct FeatureIndexBuilder {
     public let source: FeatureSource
     public let hook: String
     public let width: Int
-    /// Examples kept per feature and direction.
+    /// Examples kept per feature and direction: the frames where it is largest (or most
+    /// negative) across the whole dataset, several per clip when they earn it.
     public var top = 20
+    /// Two examples from one clip are more than this many frames apart (5: 100 ms), so that one
+    /// firing event gives one example.
+    public var separation = 5
     /// Active frames sampled per feature (reservoir sampling, uniform over every frame where it
     /// fires): 50 make SAEDashboard's 10 quantile groups of 5.
     public var samples = 50
@@ -163,8 +167,6 @@ public struct FeatureIndexBuilder {
         let w = width
         let v = values.scalars, nv = negatives.scalars
         state.rows += frames
-        var best = [Float](repeating: -.infinity, count: w), bestAt = [Int](repeating: 0, count: w)
-        var worst = [Float](repeating: .infinity, count: w), worstAt = [Int](repeating: 0, count: w)
         for f in 0..<frames {
             for i in 0..<w {
                 let a = v[f * w + i]
@@ -178,29 +180,52 @@ public struct FeatureIndexBuilder {
                         if j < samples { state.samples[i][j] = e }
                     }
                 }
-                if a > best[i] { best[i] = a; bestAt[i] = f }
-                let n = nv[f * w + i]
-                if n < worst[i] { worst[i] = n; worstAt[i] = f }
             }
         }
         var frameTop = [Int: [Coactive]]()
+        var candidates = [(value: Float, frame: Int)]()
         for i in 0..<w {
-            if best[i] > 0 {
-                var e = Entry(value: best[i], clip: clip, frame: bestAt[i])
-                if Self.admits(state.top[i], e.value, limit: top, before: >) {
-                    let f = bestAt[i]
-                    if frameTop[f] == nil {
-                        frameTop[f] = Self.largest(v[(f * w)..<((f + 1) * w)], count: coactive + 1)
-                    }
-                    e.coactive = frameTop[f]!.filter { $0.feature != i }.prefix(coactive).map { $0 }
-                    Self.insert(&state.top[i], e, limit: top, before: >)
-                }
+            // Top: the clip's frames that would enter the list, largest first, none within
+            // `separation` frames of one already taken from this clip (one firing event, one example).
+            candidates.removeAll(keepingCapacity: true)
+            for f in 0..<frames {
+                let a = v[f * w + i]
+                if a > 0 && Self.admits(state.top[i], a, limit: top, before: >) { candidates.append((a, f)) }
             }
-            if worst[i] < 0 {
-                Self.insert(
-                    &state.negative[i], Entry(value: worst[i], clip: clip, frame: worstAt[i]), limit: top, before: <)
+            for (a, f) in Self.separated(candidates, by: separation, limit: top, largestFirst: true) {
+                guard Self.admits(state.top[i], a, limit: top, before: >) else { break }
+                if frameTop[f] == nil { frameTop[f] = Self.largest(v[(f * w)..<((f + 1) * w)], count: coactive + 1) }
+                var e = Entry(value: a, clip: clip, frame: f)
+                e.coactive = frameTop[f]!.filter { $0.feature != i }.prefix(coactive).map { $0 }
+                Self.insert(&state.top[i], e, limit: top, before: >)
+            }
+            // Most negative (SAE: pre-activations), the same way.
+            candidates.removeAll(keepingCapacity: true)
+            for f in 0..<frames {
+                let n = nv[f * w + i]
+                if n < 0 && Self.admits(state.negative[i], n, limit: top, before: <) { candidates.append((n, f)) }
+            }
+            for (n, f) in Self.separated(candidates, by: separation, limit: top, largestFirst: false) {
+                guard Self.admits(state.negative[i], n, limit: top, before: <) else { break }
+                Self.insert(&state.negative[i], Entry(value: n, clip: clip, frame: f), limit: top, before: <)
             }
         }
+    }
+
+    /// Up to `limit` of `candidates` in order of value (largest or smallest first; earlier frames
+    /// first among equals), skipping any within `gap` frames of one already taken.
+    static func separated(
+        _ candidates: [(value: Float, frame: Int)], by gap: Int, limit: Int, largestFirst: Bool
+    ) -> [(value: Float, frame: Int)] {
+        let order = candidates.sorted {
+            $0.value != $1.value ? (largestFirst ? $0.value > $1.value : $0.value < $1.value) : $0.frame < $1.frame
+        }
+        var taken = [(value: Float, frame: Int)]()
+        for c in order where !taken.contains(where: { abs($0.frame - c.frame) <= gap }) {
+            taken.append(c)
+            if taken.count == limit { break }
+        }
+        return taken
     }
 
     /// The `count` largest positive values of a row with their indices, largest first.
@@ -252,7 +277,8 @@ public struct FeatureIndexBuilder {
     var settings: [String: String] {
         [
             "kind": kind, "hook": hook, "source": sourcePath, "model": loaded.path, "width": "\(width)",
-            "top": "\(top)", "samples": "\(samples)", "coactive": "\(coactive)", "version": "2",
+            "top": "\(top)", "samples": "\(samples)", "coactive": "\(coactive)", "separation": "\(separation)",
+            "version": FeatureIndex.currentVersion,
         ]
     }
 

@@ -75,12 +75,12 @@ public struct StudioDemo {
     /// Whether `path` holds an index of an earlier version (rebuilt from scratch, not resumed).
     static func outdated(_ path: String) -> Bool {
         guard let index = try? FeatureIndex(path: path) else { return false }
-        return index.meta["version"] != "2"
+        return index.meta["version"] != FeatureIndex.currentVersion
     }
 
     /// Whether `path` is an index of the current version holding every clip.
     static func complete(_ path: String, clips: Int) -> Bool {
-        guard let index = try? FeatureIndex(path: path), index.meta["version"] == "2",
+        guard let index = try? FeatureIndex(path: path), index.meta["version"] == FeatureIndex.currentVersion,
             let n = try? index.db.rows("SELECT COUNT(*) FROM clips")[0][0].int
         else { return false }
         return n >= clips

@@ -12,10 +12,11 @@ struct Index: ParsableCommand {
             "Index SAE latents or raw neurons: top and most negative clips per feature, densities, words (SQLite).",
         discussion: """
             For every feature (an SAE's latents with --sae, or each value of an encoder
-            hook point with --neurons) the index keeps the clips where it is largest, with
-            the frame, time, value and the word spoken there (word timing from the
-            alignment heads' cross-attention, as openai-whisper's word timestamps), the
-            most negative clips (SAE: by pre-activation), and how often it fires. Each
+            hook point with --neurons) the index keeps the frames where it is largest
+            across the dataset (several per clip, at least 100 ms apart), with the time,
+            value and the word spoken there (word timing from the alignment heads'
+            cross-attention, as openai-whisper's word timestamps), the most negative
+            frames (SAE: by pre-activation), and how often it fires. Each
             batch of clips is committed; running the command again resumes. Tables: meta,
             clips, words, features, examples (see the README).
 

@@ -72,7 +72,7 @@ struct FeatureLabelTests {
             #expect(la == (try b.labels(f)))
             for s in [la.topPhoneme, la.topWord, la.negativePhoneme, la.negativeWord].compactMap({ $0 }) {
                 labelled += 1
-                #expect(s.p > 0 && s.p <= 1 && s.share > 0 && s.share <= 1 && s.examples >= 2 && s.examples <= 3)
+                #expect(s.p > 0 && s.p <= 1 && s.share > 0 && s.share <= 1 && s.examples >= 2 && s.examples <= 5)
                 #expect(abs(s.share * Double(s.examples) - (s.share * Double(s.examples)).rounded()) < 1e-9)
             }
         }
