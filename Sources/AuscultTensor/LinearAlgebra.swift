@@ -68,3 +68,32 @@ extension LinearAlgebra {
         return g.map(Double.init)
     }
 }
+
+extension LinearAlgebra {
+    /// Eigenvalues (largest first) and unit eigenvectors (`vectors[k]` belongs to `values[k]`) of
+    /// the symmetric matrix `a` (`[n, n]`, row-major), by LAPACK's dsyev. For PCA through a small
+    /// Gram matrix (points × points).
+    public static func symmetricEigen(_ a: [Double], n: Int) throws -> (values: [Double], vectors: [[Double]]) {
+        guard n >= 1, a.count == n * n, a.allSatisfy(\.isFinite) else {
+            throw LinearAlgebraError(
+                code: .invalidInput, message: "symmetric eigen: \(a.count) values for a \(n) × \(n) finite matrix")
+        }
+        var m = a, w = [Double](repeating: 0, count: n)
+        var nn = Int32(n), lda = Int32(n), info: Int32 = 0, lwork: Int32 = -1
+        var query = [Double](repeating: 0, count: 1)
+        var jobz = Int8(UInt8(ascii: "V")), uplo = Int8(UInt8(ascii: "U"))
+        dsyev_(&jobz, &uplo, &nn, &m, &lda, &w, &query, &lwork, &info)
+        lwork = Int32(max(Double(3 * n), query[0]))
+        var work = [Double](repeating: 0, count: Int(lwork))
+        dsyev_(&jobz, &uplo, &nn, &m, &lda, &w, &work, &lwork, &info)
+        guard info == 0 else {
+            throw LinearAlgebraError(
+                code: info > 0 ? .noConvergence : .invalidInput,
+                message: "symmetric eigen of a \(n) × \(n) matrix: LAPACK dsyev returned info \(info)")
+        }
+        // Column-major result: eigenvector k is m[k*n ..< (k+1)*n] (the matrix is symmetric, so
+        // reading the row-major input as column-major changed nothing).
+        let order = (0..<n).sorted { w[$0] > w[$1] }
+        return (order.map { w[$0] }, order.map { Array(m[($0 * n)..<(($0 + 1) * n)]) })
+    }
+}

@@ -200,3 +200,14 @@ public func runProcess(
 }
 
 final class DataBox: @unchecked Sendable { var data = Data() }
+
+/// Runs `body` on a GCD thread and waits for it without holding one of Swift's cooperative
+/// threads. A test that computes for a minute would otherwise hold one of the pool's two threads
+/// (on a 2-core machine), and two such tests starve the Studio server the Studio tests run in the
+/// same process, whose handlers answer on that pool. Check results after it returns: issues are
+/// recorded where the test's task runs.
+public func offCooperativePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+    }
+}

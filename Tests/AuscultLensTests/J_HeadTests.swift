@@ -178,14 +178,18 @@ struct HeadParityTests {
     }
 
     @Test("tiny.en on random repeated tokens and the jfk clip: every score agrees with the PyTorch computation")
-    func scoresAgree() throws {
+    func scoresAgree() async throws {
         let reference = try HeadReference.load()
         let loaded = try Fixtures.loaded("tiny.en")
         var scan = HeadScan(loaded: loaded)
         scan.randomSequences = 2
         #expect(scan.randomInputs() == reference.random)
         #expect(loaded.prompt() == reference.prompt)
-        let r = try scan.run(clips: [DatasetItem(id: "jfk", path: Fixtures.clip("jfk"), reference: nil)])
+        let r = try await offCooperativePool {
+            var scan = HeadScan(loaded: loaded)
+            scan.randomSequences = 2
+            return try scan.run(clips: [DatasetItem(id: "jfk", path: Fixtures.clip("jfk"), reference: nil)])
+        }
         for name in ["previous_token", "duplicate_token", "induction", "prefix_matching", "copying"] {
             let mine = try #require(r.map(name, .decoderSelf)).values
             let diff = maxDifference(mine, reference.scores[name]!.map { $0.map(Optional.some) })
@@ -240,17 +244,20 @@ struct HeadParityTests {
 
 @Suite("Alignment heads discovered, not looked up", .serialized)
 struct AlignmentDiscoveryTests {
-    /// Precision at k of the heads ranked by their own word timing, over every bundled clip.
-    private func precision(_ model: String) throws -> AlignmentDiscovery {
-        let items = Dataset.readable(try Dataset.load(Fixtures.clips).items).readable
-        var scan = HeadScan(loaded: try Fixtures.loaded(model))
-        scan.randomSequences = 1
-        return try scan.run(clips: items).alignment
+    /// Precision at k of the heads ranked by their own word timing, over every bundled clip
+    /// (computed off the cooperative pool: it takes a minute or two).
+    private func precision(_ model: String) async throws -> AlignmentDiscovery {
+        try await offCooperativePool {
+            let items = Dataset.readable(try Dataset.load(Fixtures.clips).items).readable
+            var scan = HeadScan(loaded: try Fixtures.loaded(model))
+            scan.randomSequences = 1
+            return try scan.run(clips: items).alignment
+        }
     }
 
     @Test("tiny.en: at least 6 of the top 8 are in openai-whisper's list (measured 0.75)")
-    func tiny() throws {
-        let a = try precision("tiny.en")
+    func tiny() async throws {
+        let a = try await precision("tiny.en")
         #expect(a.k == 8)
         #expect(try #require(a.precisionAtK) >= 0.75, "\(a.ranked.prefix(8).map { "L\($0.layer).H\($0.head)" })")
         // Every listed head ranks in the top half.
@@ -259,8 +266,8 @@ struct AlignmentDiscoveryTests {
     }
 
     @Test("base: at least 5 of the top 8 are in openai-whisper's list (measured 0.62)")
-    func base() throws {
-        let a = try precision("base")
+    func base() async throws {
+        let a = try await precision("base")
         #expect(a.k == 8)
         #expect(try #require(a.precisionAtK) >= 0.625, "\(a.ranked.prefix(8).map { "L\($0.layer).H\($0.head)" })")
     }

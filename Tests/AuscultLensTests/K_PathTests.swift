@@ -22,10 +22,12 @@ private struct PathReference: Decodable {
 @Suite("Audio or language: per-token loss and direct contributions", .serialized)
 struct PathTests {
     @Test("on jfk every loss and direct contribution agrees with PyTorch, and the contributions add up")
-    func agreesWithPyTorch() throws {
+    func agreesWithPyTorch() async throws {
         let reference = try PathReference.load()
-        let analysis = PathAnalysis(loaded: try Fixtures.loaded("tiny.en"))
-        let r = try analysis.run(clips: [DatasetItem(id: "jfk", path: Fixtures.clip("jfk"), reference: nil)])
+        let r = try await offCooperativePool {
+            try PathAnalysis(loaded: try Fixtures.loaded("tiny.en")).run(
+                clips: [DatasetItem(id: "jfk", path: Fixtures.clip("jfk"), reference: nil)])
+        }
         let clip = try #require(r.clips.first)
         #expect(r.conditions.map(\.name) == PathAnalysis.conditionNames)
         for (k, name) in PathAnalysis.conditionNames.prefix(3).enumerated() {
@@ -56,11 +58,13 @@ struct PathTests {
     }
 
     @Test("the unigram baseline scores a clip by the other clips' counts, with add-α smoothing")
-    func unigramLeavesTheClipOut() throws {
-        var analysis = PathAnalysis(loaded: try Fixtures.loaded("tiny.en"))
-        analysis.unigramSmoothing = 0.5
-        let items = ["jfk", "ps_cards_003"].map { DatasetItem(id: $0, path: Fixtures.clip($0), reference: nil) }
-        let r = try analysis.run(clips: items)
+    func unigramLeavesTheClipOut() async throws {
+        let r = try await offCooperativePool {
+            var analysis = PathAnalysis(loaded: try Fixtures.loaded("tiny.en"))
+            analysis.unigramSmoothing = 0.5
+            let items = ["jfk", "ps_cards_003"].map { DatasetItem(id: $0, path: Fixtures.clip($0), reference: nil) }
+            return try analysis.run(clips: items)
+        }
         let jfk = r.clips[0], cards = r.clips[1]
         let v = Double(try Fixtures.loaded("tiny.en").model.dims.n_vocab)
         let unseen = -log(0.5 / (Double(cards.tokens.count) + 0.5 * v))

@@ -274,6 +274,33 @@ struct StudioBrowserTests {
         try await expectQuietConsole(session, "paths")
     }
 
+    @Test("an auscult losses results.json opens as the subjects on their components and every word's loss")
+    func lossesView() async throws {
+        let base = try await StudioFixture.shared.server()
+        let dir = try Fixtures.temporaryDirectory()
+        let run = try AuscultCLI.run([
+            "losses", "--models", "tiny.en", "--direct-path", "--data", try Fixtures.dataset(["jfk"]), "--out", dir,
+        ])
+        #expect(run.status == 0, "\(run.err)")
+        let session = try await BrowserSession()
+        defer { Task { await session.close() } }
+        try await session.open(base + "#/experiments")
+        try await session.wait(for: "document.body.dataset.state === 'ready'")
+        try await session.type("#results-input", dir + "/results.json")
+        try await session.wait(for: "document.body.dataset.experiment === 'shown'")
+        let subjects = try await session.run(
+            "return [...document.querySelectorAll('#losses-table tr[data-subject]')].map(r => r.dataset.subject);")
+        #expect(subjects as? [String] == ["tiny.en", "tiny.en · direct path"])
+        let tip = try await session.run(
+            """
+            const c = document.querySelector('#losses-heatmap'), r = c.getBoundingClientRect();
+            c.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + 172, clientY: r.top + 8, bubbles: true}));
+            return document.querySelector('#tooltip').textContent;
+            """)
+        #expect((tip as? String)?.hasPrefix("tiny.en · jfk: And: ") == true, "\(tip)")
+        try await expectQuietConsole(session, "losses")
+    }
+
     @Test("a clip's cross-attention is drawn under its spectrogram, one row per decoder token")
     func attentionView() async throws {
         let base = try await StudioFixture.shared.server()

@@ -602,7 +602,8 @@ function renderExperiment(name, data) {
   else if (data && Array.isArray(data.grids)) { h.textContent = `${name}: activation patching (${data.metric})`; renderPatch(root, data); }
   else if (data && data.kind === 'heads' && Array.isArray(data.maps)) { h.textContent = `${name}: attention heads of ${data.model}`; renderHeads(root, data); }
   else if (data && data.kind === 'paths' && Array.isArray(data.conditions)) { h.textContent = `${name}: audio or language, ${data.model}`; renderPaths(root, data); }
-  else throw new Error(`${name} is not a results.json of ablate, layers, lens, patch, heads or paths`);
+  else if (data && data.kind === 'losses' && Array.isArray(data.points)) { h.textContent = `${name}: per-word losses of ${data.points.length} subjects`; renderLosses(root, data); }
+  else throw new Error(`${name} is not a results.json of ablate, layers, lens, patch, heads, paths or losses`);
   document.body.dataset.experiment = 'shown';
 }
 
@@ -763,6 +764,29 @@ function renderPaths(root, r) {
   select.addEventListener('change', draw);
   root.append(select, holder);
   draw();
+}
+
+/** `auscult losses`: each subject's mean loss and place on the principal components, then every word's loss. */
+function renderLosses(root, r) {
+  const table = document.createElement('table'); table.className = 'results'; table.id = 'losses-table';
+  const head = table.insertRow();
+  for (const label of ['subject', 'mean loss per word', ...r.components.map((c, k) => `PC${k + 1} (${Math.round(100 * c.explained)} %)`)]) {
+    const th = document.createElement('th'); th.textContent = label; head.append(th);
+  }
+  for (const p of r.points) {
+    const tr = table.insertRow(); tr.dataset.subject = p.name;
+    for (const v of [p.name, p.mean_loss.toFixed(3), ...p.coordinates.map((x) => (x >= 0 ? '+' : '') + x.toFixed(3))]) tr.insertCell().textContent = v;
+  }
+  root.append(table);
+  r.components.forEach((c, k) => {
+    const p = document.createElement('p'); p.className = 'muted';
+    p.textContent = `PC${k + 1}: + ` + c.positive.slice(0, 6).map((w) => `“${w.word}”`).join(' ') + '   − ' + c.negative.slice(0, 6).map((w) => `“${w.word}”`).join(' ');
+    root.append(p);
+  });
+  const hi = Math.max(1e-9, ...r.losses.flat());
+  const cap = document.createElement('h3'); cap.textContent = 'Loss per word (rows: subjects; hover for the word)';
+  root.append(cap, heatmap(r.losses, r.points.map((p) => p.name), (v) => magma(v / hi),
+    (i, j) => `${r.points[i].name} · ${r.word_labels[j]}: ${fmt(r.losses[i][j])} nats`, 'losses-heatmap'));
 }
 
 function renderPatch(root, p) {
