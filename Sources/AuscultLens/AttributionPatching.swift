@@ -182,15 +182,19 @@ public struct AttributionPatching {
 public enum Statistics {
     /// Spearman's ρ: Pearson's correlation of the ranks (ties share their mean rank); 0 when
     /// either side is constant.
-    public static func spearman(_ a: [Double], _ b: [Double]) -> Double {
+    public static func spearman(_ a: [Double], _ b: [Double]) -> Double { spearmanIfDefined(a, b) ?? 0 }
+
+    /// Spearman's ρ, nil when either side is constant (or there are fewer than two values).
+    public static func spearmanIfDefined(_ a: [Double], _ b: [Double]) -> Double? {
         precondition(a.count == b.count, "spearman: \(a.count) against \(b.count) values")
+        guard a.count >= 2 else { return nil }
         let ra = ranks(a), rb = ranks(b), n = Double(a.count)
         let ma = ra.reduce(0, +) / n, mb = rb.reduce(0, +) / n
         var sab = 0.0, saa = 0.0, sbb = 0.0
         for i in ra.indices {
             sab += (ra[i] - ma) * (rb[i] - mb); saa += (ra[i] - ma) * (ra[i] - ma); sbb += (rb[i] - mb) * (rb[i] - mb)
         }
-        return saa > 0 && sbb > 0 ? sab / (saa * sbb).squareRoot() : 0
+        return saa > 0 && sbb > 0 ? sab / (saa * sbb).squareRoot() : nil
     }
 
     /// 1-based ranks, ties given the mean of the ranks they span.

@@ -207,25 +207,7 @@ public enum HeadDetector {
 
     /// Spearman's rank correlation (average ranks for ties); nil when either side is constant.
     public static func spearman(_ x: [Double], _ y: [Double]) -> Double? {
-        guard x.count == y.count, x.count >= 2 else { return nil }
-        let rx = ranks(x), ry = ranks(y)
-        let mx = rx.reduce(0, +) / Double(rx.count), my = ry.reduce(0, +) / Double(ry.count)
-        var sxy = 0.0, sxx = 0.0, syy = 0.0
-        for k in rx.indices {
-            sxy += (rx[k] - mx) * (ry[k] - my); sxx += (rx[k] - mx) * (rx[k] - mx); syy += (ry[k] - my) * (ry[k] - my)
-        }
-        return sxx > 0 && syy > 0 ? sxy / (sxx * syy).squareRoot() : nil
-    }
-
-    static func ranks(_ v: [Double]) -> [Double] {
-        let order = v.indices.sorted { v[$0] < v[$1] }
-        var r = [Double](repeating: 0, count: v.count), k = 0
-        while k < order.count {
-            var e = k
-            while e + 1 < order.count && v[order[e + 1]] == v[order[k]] { e += 1 }
-            for m in k...e { r[order[m]] = Double(k + e) / 2 + 1 }
-            k = e + 1
-        }
-        return r
+        guard x.count == y.count else { return nil }
+        return Statistics.spearmanIfDefined(x, y)
     }
 }

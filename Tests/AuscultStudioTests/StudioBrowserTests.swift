@@ -21,6 +21,14 @@ struct StudioBrowserTests {
         #expect(messages.isEmpty, "\(page): \(messages.map(\.message))")
     }
 
+    /// Opens the experiments view and the results file `path` in it, as a user picking the file would.
+    func showExperiment(_ path: String, in session: BrowserSession, base: String) async throws {
+        try await session.open(base + "#/experiments")
+        try await session.wait(for: "document.body.dataset.state === 'ready'")
+        try await session.type("#results-input", path)
+        try await session.wait(for: "document.body.dataset.experiment === 'shown'")
+    }
+
     @Test(
         "a neuron's page draws each example's spectrogram with the activation red where the example fires, and plays it"
     )
@@ -169,10 +177,7 @@ struct StudioBrowserTests {
         let conditions = Set(rows.compactMap { $0["condition"] as? String })
         let session = try await BrowserSession()
         defer { Task { await session.close() } }
-        try await session.open(base + "#/experiments")
-        try await session.wait(for: "document.body.dataset.state === 'ready'")
-        try await session.type("#results-input", dir + "/ablate/results.json")
-        try await session.wait(for: "document.body.dataset.experiment === 'shown'")
+        try await showExperiment(dir + "/ablate/results.json", in: session, base: base)
         let shown = try await session.run(
             "return [...document.querySelectorAll('#sweep-table tr[data-condition]')].map(r => r.dataset.condition);")
         #expect(Set(shown as? [String] ?? []) == conditions)
@@ -218,10 +223,7 @@ struct StudioBrowserTests {
         let ranked = try #require((json["alignment"] as? [String: Any])?["ranked"] as? [[String: Any]])
         let session = try await BrowserSession()
         defer { Task { await session.close() } }
-        try await session.open(base + "#/experiments")
-        try await session.wait(for: "document.body.dataset.state === 'ready'")
-        try await session.type("#results-input", dir + "/results.json")
-        try await session.wait(for: "document.body.dataset.experiment === 'shown'")
+        try await showExperiment(dir + "/results.json", in: session, base: base)
         let order = try await session.run(
             "return [...document.querySelectorAll('#heads-table tr[data-head]')].map(r => r.dataset.head);")
         let expected = ranked.prefix(16).map { "L\($0["layer"] as? Int ?? -1).H\($0["head"] as? Int ?? -1)" }
@@ -249,10 +251,7 @@ struct StudioBrowserTests {
         #expect(paths.status == 0, "\(paths.err)")
         let session = try await BrowserSession()
         defer { Task { await session.close() } }
-        try await session.open(base + "#/experiments")
-        try await session.wait(for: "document.body.dataset.state === 'ready'")
-        try await session.type("#results-input", dir + "/results.json")
-        try await session.wait(for: "document.body.dataset.experiment === 'shown'")
+        try await showExperiment(dir + "/results.json", in: session, base: base)
         let conditions = try await session.run(
             "return [...document.querySelectorAll('#paths-table tr[data-condition]')].map(r => r.dataset.condition);")
         #expect(conditions as? [String] == ["clean", "no audio (silence)", "no cross-attention", "unigram"])
@@ -284,10 +283,7 @@ struct StudioBrowserTests {
         #expect(run.status == 0, "\(run.err)")
         let session = try await BrowserSession()
         defer { Task { await session.close() } }
-        try await session.open(base + "#/experiments")
-        try await session.wait(for: "document.body.dataset.state === 'ready'")
-        try await session.type("#results-input", dir + "/results.json")
-        try await session.wait(for: "document.body.dataset.experiment === 'shown'")
+        try await showExperiment(dir + "/results.json", in: session, base: base)
         let subjects = try await session.run(
             "return [...document.querySelectorAll('#losses-table tr[data-subject]')].map(r => r.dataset.subject);")
         #expect(subjects as? [String] == ["tiny.en", "tiny.en · direct path"])
