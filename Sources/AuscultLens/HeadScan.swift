@@ -187,6 +187,8 @@ public struct HeadScan {
             let n = tokens.count, start = loaded.prompt().count
             let dPrev = HeadDetector.previousTokenPattern(count: n), dDup = HeadDetector.duplicateTokenPattern(tokens)
             let dInd = HeadDetector.inductionPattern(tokens)
+            // The example patterns' axis labels: the first sequence's tokens, decoded once.
+            let labels = s == 0 ? tokens.map { loaded.tokenizer.decodeWithSpecials([$0]) } : []
             for l in 0..<lt {
                 let all = try cache.tensor(selfNames[l]).scalars
                 for h in 0..<ht {
@@ -196,7 +198,6 @@ public struct HeadScan {
                     ind.add(l, h, try HeadDetector.score(pattern: p, detection: dInd, n: n, options: detection))
                     prefix.add(l, h, HeadDetector.prefixMatching(pattern: p, n: n, start: start, length: randomLength))
                     if s == 0 {
-                        let labels = tokens.map { loaded.tokenizer.decodeWithSpecials([$0]) }
                         examples.append(
                             HeadPatternExample(
                                 attention: .decoderSelf, layer: l, head: h,

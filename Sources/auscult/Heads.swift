@@ -69,13 +69,7 @@ struct Heads: ParsableCommand {
             measure: m, excludeBOS: excludeBos, excludeCurrentToken: excludeCurrentToken)
         scan.timingTolerance = toleranceMs / 1000
         scan.custom = try pattern.map { try Self.readPattern($0, loaded: loaded) }
-        var items = try Dataset.load(data).items
-        if let limit { items = Array(items.prefix(limit)) }
-        let (ok, skipped) = Dataset.readable(items)
-        for (item, error) in skipped {
-            FileHandle.standardError.write("skipping \(item.path): \(error)\n".data(using: .utf8)!)
-        }
-        guard !ok.isEmpty else { throw ValidationError("--data \(data): no readable clips") }
+        let ok = try DataOptions.readableClips(data, limit: limit)
         let progress = ProgressReporter(total: scan.steps(clips: ok.count), label: "random sequences and clips")
         let r = try scan.run(clips: ok, progress: progress)
         progress.finish()

@@ -37,12 +37,7 @@ struct Losses: ParsableCommand {
         let specs = try condition.map { c in
             do { return try ConditionSpec(parsing: c) } catch { throw ValidationError("--condition '\(c)': \(error)") }
         }
-        var items = try Dataset.load(data).items
-        if let limit { items = Array(items.prefix(limit)) }
-        let (ok, skipped) = Dataset.readable(items)
-        for (item, error) in skipped {
-            FileHandle.standardError.write("skipping \(item.path): \(error)\n".data(using: .utf8)!)
-        }
+        let ok = try DataOptions.readableClips(data, limit: limit)
         var subjects = [LossComparison.Subject]()
         for name in names {
             let loaded = try LoadedModel(name)

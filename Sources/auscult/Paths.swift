@@ -39,13 +39,7 @@ struct Paths: ParsableCommand {
         var analysis = PathAnalysis(loaded: loaded)
         analysis.onReference = reference
         analysis.unigramSmoothing = smoothing
-        var items = try Dataset.load(data).items
-        if let limit { items = Array(items.prefix(limit)) }
-        let (ok, skipped) = Dataset.readable(items)
-        for (item, error) in skipped {
-            FileHandle.standardError.write("skipping \(item.path): \(error)\n".data(using: .utf8)!)
-        }
-        guard !ok.isEmpty else { throw ValidationError("--data \(data): no readable clips") }
+        let ok = try DataOptions.readableClips(data, limit: limit)
         let progress = ProgressReporter(
             total: PathAnalysis.steps(clips: ok.count), label: "clips transcribed and scored")
         let r = try analysis.run(clips: ok, progress: progress)

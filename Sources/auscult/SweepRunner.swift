@@ -24,7 +24,12 @@ struct DataOptions: ParsableArguments {
     }
 
     /// The clips of the dataset that can be read; unreadable ones are reported and skipped.
-    func items() throws -> [DatasetItem] {
+    func items() throws -> [DatasetItem] { try Self.readableClips(data, limit: limit) }
+
+    /// The first `limit` clips of the dataset at `data` that can be read (every command that takes
+    /// a dataset folder reads it this way); unreadable ones are reported and skipped, and a
+    /// dataset with none left is refused.
+    static func readableClips(_ data: String, limit: Int?) throws -> [DatasetItem] {
         var items = try Dataset.load(data).items
         if let limit { items = Array(items.prefix(limit)) }
         let (ok, skipped) = Dataset.readable(items)
