@@ -13,7 +13,7 @@ import Foundation
 public struct PathCondition: Codable, Sendable {
     public var name: String
     public var description: String
-    /// Mean cross-entropy (nats per token) of the text tokens and end-of-text.
+    /// Mean cross-entropy (nats per token) of the text tokens and end-of-text (when the run chose it).
     public var loss: Double
     /// Share of those tokens that are the condition's most likely next token.
     public var accuracy: Double
@@ -33,11 +33,52 @@ public struct PathComponent: Codable, Sendable {
     public var norm: Double
 }
 
-/// One clip's view: its tokens and, per condition, each token's loss; per component each
+/// Path patching of one decoder component: its output replaced by its value when the decoder
+/// reads silence, as change in per-token loss (nats; positive: the audio-run value helped).
+public struct PathPatch: Codable, Sendable {
+    /// `decoder.blocks.L.hook_attn_out`, `…hook_cross_attn_out` or `…hook_mlp_out`.
+    public var name: String
+    /// Every later component sees the replacement (activation patching).
+    public var total: Double
+    /// Only the path straight to the final LayerNorm and the logits sees it; every later block
+    /// reads the clean value.
+    public var direct: Double
+    /// `total − direct`: the effect carried through later blocks.
+    public var indirect: Double
+}
+
+/// The scored tokens of one kind of input (`dataset`, `noise`, `length-limit hits`, …) that do or
+/// do not continue a token pair seen earlier in their text.
+public struct PathGroup: Codable, Sendable {
+    enum CodingKeys: String, CodingKey {
+        case source, repeated, tokens, loss, accuracy, direct, patchTotal = "patch_total", patchDirect = "patch_direct"
+    }
+    public var source: String
+    /// Tokens that repeat: the pair (previous token, token) occurred earlier in the same text,
+    /// the copy an induction head makes (`PathAnalysis.repeats`).
+    public var repeated: Bool
+    public var tokens: Int
+    /// Mean loss per condition (`PathResult.conditions` order).
+    public var loss: [Double]
+    /// Top-1 share per condition.
+    public var accuracy: [Double]
+    /// Mean direct contribution per component (`PathResult.components` order).
+    public var direct: [Double]
+    /// Mean total and direct patching effect per patched component (`PathResult.patching` order).
+    public var patchTotal: [Double]
+    public var patchDirect: [Double]
+}
+
+/// One input's view: its tokens and, per condition, each token's loss; per component each
 /// position's direct contribution.
 public struct PathClip: Codable, Sendable {
     public var clip: String
+    /// Which kind of input (`PathInput.source`), and the sweep condition replayed on it.
+    public var source: String
+    public var condition: String?
     public var tokens: [String]
+    /// Per token: whether it repeats a token pair seen earlier in the text.
+    public var repeated: [Bool]
     /// `losses[condition][position]`, conditions in `PathResult.conditions` order.
     public var losses: [[Double]]
     /// `direct[component][position]`, components in `PathResult.components` order.
@@ -53,13 +94,17 @@ public struct PathResult: Codable, Sendable {
     public var text: String
     public var conditions: [PathCondition]
     public var components: [PathComponent]
+    /// Each decoder component patched with its value on silence, over every scored token.
+    public var patching: [PathPatch]
+    /// Per kind of input, repeated and new tokens apart.
+    public var groups: [PathGroup]
     /// Largest |Σ contributions + bias − (logit(target) − E_p[logit])| over every position: how
     /// exactly the decomposition adds up (float32 activations).
     public var sumError: Double
     public var clips: [PathClip]
     public var skipped: [String]
     enum CodingKeys: String, CodingKey {
-        case kind, model, text, conditions, components, sumError = "sum_error", clips, skipped
+        case kind, model, text, conditions, components, patching, groups, sumError = "sum_error", clips, skipped
     }
 }
 
@@ -69,96 +114,118 @@ public struct PathResult: Codable, Sendable {
 ///     for c in r.conditions { print(c.name, c.loss) }
 public struct PathAnalysis {
     public var loaded: LoadedModel
-    /// Score the dataset's reference transcripts instead of the clean model's own.
+    /// Score the dataset's reference transcripts instead of the clean model's own (dataset
+    /// inputs only: synthetic sounds and sweep runs are scored on what the model produced).
     public var onReference = false
     /// Add-α smoothing of the unigram baseline, fitted on the other clips' texts.
     public var unigramSmoothing = 0.1
 
-    /// Progress units `run` reports: each clip transcribed, then scored.
+    /// Progress units `run` reports: each input transcribed, then scored.
     public static func steps(clips: Int) -> Int { 2 * clips }
 
     public init(loaded: LoadedModel) { self.loaded = loaded }
 
     public static let conditionNames = ["clean", "no audio (silence)", "no cross-attention", "unigram"]
 
+    /// The hook points a decomposition reads.
+    static let decompositionNames: [HookName] = [
+        HookName.embed, HookName.posEmbed, "decoder.blocks.*.hook_attn_out",
+        "decoder.blocks.*.hook_cross_attn_out", "decoder.blocks.*.hook_mlp_out", HookName.lnFinal.scale,
+    ]
+
+    /// Scores dataset clips (see `run(inputs:)`).
     public func run(clips items: [DatasetItem], progress: ProgressReporter? = nil) throws -> PathResult {
+        try run(inputs: items.map(PathInput.clip), progress: progress)
+    }
+
+    /// Transcribes each input (with its interventions), teacher-forces the text under every
+    /// condition, decomposes the clean run's residual stream and patches each decoder component
+    /// with its value on silence.
+    public func run(inputs: [PathInput], progress: ProgressReporter? = nil) throws -> PathResult {
         guard unigramSmoothing > 0, unigramSmoothing.isFinite else {
             throw LensError(.invalidArgument, "unigram smoothing \(unigramSmoothing): want a positive number")
         }
         let d = loaded.model.dims, eot = loaded.tokenizer.eot, prompt = loaded.prompt()
         // The texts to score.
-        var texts = [(item: DatasetItem, samples: [Float], tokens: [Int])]()
+        var texts = [(input: PathInput, tokens: [Int], ended: Bool)]()
         var skipped = [String]()
-        for item in items {
-            let samples = try AudioClip(contentsOf: item.path).samples
+        for input in inputs {
             let text: [Int]
-            if onReference {
-                guard let r = item.reference, !r.trimmingCharacters(in: .whitespaces).isEmpty else {
-                    skipped.append("\(item.id): no reference transcript"); progress?.advance(by: 2); continue
+            var ended = true
+            if onReference && input.source == "dataset" {
+                guard let r = input.reference, !r.trimmingCharacters(in: .whitespaces).isEmpty else {
+                    skipped.append("\(input.id): no reference transcript"); progress?.advance(by: 2); continue
                 }
                 text = loaded.promptTokens(r)
             } else {
-                text = try loaded.run(.samples(samples)).tokens
+                text = try loaded.run(.samples(input.samples), interventions: input.interventions).tokens
+                // A run cut at the sample length never chose end-of-text: it is not scored.
+                ended = text.count < d.n_text_ctx / 2
             }
             guard !text.isEmpty else {
-                skipped.append("\(item.id): nothing transcribed"); progress?.advance(by: 2); continue
+                skipped.append("\(input.id): nothing transcribed"); progress?.advance(by: 2); continue
             }
             guard prompt.count + text.count + 1 <= d.n_text_ctx else {
-                skipped.append("\(item.id): \(text.count) tokens exceed the decoder's context")
+                skipped.append("\(input.id): \(text.count) tokens exceed the decoder's context")
                 progress?.advance(by: 2); continue
             }
-            texts.append((item, samples, text))
+            texts.append((input, text, ended))
             progress?.advance(by: 1)
         }
         guard !texts.isEmpty else { throw LensError(.noClips, "paths: no clip has a transcript to score") }
 
-        // Unigram counts, each clip scored by the others' (all of them when there is one clip).
+        // Unigram counts of the dataset's texts (every text's when none is from the dataset);
+        // a text among them is scored by the others' counts (all of them when it is alone).
+        let fitted =
+            texts.contains { $0.input.source == "dataset" } ? texts.filter { $0.input.source == "dataset" } : texts
         var counts = [Int: Int](), total = 0
-        for t in texts { for x in t.tokens + [eot] { counts[x, default: 0] += 1; total += 1 } }
+        for t in fitted { for x in t.tokens + (t.ended ? [eot] : []) { counts[x, default: 0] += 1; total += 1 } }
         let vocabulary = Double(d.n_vocab)
 
-        let crossOff = (0..<d.n_text_layer).map { Intervention.zero(HookName.decoder($0).crossAttnOut) }
         var sums = [Double](repeating: 0, count: 4), hits = [Int](repeating: 0, count: 4), scored = 0
         var componentNames = [String](), directSum = [Double](), normSum = [Double](), logitSum = [Double]()
+        var patchNames = [String](), patchTotal = [Double](), patchDirect = [Double]()
+        var groups = [String: PathGroupSums]()
+        var groupOrder = [String]()
         var positions = 0
         var sumError = 0.0
         var clips = [PathClip]()
         for t in texts {
-            let tokens = prompt + t.tokens + [eot]
+            let tokens = prompt + t.tokens + (t.ended ? [eot] : [])
             let targets = Array(tokens[prompt.count...]), from = prompt.count - 1
-            var losses = [[Double]]()
-            // Clean, with the cache for the decomposition.
+            let hooks = t.input.interventions
+            let audio = AudioInput.samples(t.input.samples)
+            var losses = [[Double]](), correct = [[Bool]]()
+            // Clean, and on silence, with the caches for the decomposition and the direct paths.
             let (clean, cache) = try loaded.runWithCache(
-                .samples(t.samples),
-                names: [
-                    HookName.embed, HookName.posEmbed, "decoder.blocks.*.hook_attn_out",
-                    "decoder.blocks.*.hook_cross_attn_out", "decoder.blocks.*.hook_mlp_out", HookName.lnFinal.scale,
-                ],
-                tokens: tokens, logits: true)
-            let silence = try loaded.run(LoadedModel.silence, tokens: tokens, logits: true)
-            let noCross = try loaded.run(.samples(t.samples), tokens: tokens, interventions: crossOff, logits: true)
+                audio, names: Self.decompositionNames, tokens: tokens, interventions: hooks, logits: true)
+            let (silence, silenceCache) = try loaded.runWithCache(
+                LoadedModel.silence, names: Self.decompositionNames, tokens: tokens, interventions: hooks,
+                logits: true)
+            let crossOff = (0..<d.n_text_layer).map { Intervention.zero(HookName.decoder($0).crossAttnOut) }
+            let noCross = try loaded.run(audio, tokens: tokens, interventions: hooks + crossOff, logits: true)
             for (k, run) in [clean, silence, noCross].enumerated() {
-                let (l, correct) = try Self.losses(run.logits, targets: targets, from: from)
-                losses.append(l)
-                sums[k] += l.reduce(0, +); hits[k] += correct
+                let (l, c) = try Self.losses(run.logits, targets: targets, from: from)
+                losses.append(l); correct.append(c)
             }
-            // Unigram, leave this clip out.
-            var others = counts
-            if texts.count > 1 { for x in targets { others[x, default: 0] -= 1 } }
-            let rest = texts.count > 1 ? total - targets.count : total
+            // Unigram, this text left out when it was counted.
+            var others = counts, rest = total
+            let counted = fitted.count > 1 && fitted.contains { $0.input.id == t.input.id }
+            if counted { for x in targets { others[x, default: 0] -= 1 }; rest -= targets.count }
             let best = others.max { ($0.value, $1.key) < ($1.value, $0.key) }?.key
-            let unigram = targets.map { x -> Double in
-                -log((Double(others[x] ?? 0) + unigramSmoothing) / (Double(rest) + unigramSmoothing * vocabulary))
-            }
-            losses.append(unigram)
-            sums[3] += unigram.reduce(0, +); hits[3] += targets.filter { $0 == best }.count
+            losses.append(
+                targets.map { x -> Double in
+                    -log((Double(others[x] ?? 0) + unigramSmoothing) / (Double(rest) + unigramSmoothing * vocabulary))
+                })
+            correct.append(targets.map { $0 == best })
+            for k in 0..<4 { sums[k] += losses[k].reduce(0, +); hits[k] += correct[k].filter { $0 }.count }
             scored += targets.count
 
             // Direct contributions to logit(target) − E_p[logit] at each scoring position.
             let (stack, labels) = try cache.decomposeResid(.decoder, applyLN: false)
             let normed = try cache.applyLNToStack(stack, .decoder)
             guard let logits = clean.logits else {
-                throw LensError(.invalidArgument, "paths: the clean run of \(t.item.id) returned no logits")
+                throw LensError(.invalidArgument, "paths: the clean run of \(t.input.id) returned no logits")
             }
             let (directions, centred) = try expectedDirections(logits, targets: targets, from: from)
             let rows = Array(from..<(tokens.count - 1))
@@ -169,6 +236,8 @@ public struct PathAnalysis {
             if componentNames.isEmpty {
                 componentNames = labels
                 directSum = [Double](repeating: 0, count: labels.count); normSum = directSum; logitSum = directSum
+                patchNames = labels.filter { $0.hasPrefix("decoder.blocks.") }
+                patchTotal = [Double](repeating: 0, count: patchNames.count); patchDirect = patchTotal
             }
             let values = attrs.scalars, n = rows.count, written = stack.scalars
             var direct = [[Double]]()
@@ -184,10 +253,37 @@ public struct PathAnalysis {
                 sumError = max(sumError, abs(total - centred[p]))
             }
             positions += n
+
+            // Path patching with each component's value on silence.
+            let (silenceStack, _) = try silenceCache.decomposeResid(.decoder, applyLN: false)
+            let effects = try patchEffects(
+                input: t.input, tokens: tokens, targets: targets, from: from, clean: losses[0],
+                components: patchNames, labels: labels, cleanStack: stack, silenceStack: silenceStack, rows: rows)
+            for c in patchNames.indices {
+                patchTotal[c] += effects.total[c].reduce(0, +); patchDirect[c] += effects.direct[c].reduce(0, +)
+            }
+
+            // Repeated and new tokens of this kind of input.
+            let repeated = Array(Self.repeats(tokens)[prompt.count...])
+            for flag in [false, true] {
+                let key = t.input.source + (flag ? " · repeated" : " · new")
+                let picked = repeated.indices.filter { repeated[$0] == flag }
+                guard !picked.isEmpty else { continue }
+                if groups[key] == nil {
+                    groups[key] = PathGroupSums(
+                        source: t.input.source, repeated: flag, conditions: 4, components: labels.count,
+                        patched: patchNames.count)
+                    groupOrder.append(key)
+                }
+                groups[key]!.add(
+                    picked, losses: losses, correct: correct, direct: direct, total: effects.total,
+                    patched: effects.direct)
+            }
             clips.append(
                 PathClip(
-                    clip: t.item.id, tokens: targets.map { loaded.tokenizer.decodeWithSpecials([$0]) }, losses: losses,
-                    direct: direct))
+                    clip: t.input.id, source: t.input.source, condition: t.input.condition,
+                    tokens: targets.map { loaded.tokenizer.decodeWithSpecials([$0]) }, repeated: repeated,
+                    losses: losses, direct: direct))
             progress?.advance(by: 1)
         }
         let descriptions = [
@@ -207,25 +303,30 @@ public struct PathAnalysis {
                 name: componentNames[$0], direct: directSum[$0] / Double(positions),
                 directLogit: logitSum[$0] / Double(positions), norm: normSum[$0] / Double(positions))
         }
+        let patching = patchNames.indices.map { c -> PathPatch in
+            let total = patchTotal[c] / Double(scored), direct = patchDirect[c] / Double(scored)
+            return PathPatch(name: patchNames[c], total: total, direct: direct, indirect: total - direct)
+        }
         return PathResult(
             model: loaded.name, text: onReference ? "reference" : "transcript", conditions: conditions,
-            components: components, sumError: sumError, clips: clips, skipped: skipped)
+            components: components, patching: patching, groups: groupOrder.map { groups[$0]!.group },
+            sumError: sumError, clips: clips, skipped: skipped)
     }
 
-    /// Cross-entropy of `targets[k]` at position `from + k` of `logits` `[T, V]`, and how many
-    /// targets were the most likely token.
-    static func losses(_ logits: Tensor?, targets: [Int], from: Int) throws -> (losses: [Double], correct: Int) {
+    /// Cross-entropy of `targets[k]` at position `from + k` of `logits` `[T, V]`, and whether each
+    /// target was the most likely token.
+    static func losses(_ logits: Tensor?, targets: [Int], from: Int) throws -> (losses: [Double], correct: [Bool]) {
         guard let logits, logits.rank == 2, logits.shape[0] >= from + targets.count else {
             throw LensError(.invalidArgument, "paths: a run returned no logits for \(targets.count) targets")
         }
         let v = logits.shape[1], all = logits.scalars
-        var out = [Double](), correct = 0
+        var out = [Double](), correct = [Bool]()
         for (k, target) in targets.enumerated() {
             let row = all[((from + k) * v)..<((from + k + 1) * v)]
             let top = Double(row.max() ?? 0)
             let z = row.reduce(0.0) { $0 + exp(Double($1) - top) }
             out.append(top + log(z) - Double(row[row.startIndex + target]))
-            if row.firstIndex(of: row.max()!)! - row.startIndex == target { correct += 1 }
+            correct.append(row.firstIndex(of: row.max()!)! - row.startIndex == target)
         }
         return (out, correct)
     }

@@ -22,6 +22,15 @@ public struct SweepStore {
         try Self.claim(directory, settings: settings, fresh: fresh, holdsResults: fm.fileExists(atPath: jsonlPath))
     }
 
+    /// Opens `directory` to read a finished or interrupted run, claiming nothing.
+    public init(reading directory: String) { self.directory = directory }
+
+    /// The settings the run in the directory recorded (`run.json`), empty when there are none.
+    public func settings() -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: settingsPath) else { return [:] }
+        return (try? JSONDecoder().decode([String: String].self, from: data)) ?? [:]
+    }
+
     /// Records `settings` in `directory/run.json`; when the directory already holds results made
     /// with other settings, refuses (unless `fresh`) and names the settings that differ, so a
     /// resumed run never mixes in another run's results.

@@ -118,9 +118,10 @@ extension Intervention {
     /// The interventions a parsed condition makes on `model`.
     ///
     /// `zero` of a block set and `skip` give one skip per block; `swap … from S` reads the donor
-    /// `donor(S)` (a file by default); `mean` averages over `clips`; decoder `swap` and `mean`
-    /// are teacher-forced on `tokens`. A `swap` without a donor is a sweep's (a donor drawn per
-    /// clip) and is refused here.
+    /// `donor(S)` (a file by default): an encoder point's activation on it, or for decoder points
+    /// and blocks the donor run beside the clip on the same tokens (`fromAudio`, so it also works
+    /// while generating); `mean` averages over `clips`, a decoder `mean` teacher-forced on
+    /// `tokens`. A `swap` without a donor is a sweep's (a donor drawn per clip) and is refused here.
     public static func make(
         _ spec: ConditionSpec, model: LoadedModel, clips: [AudioInput] = [], tokens: [Int]? = nil,
         donor: (String) -> AudioInput = { .file($0) }
@@ -146,6 +147,19 @@ extension Intervention {
                 throw ConditionError(
                     .unsupported,
                     "\(spec): a swap without 'from SOURCE' draws a donor per clip, which only sweeps do")
+            }
+            if spec.target.hasPrefix("decoder.") {
+                // Run beside the clip on the same tokens, generated or teacher-forced.
+                if let (_, blocks) = spec.blocks {
+                    guard heads == nil, positions == nil else {
+                        throw ConditionError(
+                            .invalidSelector, "\(spec): a block's swapped write has no heads or positions")
+                    }
+                    return blocks.map { Intervention(hook: "decoder.blocks.\($0)", kind: .fromAudio(donor(source))) }
+                }
+                return [
+                    Intervention(hook: spec.target, kind: .fromAudio(donor(source)), heads: heads, positions: positions)
+                ]
             }
             return [
                 try .resample(

@@ -29,6 +29,11 @@ public enum InterventionKind: Sendable {
     /// Replace by the same hook point's value in another sequence of the batch, named by its
     /// `HookContext.sequences` id: a run of the same tokens on a donor clip's audio, beside it.
     case fromSequence(Int)
+    /// Replace by the same hook point's value on other audio fed the same tokens: `LoadedModel`'s
+    /// runs add that audio as a sequence beside the run (`fromSequence`, or a block's write for a
+    /// `decoder.blocks.N` target), so a generated transcript can be swapped into as it grows.
+    /// Decoder hook points and blocks only.
+    case fromAudio(AudioInput)
 }
 
 /// What replaces a block's write to the residual stream.
@@ -72,6 +77,12 @@ public struct Intervention: Sendable {
         }
     }
 
+    /// Whether this reads a run on other audio that `LoadedModel.run` adds beside the clip.
+    public var runsBeside: Bool {
+        if case .fromAudio = kind { return true }
+        return false
+    }
+
     /// Whether this changes a whole block's write (`skip`, `blockWrite`) rather than one hook point.
     var isBlockLevel: Bool {
         switch kind {
@@ -92,6 +103,7 @@ public struct Intervention: Sendable {
         case .skip: return "skip \(hook)"
         case .blockWrite: return "write \(hook)"
         case .fromSequence(let d): return "swap \(hook) from sequence \(d)"
+        case .fromAudio: return "swap \(hook) from other audio"
         }
     }
 }
@@ -111,6 +123,12 @@ public final class Interventions: HookHandler, @unchecked Sendable {
     public init(_ items: [Intervention], registry: HookRegistry, next: HookHandler? = nil) throws {
         var resolved = [Intervention]()
         for var it in items {
+            if case .fromAudio = it.kind {
+                throw ConditionError(
+                    .unsupported,
+                    "\(it.description): a swap from other audio runs that audio beside the run; use "
+                        + "LoadedModel.run or runWithCache, or give the donor's activation (Intervention.resample)")
+            }
             if it.isBlockLevel {
                 guard Regex.matches("^(encoder|decoder)\\.blocks\\.\\d+$", it.hook),
                     registry.point(it.hook + ".hook_resid_post") != nil
@@ -316,7 +334,7 @@ public final class Interventions: HookHandler, @unchecked Sendable {
                     case .fromSequence:
                         let d = donorBase! + s * inner
                         for j in cols { buf[base + j] = buf[d + j] }
-                    case .skip, .blockWrite: break
+                    case .skip, .blockWrite, .fromAudio: break
                     }
                 }
             }

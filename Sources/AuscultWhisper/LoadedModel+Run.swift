@@ -94,19 +94,25 @@ extension LoadedModel {
             throw DecodingError(
                 .invalidOptions, "a run decodes greedily (one sequence per clip); beam search is for transcription")
         }
+        // Swaps from other audio run that audio beside the clip as sequences 1…, fed the same tokens.
+        let (donors, items) = try Self.donorRows(interventions)
         let (mel, frames) = try audio.window(for: dims)
+        var mels = [mel]
+        for d in donors { mels.append(try d.window(for: dims).mel) }
         let wanted = Set(record)
         let recorder = ActivationRecorder { wanted.contains($0) }
         var chain = [HookHandler]()
-        if !interventions.isEmpty { chain.append(try Interventions(interventions, model: model)) }
+        if !items.isEmpty { chain.append(try Interventions(items, model: model)) }
         if let hooks { chain.append(hooks) }
         if !wanted.isEmpty { chain.append(recorder) }
         let handler: HookHandler? = chain.isEmpty ? nil : (chain.count == 1 ? chain[0] : HookChain(chain))
-        let features = try model.encode(mel.reshaped([1] + mel.shape), hooks: handler)
+        let features = try model.encode(Tensor.stack(mels), hooks: handler)
+        let rows = mels.count
         var result: RunResult
         if let tokens {
-            let cache = try model.makeCache(audio: features, audioIndex: [0], hooks: handler)
-            _ = try model.decode([tokens], cache: cache, hooks: handler)
+            let cache = try model.makeCache(audio: features, audioIndex: Array(0..<rows), hooks: handler)
+            _ = try model.decode(
+                [[Int]](repeating: tokens, count: rows), cache: cache, logitRows: rows > 1 ? [0] : nil, hooks: handler)
             let prompt = self.prompt(options)
             let text = tokens.starts(with: prompt) ? Array(tokens.dropFirst(prompt.count)) : tokens
             let plain = text.filter { $0 < tokenizer.eot }
@@ -117,7 +123,9 @@ extension LoadedModel {
         } else {
             var o = options
             o.beamSize = nil
-            let r = try decoder.decode(audio: features, options: o, hooks: handler)[0]
+            let r = try decoder.decode(
+                audio: features, rows: nil, tokensFrom: rows > 1 ? [Int](repeating: 0, count: rows) : nil, options: o,
+                hooks: handler)[0]
             let plain = r.tokens.filter { $0 < tokenizer.eot }
             result = RunResult(
                 inputTokens: decoder.initialTokens(o, language: r.language) + r.tokens, tokens: plain,
@@ -125,9 +133,43 @@ extension LoadedModel {
                 avgLogprob: r.avgLogprob)
         }
         var store = [String: Tensor]()
-        for (k, v) in recorder.store { store[k] = v.reshaped(Array(v.shape.dropFirst())) }
+        // The clip's row; donor sequences are not part of the run's result.
+        for (k, v) in recorder.store { store[k] = v.slice(0..<1).reshaped(Array(v.shape.dropFirst())) }
         result.logits = store[HookName.logits.name]
         return (result, store)
+    }
+
+    /// Checks `interventions` against this model's hook points (names, globs, blocks, swaps
+    /// beside the run) before any work, as a run would.
+    public func validate(interventions: [Intervention]) throws {
+        _ = try Interventions(try Self.donorRows(interventions).items, model: model)
+    }
+
+    /// The donor audio of `fromAudio` swaps, one sequence each after the clip's, and the
+    /// interventions with those swaps read from their sequences: the clip's own interventions
+    /// touch the clip only (the donor runs are clean).
+    static func donorRows(_ interventions: [Intervention]) throws -> (donors: [AudioInput], items: [Intervention]) {
+        var donors = [AudioInput](), items = [Intervention]()
+        for var it in interventions {
+            guard case .fromAudio(let audio) = it.kind else { items.append(it); continue }
+            guard it.hook.hasPrefix("decoder.") else {
+                throw ConditionError(
+                    .unsupported,
+                    "\(it.description): a swap beside the run is for decoder hook points and blocks; an encoder "
+                        + "point takes the donor's activation frame by frame (Intervention.resample)")
+            }
+            donors.append(audio)
+            let sequence = donors.count
+            it.kind =
+                Regex.matches("^decoder\\.blocks\\.\\d+$", it.hook)
+                ? .blockWrite(.fromSequence(sequence)) : .fromSequence(sequence)
+            it.sequences = [0]
+            items.append(it)
+        }
+        if !donors.isEmpty {
+            for i in items.indices where items[i].sequences == nil { items[i].sequences = [0] }
+        }
+        return (donors, items)
     }
 
     /// Checks teacher-forced tokens: at least one, ids inside the vocabulary, within the text context.

@@ -24,7 +24,9 @@ struct InterventionOptions: ParsableArguments {
     @Option(
         name: .customLong("swap"),
         help: ArgumentHelp(
-            "Replace an encoder hook's activation by the one computed on another file.", valueName: "hook=file"))
+            "Replace a hook's activation (or a decoder block's write) by its value on another file: encoder points "
+                + "frame by frame, decoder ones from that file run beside this one on the same tokens.",
+            valueName: "hook=file"))
     var swap: [String] = []
     @Option(
         name: .customLong("scale"),

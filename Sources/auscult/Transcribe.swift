@@ -21,6 +21,7 @@ struct Transcribe: ParsableCommand {
               auscult transcribe --zero encoder.blocks.1.hook_attn_out \\
                   --skip decoder.blocks.2+3 clip.wav
               auscult transcribe --swap encoder.blocks.2.hook_resid_post=other.wav clip.wav
+              auscult transcribe --swap decoder.blocks.1=other.wav clip.wav
               # SAE reconstruction in place of its hook
               auscult transcribe --sae sae/ clip.wav
               # turn latent 17 off
@@ -79,7 +80,7 @@ struct Transcribe: ParsableCommand {
         var windowItems = [DatasetItem]()
         let edits = try interventions.make(loaded, files: items.map(\.path))
         // Bad hook names are refused before any work.
-        if !edits.isEmpty { _ = try Interventions(edits, model: loaded.model) }
+        if !edits.isEmpty { try loaded.validate(interventions: edits) }
         let spliced = try saeOptions.load(loaded)
         for item in items {
             if mode == .window || !edits.isEmpty || spliced != nil || wordTimestamps {
@@ -136,6 +137,30 @@ struct Transcribe: ParsableCommand {
                 }
                 return handlers.count == 1 ? handlers[0] : HookChain(handlers)
             }
+        }
+        if edits.contains(where: \.runsBeside) {
+            // A decoder swap runs its donor beside each file: one greedy run per file.
+            guard beamSize == nil, !wordTimestamps, spliced == nil else {
+                throw ValidationError(
+                    "--swap of a decoder hook or block runs the donor file beside each file and decodes greedily; "
+                        + "drop --beam-size, --word-timestamps and --sae")
+            }
+            for item in windowItems {
+                do {
+                    let r = try loaded.run(.file(item.path), interventions: edits, options: options)
+                    var row: [String: Any] = [
+                        "file": item.path, "id": item.id, "text": r.text, "tokens": r.tokens,
+                        "avg_logprob": r.avgLogprob ?? 0, "language": r.language,
+                    ]
+                    if let ref = item.reference { row["reference"] = ref }
+                    emit(row, item: item)
+                    rows.append(row)
+                } catch {
+                    failures += 1
+                    FileHandle.standardError.write("error: \(item.path): \(error)\n".data(using: .utf8)!)
+                }
+            }
+            windowItems = []
         }
         var runner = BatchTranscriber(loaded: loaded, options: options, batchSize: batchSize, hooks: makeHooks)
         runner.wordTimestamps = wordTimestamps

@@ -12,6 +12,8 @@ private struct PathReference: Decodable {
     var direct_logit: [[Double]]
     var centred: [Double]
     var bias: [Double]
+    var patch_total: [[Double]]
+    var patch_direct: [[Double]]
     static func load() throws -> PathReference {
         try JSONDecoder().decode(
             PathReference.self,
@@ -55,6 +57,78 @@ struct PathTests {
         // Without the audio the clean transcript costs far more, and no cross-attention at all the most.
         let loss = r.conditions.map(\.loss)
         #expect(loss[0] < 0.5 && loss[1] > loss[0] + 2 && loss[2] > loss[1])
+        // Path patching with the silence run's values, total and direct, as PyTorch's hooks give it.
+        #expect(r.patching.count == reference.patch_total.count)
+        for (k, p) in r.patching.enumerated() {
+            let total = reference.patch_total[k].reduce(0, +) / Double(reference.patch_total[k].count)
+            let direct = reference.patch_direct[k].reduce(0, +) / Double(reference.patch_direct[k].count)
+            #expect(abs(p.total - total) < 2e-3, "\(p.name): total \(p.total) vs \(total)")
+            #expect(abs(p.direct - direct) < 2e-3, "\(p.name): direct \(p.direct) vs \(direct)")
+            #expect(abs(p.indirect - (p.total - p.direct)) < 1e-12)
+        }
+        // Block 0's self-attention reads only token embeddings: silence cannot change it. Nothing
+        // after the last MLP but the read-out: its whole effect is direct.
+        #expect(r.patching[0].total == 0 && r.patching[0].direct == 0)
+        #expect(abs(r.patching[11].indirect) < 1e-4, "\(r.patching[11])")
+        #expect(r.patching[10].total > 0.3, "the last cross-attention carries the audio: \(r.patching[10])")
+    }
+
+    @Test("a token repeats when the pair it closes occurred earlier in the text")
+    func repeatedTokens() {
+        #expect(
+            PathAnalysis.repeats([7, 1, 2, 3, 1, 2, 4, 2]) == [false, false, false, false, false, true, false, false])
+        #expect(PathAnalysis.repeats([5, 5, 5, 5]) == [false, false, true, true])
+        #expect(PathAnalysis.repeats([]) == [])
+    }
+
+    @Test("a sweep's length-limit run is replayed with its condition and its tokens grouped as repeated or new")
+    func sweepLimitHits() async throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let sweep = try Fixtures.temporaryDirectory()
+        func line(_ condition: String, mode: String) -> String {
+            #"{"clip":"jfk","condition":"\#(condition)","mode":"\#(mode)","draw":0,"tokens":[],"text":"","wer":1,"#
+                + #""wer_vs_clean":1,"word_errors":1,"reference_words":1,"ce":0,"ce_delta":0,"max_repeat":5,"#
+                + #""hit_limit":true}"#
+        }
+        let lines = [line("skip decoder.blocks.2", mode: "zero"), line("swap decoder.blocks.1", mode: "resample")]
+        try (lines.joined(separator: "\n") + "\n").write(
+            toFile: sweep + "/results.jsonl", atomically: true, encoding: .utf8)
+        let items = [DatasetItem(id: "jfk", path: Fixtures.clip("jfk"), reference: nil)]
+        let (inputs, skipped) = try PathInput.limitHits(sweep: sweep, items: items, loaded: loaded)
+        #expect(
+            inputs.count == 1 && inputs[0].source == "length-limit hits"
+                && inputs[0].id == "jfk · skip decoder.blocks.2")
+        #expect(skipped.count == 1 && skipped[0].contains("swap"), "\(skipped)")
+        // The zeros make the same run as the skip.
+        let skipRun = try loaded.run(.file(Fixtures.clip("jfk")), interventions: [.skip(.decoder(2))])
+        let zeroRun = try loaded.run(.file(Fixtures.clip("jfk")), interventions: inputs[0].interventions)
+        #expect(skipRun.tokens == zeroRun.tokens && !skipRun.tokens.isEmpty)
+        let r = try await offCooperativePool { try PathAnalysis(loaded: loaded).run(inputs: inputs) }
+        let clip = try #require(r.clips.first)
+        #expect(clip.condition == "skip decoder.blocks.2" && clip.tokens.count >= skipRun.tokens.count)
+        #expect(r.sumError < 1e-3, "the decomposition adds up under the replayed condition: \(r.sumError)")
+        // Block 2 writes nothing, so patching it changes nothing.
+        for p in r.patching where p.name.hasPrefix("decoder.blocks.2.") { #expect(p.total == 0 && p.direct == 0) }
+        let grouped = r.groups.reduce(0) { $0 + $1.tokens }
+        #expect(grouped == clip.tokens.count && r.groups.allSatisfy { $0.source == "length-limit hits" })
+        #expect(r.groups.first { $0.repeated }?.tokens ?? 0 == clip.repeated.filter { $0 }.count)
+        // A sweep made with another model is refused by name.
+        try #"{"model": "/elsewhere/base"}"#.write(toFile: sweep + "/run.json", atomically: true, encoding: .utf8)
+        #expect(throws: LensError.self) { try PathInput.limitHits(sweep: sweep, items: items, loaded: loaded) }
+    }
+
+    @Test("silence, white noise and a tone are the synthetic inputs; others are refused by name")
+    func syntheticInputs() throws {
+        let inputs = try PathInput.synthetic(["silence", "noise", "tone"], seconds: 2)
+        #expect(
+            inputs.map(\.source) == ["silence", "noise", "tone"] && inputs.allSatisfy { $0.samples.count == 32_000 })
+        #expect(inputs[0].samples.allSatisfy { $0 == 0 })
+        let noise = inputs[1].samples.map(Double.init)
+        let rms = (noise.reduce(0) { $0 + $1 * $1 } / Double(noise.count)).squareRoot()
+        #expect(abs(rms - 0.1) < 0.005, "noise RMS \(rms)")
+        #expect(abs(inputs[2].samples[10] - Float(0.25 * sin(2 * Double.pi * 440 * 10 / 16_000))) < 1e-6)
+        #expect(throws: LensError.self) { try PathInput.synthetic(["hum"]) }
+        #expect(throws: LensError.self) { try PathInput.synthetic(["noise"], seconds: 31) }
     }
 
     @Test("the unigram baseline scores a clip by the other clips' counts, with add-α smoothing")

@@ -241,20 +241,28 @@ struct StudioBrowserTests {
         try await expectQuietConsole(session, "heads")
     }
 
-    @Test("an auscult paths results.json opens as the loss per condition and each clip's contributions per token")
+    @Test("an auscult paths results.json opens as losses, patching, token groups and each clip's contributions")
     func pathsView() async throws {
         let base = try await StudioFixture.shared.server()
         let dir = try Fixtures.temporaryDirectory()
         let paths = try AuscultCLI.run([
-            "paths", "--data", try Fixtures.dataset(["jfk", "ps_cards_003"]), "--out", dir,
+            "paths", "--data", try Fixtures.dataset(["jfk", "ps_cards_003"]), "--inputs", "dataset,noise", "--out", dir,
         ])
         #expect(paths.status == 0, "\(paths.err)")
         let session = try await BrowserSession()
         defer { Task { await session.close() } }
         try await showExperiment(dir + "/results.json", in: session, base: base)
         let conditions = try await session.run(
-            "return [...document.querySelectorAll('#paths-table tr[data-condition]')].map(r => r.dataset.condition);")
+            "return [...document.querySelectorAll('#paths-table tr[data-key]')].map(r => r.dataset.key);")
         #expect(conditions as? [String] == ["clean", "no audio (silence)", "no cross-attention", "unigram"])
+        // tiny.en's 4 blocks patched 3 ways; the groups name the noise input beside the dataset's.
+        let patched = try await session.run(
+            "return [...document.querySelectorAll('#paths-patching tr[data-key]')].map(r => r.dataset.key);")
+        #expect((patched as? [String])?.count == 12 && (patched as? [String])?.last == "decoder.blocks.3.hook_mlp_out")
+        let groups = try await session.run(
+            "return [...document.querySelectorAll('#paths-groups tr[data-key]')].map(r => r.dataset.key);")
+        #expect((groups as? [String])?.contains("dataset|false") == true, "\(groups)")
+        #expect((groups as? [String])?.contains("noise|false") == true, "\(groups)")
         // Choosing the second clip redraws the contributions for its tokens; hovering names token and losses.
         _ = try await session.run(
             "const s = document.querySelector('#paths-clip'); s.value = '1'; s.dispatchEvent(new Event('change'));")
@@ -268,8 +276,10 @@ struct StudioBrowserTests {
             (tip as? String)?.hasPrefix("embed · ") == true && (tip as? String)?.contains("no audio (silence)") == true,
             "\(tip)")
         let caption = try await session.run(
-            "return document.querySelector('#paths-heatmap').previousSibling.textContent;")
+            "return document.querySelector('#paths-repeats').previousSibling.textContent;")
         #expect((caption as? String)?.hasPrefix("ps_cards_003") == true, "\(caption)")
+        let repeats = try await session.run("return document.querySelector('#paths-repeats').textContent;")
+        #expect((repeats as? String)?.contains("tokens repeat a token pair") == true, "\(repeats)")
         try await expectQuietConsole(session, "paths")
     }
 

@@ -194,6 +194,67 @@ struct HookPointTests {
     }
 }
 
+@Suite("Decoder swaps run the donor beside the clip on the same tokens")
+struct DecoderSwapTests {
+    @Test("swapping the last block's output from a donor generates the donor's own transcript")
+    func lastStreamGivesTheDonorsTranscript() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let donor = try loaded.run(.file(Fixtures.clip("ps_cards_003")))
+        let swap = try Intervention.make(
+            ConditionSpec(parsing: "swap decoder.blocks.3.hook_resid_post from ps_cards_003"), model: loaded
+        ) { .file(Fixtures.clip($0)) }
+        let swapped = try loaded.run(.file(Fixtures.clip("jfk")), interventions: swap)
+        #expect(swapped.tokens == donor.tokens && swapped.text == donor.text)
+        // A block's write swapped from the clip itself changes nothing.
+        let own = try Intervention.make(ConditionSpec(parsing: "swap decoder.blocks.1 from jfk"), model: loaded) {
+            .file(Fixtures.clip($0))
+        }
+        #expect(
+            try loaded.run(.file(Fixtures.clip("jfk")), interventions: own).tokens
+                == loaded.run(.file(Fixtures.clip("jfk"))).tokens)
+    }
+
+    @Test("teacher-forced, the swapped point holds the donor's value on those tokens, and later points change")
+    func teacherForcedValues() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let tokens = try loaded.run(.file(Fixtures.clip("jfk"))).inputTokens
+        let hook = HookName("decoder.blocks.1.hook_mlp_out"), later = HookName("decoder.blocks.2.hook_resid_post")
+        let swap = Intervention(hook: hook.name, kind: .fromAudio(.file(Fixtures.clip("ps_cards_003"))), heads: nil)
+        let (_, swapped) = try loaded.runWithCache(
+            .file(Fixtures.clip("jfk")), names: [hook, later], tokens: tokens, interventions: [swap])
+        let (_, donor) = try loaded.runWithCache(.file(Fixtures.clip("ps_cards_003")), names: [hook], tokens: tokens)
+        let (_, clean) = try loaded.runWithCache(.file(Fixtures.clip("jfk")), names: [later], tokens: tokens)
+        #expect(try swapped.tensor(hook).shape == [tokens.count, 384])
+        #expect(try swapped.tensor(hook).scalars == donor.tensor(hook).scalars)
+        #expect(try swapped.tensor(later).scalars != clean.tensor(later).scalars)
+        // Encoder points take the donor's activation frame by frame instead, and say so.
+        let encoderSide = Intervention(
+            hook: "encoder.blocks.1.hook_mlp_out", kind: .fromAudio(.file(Fixtures.clip("jfk"))))
+        #expect { try loaded.run(.file(Fixtures.clip("jfk")), interventions: [encoderSide]) } throws: {
+            ($0 as? ConditionError)?.message.contains("decoder hook points and blocks") == true
+        }
+        #expect(throws: ConditionError.self) {
+            try Intervention.make(ConditionSpec(parsing: "swap decoder.blocks.1 from jfk heads=1"), model: loaded)
+        }
+    }
+
+    @Test("auscult transcribe --swap on a decoder hook prints the swapped transcript; beam search is refused")
+    func commandLine() throws {
+        let r = try AuscultCLI.run([
+            "transcribe", "--swap", "decoder.blocks.3.hook_resid_post=\(Fixtures.clip("ps_cards_003"))",
+            Fixtures.clip("jfk"),
+        ])
+        #expect(
+            r.status == 0 && r.out.trimmingCharacters(in: .whitespacesAndNewlines) == "7 of clubs.", "\(r.out) \(r.err)"
+        )
+        let beam = try AuscultCLI.run([
+            "transcribe", "--swap", "decoder.blocks.3=\(Fixtures.clip("ps_cards_003"))", "--beam-size", "2",
+            Fixtures.clip("jfk"),
+        ])
+        #expect(beam.status != 0 && beam.err.contains("--beam-size"), "\(beam.err)")
+    }
+}
+
 @Suite("Run with cache matches the reference activations")
 struct CacheTests {
     static let hooks = [

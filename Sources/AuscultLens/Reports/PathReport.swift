@@ -36,6 +36,51 @@ public enum PathReport {
                 format: "Each component's output through the final LayerNorm's centring and cached scale, dotted with "
                     + "γ ⊙ (u_target − Σ_v p_v u_v). With the LayerNorm's bias they add up to logit(target) − E_p[logit] "
                     + "within %.2g at every position.", r.sumError))
+        if !r.patching.isEmpty {
+            doc.section(
+                "Path patching",
+                HTMLDocument.table(
+                    ["component", "total", "direct", "through later blocks"],
+                    r.patching.map {
+                        [
+                            $0.name, String(format: "%+.3f", $0.total), String(format: "%+.3f", $0.direct),
+                            String(format: "%+.3f", $0.indirect),
+                        ]
+                    })
+                    + Plot.bars(
+                        r.patching.map { (label: short($0.name), value: $0.total) },
+                        title: "Total effect: loss change (nats / token)", unit: "")
+                    + Plot.bars(
+                        r.patching.map { (label: short($0.name), value: $0.direct) },
+                        title: "Direct effect: loss change (nats / token)", unit: ""),
+                note: "Each component's output replaced by its value when the decoder reads silence (same tokens). "
+                    + "Total: every later block sees the replacement. Direct: only the final LayerNorm and the "
+                    + "logits do (the stream's sum with that one term swapped). Positive: the audio run's value "
+                    + "lowered the loss.")
+        }
+        if !r.groups.isEmpty {
+            let header =
+                ["input", "tokens"] + r.conditions.map { "loss: \($0.name)" } + [
+                    "largest direct", "largest total patch",
+                ]
+            let rows = r.groups.map { g -> [String] in
+                let top = g.direct.indices.max { g.direct[$0] < g.direct[$1] }
+                let patch = g.patchTotal.indices.max { abs(g.patchTotal[$0]) < abs(g.patchTotal[$1]) }
+                return [g.source + (g.repeated ? " · repeated" : " · new"), "\(g.tokens)"]
+                    + g.loss.map { String(format: "%.3f", $0) }
+                    + [
+                        top.map { String(format: "%@ %+.3f", short(r.components[$0].name), g.direct[$0]) } ?? "",
+                        patch.map { String(format: "%@ %+.3f", short(r.patching[$0].name), g.patchTotal[$0]) } ?? "",
+                    ]
+            }
+            doc.section(
+                "Repeated and new tokens by input",
+                HTMLDocument.table(header, rows),
+                note: "A token is repeated when the pair (previous token, token) occurred earlier in its text: the "
+                    + "copy an induction head makes. Hallucination inputs (silence, noise, a tone, sweep runs that "
+                    + "looped to the length limit) show where looping tokens come from: a loss that the audio's "
+                    + "removal does not raise is language alone.")
+        }
         for c in r.clips.prefix(8) {
             let cols = c.tokens.map { $0.count > 10 ? String($0.prefix(9)) + "…" : $0 }
             let m = c.direct.flatMap { $0 }.map(abs).max() ?? 1

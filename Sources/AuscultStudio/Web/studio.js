@@ -735,30 +735,65 @@ function renderHeads(root, r) {
   }
 }
 
-/** `auscult paths`: per-token loss per condition, then per clip each component's direct contribution per token. */
-function renderPaths(root, r) {
-  const table = document.createElement('table'); table.className = 'results'; table.id = 'paths-table';
+/** A results table: `header` labels, then `rows` of cell texts; `key(i)` goes to each row's data-key. */
+function resultTable(id, header, rows, key) {
+  const table = document.createElement('table'); table.className = 'results'; table.id = id;
   const head = table.insertRow();
-  for (const label of ['condition', 'loss (nats / token)', 'top-1', 'what it is']) {
-    const th = document.createElement('th'); th.textContent = label; head.append(th);
-  }
-  for (const c of r.conditions) {
-    const tr = table.insertRow(); tr.dataset.condition = c.name;
-    for (const v of [c.name, c.loss.toFixed(3), (100 * c.accuracy).toFixed(1) + ' %', c.description]) tr.insertCell().textContent = v;
-  }
+  for (const label of header) { const th = document.createElement('th'); th.textContent = label; head.append(th); }
+  rows.forEach((cells, i) => {
+    const tr = table.insertRow(); if (key) tr.dataset.key = key(i);
+    for (const v of cells) tr.insertCell().textContent = v;
+  });
+  return table;
+}
+
+/** `auscult paths`: per-token loss per condition, path patching, repeated and new tokens by input,
+ * then per clip each component's direct contribution per token. */
+function renderPaths(root, r) {
+  const table = resultTable('paths-table', ['condition', 'loss (nats / token)', 'top-1', 'what it is'],
+    r.conditions.map((c) => [c.name, c.loss.toFixed(3), (100 * c.accuracy).toFixed(1) + ' %', c.description]),
+    (i) => r.conditions[i].name);
   const info = document.createElement('p'); info.className = 'muted';
   info.textContent = `${r.conditions[0].tokens} tokens of the ${r.text}s; direct contributions add up within ${fmt(r.sum_error, 2)}`;
   root.append(info, table);
-  const labels = r.components.map((c) => c.name.replace('decoder.blocks.', 'L').replace('.hook_', ' ').replace('_out', ''));
+  const short = (name) => name.replace('decoder.blocks.', 'L').replace('.hook_', ' ').replace('_out', '');
+  const labels = r.components.map((c) => short(c.name));
+  const sign = (v) => (v >= 0 ? '+' : '') + v.toFixed(3);
+  if (Array.isArray(r.patching) && r.patching.length) {
+    const cap = document.createElement('h3');
+    cap.textContent = 'Path patching: each component given its value on silence (loss change, nats / token)';
+    root.append(cap, resultTable('paths-patching', ['component', 'total', 'direct', 'through later blocks'],
+      r.patching.map((p) => [p.name, sign(p.total), sign(p.direct), sign(p.indirect)]), (i) => r.patching[i].name));
+  }
+  if (Array.isArray(r.groups) && r.groups.length) {
+    const cap = document.createElement('h3');
+    cap.textContent = 'Repeated and new tokens by input (a repeat continues a token pair seen earlier)';
+    const top = (values, names) => {
+      let best = 0; values.forEach((v, i) => { if (Math.abs(v) > Math.abs(values[best])) best = i; });
+      return values.length ? `${short(names[best])} ${sign(values[best])}` : '';
+    };
+    root.append(cap, resultTable('paths-groups',
+      ['input', 'tokens', ...r.conditions.map((c) => `loss: ${c.name}`), 'largest direct', 'largest total patch'],
+      r.groups.map((g) => [`${g.source} · ${g.repeated ? 'repeated' : 'new'}`, String(g.tokens),
+        ...g.loss.map((v) => v.toFixed(3)), top(g.direct, r.components.map((c) => c.name)),
+        top(g.patch_total, r.patching.map((p) => p.name))]),
+      (i) => `${r.groups[i].source}|${r.groups[i].repeated}`));
+  }
   const select = document.createElement('select'); select.id = 'paths-clip';
-  r.clips.forEach((c, i) => { const o = document.createElement('option'); o.value = i; o.textContent = c.clip; select.append(o); });
+  r.clips.forEach((c, i) => {
+    const o = document.createElement('option'); o.value = i; o.textContent = c.clip; select.append(o);
+  });
   const holder = document.createElement('div');
   const draw = () => {
     const c = r.clips[Number(select.value)], scale = maxAbs(c.direct);
     holder.textContent = '';
     const cap = document.createElement('h3'); cap.textContent = `${c.clip}: direct contribution to logit(target) − E_p[logit] per component (rows) and token`;
-    holder.append(cap, heatmap(c.direct, labels, (v) => diverging(v / scale), (i, j) =>
-      `${labels[i]} · ${JSON.stringify(c.tokens[j])}: ${fmt(c.direct[i][j])}\nloss: ` + r.conditions.map((k, n) => `${k.name} ${fmt(c.losses[n][j])}`).join(', '),
+    const repeats = document.createElement('p'); repeats.className = 'muted'; repeats.id = 'paths-repeats';
+    const n = (c.repeated || []).filter(Boolean).length;
+    repeats.textContent = `${n} of ${c.tokens.length} tokens repeat a token pair seen earlier in the text`;
+    holder.append(cap, repeats, heatmap(c.direct, labels, (v) => diverging(v / scale), (i, j) =>
+      `${labels[i]} · ${JSON.stringify(c.tokens[j])}${c.repeated && c.repeated[j] ? ' (repeated)' : ''}: ${fmt(c.direct[i][j])}\nloss: ` +
+      r.conditions.map((k, m) => `${k.name} ${fmt(c.losses[m][j])}`).join(', '),
       'paths-heatmap'));
   };
   select.addEventListener('change', draw);

@@ -13,7 +13,12 @@ teacher-forced as prompt + text + end-of-text. Written out again from docs/paths
 - on the clean run, each component's output (token embedding, positional embedding, then per block
   the self-attention, cross-attention and MLP outputs, captured by forward hooks) through the final
   LayerNorm's centring and scale σ = sqrt(var + 1e-5) of the whole stream, dotted with
-  γ ⊙ (u_target − Σ_v p_v u_v) (the "direct" contribution) and with γ ⊙ u_target (the raw logit's).
+  γ ⊙ (u_target − Σ_v p_v u_v) (the "direct" contribution) and with γ ⊙ u_target (the raw logit's);
+- path patching: each block's self-attention, cross-attention and MLP output replaced by its value
+  on the silence run (same tokens), as the change in each token's loss; "patch_total" with the
+  whole model after it seeing the replacement (a forward hook returning the silence output),
+  "patch_direct" with only the final LayerNorm and the logits seeing it (the stream x − c + c',
+  LayerNorm recomputed, against the read-out of x).
 
 Writes tiny.en/paths_jfk.json beside this file.
 """
@@ -30,9 +35,17 @@ from whisper.tokenizer import get_tokenizer  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def run(model, mel, tokens, capture=False, cross_off=False):
+def run(model, mel, tokens, capture=False, cross_off=False, patch=None):
     outputs, hooks = [], []
     dec = model.decoder
+    if patch is not None:
+        index, value = patch
+        module = [m for b in dec.blocks for m in (b.attn, b.cross_attn, b.mlp)][index]
+        value = value.float().unsqueeze(0)
+        if index % 3 == 2:
+            hooks.append(module.register_forward_hook(lambda m, i, o: value))
+        else:
+            hooks.append(module.register_forward_hook(lambda m, i, o: (value,) + tuple(o[1:])))
     if capture:
         for b in dec.blocks:
             hooks.append(b.attn.register_forward_hook(lambda m, i, o: outputs.append(o[0][0].double())))
@@ -92,6 +105,21 @@ def main():
     centred = [float(logits[r, targets[k]] - (p[k] * logits[r]).sum()) for k, r in enumerate(rows)]
     out["centred"] = centred
     out["bias"] = [float((beta * directions[k]).sum()) for k in range(len(rows))]
+    _, silence_outs, _ = run(model, silence, tokens, capture=True)
+    clean = out["losses"]["clean"]
+
+    def read_out(stream):
+        y = torch.nn.functional.layer_norm(stream, (stream.shape[-1],), gamma, beta, 1e-5)
+        lp = torch.log_softmax(y @ E.T, dim=-1)
+        return [float(-lp[r, targets[k]]) for k, r in enumerate(rows)]
+
+    base = read_out(x)
+    total, direct_path = [], []
+    for i, (c, s) in enumerate(zip(outs, silence_outs)):
+        patched = losses(run(model, mel, tokens, patch=(i, s))[0], tokens, start)
+        total.append([a - b for a, b in zip(patched, clean)])
+        direct_path.append([a - b for a, b in zip(read_out(x - c + s), base)])
+    out["patch_total"], out["patch_direct"] = total, direct_path
     path = os.path.join(HERE, "tiny.en", "paths_jfk.json")
     with open(path, "w") as f:
         json.dump(out, f)
