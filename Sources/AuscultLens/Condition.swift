@@ -23,17 +23,24 @@ public struct Component: Hashable, Codable, Sendable {
     public var hook: String?
     /// Heads of `hook` to touch (hooks with a head axis or a `[…, d]` width split into heads).
     public var heads: [Int]?
+    /// `hook` is a pattern whose every point is ablated at once (`blocks` then lists their blocks).
+    public var together = false
 
-    public init(side: Side, blocks: [Int], hook: String? = nil, heads: [Int]? = nil) {
-        self.side = side; self.blocks = blocks.sorted(); self.hook = hook; self.heads = heads
+    public init(side: Side, blocks: [Int], hook: String? = nil, heads: [Int]? = nil, together: Bool = false) {
+        self.side = side; self.blocks = Array(Set(blocks)).sorted(); self.hook = hook; self.heads = heads
+        self.together = together
     }
 
     /// The first block whose output can change: everything before it is reused from the clean run.
     public var firstBlock: Int { blocks.min() ?? 0 }
 
-    /// `encoder.blocks.3`, `encoder.blocks.2+3`, or the hook name (with ` heads=1,2`).
+    /// `encoder.blocks.3`, `encoder.blocks.2+3`, or the hook name (with ` heads=1,2`, and
+    /// ` together` for a pattern ablated at once).
     public var name: String {
-        if let hook { return hook + (heads.map { " heads=" + $0.map(String.init).joined(separator: ",") } ?? "") }
+        if let hook {
+            return hook + (heads.map { " heads=" + $0.map(String.init).joined(separator: ",") } ?? "")
+                + (together ? " together" : "")
+        }
         return "\(side.rawValue).blocks." + blocks.map(String.init).joined(separator: "+")
     }
 }
@@ -71,8 +78,11 @@ extension Component {
     /// Components named by `patterns`: a block (`encoder.blocks.3`), a block set
     /// (`decoder.blocks.2+3`), every block of a side (`encoder`, `decoder`, `encoder.blocks.*`),
     /// or hook points (names, aliases, globs such as `encoder.blocks.*.hook_attn_out`), with
-    /// `heads` applied to hook targets.
-    public static func parse(_ patterns: [String], registry: HookRegistry, heads: [Int]? = nil) throws -> [Component] {
+    /// `heads` applied to hook targets. `together` makes each pattern of hook points one
+    /// component that ablates all its points at once.
+    public static func parse(
+        _ patterns: [String], registry: HookRegistry, heads: [Int]? = nil, together: Bool = false
+    ) throws -> [Component] {
         let dims = registry.dims
         var out = [Component]()
         func layers(_ s: Side) -> Int { s == .encoder ? dims.n_audio_layer : dims.n_text_layer }
@@ -94,6 +104,7 @@ extension Component {
                 out.append(Component(side: side, blocks: blocks))
                 continue
             }
+            var found = [Component]()
             for name in try registry.resolve(p) {
                 guard let (side, rest) = splitBlock(name), let dot = rest.firstIndex(of: "."),
                     let block = Int(rest[..<dot])
@@ -113,8 +124,15 @@ extension Component {
                             + "attn.hook_z, hook_attn_out, hook_mlp_out or a block"
                     )
                 }
-                out.append(Component(side: side, blocks: [block], hook: name, heads: heads))
+                found.append(Component(side: side, blocks: [block], hook: name, heads: heads))
             }
+            guard together, found.count > 1 else { out += found; continue }
+            guard Set(found.map(\.side)).count == 1 else {
+                throw ConditionError(
+                    .unsupported, "'\(p)' together: its points are on both sides; name encoder or decoder points")
+            }
+            out.append(
+                Component(side: found[0].side, blocks: found.flatMap(\.blocks), hook: p, heads: heads, together: true))
         }
         return out
     }
@@ -148,6 +166,7 @@ extension Condition {
         case .swap: mode = .resample
         case .scale: mode = .zero  // refused above
         }
-        return try Component.parse([spec.target], registry: registry, heads: spec.heads).map { Condition($0, mode) }
+        return try Component.parse([spec.target], registry: registry, heads: spec.heads, together: spec.together)
+            .map { Condition($0, mode) }
     }
 }

@@ -17,6 +17,12 @@ extension Sweep {
         }
     }
 
+    /// The hook points a component ablates: its hook, or every point of its pattern when together.
+    func points(_ comp: Component) throws -> [String] {
+        guard let hook = comp.hook else { return [] }
+        return comp.together ? try HookRegistry(dims: model.dims).resolve(hook) : [hook]
+    }
+
     func mean(_ tensors: [Tensor]) -> Tensor {
         var m = tensors[0]
         for t in tensors.dropFirst() { m += t }
@@ -88,17 +94,18 @@ extension Sweep {
                         }
                     } else {
                         inputs.append(x)
-                        let name = comp.hook!
                         try checkHeads(comp)
-                        let kind: InterventionKind
-                        switch row.cond.mode {
-                        case .zero: kind = .zero
-                        case .mean:
-                            if hookMeans[name] == nil { hookMeans[name] = mean(encoderHooks[name]!) }
-                            kind = .replace(flat(hookMeans[name]!))
-                        case .resample: kind = .replace(flat(encoderHooks[name]![row.donor!]))
+                        for name in try points(comp) {
+                            let kind: InterventionKind
+                            switch row.cond.mode {
+                            case .zero: kind = .zero
+                            case .mean:
+                                if hookMeans[name] == nil { hookMeans[name] = mean(encoderHooks[name]!) }
+                                kind = .replace(flat(hookMeans[name]!))
+                            case .resample: kind = .replace(flat(encoderHooks[name]![row.donor!]))
+                            }
+                            ops.append(Intervention(hook: name, kind: kind, heads: comp.heads, sequences: [r]))
                         }
-                        ops.append(Intervention(hook: name, kind: kind, heads: comp.heads, sequences: [r]))
                     }
                 }
                 let handler = ops.isEmpty ? nil : try Interventions(ops, model: model)
@@ -173,15 +180,17 @@ extension Sweep {
                     }
                     mains.append((id, Seq(cond: c, clip: clip, donor: d)))
                     let l = comp.firstBlock
-                    if let name = comp.hook {
+                    if comp.hook != nil {
                         try checkHeads(comp)
-                        let kind: InterventionKind
-                        switch c.mode {
-                        case .zero: kind = .zero
-                        case .mean: kind = .replace(decoderMeans[name]!)
-                        case .resample: kind = .fromSequence(shadow!)
+                        for name in try points(comp) {
+                            let kind: InterventionKind
+                            switch c.mode {
+                            case .zero: kind = .zero
+                            case .mean: kind = .replace(decoderMeans[name]!)
+                            case .resample: kind = .fromSequence(shadow!)
+                            }
+                            ops.append(Intervention(hook: name, kind: kind, heads: comp.heads, sequences: [id]))
                         }
-                        ops.append(Intervention(hook: name, kind: kind, heads: comp.heads, sequences: [id]))
                     } else {
                         let block = "decoder.blocks.\(l)"
                         switch c.mode {

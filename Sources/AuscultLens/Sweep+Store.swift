@@ -51,14 +51,16 @@ extension ConditionSummary {
     /// mean change of cross-entropy, clips whose transcript changed.
     public static func table(_ entries: [SweepEntry], top: Int = 8) -> [String] {
         let ranked = rank(entries)
+        let rows = ranked.filter { $0.condition != "clean" }.prefix(top) + ranked.filter { $0.condition == "clean" }
+        // Wide enough for the longest condition shown, never cut.
+        let width = max(44, rows.map(\.condition.count).max() ?? 0)
         var lines = [
-            "condition".padding(toLength: 44, withPad: " ", startingAt: 0)
+            "condition".padding(toLength: width, withPad: " ", startingAt: 0)
                 + "   WER %  median  readable   Δ CE   changed"
         ]
-        let rows = ranked.filter { $0.condition != "clean" }.prefix(top) + ranked.filter { $0.condition == "clean" }
         for s in rows {
             lines.append(
-                s.condition.padding(toLength: 44, withPad: " ", startingAt: 0)
+                s.condition.padding(toLength: width, withPad: " ", startingAt: 0)
                     + String(
                         format: "  %6.2f  %6.2f  %7.0f%%  %+6.3f   %d/%d", s.wer * 100, s.medianWER * 100,
                         s.readable * 100, s.meanCEDelta, s.changed, s.clips))

@@ -67,9 +67,11 @@ public final class Sweep {
     ) throws {
         self.loaded = loaded; self.items = items; self.options = options; self.normalizer = normalizer
         for c in options.conditions {
-            if let comp = c.component, comp.blocks.count > 1, c.mode != .zero {
+            if let comp = c.component, comp.blocks.count > 1, comp.hook == nil, c.mode != .zero {
                 throw ConditionError(
-                    .unsupported, "\(c.description): only zero ablation (removal) takes several blocks at once")
+                    .unsupported,
+                    "\(c.description): only zero ablation (removal) takes several blocks at once; several hook "
+                        + "points take zero, mean or swap with 'together'")
             }
         }
         if options.conditions.contains(where: { $0.mode == .resample }) && items.count < 2 {
@@ -123,9 +125,9 @@ public final class Sweep {
     func runClean(done: Set<String>, emit: ([SweepEntry]) throws -> Void) throws {
         let mel = LogMel(nMels: model.dims.n_mels)
         let encHookNames = Set(
-            options.conditions.compactMap { c -> String? in
-                guard let comp = c.component, comp.side == .encoder, c.mode != .zero else { return nil }
-                return comp.hook
+            try options.conditions.flatMap { c -> [String] in
+                guard let comp = c.component, comp.side == .encoder, c.mode != .zero else { return [] }
+                return try points(comp)
             })
         residuals = []; features = []; encoderHooks = [:]
         var start = 0
@@ -153,12 +155,14 @@ public final class Sweep {
         cleanTokens = results.map(\.tokens)
         cleanText = results.map(\.text)
         let decNames = Set(
-            options.conditions.compactMap { c -> [String]? in
+            try options.conditions.compactMap { c -> [String]? in
                 guard let comp = c.component, comp.side == .decoder, c.mode == .mean else { return nil }
-                return comp.hook.map { [$0] } ?? [
-                    "decoder.blocks.\(comp.blocks[0]).hook_resid_pre",
-                    "decoder.blocks.\(comp.blocks[0]).hook_resid_post",
-                ]
+                return comp.hook != nil
+                    ? try points(comp)
+                    : [
+                        "decoder.blocks.\(comp.blocks[0]).hook_resid_pre",
+                        "decoder.blocks.\(comp.blocks[0]).hook_resid_post",
+                    ]
             }.flatMap { $0 })
         let acc =
             decNames.isEmpty

@@ -41,18 +41,23 @@ public struct ConditionSpec: Hashable, Sendable, CustomStringConvertible {
     public var frames: Range<Int>?
     /// Absolute decoder token positions to touch.
     public var positions: Set<Int>?
+    /// Every point a pattern names changed in one condition (`zero decoder.blocks.*.hook_cross_attn_out
+    /// together`): a sweep otherwise makes one condition per point. A single run always changes
+    /// them all, so there it changes nothing.
+    public var together = false
 
     /// A condition from its parts; throws a `ConditionError` for a missing or impossible part.
     public init(
         _ verb: Verb, _ target: String, factor: Float? = nil, source: String? = nil, heads: [Int]? = nil,
-        frames: Range<Int>? = nil, positions: Set<Int>? = nil
+        frames: Range<Int>? = nil, positions: Set<Int>? = nil, together: Bool = false
     ) throws {
         self.verb = verb; self.target = target; self.factor = factor; self.source = source
-        self.heads = heads; self.frames = frames; self.positions = positions
+        self.heads = heads; self.frames = frames; self.positions = positions; self.together = together
         try check()
     }
 
-    /// Parses `VERB TARGET [by FACTOR] [from SOURCE] [heads=H,H…] [frames=A:B] [positions=P,P…]`.
+    /// Parses `VERB TARGET [by FACTOR] [from SOURCE] [heads=H,H…] [frames=A:B] [positions=P,P…]
+    /// [together]`.
     public init(parsing text: String) throws {
         let words = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         guard words.count >= 2, let verb = Verb(rawValue: words[0]) else {
@@ -62,6 +67,7 @@ public struct ConditionSpec: Hashable, Sendable, CustomStringConvertible {
                     + Verb.allCases.map(\.rawValue).joined(separator: ", "))
         }
         var factor: Float?, source: String?, heads: [Int]?, frames: Range<Int>?, positions: Set<Int>?
+        var together = false
         var i = 2
         func value(after word: String) throws -> String {
             guard i + 1 < words.count else {
@@ -83,6 +89,8 @@ public struct ConditionSpec: Hashable, Sendable, CustomStringConvertible {
                 factor = f
             } else if w == "from" {
                 source = try value(after: w)
+            } else if w == "together" {
+                together = true
             } else if let (key, v) = Self.selector(w) {
                 switch key {
                 case "heads": heads = try Self.integers(v, "heads", in: text)
@@ -104,12 +112,13 @@ public struct ConditionSpec: Hashable, Sendable, CustomStringConvertible {
                 throw ConditionError(
                     .syntax,
                     "condition '\(text)': unexpected '\(w)'; after the target come 'by FACTOR', 'from SOURCE', "
-                        + "heads=…, frames=START:END, positions=…")
+                        + "heads=…, frames=START:END, positions=…, together")
             }
             i += 1
         }
         try self.init(
-            verb, words[1], factor: factor, source: source, heads: heads, frames: frames, positions: positions)
+            verb, words[1], factor: factor, source: source, heads: heads, frames: frames, positions: positions,
+            together: together)
     }
 
     /// The canonical spelling.
@@ -120,6 +129,7 @@ public struct ConditionSpec: Hashable, Sendable, CustomStringConvertible {
         if let heads { s += " heads=" + heads.map(String.init).joined(separator: ",") }
         if let frames { s += " frames=\(frames.lowerBound):\(frames.upperBound)" }
         if let positions { s += " positions=" + positions.sorted().map(String.init).joined(separator: ",") }
+        if together { s += " together" }
         return s
     }
 
@@ -157,6 +167,10 @@ public struct ConditionSpec: Hashable, Sendable, CustomStringConvertible {
             guard heads == nil, frames == nil, positions == nil else {
                 throw ConditionError(.invalidSelector, "\(me): a skipped block has no heads, frames or positions")
             }
+        }
+        if together && (blocks != nil || verb == .skip) {
+            throw ConditionError(
+                .syntax, "\(me): 'together' joins the points of a pattern; a block set is removed together already")
         }
         if let heads, let bad = heads.first(where: { $0 < 0 }) {
             throw ConditionError(.invalidSelector, "\(me): head \(bad) is negative")

@@ -46,7 +46,8 @@ struct Ablate: ParsableCommand {
         name: .customLong("condition"),
         help: ArgumentHelp(
             "A condition in Auscult's syntax (repeatable): 'skip decoder.blocks.2+3', "
-                + "'zero decoder.blocks.1.attn.hook_z heads=0,3', 'swap encoder.blocks.2' (docs/conditions.md).",
+                + "'zero decoder.blocks.1.attn.hook_z heads=0,3', 'swap encoder.blocks.2', "
+                + "'zero decoder.blocks.*.hook_cross_attn_out together' (every point at once; docs/conditions.md).",
             valueName: "text"))
     var conditions: [String] = []
     @Option(help: ArgumentHelp("Ablation modes, comma-separated: zero, mean, resample.", valueName: "modes"))

@@ -80,6 +80,49 @@ struct SweepParityTests {
     }
 }
 
+@Suite("Several hook points ablated at once in a sweep")
+struct TogetherSweepTests {
+    @Test("every cross-attention zeroed together transcribes as the front door does, and scores as paths does")
+    func crossAttentionTogether() async throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let registry = HookRegistry(dims: loaded.model.dims)
+        let items = ["jfk", "ps_cards_003"].map { DatasetItem(id: $0, path: Fixtures.clip($0), reference: nil) }
+        let conditions =
+            try Condition.from(
+                ConditionSpec(parsing: "zero decoder.blocks.*.hook_cross_attn_out together"), registry: registry)
+            + Condition.from(ConditionSpec(parsing: "mean encoder.blocks.*.hook_mlp_out together"), registry: registry)
+        #expect(conditions.count == 2)
+        let (entries, paths) = try await offCooperativePool {
+            let sweep = try Sweep(
+                loaded: loaded, items: items, options: SweepOptions(conditions: conditions),
+                normalizer: EnglishTextNormalizer(spelling: [:]))
+            var entries = [SweepEntry]()
+            try sweep.run { entries += $0 }
+            return (entries, try PathAnalysis(loaded: loaded).run(clips: items))
+        }
+        let clips = items.map { AudioInput.file($0.path) }
+        for (k, item) in items.enumerated() {
+            let crossOff = try #require(
+                entries.first { $0.clip == item.id && $0.condition == conditions[0].description })
+            let plain = try loaded.run(clips[k], interventions: [.zero("decoder.blocks.*.hook_cross_attn_out")])
+            // Sweep entries keep special tokens the model sampled; a run's tokens are text only.
+            let eot = loaded.tokenizer.eot
+            #expect(crossOff.tokens.filter { $0 < eot } == plain.tokens, "\(item.id)")
+            // The sweep's cross-entropy of the clean transcript is paths' "no cross-attention" loss.
+            let noCross = paths.clips[k].losses[2]
+            let mean = noCross.reduce(0, +) / Double(noCross.count)
+            #expect(abs(crossOff.ce - mean) < 1e-3, "\(item.id): \(crossOff.ce) vs \(mean)")
+            // Every encoder MLP replaced by its mean over the two clips at once.
+            let means = try (0..<4).map { l in
+                try Intervention.mean(.encoder(l).mlpOut, over: clips, model: loaded)
+            }
+            let meaned = try #require(entries.first { $0.clip == item.id && $0.condition == conditions[1].description })
+            let meanRun = try loaded.run(clips[k], interventions: means)
+            #expect(meaned.tokens.filter { $0 < eot } == meanRun.tokens && !meanRun.tokens.isEmpty, "\(item.id)")
+        }
+    }
+}
+
 @Suite("Sweep results on disk")
 struct SweepStoreTests {
     @Test("an interrupted sweep resumes without losing or duplicating results")

@@ -13,6 +13,7 @@ struct ConditionSyntaxTests {
             "scale encoder.blocks.2.mlp.hook_post by 2.5 frames=0:150",
             "swap encoder.blocks.2.hook_resid_post from jfk",
             "mean decoder.blocks.0.hook_mlp_out positions=3,4",
+            "zero decoder.blocks.*.hook_cross_attn_out together",
         ]
         for text in texts {
             let spec = try ConditionSpec(parsing: text)
@@ -40,6 +41,7 @@ struct ConditionSyntaxTests {
             ("zero encoder.blocks.1.attn.hook_z heads=1,x", .syntax, "'1,x'"),
             ("zero encoder.blocks.1.attn.hook_z heads=-1", .invalidSelector, "-1"),
             ("zero encoder.blocks.1.attn.hook_z extra", .syntax, "'extra'"),
+            ("skip decoder.blocks.2+3 together", .syntax, "together already"),
         ]
         for (text, code, words) in cases {
             #expect {
@@ -63,6 +65,19 @@ struct ConditionSyntaxTests {
             #expect(try Condition.from(ConditionSpec(parsing: c.description), registry: registry) == [c], "\(c)")
         }
         #expect(try Condition.from(ConditionSpec(parsing: "zero decoder"), registry: registry).count == 4)
+        // A pattern is one condition per point, or one for all of them with 'together'.
+        let each = try Condition.from(
+            ConditionSpec(parsing: "zero decoder.blocks.*.hook_cross_attn_out"), registry: registry)
+        let all = try Condition.from(
+            ConditionSpec(parsing: "mean decoder.blocks.*.hook_cross_attn_out together"), registry: registry)
+        #expect(each.count == 4 && all.count == 1 && all[0].component?.blocks == [0, 1, 2, 3])
+        #expect(all[0].description == "mean decoder.blocks.*.hook_cross_attn_out together")
+        #expect(try Condition.from(ConditionSpec(parsing: all[0].description), registry: registry) == all)
+        #expect {
+            _ = try Condition.from(ConditionSpec(parsing: "zero *.hook_mlp_out together"), registry: registry)
+        } throws: {
+            ($0 as? ConditionError)?.code == .unsupported && "\($0)".contains("both sides")
+        }
         #expect {
             _ = try Condition.from(ConditionSpec(parsing: "swap encoder.blocks.2 from jfk"), registry: registry)
         } throws: {
