@@ -92,7 +92,9 @@ let package = Package(
             dependencies: ["AuscultWhisper", "AuscultAudio", "_TestSupport"]),
         .testTarget(
             name: "AuscultLensTests",
-            dependencies: ["AuscultLens", "AuscultReport", "AuscultWhisper", "AuscultAudio", "_TestSupport"]),
+            dependencies: [
+                "AuscultLens", "AuscultReport", "AuscultWhisper", "AuscultAudio", "AuscultSAE", "_TestSupport",
+            ]),
         .testTarget(
             name: "AuscultSAETests",
             dependencies: ["AuscultSAE", "AuscultWhisper", "AuscultTensor", "_TestSupport"]),

@@ -1,5 +1,6 @@
 // `auscult losses`: models compared by what they find hard. Every subject (a model, a model under
-// an intervention, or a model's direct path from token embedding to unembedding) scores the same
+// an intervention or with an SAE spliced in, or a model's direct path from token embedding to
+// unembedding) scores the same
 // reference transcripts; its per-word losses form one vector, and PCA over the vectors puts each
 // subject at a point, with the words that load most on each component (Olsson et al. 2022 compare
 // models by per-token losses this way). Words, not tokens, because tiny.en and base split text
@@ -61,8 +62,15 @@ public struct LossComparison {
         /// Score with the zero-layer path only: each token's embedding through the final
         /// LayerNorm to the unembedding (bigram statistics; no audio, no position, no layer).
         public var directPath: Bool
-        public init(name: String, loaded: LoadedModel, interventions: [Intervention] = [], directPath: Bool = false) {
+        /// Makes a hook handler for one clip's run from the encoder frames holding its audio: an
+        /// SAE spliced in (`SAESplice`, which splices only those frames), or any other handler.
+        public var hooks: ((_ audioFrames: Int) throws -> HookHandler)?
+        public init(
+            name: String, loaded: LoadedModel, interventions: [Intervention] = [], directPath: Bool = false,
+            hooks: ((_ audioFrames: Int) throws -> HookHandler)? = nil
+        ) {
             self.name = name; self.loaded = loaded; self.interventions = interventions; self.directPath = directPath
+            self.hooks = hooks
         }
     }
 
@@ -160,9 +168,12 @@ public struct LossComparison {
         if s.directPath {
             logits = try directPathLogits(loaded, tokens: tokens)
         } else {
+            let frames = LoadedClip.validFrames(samples: audio.count, maxFrames: loaded.model.dims.n_audio_ctx)
             guard
-                let l = try loaded.run(.samples(audio), tokens: tokens, interventions: s.interventions, logits: true)
-                    .logits
+                let l = try loaded.run(
+                    .samples(audio), tokens: tokens, interventions: s.interventions, hooks: try s.hooks?(frames),
+                    logits: true
+                ).logits
             else { throw LensError(.invalidArgument, "losses: \(s.name) returned no logits") }
             logits = l
         }

@@ -1,4 +1,5 @@
 import AuscultLens
+import AuscultSAE
 import AuscultTensor
 import AuscultWhisper
 import Foundation
@@ -57,6 +58,43 @@ struct LossComparisonTests {
         let pc1 = Dictionary(uniqueKeysWithValues: r.points.map { ($0.name, $0.coordinates[0]) })
         #expect(abs(pc1["tiny.en · direct path"]!) > abs(pc1["tiny.en"]!))
         #expect(abs(r.components.map(\.explained).reduce(0, +) - 1) < 1e-9 || r.components.count < 3)
+    }
+
+    @Test("an SAE spliced in is a subject: an exact one scores as the model does, a lossy one worse")
+    func splicedSubjects() async throws {
+        let tiny = try Fixtures.loaded("tiny.en")
+        let items = try Dataset.load(Fixtures.clips).items.filter { ["jfk", "ps_cards_003"].contains($0.id) }
+        let hook = "encoder.blocks.2.hook_resid_post"
+        let lossy = SparseAutoencoder(config: SAEConfig(architecture: .topk, dIn: 384, dSAE: 64, k: 2), seed: 9)
+        let r = try await offCooperativePool {
+            try LossComparison(subjects: [
+                .init(name: "clean", loaded: tiny),
+                .init(name: "identity", loaded: tiny) { try SAESplice(sae: identitySAE(384), hook: hook, frames: [$0]) },
+                .init(name: "lossy", loaded: tiny) { try SAESplice(sae: lossy, hook: hook, frames: [$0]) },
+            ]).run(clips: items)
+        }
+        let worst = zip(r.losses[0], r.losses[1]).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(worst < 1e-4, "an SAE that reconstructs exactly changes the losses by \(worst)")
+        #expect(r.points[2].meanLoss > r.points[0].meanLoss + 1, "\(r.points.map(\.meanLoss))")
+    }
+
+    @Test("auscult losses --sae scores each model the SAE fits and refuses one that fits none")
+    func saeCommandLine() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let data = try Fixtures.dataset(["jfk"])
+        let lossy = SparseAutoencoder(config: SAEConfig(architecture: .topk, dIn: 384, dSAE: 64, k: 2), seed: 9)
+        try SAECheckpoint.save(lossy, to: dir + "/sae", hook: "encoder.blocks.2.hook_resid_post", model: "tiny.en")
+        let r = try AuscultCLI.run([
+            "losses", "--models", "tiny.en,base", "--sae", dir + "/sae", "--data", data, "--out", dir + "/out",
+        ])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("tiny.en · SAE sae at encoder.blocks.2.hook_resid_post"), "\(r.out)")
+        #expect(!r.out.contains("base · SAE"), "base's hook is 512 wide: \(r.out)")
+        let none = try AuscultCLI.run([
+            "losses", "--models", "base", "--condition", "skip decoder.blocks.3", "--sae", dir + "/sae", "--data",
+            data, "--out", dir + "/none",
+        ])
+        #expect(none.status != 0 && none.err.contains("no model of --models"), "\(none.err)")
     }
 
     @Test("auscult losses writes results and a report that opens in Chromium; bad input is refused by name")
