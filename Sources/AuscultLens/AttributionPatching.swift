@@ -86,7 +86,7 @@ public struct AttributionPatching {
         if case .wer = patching.metric { throw Self.notDifferentiable }
         let real = try patching.run(clean: path, corruption: corruption, progress: progress)
         let seq = real.tokens
-        let prompt = loaded.prompt(DecodingOptions()).count
+        let prompt = loaded.prompt(patching.decoding).count
         let gradientMetric = try Self.gradientMetric(patching.metric, seq: seq, prompt: prompt)
         let cleanSamples = try AudioClip(contentsOf: path).samples
         let corruptSamples = try corruption.apply(cleanSamples)

@@ -10,7 +10,7 @@ import Foundation
 /// lens (`tuned_lens.safetensors`, one affine translator per layer, and `tuned_lens.json`).
 ///
 /// The directory records the settings its clips were made with (`run.json`: model, top-k,
-/// attention); a run with other settings is refused unless `fresh`, so one model's clips are
+/// attention, prompt and prefix); a run with other settings is refused unless `fresh`, so one model's clips are
 /// never reused under another model's title.
 public struct LensJob {
     public var lens: Lens
@@ -46,7 +46,7 @@ public struct LensJob {
             directory,
             settings: [
                 "command": "lens", "model": lens.loaded.path, "top_k": "\(lens.topK)", "attention": "\(attention)",
-            ],
+            ].merging(lens.decoding.contextSettings) { a, _ in a },
             fresh: fresh, holdsResults: made)
         var results = [LensResult](), sections = [(String, String)]()
         var skipped = [(item: DatasetItem, error: any Error)]()

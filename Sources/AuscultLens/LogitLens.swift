@@ -82,6 +82,9 @@ public struct AttentionMaps: Sendable {
 public struct Lens {
     public let loaded: LoadedModel
     public var topK = 5
+    /// How the clean transcript is decoded (a previous-context prompt and a prefix, as
+    /// openai-whisper's `prompt` and `prefix`); the teacher-forced input starts with them.
+    public var decoding = DecodingOptions()
     public init(loaded: LoadedModel) { self.loaded = loaded }
     var model: Whisper { loaded.model }
 
@@ -118,11 +121,8 @@ public struct Lens {
         if let given {
             seq = given
         } else {
-            let r = try loaded.decoder.decode(audio: audio)[0]
-            seq =
-                loaded.decoder.initialTokens(DecodingOptions(), language: r.language) + r.tokens + [
-                    loaded.tokenizer.eot
-                ]
+            let r = try loaded.decoder.decode(audio: audio, options: decoding)[0]
+            seq = loaded.decoder.initialTokens(decoding, language: r.language) + r.tokens + [loaded.tokenizer.eot]
         }
         let logits = try model.decode([seq], cache: try model.makeCache(audio: audio, audioIndex: [0]), hooks: rec)
         let t = seq.count, v = dims.n_vocab, d = dims.n_text_state
@@ -156,7 +156,7 @@ public struct Lens {
         // Encoder lens: the decoder reads ln_post of each intermediate block's output.
         var encLens = [EncoderLensLayer]()
         let feats = try (1..<dims.n_audio_layer).map { try model.encoderOutput(streams[$0]).row(0) }
-        let results = try loaded.decoder.decode(audio: Tensor.stack(feats + [audio.row(0)]))
+        let results = try loaded.decoder.decode(audio: Tensor.stack(feats + [audio.row(0)]), options: decoding)
         for (l, r) in results.enumerated() {
             encLens.append(EncoderLensLayer(layer: l, tokens: r.tokens, text: r.text))
         }

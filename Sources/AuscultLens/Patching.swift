@@ -126,6 +126,9 @@ public struct Patching {
     /// Frames (20 ms) per encoder window.
     public var window = 50
     public var encoderBatch = 8
+    /// How the clean and corrupted transcripts are decoded (prompt and prefix); the metric's
+    /// teacher-forced input starts with them.
+    public var decoding = DecodingOptions()
     public let normalizer: EnglishTextNormalizer
     var model: Whisper { loaded.model }
 
@@ -152,9 +155,9 @@ public struct Patching {
         let cleanRec = ActivationRecorder { zNames.contains($0) }
         let (cleanStreams, cleanAudio) = try encode(cleanSamples, record: cleanRec)
         let (corruptStreams, corruptAudio) = try encode(corruptSamples, record: nil)
-        let cleanResult = try loaded.decoder.decode(audio: cleanAudio)[0]
-        let corruptResult = try loaded.decoder.decode(audio: corruptAudio)[0]
-        let prompt = loaded.decoder.initialTokens(DecodingOptions(), language: cleanResult.language)
+        let cleanResult = try loaded.decoder.decode(audio: cleanAudio, options: decoding)[0]
+        let corruptResult = try loaded.decoder.decode(audio: corruptAudio, options: decoding)[0]
+        let prompt = loaded.decoder.initialTokens(decoding, language: cleanResult.language)
         let seq = prompt + cleanResult.tokens + [loaded.tokenizer.eot]
         _ = try model.decode([seq], cache: try model.makeCache(audio: cleanAudio, audioIndex: [0]), hooks: cleanRec)
         let clean = cleanRec.store.mapValues { $0.reshaped(Array($0.shape.dropFirst())) }
@@ -184,7 +187,8 @@ public struct Patching {
                 }
                 return out
             case .wer:
-                let results = try loaded.decoder.decode(audio: audio, rows: rows, tokensFrom: nil, hooks: handler)
+                let results = try loaded.decoder.decode(
+                    audio: audio, rows: rows, tokensFrom: nil, options: decoding, hooks: handler)
                 let ref = normalizer(cleanResult.text).split(separator: " ")
                 return results.map {
                     WordErrorRate.align(reference: ref, hypothesis: normalizer($0.text).split(separator: " ")).rate

@@ -148,9 +148,8 @@ extension Lens {
         let dims = model.dims
         let mel = LogMel(nMels: dims.n_mels).window(try AudioClip(contentsOf: path).samples)
         let audio = try model.encode(mel.reshaped([1] + mel.shape))
-        let r = try loaded.decoder.decode(audio: audio)[0]
-        let seq =
-            loaded.decoder.initialTokens(DecodingOptions(), language: r.language) + r.tokens + [loaded.tokenizer.eot]
+        let r = try loaded.decoder.decode(audio: audio, options: decoding)[0]
+        let seq = loaded.decoder.initialTokens(decoding, language: r.language) + r.tokens + [loaded.tokenizer.eot]
         let names =
             ["decoder.blocks.0.hook_resid_pre"] + (0..<dims.n_text_layer).map { "decoder.blocks.\($0).hook_resid_post" }
         let rec = ActivationRecorder { names.contains($0) }

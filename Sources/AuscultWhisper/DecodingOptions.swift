@@ -99,3 +99,14 @@ enum LogSoftmax {
         Kernels.logSumExp(x + r.lowerBound, count: r.count)
     }
 }
+
+extension DecodingOptions {
+    /// The prompt and prefix as a resumable run records them (`prompt`/`prefix`: token ids
+    /// joined by commas), so a rerun with other context is refused; empty when neither is set.
+    public var contextSettings: [String: String] {
+        var s = [String: String]()
+        if let prompt { s["prompt"] = prompt.map(String.init).joined(separator: ",") }
+        if let prefix { s["prefix"] = prefix.map(String.init).joined(separator: ",") }
+        return s
+    }
+}

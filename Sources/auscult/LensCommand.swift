@@ -26,6 +26,7 @@ struct LensCommand: ParsableCommand {
             """)
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup(title: "Prompt and prefix") var promptOptions: PromptOptions
     @Option(help: "Dataset folder to take clips from (with --limit).") var data: String?
     @Option(help: "Use only the first N clips of --data.") var limit: Int = 3
     @Option(help: "Output directory.") var out: String
@@ -55,6 +56,7 @@ struct LensCommand: ParsableCommand {
         if let data { items += Array(try Dataset.load(data).items.prefix(limit)) }
         var lens = Lens(loaded: loaded)
         lens.topK = topK
+        try promptOptions.apply(to: &lens.decoding, loaded)
         var job = LensJob(lens: lens, directory: out)
         job.attention = !noAttention
         job.fresh = fresh

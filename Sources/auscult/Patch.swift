@@ -56,6 +56,7 @@ struct Patch: ParsableCommand {
 
 /// The clean/corrupted pair and the metric of `patch` and `attribute`.
 struct PatchingOptions: ParsableArguments {
+    @OptionGroup(title: "Prompt and prefix") var promptOptions: PromptOptions
     @Option(help: "A corrupted recording to use as is.") var corrupt: String?
     @Option(help: "Add Gaussian noise at this SNR in dB.") var noise: Double?
     @Option(help: "Silence START:END seconds.") var silence: String?
@@ -93,6 +94,7 @@ struct PatchingOptions: ParsableArguments {
         guard window >= 1 else { throw ValidationError("--window must be at least 1, got \(window)") }
         var p = Patching(loaded: loaded, normalizer: try EnglishTextNormalizer())
         p.window = window
+        try promptOptions.apply(to: &p.decoding, loaded)
         switch metric {
         case "logprob": p.metric = .logprob
         case "wer" where allowWER: p.metric = .wer

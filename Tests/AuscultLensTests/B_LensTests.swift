@@ -29,6 +29,32 @@ struct LensTests {
         #expect(meanKL[1] > meanKL[meanKL.count - 1])
     }
 
+    @Test("with a prompt and a prefix the lens reads the transcript decoded after them, and a resume must match")
+    func promptAndPrefix() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        var lens = Lens(loaded: loaded)
+        lens.decoding.prompt = loaded.promptTokens("A speech in Washington.")
+        lens.decoding.prefix = loaded.promptTokens("And so my")
+        let (r, _) = try lens.run(Fixtures.clip("jfk"))
+        let start = loaded.prompt(lens.decoding)
+        #expect(start.first == loaded.tokenizer.sotPrev && start.suffix(3) == lens.decoding.prefix![...])
+        let free = try loaded.run(.file(Fixtures.clip("jfk")), options: lens.decoding)
+        #expect(r.tokens == start + free.tokens + [loaded.tokenizer.eot])
+        // The last layer's top-1 is the model's own next token wherever the transcript continues.
+        let last = try #require(r.decoderLens.last)
+        for p in (start.count - 1)..<(r.tokens.count - 1) { #expect(last.top1[p] == r.tokens[p + 1], "position \(p)") }
+        // A lens directory made without the context refuses a run with it, naming what differs.
+        let dir = try Fixtures.temporaryDirectory()
+        let item = DatasetItem(id: "jfk", path: Fixtures.clip("jfk"), reference: nil)
+        var job = LensJob(lens: Lens(loaded: loaded), directory: dir)
+        job.attention = false
+        _ = try job.run([item])
+        job.lens = lens
+        #expect { _ = try job.run([item]) } throws: {
+            ($0 as? LensError)?.code == .conflictingRun && "\($0)".contains("prefix")
+        }
+    }
+
     @Test("direct logit attribution: every component plus the LayerNorm bias term sums to the logit")
     func attributionSums() throws {
         let loaded = try Fixtures.loaded("tiny.en")

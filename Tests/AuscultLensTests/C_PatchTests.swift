@@ -39,4 +39,17 @@ struct PatchTests {
         #expect(dec.restored.dropFirst().flatMap { $0 }.max()! > 0.05)
         #expect(r.grids.map(\.hook).contains("decoder.blocks.*.cross_attn.hook_z"))
     }
+
+    @Test("with a prefix, patching scores the transcript decoded after it")
+    func prefix() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        var p = Patching(loaded: loaded, normalizer: EnglishTextNormalizer(spelling: [:]))
+        p.window = 1500
+        p.decoding.prefix = loaded.promptTokens("And so my")
+        let r = try p.run(clean: Fixtures.clip("jfk"), corruption: .noise(snrDB: 0, seed: 1))
+        let start = loaded.prompt(p.decoding)
+        #expect(Array(r.tokens.prefix(start.count)) == start && start.suffix(3) == p.decoding.prefix![...])
+        #expect(r.cleanText == (try loaded.run(.file(Fixtures.clip("jfk")), options: p.decoding)).text)
+        #expect(r.cleanValue > r.corruptValue)
+    }
 }
