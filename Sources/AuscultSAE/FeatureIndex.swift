@@ -50,6 +50,8 @@ public struct FeatureIndexBuilder {
     /// Features kept per top example as those most active in the same frame (co-activation).
     public var coactive = 8
     public var batchSize = 8
+    /// How the clips' transcripts (the words examples are labelled with) are decoded: prompt and prefix.
+    public var decoding = DecodingOptions()
 
     public init(loaded: LoadedModel, source: FeatureSource) throws {
         let hookName: String
@@ -133,7 +135,7 @@ public struct FeatureIndexBuilder {
             let rec = ActivationRecorder { $0 == hook }
             let audio = try loaded.model.encode(Tensor.stack(good.map(\.mel)), hooks: rec)
             guard let acts = rec.store[hook] else { throw StoreError(.missing, "the encoder did not reach \(hook)") }
-            let results = try loaded.decoder.decode(audio: audio, options: DecodingOptions(), hooks: nil)
+            let results = try loaded.decoder.decode(audio: audio, options: decoding, hooks: nil)
             let inWidth = acts.count / (acts.shape[0] * dims.n_audio_ctx)
             var newClips = [(id: Int, item: DatasetItem, frames: Int, text: String, words: [WordTiming])]()
             for (b, g) in good.enumerated() {
@@ -278,9 +280,13 @@ public struct FeatureIndexBuilder {
         [
             "kind": kind, "hook": hook, "source": sourcePath, "model": loaded.path, "width": "\(width)",
             "top": "\(top)", "samples": "\(samples)", "coactive": "\(coactive)", "separation": "\(separation)",
-            "version": FeatureIndex.currentVersion,
+            "version": FeatureIndex.currentVersion, "prompt": decoding.contextSettings["prompt"] ?? "",
+            "prefix": decoding.contextSettings["prefix"] ?? "",
         ]
     }
+
+    /// Settings an index made before they existed lacks; there they read as empty.
+    static let settingsAddedLater: Set<String> = ["prompt", "prefix"]
 
     /// Loads the state of an earlier build of the same settings, or records the settings.
     func resume(_ db: SQLiteDatabase) throws -> State {
@@ -294,7 +300,7 @@ public struct FeatureIndexBuilder {
             }
             return state
         }
-        for (k, v) in settings where meta[k] != v {
+        for (k, v) in settings where (meta[k] ?? (Self.settingsAddedLater.contains(k) ? "" : nil)) != v {
             throw StoreError(
                 .occupied,
                 "\(db.path) holds an index with \(k) = \(meta[k] ?? "nothing"), not \(v); rebuild it from scratch or "

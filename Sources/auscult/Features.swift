@@ -27,6 +27,7 @@ struct Index: ParsableCommand {
             """)
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup(title: "Prompt and prefix (the transcripts that label examples)") var promptOptions: PromptOptions
     @Option(help: ArgumentHelp("SAE checkpoint directory: index its latents.", valueName: "dir")) var sae: String?
     @Option(help: ArgumentHelp("Hook point (default: the SAE's hook_name).", valueName: "name")) var saeHook: String?
     @Option(help: ArgumentHelp("Encoder hook point whose raw values (neurons) to index.", valueName: "hook"))
@@ -53,6 +54,7 @@ struct Index: ParsableCommand {
         }
         var builder = try FeatureIndexBuilder(loaded: loaded, source: source)
         builder.top = top; builder.batchSize = max(1, batchSize)
+        try promptOptions.apply(to: &builder.decoding, loaded)
         var items = try Dataset.load(data).items
         if let limit { items = Array(items.prefix(max(1, limit))) }
         let started = Date()

@@ -115,6 +115,17 @@ struct FeatureIndexTests {
         #expect(try a.db.rows("SELECT COUNT(*) FROM clips")[0][0] == .int(2))
         builder.top = 5
         #expect(throws: StoreError.self) { try builder.build(items, path: dir + "/whole.sqlite") }
+        // Transcripts decoded after a prefix label another index; resuming across is refused by name.
+        builder.top = 2
+        builder.decoding.prefix = loaded.promptTokens("And so my")
+        #expect { try builder.build(items, path: dir + "/whole.sqlite") } throws: {
+            ($0 as? StoreError)?.code == .occupied && "\($0)".contains("prefix")
+        }
+        try builder.build(Array(items.prefix(1)), path: dir + "/prefixed.sqlite")
+        let prefixed = try FeatureIndex(path: dir + "/prefixed.sqlite")
+        let text = try prefixed.db.rows("SELECT transcript FROM clips ORDER BY id")[0][0].text ?? ""
+        let expected = try loaded.run(.file(items[0].path), options: builder.decoding).text
+        #expect(text == expected, "\(text) vs \(expected)")
     }
 
     @Test("auscult index and features: a latent's examples as text and JSON, clear errors for bad queries")
