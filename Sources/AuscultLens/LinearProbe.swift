@@ -154,16 +154,21 @@ public struct ProbeJob {
     public var weightDecay: Float = 1e-3
     public var steps = 300
 
+    /// How the transcript a word task labels frames by is decoded (prompt and prefix; a
+    /// prefix's words are not part of the transcript, so they label no frame).
+    public var decoding = DecodingOptions()
+
     public init(loaded: LoadedModel, hook: HookName) {
         self.loaded = loaded
         self.hook = hook
     }
 
-    /// The activation rows and labels of one clip's audio frames.
-    func frames(_ item: DatasetItem, normalizer: EnglishTextNormalizer) throws -> (Tensor, [Float]) {
+    /// The activation rows `[frames holding audio, width]` and labels of one clip; a word task
+    /// labels the frames of the words of the clip's transcript, decoded with `decoding`.
+    public func frames(_ item: DatasetItem, normalizer: EnglishTextNormalizer) throws -> (Tensor, [Float]) {
         let samples = try AudioClip(contentsOf: item.path).samples
         let names: [HookName] = [hook, .lnPost.normalized]
-        let (result, cache) = try loaded.runWithCache(.samples(samples), names: names)
+        let (result, cache) = try loaded.runWithCache(.samples(samples), names: names, options: decoding)
         let x = try cache.tensor(hook)
         guard x.shape.first == loaded.model.dims.n_audio_ctx else {
             throw LensError(

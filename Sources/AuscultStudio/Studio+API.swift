@@ -171,13 +171,34 @@ extension Studio {
             words: words.filter { $0.end > s && $0.start < e })
     }
 
+    /// The `prompt` and `prefix` query parameters as decoding options, checked (text, at most
+    /// 400 characters; the tokens must be text tokens that fit the decoder's context).
+    func decodingContext(_ query: Query) throws -> DecodingOptions {
+        var options = DecodingOptions()
+        func ids(_ name: String) throws -> [Int]? {
+            guard let text = query.get(name), !text.trimmingCharacters(in: .whitespaces).isEmpty else { return nil }
+            guard text.count <= 400 else {
+                throw StudioError(.badRequest, "\(name): \(text.count) characters; at most 400")
+            }
+            let ids = loaded.promptTokens(text)
+            do { try loaded.checkTextTokens(ids, what: name) } catch {
+                throw StudioError(.badRequest, "\(name): \(error)", cause: error)
+            }
+            return ids
+        }
+        options.prompt = try ids("prompt")
+        options.prefix = try ids("prefix")
+        return options
+    }
+
     /// Transcript, words, spectrogram and the `count` features with the largest peak.
     func inspection(
-        _ samples: [Float], index: ServedIndex, clip: String, upload: Bool, count: Int
+        _ samples: [Float], index: ServedIndex, clip: String, upload: Bool, count: Int,
+        options: DecodingOptions = DecodingOptions()
     ) throws
         -> (Inspection, ClipAnalysis)
     {
-        let (a, r, words) = try analyse(samples, index: index, transcribe: true)
+        let (a, r, words) = try analyse(samples, index: index, transcribe: true, options: options)
         var peaks = [(Int, Float)]()
         for f in 0..<a.width {
             var m: Float = 0

@@ -93,9 +93,10 @@ extension Studio {
     }
 
     /// Runs the encoder on `samples` and computes `index`'s feature values; with `transcribe`,
-    /// also the greedy transcript and its word timing.
+    /// also the greedy transcript (decoded with `options`: prompt and prefix) and its word timing.
     func analyse(
-        _ samples: [Float], index: ServedIndex, transcribe: Bool = false
+        _ samples: [Float], index: ServedIndex, transcribe: Bool = false,
+        options: DecodingOptions = DecodingOptions()
     ) throws
         -> (analysis: ClipAnalysis, result: RunResult?, words: [WordSpan])
     {
@@ -104,7 +105,7 @@ extension Studio {
         var acts: Tensor, result: RunResult?, words = [WordSpan]()
         if transcribe {
             let (r, cache) = try loaded.runWithCache(
-                input, names: [HookName(index.hook), HookName.lnPost.normalized])
+                input, names: [HookName(index.hook), HookName.lnPost.normalized], options: options)
             acts = try cache.tensor(HookName(index.hook))
             words = try alignedWords(r, cache, samples: samples.count)
             result = r

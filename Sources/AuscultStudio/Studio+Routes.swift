@@ -81,9 +81,11 @@ extension Studio {
         router.get("/api/indexes/:index/clips/:clip/inspect") { [self] req, ctx in
             let index = try index(ctx.path("index")), name = try ctx.path("clip")
             let count = try Query(req).int("features", default: 12, in: 1...64)
+            let context = try decodingContext(Query(req))
             let (inspection, a) = try await model.run {
                 try self.inspection(
-                    self.indexedSamples(index, name), index: index, clip: name, upload: false, count: count)
+                    self.indexedSamples(index, name), index: index, clip: name, upload: false, count: count,
+                    options: context)
             }
             clips.put(index.id + "|clip:" + name, a)
             return try json(inspection)
@@ -92,10 +94,11 @@ extension Studio {
             let index = try index(ctx.path("index"))
             let count = try Query(req).int("features", default: 12, in: 1...64)
             let name = (Query(req).get("name") ?? "upload").prefix(128)
+            let context = try decodingContext(Query(req))
             let samples = try await uploadedSamples(req, name: String(name))
             let id = uploads.add(UploadStore.Upload(name: String(name), samples: samples, words: []))
             let (inspection, a) = try await model.run {
-                try self.inspection(samples, index: index, clip: id, upload: true, count: count)
+                try self.inspection(samples, index: index, clip: id, upload: true, count: count, options: context)
             }
             uploads.setWords(id, inspection.words)
             clips.put(index.id + "|upload:" + id, a)

@@ -20,6 +20,7 @@ struct Probe: ParsableCommand {
             """)
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup(title: "Prompt and prefix (the transcript a word task labels by)") var promptOptions: PromptOptions
     @Option(help: "An encoder hook point with one row per frame.") var hook: String
     @Option(help: "Dataset folder or a folder of audio files.") var data: String
     @Option(help: "Use only the first N clips.") var limit: Int?
@@ -56,6 +57,7 @@ struct Probe: ParsableCommand {
             FileHandle.standardError.write("skipping \(item.path): \(error)\n".data(using: .utf8)!)
         }
         var job = ProbeJob(loaded: loaded, hook: HookName(stringLiteral: hook))
+        try promptOptions.apply(to: &job.decoding, loaded)
         job.task = probeTask; job.kind = k; job.weightDecay = weightDecay; job.steps = steps
         let progress = ProgressReporter(total: ok.count, label: "clips")
         let r = try job.run(ok, progress: progress)

@@ -55,4 +55,18 @@ struct ProbeTests {
         #expect(r.heldOutScore > r.majorityBaseline + 0.05)  // measured 0.868 against 0.760
         #expect(r.example?.labels.count == r.example?.outputs.count)
     }
+
+    @Test("a word task labels the frames of the transcript's word; a prefix holding the word labels none")
+    func wordLabelsFollowTheTranscript() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let item = DatasetItem(id: "jfk", path: Fixtures.clip("jfk"), reference: nil)
+        var job = ProbeJob(loaded: loaded, hook: HookName.encoder(2).residPost)
+        job.task = .word("fellow")
+        let normalizer = try EnglishTextNormalizer()
+        let (x, labels) = try job.frames(item, normalizer: normalizer)
+        let positive = labels.filter { $0 == 1 }.count
+        #expect(x.shape[0] == labels.count && positive >= 5 && positive < 50, "\(positive) frames of 'fellow'")
+        job.decoding.prefix = loaded.promptTokens("And so my fellow")
+        #expect(try job.frames(item, normalizer: normalizer).1.allSatisfy { $0 == 0 })
+    }
 }

@@ -69,7 +69,9 @@ struct LossComparisonTests {
         let r = try await offCooperativePool {
             try LossComparison(subjects: [
                 .init(name: "clean", loaded: tiny),
-                .init(name: "identity", loaded: tiny) { try SAESplice(sae: identitySAE(384), hook: hook, frames: [$0]) },
+                .init(name: "identity", loaded: tiny) {
+                    try SAESplice(sae: identitySAE(384), hook: hook, frames: [$0])
+                },
                 .init(name: "lossy", loaded: tiny) { try SAESplice(sae: lossy, hook: hook, frames: [$0]) },
             ]).run(clips: items)
         }

@@ -307,6 +307,36 @@ struct StudioBrowserTests {
         try await expectQuietConsole(session, "losses")
     }
 
+    @Test("a prefix typed in the inspector transcribes the clip again after it; one too long gets a 400")
+    func inspectWithPrefix() async throws {
+        let base = try await StudioFixture.shared.server()
+        let session = try await BrowserSession()
+        defer { Task { await session.close() } }
+        try await session.open(base + "#/inspect/neurons/clip/jfk")
+        try await session.wait(for: "document.body.dataset.state === 'inspected'", seconds: 60)
+        let plain = try await session.run("return state.inspection.transcript;") as? String ?? ""
+        let quoted = String(
+            decoding: try JSONSerialization.data(withJSONObject: plain, options: .fragmentsAllowed), as: UTF8.self)
+        _ = try await session.run(
+            """
+            const p = document.querySelector('#inspect-prefix'); p.value = 'And so my';
+            p.dispatchEvent(new Event('change'));
+            """)
+        try await session.wait(
+            for: "document.body.dataset.state === 'inspected' && state.inspection.transcript !== \(quoted)",
+            seconds: 60)
+        let prefixed = try await session.run("return state.inspection.transcript;") as? String ?? ""
+        let loaded = try Fixtures.loaded("tiny.en")
+        var options = DecodingOptions()
+        options.prefix = loaded.promptTokens("And so my")
+        let expected = try loaded.run(.file(Fixtures.clip("jfk")), options: options).text
+        #expect(prefixed == expected && !prefixed.hasPrefix("And so my"), "\(prefixed) vs \(expected)")
+        try await expectQuietConsole(session, "inspect with a prefix")
+        let long = try await http(
+            base + "api/indexes/neurons/clips/jfk/inspect?prefix=" + String(repeating: "x", count: 401))
+        #expect(long.status == 400 && long.text.contains("prefix: 401 characters"), "\(long.text)")
+    }
+
     @Test("a clip's cross-attention is drawn under its spectrogram, one row per decoder token")
     func attentionView() async throws {
         let base = try await StudioFixture.shared.server()

@@ -333,16 +333,26 @@ async function loadClips() {
   for (const n of names) { const o = document.createElement('option'); o.value = n; o.textContent = n; select.append(o); }
 }
 
+/** The prompt and prefix the decoder reads before the transcript, as query parameters (`&prompt=…`). */
+function contextQuery() {
+  let q = '';
+  for (const key of ['prompt', 'prefix']) {
+    const v = $(`#inspect-${key}`).value.trim();
+    if (v) q += `&${key}=${enc(v)}`;
+  }
+  return q;
+}
+
 async function inspectClip(name) {
   document.body.dataset.state = 'inspecting';
-  const r = await api(`/api/indexes/${enc(state.index)}/clips/${enc(name)}/inspect`);
+  const r = await api(`/api/indexes/${enc(state.index)}/clips/${enc(name)}/inspect?features=12${contextQuery()}`);
   showInspection(r);
 }
 
 async function inspectUpload(blob, name) {
   document.body.dataset.state = 'inspecting';
   $('#inspect-result').textContent = 'Transcribing…';
-  const r = await api(`/api/indexes/${enc(state.index)}/inspect?name=${enc(name)}`, {
+  const r = await api(`/api/indexes/${enc(state.index)}/inspect?name=${enc(name)}${contextQuery()}`, {
     method: 'POST', body: blob, headers: { 'Content-Type': 'application/octet-stream' } });
   showInspection(r);
 }
@@ -871,6 +881,13 @@ async function start() {
     loadFeatureList().catch(showError);
   });
   $('#clip-select').addEventListener('change', (e) => { if (e.target.value) location.hash = `#/inspect/${enc(state.index)}/clip/${enc(e.target.value)}`; });
+  // A changed prompt or prefix transcribes the chosen bundled clip again.
+  for (const key of ['prompt', 'prefix']) {
+    $(`#inspect-${key}`).addEventListener('change', () => {
+      const name = $('#clip-select').value;
+      if (name) inspectClip(name).catch(showError);
+    });
+  }
   $('#upload-input').addEventListener('change', (e) => { const f = e.target.files[0]; if (f) inspectUpload(f, f.name).catch(showError); });
   $('#record-button').addEventListener('click', () => toggleRecording().catch(showError));
   $('#results-input').addEventListener('change', (e) => {
