@@ -143,6 +143,9 @@ public struct HeadScan {
     /// A head's word boundary agrees with the reference when within this many seconds.
     public var timingTolerance = 0.1
     public var custom: [CustomHeadPattern] = []
+    /// How each clip's transcript is decoded (prompt and prefix) for the scores on real
+    /// transcripts and the word timing; the random sequences read the plain prompt.
+    public var decoding = DecodingOptions()
 
     public init(loaded: LoadedModel) { self.loaded = loaded }
 
@@ -253,7 +256,7 @@ public struct HeadScan {
                 }
                 return nil
             }
-            let greedy = try loaded.run(audio, hooks: hooks)
+            let greedy = try loaded.run(audio, hooks: hooks, options: decoding)
             for (l, stats) in box.stats {
                 for (h, s) in stats.enumerated() {
                     encoder[0].add(l, h, s.previousFrame); encoder[1].add(l, h, s.bandWidth)
@@ -269,8 +272,8 @@ public struct HeadScan {
                 progress?.advance(by: 1)
                 continue
             }
-            let tokens = loaded.prompt() + greedy.tokens + [loaded.tokenizer.eot], n = tokens.count
-            let promptCount = loaded.prompt().count
+            let tokens = loaded.prompt(decoding) + greedy.tokens + [loaded.tokenizer.eot], n = tokens.count
+            let promptCount = loaded.prompt(decoding).count
             let (_, cache) = try loaded.runWithCache(audio, names: selfNames + crossNames, tokens: tokens)
             let dPrev = HeadDetector.previousTokenPattern(count: n), dDup = HeadDetector.duplicateTokenPattern(tokens)
             let dInd = HeadDetector.inductionPattern(tokens)

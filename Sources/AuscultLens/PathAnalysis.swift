@@ -119,6 +119,9 @@ public struct PathAnalysis {
     public var onReference = false
     /// Add-α smoothing of the unigram baseline, fitted on the other clips' texts.
     public var unigramSmoothing = 0.1
+    /// The decoder's context: a previous-context prompt read before every scored text, and a
+    /// prefix each transcript is decoded after (not with `onReference`: a reference is whole).
+    public var decoding = DecodingOptions()
 
     /// Progress units `run` reports: each input transcribed, then scored.
     public static func steps(clips: Int) -> Int { 2 * clips }
@@ -145,7 +148,10 @@ public struct PathAnalysis {
         guard unigramSmoothing > 0, unigramSmoothing.isFinite else {
             throw LensError(.invalidArgument, "unigram smoothing \(unigramSmoothing): want a positive number")
         }
-        let d = loaded.model.dims, eot = loaded.tokenizer.eot, prompt = loaded.prompt()
+        if onReference && decoding.prefix != nil {
+            throw LensError(.invalidArgument, "paths: a reference transcript is scored whole; a prefix does not apply")
+        }
+        let d = loaded.model.dims, eot = loaded.tokenizer.eot, prompt = loaded.prompt(decoding)
         // The texts to score.
         var texts = [(input: PathInput, tokens: [Int], ended: Bool)]()
         var skipped = [String]()
@@ -158,7 +164,8 @@ public struct PathAnalysis {
                 }
                 text = loaded.promptTokens(r)
             } else {
-                text = try loaded.run(.samples(input.samples), interventions: input.interventions).tokens
+                text = try loaded.run(.samples(input.samples), interventions: input.interventions, options: decoding)
+                    .tokens
                 // A run cut at the sample length never chose end-of-text: it is not scored.
                 ended = text.count < d.n_text_ctx / 2
             }

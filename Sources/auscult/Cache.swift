@@ -17,6 +17,7 @@ struct Cache: ParsableCommand {
                   --out jfk.safetensors clip.wav
             """)
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup(title: "Prompt and prefix (when generating)") var promptOptions: PromptOptions
     @Option(help: "Comma-separated hook names, aliases or globs.") var hooks: String
     @Option(help: "Output .safetensors file.") var out: String
     @Option(help: "Teacher-force these comma-separated token ids instead of generating.") var tokens: String?
@@ -33,7 +34,12 @@ struct Cache: ParsableCommand {
             }
         }
         let names = hooks.split(separator: ",").map { HookName($0.trimmingCharacters(in: .whitespaces)) }
-        let (_, cache) = try loaded.runWithCache(.file(audio), names: names, tokens: forced)
+        var options = DecodingOptions()
+        try promptOptions.apply(to: &options, loaded)
+        if forced != nil && (options.prompt != nil || options.prefix != nil) {
+            throw ValidationError("--tokens gives the whole decoder input; --prompt and --prefix apply when generating")
+        }
+        let (_, cache) = try loaded.runWithCache(.file(audio), names: names, tokens: forced, options: options)
         try cache.write(to: out, metadata: ["audio": (audio as NSString).lastPathComponent])
         FileHandle.standardError.write(
             "wrote \(cache.names.count) tensors and decoder.tokens to \(out)\n".data(using: .utf8)!)

@@ -35,6 +35,7 @@ struct Heads: ParsableCommand {
             """)
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup(title: "Prompt and prefix (the clips' transcripts)") var promptOptions: PromptOptions
     @Option(help: "Dataset folder or a folder of audio files.") var data: String = "data/clips"
     @Option(help: "Use only the first N clips.") var limit: Int?
     @Option(help: "Random sequences (each repeated twice) for the decoder scores.") var randomSequences: Int = 4
@@ -64,6 +65,7 @@ struct Heads: ParsableCommand {
         if let l = limit, l < 1 { throw ValidationError("--limit must be at least 1, got \(l)") }
         let loaded = try LoadedModel(modelOptions.model)
         var scan = HeadScan(loaded: loaded)
+        try promptOptions.apply(to: &scan.decoding, loaded)
         scan.randomSequences = randomSequences; scan.randomLength = randomLength; scan.seed = seed
         scan.detection = HeadDetector.Options(
             measure: m, excludeBOS: excludeBos, excludeCurrentToken: excludeCurrentToken)

@@ -35,6 +35,7 @@ struct Paths: ParsableCommand {
             """)
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup(title: "Prompt and prefix") var promptOptions: PromptOptions
     @Option(help: "Dataset folder or a folder of audio files.") var data: String = "data/clips"
     @Option(help: "Use only the first N clips.") var limit: Int?
     @Flag(help: "Score the dataset's reference transcripts instead of the clean model's own.") var reference = false
@@ -65,6 +66,7 @@ struct Paths: ParsableCommand {
         var analysis = PathAnalysis(loaded: loaded)
         analysis.onReference = reference
         analysis.unigramSmoothing = smoothing
+        try promptOptions.apply(to: &analysis.decoding, loaded)
         var list = [PathInput]()
         var items = [DatasetItem]()
         if kinds.contains("dataset") || sweep != nil { items = try DataOptions.readableClips(data, limit: limit) }

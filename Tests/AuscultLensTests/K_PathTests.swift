@@ -73,6 +73,26 @@ struct PathTests {
         #expect(r.patching[10].total > 0.3, "the last cross-attention carries the audio: \(r.patching[10])")
     }
 
+    @Test("after a prefix, paths scores the transcript that follows it; a reference is not cut by one")
+    func prefix() async throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let prefix = loaded.promptTokens("And so my")
+        let item = DatasetItem(id: "jfk", path: Fixtures.clip("jfk"), reference: "And so my fellow Americans")
+        let r = try await offCooperativePool {
+            var analysis = PathAnalysis(loaded: loaded)
+            analysis.decoding.prefix = prefix
+            return try analysis.run(clips: [item])
+        }
+        var analysis = PathAnalysis(loaded: loaded)
+        analysis.decoding.prefix = prefix
+        let clip = try #require(r.clips.first)
+        let free = try loaded.run(.file(Fixtures.clip("jfk")), options: analysis.decoding)
+        #expect(clip.tokens.count == free.tokens.count + 1 && clip.tokens.first == " fellow", "\(clip.tokens)")
+        #expect(r.sumError < 1e-3)
+        analysis.onReference = true
+        #expect(throws: LensError.self) { try analysis.run(clips: [item]) }
+    }
+
     @Test("a token repeats when the pair it closes occurred earlier in the text")
     func repeatedTokens() {
         #expect(

@@ -82,5 +82,16 @@ struct CLITests {
         #expect(f.names.filter { $0.hasPrefix("encoder.blocks.") }.count == 4)
         #expect(f.entries["decoder.hook_logits"]?.shape == [26, 51864])
         #expect(f.entries["encoder.blocks.0.hook_resid_post"]?.shape == [1500, 384])
+        // Generated after a prompt, the decoder entries cover the prompt too (<|startofprev|> + 3 tokens more).
+        let prompted = try run([
+            "cache", "--hooks", "decoder.hook_logits", "--prompt", "A speech.", "--out", out, Fixtures.clip("jfk"),
+        ])
+        #expect(prompted.status == 0, "\(prompted.err)")
+        #expect(try SafeTensorsFile(path: out).entries["decoder.hook_logits"]?.shape.first ?? 0 > 26)
+        let both = try run([
+            "cache", "--hooks", "decoder.hook_logits", "--tokens", "50257,50362", "--prefix", "And", "--out", out,
+            Fixtures.clip("jfk"),
+        ])
+        #expect(both.status != 0 && both.err.contains("--tokens gives the whole decoder input"), "\(both.err)")
     }
 }
