@@ -8,7 +8,7 @@ import Foundation
 /// unknown architecture or an impossible value, a tensor missing, misshapen or not finite.
 public struct SAEFileError: AuscultError, Sendable {
     public enum Code: String, Sendable {
-        case missingFile, invalidConfig, missingTensor, shapeMismatch, notFinite, writeFailed
+        case missingFile, invalidConfig, missingTensor, shapeMismatch, notFinite, writeFailed, unsupported
     }
     public var code: Code
     public var message: String
@@ -74,6 +74,7 @@ public enum SAECheckpoint {
         } catch {
             throw SAEFileError(.invalidConfig, "\(cfgPath): not JSON", cause: error)
         }
+        try refuseUnsupported(cfg, path: cfgPath)
         let lens = (directory as NSString).appendingPathComponent("sae_weights.safetensors")
         let sparsify = (directory as NSString).appendingPathComponent("sae.safetensors")
         let fm = FileManager.default
@@ -104,6 +105,12 @@ public enum SAECheckpoint {
         }
         if fm.fileExists(atPath: lens) {
             let f = try SafeTensorsFile(path: lens)
+            if f.entries["threshold"] != nil {
+                throw SAEFileError(
+                    .unsupported,
+                    "\(f.path): a 'threshold' tensor (JumpReLU, or BatchTopK saved as JumpReLU) is not one Auscult "
+                        + "runs; it would be dropped")
+            }
             let wEnc = try matrix(f, "W_enc")
             let dIn = wEnc.shape[0], dSAE = wEnc.shape[1]
             let wDec = try tensor(f, "W_dec", [dSAE, dIn])
@@ -124,6 +131,11 @@ public enum SAECheckpoint {
         if fm.fileExists(atPath: sparsify) {
             // sparsify: encoder.weight [d_sae, d_in], encoder.bias, W_dec [d_sae, d_in], b_dec; TopK with k in cfg.
             let f = try SafeTensorsFile(path: sparsify)
+            if f.entries["W_skip"] != nil {
+                throw SAEFileError(
+                    .unsupported,
+                    "\(f.path): sparsify's skip connection 'W_skip' is not one Auscult runs; it would be dropped")
+            }
             let enc = try matrix(f, "encoder.weight")
             let dSAE = enc.shape[0], dIn = enc.shape[1]
             let wDec = try tensor(f, "W_dec", [dSAE, dIn])
@@ -139,6 +151,26 @@ public enum SAECheckpoint {
             .missingFile, "\(directory): neither sae_weights.safetensors (SAELens) nor sae.safetensors (sparsify)")
     }
 
+    /// Refuses, by name, settings of a SAELens config that change what the SAE computes and that
+    /// Auscult does not run, so that none is silently dropped: `apply_b_dec_to_input` false,
+    /// `rescale_acts_by_decoder_norm` true, `normalize_activations` other than `none`.
+    static func refuseUnsupported(_ cfg: [String: Any], path: String) throws {
+        let meta = cfg["metadata"] as? [String: Any] ?? [:]
+        // Either layout may hold a setting; a value in either that Auscult cannot run is refused.
+        func values(_ key: String) -> [Any] { [cfg[key], meta[key]].compactMap { $0 } }
+        if values("apply_b_dec_to_input").contains(where: { ($0 as? Bool) == false }) {
+            throw SAEFileError(
+                .unsupported, "\(path): apply_b_dec_to_input = false is not supported (Auscult subtracts b_dec first)")
+        }
+        if values("rescale_acts_by_decoder_norm").contains(where: { ($0 as? Bool) == true }) {
+            throw SAEFileError(.unsupported, "\(path): rescale_acts_by_decoder_norm = true is not supported")
+        }
+        if let v = values("normalize_activations").compactMap({ $0 as? String }).first(where: { $0 != "none" }) {
+            throw SAEFileError(
+                .unsupported, "\(path): normalize_activations = '\(v)' is not supported (only 'none')")
+        }
+    }
+
     /// The hook point and model named in a checkpoint's `cfg.json` (SAELens `hook_name`,
     /// `model_name`; sparsify checkpoints name neither).
     public static func origin(_ directory: String) -> (hook: String?, model: String?) {
@@ -146,7 +178,12 @@ public enum SAECheckpoint {
         guard let data = FileManager.default.contents(atPath: cfgPath),
             let cfg = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         else { return (nil, nil) }
-        return (cfg["hook_name"] as? String, cfg["model_name"] as? String)
+        // SAELens 6 keeps them in a `metadata` block; earlier versions at the top.
+        let meta = cfg["metadata"] as? [String: Any] ?? [:]
+        return (
+            cfg["hook_name"] as? String ?? meta["hook_name"] as? String,
+            cfg["model_name"] as? String ?? meta["model_name"] as? String
+        )
     }
 
     /// The trainer state saved beside a checkpoint: step, Adam moments, rows since each latent fired.

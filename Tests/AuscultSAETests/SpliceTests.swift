@@ -44,7 +44,31 @@ struct SpliceTests {
             }
             return dir
         }
+        /// A sparsify layout of `good` (encoder stored [d_sae, d_in]), with a skip connection if asked.
+        func sparsify(skip: Bool) throws -> String {
+            let dir = try Fixtures.temporaryDirectory() + "/sparsify"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try #"{"k": 2}"#.write(toFile: dir + "/cfg.json", atomically: true, encoding: .utf8)
+            let enc = Tensor(shape: [8, 4]) { out in
+                for i in 0..<8 { for j in 0..<4 { out[i * 4 + j] = good.wEnc.storage[j * 8 + i] } }
+            }
+            var all = ["encoder.weight": enc, "encoder.bias": good.bEnc, "W_dec": good.wDec, "b_dec": good.bDec]
+            if skip { all["W_skip"] = Tensor(zeros: [4, 4]) }
+            try SafeTensorsFile.write(all, to: dir + "/sae.safetensors")
+            return dir
+        }
         #expect(try SAECheckpoint.load(try saved()).config.dSAE == 8)
+        #expect(try SAECheckpoint.load(try sparsify(skip: false)).config.k == 2)
+        // SAELens 6 keeps hook_name and model_name in a metadata block; both layouts are read.
+        let modern = try saved(["hook_name": NSNull(), "model_name": NSNull()])
+        var cfg =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: modern + "/cfg.json"))) as! [String: Any]
+        cfg["hook_name"] = nil; cfg["model_name"] = nil
+        cfg["metadata"] = ["hook_name": Self.hook, "model_name": "tiny.en"]
+        try JSONSerialization.data(withJSONObject: cfg).write(to: URL(fileURLWithPath: modern + "/cfg.json"))
+        #expect(SAECheckpoint.origin(modern).hook == Self.hook && SAECheckpoint.origin(modern).model == "tiny.en")
+        #expect(try SAECheckpoint.load(modern).config.dSAE == 8)
         let cases: [(String, SAEFileError.Code, String)] = [
             (try saved(nil, ["b_enc": Tensor(zeros: [3])]), .shapeMismatch, "b_enc"),
             (try saved(["architecture": "topk", "k": 0]), .invalidConfig, "k 0 outside 1…8"),
@@ -52,6 +76,13 @@ struct SpliceTests {
             (try saved(["architecture": "gated"]), .invalidConfig, "gated"),
             (try saved(nil, ["b_dec": Tensor(shape: [4], storage: [0, .nan, 0, 0])]), .notFinite, "b_dec"),
             (try Fixtures.temporaryDirectory(), .missingFile, "cfg.json"),
+            // What would change the SAE's output is refused by name, never dropped.
+            (try saved(["apply_b_dec_to_input": false]), .unsupported, "apply_b_dec_to_input = false"),
+            (try saved(["metadata": ["apply_b_dec_to_input": false]]), .unsupported, "apply_b_dec_to_input"),
+            (try saved(["rescale_acts_by_decoder_norm": true]), .unsupported, "rescale_acts_by_decoder_norm"),
+            (try saved(["normalize_activations": "expected_average_only_in"]), .unsupported, "expected_average"),
+            (try saved(nil, ["threshold": Tensor(zeros: [8])]), .unsupported, "threshold"),
+            (try sparsify(skip: true), .unsupported, "W_skip"),
         ]
         for (dir, code, words) in cases {
             #expect { _ = try SAECheckpoint.load(dir) } throws: {
