@@ -50,14 +50,13 @@ public struct LensJob {
             fresh: fresh, holdsResults: made)
         var results = [LensResult](), sections = [(String, String)]()
         var skipped = [(item: DatasetItem, error: any Error)]()
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let encoder = JSONEncoder.results()
         for item in items {
             let safe = item.id.replacingOccurrences(of: "/", with: "_")
             let jsonPath = (clipDirectory as NSString).appendingPathComponent(safe + ".json")
             let htmlPath = (clipDirectory as NSString).appendingPathComponent(safe + ".html")
             if !fresh, let d = fm.contents(atPath: jsonPath),
-                let r = try? JSONDecoder().decode(LensResult.self, from: d), r.clip == item.id,
+                let r = try? JSONDecoder.results().decode(LensResult.self, from: d), r.clip == item.id,
                 let html = try? String(contentsOfFile: htmlPath, encoding: .utf8)
             {
                 results.append(r); sections.append((item.id, html))

@@ -53,14 +53,13 @@ public struct SweepStore {
     /// Entries already on disk (a torn last line from an interruption is dropped).
     public func load() -> [SweepEntry] {
         guard let text = try? String(contentsOfFile: jsonlPath, encoding: .utf8) else { return [] }
-        let decoder = JSONDecoder()
+        let decoder = JSONDecoder.results()
         return text.split(separator: "\n").compactMap { try? decoder.decode(SweepEntry.self, from: Data($0.utf8)) }
     }
 
     /// Appends entries and flushes them to disk.
     public func append(_ entries: [SweepEntry]) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let encoder = JSONEncoder.results()
         var blob = Data()
         for e in entries { blob.append(try encoder.encode(e)); blob.append(0x0A) }
         if !FileManager.default.fileExists(atPath: jsonlPath) {
@@ -80,8 +79,7 @@ public struct SweepStore {
 
     /// Writes `results.json` (the array of entries, in run order) and `summary.json`.
     public func finish(_ entries: [SweepEntry], extra: [String: String] = [:]) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        let encoder = JSONEncoder.results(pretty: true)
         // Written whole or not at all: a full disk leaves the previous file, never half of one.
         try encoder.encode(entries).write(to: URL(fileURLWithPath: resultsPath), options: .atomic)
         struct Summary: Encodable { var conditions: [ConditionSummary]; var info: [String: String] }

@@ -108,8 +108,8 @@ public struct SAETrainingJob {
         try log.seekToEnd()
         progress?.advance(by: trainer.step)
         let started = Date()
-        let lineEncoder = JSONEncoder()
-        lineEncoder.outputFormatting = [.sortedKeys]
+        // A diverged step's NaN loss is logged as "NaN", not a failed write.
+        let lineEncoder = JSONEncoder.results()
         try trainer.train(
             log: { line in
                 try log.write(contentsOf: try lineEncoder.encode(line) + Data([0x0A]))
@@ -139,7 +139,7 @@ public struct SAETrainingJob {
     public func loggedLines() throws -> [SAELogLine] {
         guard let text = try? String(contentsOfFile: logPath, encoding: .utf8) else { return [] }
         return text.split(separator: "\n").compactMap {
-            try? JSONDecoder().decode(SAELogLine.self, from: Data($0.utf8))
+            try? JSONDecoder.results().decode(SAELogLine.self, from: Data($0.utf8))
         }
     }
 
@@ -147,7 +147,7 @@ public struct SAETrainingJob {
     func keepLog(through step: Int) throws {
         guard let text = try? String(contentsOfFile: logPath, encoding: .utf8) else { return }
         let kept = text.split(separator: "\n").filter { line in
-            (try? JSONDecoder().decode(SAELogLine.self, from: Data(line.utf8)))?.step ?? Int.max <= step
+            (try? JSONDecoder.results().decode(SAELogLine.self, from: Data(line.utf8)))?.step ?? Int.max <= step
         }
         try (kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).write(
             toFile: logPath, atomically: true, encoding: .utf8)

@@ -62,11 +62,7 @@ struct EvalSAE: ParsableCommand {
             progress: ProgressReporter(
                 total: SAEEvaluator.progressUnits(clips: items.count), label: "clips encoded + decoded"))
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        enc.nonConformingFloatEncodingStrategy = .convertToString(
-            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        try enc.encode(result).write(
+        try JSONEncoder.results(pretty: true).encode(result).write(
             to: URL(fileURLWithPath: (out as NSString).appendingPathComponent("eval.json")), options: .atomic)
         try SAEReport.evaluation(result, checkpoint: sae).write(
             to: (out as NSString).appendingPathComponent("report.html"))

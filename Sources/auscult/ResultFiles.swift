@@ -1,6 +1,7 @@
 // Where a one-shot experiment command writes: results.json and report.html in its --out folder;
 // and the JSON every `--format json` prints.
 import AuscultReport
+import AuscultTensor
 import Foundation
 
 enum ResultFiles {
@@ -12,8 +13,7 @@ enum ResultFiles {
         -> (results: String, report: String)
     {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        let enc = JSONEncoder.results(pretty: true)
         let results = (out as NSString).appendingPathComponent("results.json"),
             report = (out as NSString).appendingPathComponent("report.html")
         try enc.encode(result).write(to: URL(fileURLWithPath: results), options: .atomic)
@@ -24,16 +24,10 @@ enum ResultFiles {
 
 /// Prints `value` as pretty, key-sorted JSON on stdout (what `--format json` prints).
 func printJSON(_ value: some Encodable) throws {
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    print(String(decoding: try enc.encode(value), as: UTF8.self))
+    print(String(decoding: try JSONEncoder.results(pretty: true).encode(value), as: UTF8.self))
 }
 
 /// Prints a JSON object or array made of dictionaries, arrays, strings and numbers.
 func printJSON(_ value: Any) throws {
-    print(
-        String(
-            decoding: try JSONSerialization.data(
-                withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
-            as: UTF8.self))
+    print(String(decoding: try JSONNumbers.data(value, pretty: true), as: UTF8.self))
 }

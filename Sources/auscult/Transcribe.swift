@@ -186,11 +186,7 @@ struct Transcribe: ParsableCommand {
             }
         }
         if format == .json {
-            print(
-                String(
-                    data: try JSONSerialization.data(
-                        withJSONObject: rows, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
-                    encoding: .utf8)!)
+            print(String(decoding: try JSONNumbers.data(rows, pretty: true), as: UTF8.self))
         }
         if data != nil {
             let pairs = rows.compactMap { r -> (String, String)? in
@@ -225,10 +221,13 @@ struct Transcribe: ParsableCommand {
             }
             print(data == nil && files.count == 1 ? text : "\(item.id)\t\(text)")
         case .jsonl:
-            print(
-                String(
-                    data: try! JSONSerialization.data(
-                        withJSONObject: row, options: [.sortedKeys, .withoutEscapingSlashes]), encoding: .utf8)!)
+            // A row that cannot be written is reported by the caller; never a crash.
+            if let line = try? JSONNumbers.data(row) {
+                print(String(decoding: line, as: UTF8.self))
+            } else {
+                FileHandle.standardError.write(
+                    "error: \(item.id): its result cannot be written as JSON\n".data(using: .utf8)!)
+            }
         case .json: break
         }
     }

@@ -1,4 +1,5 @@
 import AuscultLens
+import AuscultTensor
 import AuscultWhisper
 import Foundation
 import Testing
@@ -125,6 +126,23 @@ struct TogetherSweepTests {
 
 @Suite("Sweep results on disk")
 struct SweepStoreTests {
+    @Test("an entry with a NaN cross-entropy is appended and read back, not lost with its batch")
+    func nonFiniteEntries() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let store = try SweepStore(directory: dir, settings: ["command": "test"], fresh: false)
+        let line =
+            #"{"clip":"jfk","condition":"skip decoder.blocks.2","draw":0,"tokens":[1],"text":"x","wer":1,"#
+            + #""wer_vs_clean":1,"word_errors":1,"reference_words":1,"ce":"NaN","ce_delta":"Infinity","#
+            + #""max_repeat":1,"hit_limit":false}"#
+        let entry = try JSONDecoder.results().decode(SweepEntry.self, from: Data(line.utf8))
+        try store.append([entry, entry])
+        let back = store.load()
+        #expect(back.count == 2 && back[0].ce.isNaN && back[1].ceDelta == .infinity)
+        try store.finish(back)
+        let results = try String(contentsOfFile: store.resultsPath, encoding: .utf8)
+        #expect(results.contains(#""ce" : "NaN""#), "\(results.prefix(300))")
+    }
+
     @Test("an interrupted sweep resumes without losing or duplicating results")
     func resume() throws {
         let loaded = try Fixtures.loaded("tiny.en")
