@@ -45,7 +45,8 @@ public struct LensJob {
         try SweepStore.claim(
             directory,
             settings: [
-                "command": "lens", "model": lens.loaded.path, "top_k": "\(lens.topK)", "attention": "\(attention)",
+                "command": "lens", "model": lens.loaded.path, "model_sha256": lens.loaded.contentHash,
+                "top_k": "\(lens.topK)", "attention": "\(attention)",
             ].merging(lens.decoding.contextSettings) { a, _ in a },
             fresh: fresh, holdsResults: made)
         var results = [LensResult](), sections = [(String, String)]()

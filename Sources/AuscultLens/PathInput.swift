@@ -87,7 +87,13 @@ public struct PathInput: Sendable {
         guard FileManager.default.fileExists(atPath: store.jsonlPath) else {
             throw LensError(.invalidArgument, "sweep \(directory): no results.jsonl (run auscult ablate there first)")
         }
-        if let model = store.settings()["model"], model != loaded.path {
+        let settings = store.settings()
+        if let hash = settings["model_sha256"], hash != loaded.contentHash {
+            throw LensError(
+                .conflictingRun,
+                "sweep \(directory) was run with other weights (\(settings["model"] ?? "?")), not \(loaded.path)")
+        }
+        if settings["model_sha256"] == nil, let model = settings["model"], model != loaded.path {
             throw LensError(
                 .conflictingRun, "sweep \(directory) was run with \(model), not \(loaded.path); give the same model")
         }

@@ -261,6 +261,7 @@ public struct ActivationCache: Sendable {
         var meta = extra
         meta["format"] = "auscult-cache/1"
         meta["model"] = loaded.name
+        meta["model_sha256"] = loaded.contentHash
         meta["audio_frames"] = String(audioFrames)
         meta["hooks"] = names.joined(separator: ",")
         try SafeTensorsFile.write(activations, integers: ["decoder.tokens": tokens], metadata: meta, to: path)

@@ -79,6 +79,23 @@ public struct LoadedModel: Sendable {
     public var decoder: WhisperDecoder { WhisperDecoder(model: model, tokenizer: tokenizer) }
     /// The model's name: the last component of its path (`tiny.en`, `model.pt`).
     public var name: String { (path as NSString).lastPathComponent }
+    private let hashBox = ContentHashBox()
+
+    /// SHA-256 of the weights as loaded (every tensor's name, shape and float32 values, in name
+    /// order): what a result records to name the model it was made with, whatever the file's
+    /// format or path. Computed on first use (about 0.5 s for tiny.en), then kept.
+    public var contentHash: String {
+        hashBox.value {
+            var h = SHA256Hasher()
+            let tensors = model.weights.tensors
+            for name in tensors.keys.sorted() {
+                let t = tensors[name]!
+                h.update(name + "[" + t.shape.map(String.init).joined(separator: ",") + "]")
+                h.update(t.storage)
+            }
+            return h.hexDigest()
+        }
+    }
 
     /// Wraps parts already loaded.
     public init(path: String, model: Whisper, tokenizer: WhisperTokenizer) {
@@ -105,5 +122,19 @@ public struct LoadedModel: Sendable {
         self.model = model
         self.tokenizer = try WhisperTokenizer(
             directory: tdir, multilingual: model.dims.isMultilingual, vocabularySize: model.dims.n_vocab)
+    }
+}
+
+/// A value computed once, on first use, and shared by the copies of the struct holding it.
+final class ContentHashBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var cached: String?
+    func value(_ make: () -> String) -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        if let cached { return cached }
+        let v = make()
+        cached = v
+        return v
     }
 }

@@ -85,7 +85,8 @@ struct Ablate: ParsableCommand {
         options.encoderBatch = batchSize
         try promptOptions.apply(to: &options.decoding, loaded)
         let settings = [
-            "command": "ablate", "model": loaded.path, "clips": items.map(\.id).joined(separator: "|"),
+            "command": "ablate", "model": loaded.path, "model_sha256": loaded.contentHash,
+            "clips": items.map(\.id).joined(separator: "|"),
             "conditions": options.conditions.map(\.description).joined(separator: "|"),
             "donors": "\(donors)", "seed": "\(seed)",
         ].merging(promptOptions.settings) { a, _ in a }
@@ -147,7 +148,8 @@ struct Layers: ParsableCommand {
         var options = SweepOptions(conditions: comps.map { Condition($0, .zero) })
         try promptOptions.apply(to: &options.decoding, loaded)
         let settings = [
-            "command": "layers", "model": loaded.path, "clips": items.map(\.id).joined(separator: "|"),
+            "command": "layers", "model": loaded.path, "model_sha256": loaded.contentHash,
+            "clips": items.map(\.id).joined(separator: "|"),
             "conditions": options.conditions.map(\.description).joined(separator: "|"),
         ].merging(promptOptions.settings) { a, _ in a }
         let (entries, store, seconds) = try SweepRunner.run(

@@ -135,6 +135,13 @@ struct PathTests {
         // A sweep made with another model is refused by name.
         try #"{"model": "/elsewhere/base"}"#.write(toFile: sweep + "/run.json", atomically: true, encoding: .utf8)
         #expect(throws: LensError.self) { try PathInput.limitHits(sweep: sweep, items: items, loaded: loaded) }
+        // Recorded by content, the same weights elsewhere are accepted and other weights refused.
+        let same = #"{"model": "/elsewhere/tiny.en", "model_sha256": "\#(loaded.contentHash)"}"#
+        try same.write(toFile: sweep + "/run.json", atomically: true, encoding: .utf8)
+        #expect(try PathInput.limitHits(sweep: sweep, items: items, loaded: loaded).inputs.count == 1)
+        try #"{"model": "\#(loaded.path)", "model_sha256": "00"}"#.write(
+            toFile: sweep + "/run.json", atomically: true, encoding: .utf8)
+        #expect(throws: LensError.self) { try PathInput.limitHits(sweep: sweep, items: items, loaded: loaded) }
     }
 
     @Test("silence, white noise and a tone are the synthetic inputs; others are refused by name")

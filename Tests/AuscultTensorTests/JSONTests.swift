@@ -28,3 +28,30 @@ struct JSONTests {
         #expect((parsed["a"] as? [Any])?.first as? Double == 1 && parsed["e"] as? Int == 2)
     }
 }
+
+@Suite("SHA-256 content hashes")
+struct SHA256Tests {
+    @Test("the FIPS 180-4 test vectors, fed whole and in uneven pieces")
+    func vectors() {
+        func hash(_ s: String, pieces: Int = 1) -> String {
+            var h = SHA256Hasher()
+            let bytes = Array(s.utf8), step = max(1, bytes.count / pieces)
+            var at = 0
+            while at < bytes.count {
+                let end = min(bytes.count, at + step)
+                bytes[at..<end].withUnsafeBytes { h.update($0) }
+                at = end
+            }
+            return h.hexDigest()
+        }
+        #expect(hash("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(hash("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        let two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
+        for pieces in [1, 3, 7] {
+            #expect(hash(two, pieces: pieces) == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        }
+        #expect(
+            hash(String(repeating: "a", count: 1_000_000), pieces: 13)
+                == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+}

@@ -1,4 +1,5 @@
 import AuscultTensor
+import AuscultWhisper
 import Foundation
 import Testing
 import _TestSupport
@@ -82,6 +83,11 @@ struct CLITests {
         #expect(f.names.filter { $0.hasPrefix("encoder.blocks.") }.count == 4)
         #expect(f.entries["decoder.hook_logits"]?.shape == [26, 51864])
         #expect(f.entries["encoder.blocks.0.hook_resid_post"]?.shape == [1500, 384])
+        // The cache names its model by content: the same weights give the same hash, others another.
+        let tiny = try Fixtures.loaded("tiny.en")
+        #expect(f.metadata["model_sha256"] == tiny.contentHash && tiny.contentHash.count == 64)
+        #expect(try LoadedModel("tiny.en").contentHash == tiny.contentHash)
+        #expect(try Fixtures.loaded("base").contentHash != tiny.contentHash)
         // Generated after a prompt, the decoder entries cover the prompt too (<|startofprev|> + 3 tokens more).
         let prompted = try run([
             "cache", "--hooks", "decoder.hook_logits", "--prompt", "A speech.", "--out", out, Fixtures.clip("jfk"),
