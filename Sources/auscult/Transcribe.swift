@@ -76,6 +76,18 @@ struct Transcribe: ParsableCommand {
         }
         var rows = [[String: Any]]()
         var failures = 0
+        /// Prints one file's result (with its reference) and keeps it for the summary.
+        func record(_ result: [String: Any], _ item: DatasetItem) {
+            var row = result
+            if let ref = item.reference { row["reference"] = ref }
+            emit(row, item: item)
+            rows.append(row)
+        }
+        /// Reports a file that failed; the others carry on.
+        func fail(_ error: any Error, _ item: DatasetItem) {
+            failures += 1
+            FileHandle.standardError.write("error: \(item.path): \(error)\n".data(using: .utf8)!)
+        }
         // Files longer than one window go through the long-form path (auto), or all of them (long).
         var windowItems = [DatasetItem]()
         let edits = try interventions.make(loaded, files: items.map(\.path))
@@ -103,16 +115,13 @@ struct Transcribe: ParsableCommand {
                         "avg_logprob": $0.avgLogprob, "no_speech_prob": $0.noSpeechProb, "temperature": $0.temperature,
                     ]
                 }
-                var row: [String: Any] = [
-                    "file": item.path, "id": item.id, "text": t.text.trimmingCharacters(in: .whitespaces),
-                    "tokens": textTokens, "language": t.language, "segments": segs,
-                ]
-                if let ref = item.reference { row["reference"] = ref }
-                emit(row, item: item)
-                rows.append(row)
+                record(
+                    [
+                        "file": item.path, "id": item.id, "text": t.text.trimmingCharacters(in: .whitespaces),
+                        "tokens": textTokens, "language": t.language, "segments": segs,
+                    ], item)
             } catch {
-                failures += 1
-                FileHandle.standardError.write("error: \(error)\n".data(using: .utf8)!)
+                fail(error, item)
             }
         }
         let model = loaded.model
@@ -148,16 +157,13 @@ struct Transcribe: ParsableCommand {
             for item in windowItems {
                 do {
                     let r = try loaded.run(.file(item.path), interventions: edits, options: options)
-                    var row: [String: Any] = [
-                        "file": item.path, "id": item.id, "text": r.text, "tokens": r.tokens,
-                        "avg_logprob": r.avgLogprob ?? 0, "language": r.language,
-                    ]
-                    if let ref = item.reference { row["reference"] = ref }
-                    emit(row, item: item)
-                    rows.append(row)
+                    record(
+                        [
+                            "file": item.path, "id": item.id, "text": r.text, "tokens": r.tokens,
+                            "avg_logprob": r.avgLogprob ?? 0, "language": r.language,
+                        ], item)
                 } catch {
-                    failures += 1
-                    FileHandle.standardError.write("error: \(item.path): \(error)\n".data(using: .utf8)!)
+                    fail(error, item)
                 }
             }
             windowItems = []
@@ -168,21 +174,18 @@ struct Transcribe: ParsableCommand {
         try runner.run(windowItems, progress: progress) { item, result in
             switch result {
             case .failure(let e):
-                failures += 1
-                FileHandle.standardError.write("error: \(e)\n".data(using: .utf8)!)
+                fail(e, item)
             case .success(let r):
                 var row: [String: Any] = [
                     "file": item.path, "id": item.id, "text": r.text, "tokens": r.tokens,
                     "avg_logprob": r.avgLogprob, "no_speech_prob": r.noSpeechProb, "language": r.language,
                 ]
-                if let ref = item.reference { row["reference"] = ref }
                 if let words = r.words {
                     row["words"] = words.map {
                         ["word": $0.word, "start": $0.start, "end": $0.end, "tokens": $0.tokens] as [String: Any]
                     }
                 }
-                emit(row, item: item)
-                rows.append(row)
+                record(row, item)
             }
         }
         if format == .json {
