@@ -189,6 +189,7 @@ public struct PathAnalysis {
         for t in fitted { for x in t.tokens + (t.ended ? [eot] : []) { counts[x, default: 0] += 1; total += 1 } }
         let vocabulary = Double(d.n_vocab)
 
+        let crossOff = (0..<d.n_text_layer).map { Intervention.zero(HookName.decoder($0).crossAttnOut) }
         var sums = [Double](repeating: 0, count: 4), hits = [Int](repeating: 0, count: 4), scored = 0
         var componentNames = [String](), directSum = [Double](), normSum = [Double](), logitSum = [Double]()
         var patchNames = [String](), patchTotal = [Double](), patchDirect = [Double]()
@@ -209,7 +210,6 @@ public struct PathAnalysis {
             let (silence, silenceCache) = try loaded.runWithCache(
                 LoadedModel.silence, names: Self.decompositionNames, tokens: tokens, interventions: hooks,
                 logits: true)
-            let crossOff = (0..<d.n_text_layer).map { Intervention.zero(HookName.decoder($0).crossAttnOut) }
             let noCross = try loaded.run(audio, tokens: tokens, interventions: hooks + crossOff, logits: true)
             for (k, run) in [clean, silence, noCross].enumerated() {
                 let (l, c) = try Self.losses(run.logits, targets: targets, from: from)

@@ -26,28 +26,29 @@ public struct SweepStore {
     public init(reading directory: String) { self.directory = directory }
 
     /// The settings the run in the directory recorded (`run.json`), empty when there are none.
-    public func settings() -> [String: String] {
-        guard let data = FileManager.default.contents(atPath: settingsPath) else { return [:] }
-        return (try? JSONDecoder().decode([String: String].self, from: data)) ?? [:]
+    public func settings() -> [String: String] { recordedSettings() ?? [:] }
+
+    /// The recorded settings, nil when there is no readable `run.json`.
+    func recordedSettings() -> [String: String]? {
+        guard let data = FileManager.default.contents(atPath: settingsPath) else { return nil }
+        return try? JSONDecoder().decode([String: String].self, from: data)
     }
 
     /// Records `settings` in `directory/run.json`; when the directory already holds results made
     /// with other settings, refuses (unless `fresh`) and names the settings that differ, so a
     /// resumed run never mixes in another run's results.
     public static func claim(_ directory: String, settings: [String: String], fresh: Bool, holdsResults: Bool) throws {
-        let path = (directory as NSString).appendingPathComponent("run.json")
+        let store = SweepStore(reading: directory)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        if let old = FileManager.default.contents(atPath: path), !fresh, holdsResults,
-            let oldSettings = try? JSONDecoder().decode([String: String].self, from: old), oldSettings != settings
-        {
+        if !fresh, holdsResults, let oldSettings = store.recordedSettings(), oldSettings != settings {
             let diff = Set(settings.keys).union(oldSettings.keys).sorted().filter { oldSettings[$0] != settings[$0] }
             throw LensError(
                 .conflictingRun,
                 "\(directory) holds results of a run with other settings (\(diff.joined(separator: ", ")) differ); "
                     + "start the run over there or write it to another directory")
         }
-        try encoder.encode(settings).write(to: URL(fileURLWithPath: path), options: .atomic)
+        try encoder.encode(settings).write(to: URL(fileURLWithPath: store.settingsPath), options: .atomic)
     }
 
     /// Entries already on disk (a torn last line from an interruption is dropped).

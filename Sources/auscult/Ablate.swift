@@ -89,7 +89,7 @@ struct Ablate: ParsableCommand {
             "clips": items.map(\.id).joined(separator: "|"),
             "conditions": options.conditions.map(\.description).joined(separator: "|"),
             "donors": "\(donors)", "seed": "\(seed)",
-        ].merging(promptOptions.settings) { a, _ in a }
+        ].merging(options.decoding.contextSettings) { a, _ in a }
         let (entries, store, seconds) = try SweepRunner.run(
             loaded, items: items, options: options, data: dataOptions, settings: settings)
         try store.finish(entries, extra: ["model": loaded.path, "seconds": String(format: "%.2f", seconds)])
@@ -151,7 +151,7 @@ struct Layers: ParsableCommand {
             "command": "layers", "model": loaded.path, "model_sha256": loaded.contentHash,
             "clips": items.map(\.id).joined(separator: "|"),
             "conditions": options.conditions.map(\.description).joined(separator: "|"),
-        ].merging(promptOptions.settings) { a, _ in a }
+        ].merging(options.decoding.contextSettings) { a, _ in a }
         let (entries, store, seconds) = try SweepRunner.run(
             loaded, items: items, options: options, data: dataOptions, settings: settings)
         try store.finish(entries, extra: ["model": loaded.path, "seconds": String(format: "%.2f", seconds)])

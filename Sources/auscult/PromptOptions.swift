@@ -46,12 +46,4 @@ struct PromptOptions: ParsableArguments {
         options.prompt = p
         options.prefix = x
     }
-
-    /// What a resumable run records so that a rerun with another prompt or prefix is refused.
-    var settings: [String: String] {
-        var s = [String: String]()
-        if let prompt { s["prompt"] = prompt }
-        if let prefix { s["prefix"] = prefix }
-        return s
-    }
 }
