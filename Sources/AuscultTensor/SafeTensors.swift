@@ -150,11 +150,11 @@ public struct SafeTensorsFile: Sendable {
         }
     }
 
-    /// Writes `tensors` (as F32) and `integers` (as I64, e.g. token ids) to `path` as a safetensors
-    /// file, keys sorted, through a temporary file renamed into place.
+    /// Writes `tensors` (as `precision`, F32 unless told) and `integers` (as I64, e.g. token ids)
+    /// to `path` as a safetensors file, keys sorted, through a temporary file renamed into place.
     public static func write(
         _ tensors: [String: Tensor], integers: [String: [Int]] = [:],
-        metadata: [String: String] = [:], to path: String
+        metadata: [String: String] = [:], precision: FloatPrecision = .f32, to path: String
     ) throws {
         if let both = tensors.keys.first(where: { integers[$0] != nil }) {
             throw TensorFileError(.writeFailed, "'\(both)' is given both as a tensor and as integers", path: path)
@@ -165,7 +165,7 @@ public struct SafeTensorsFile: Sendable {
         let keys = (Array(tensors.keys) + Array(integers.keys)).sorted()
         for k in keys {
             let (dtype, shape, bytes) =
-                tensors[k].map { ("F32", $0.shape, 4 * $0.count) }
+                tensors[k].map { (precision.safetensorsName, $0.shape, precision.width * $0.count) }
                 ?? ("I64", [integers[k]!.count], 8 * integers[k]!.count)
             header[k] = ["dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
             offset += bytes
@@ -178,7 +178,12 @@ public struct SafeTensorsFile: Sendable {
         out.append(json)
         for k in keys {
             if let t = tensors[k] {
-                t.storage.withUnsafeBytes { out.append(contentsOf: $0) }
+                switch precision {
+                case .f32: t.storage.withUnsafeBytes { out.append(contentsOf: $0) }
+                case .f16, .bf16:
+                    let half = t.storage.map { precision == .f16 ? Float16($0).bitPattern : bfloat16Bits($0) }
+                    half.map { $0.littleEndian }.withUnsafeBytes { out.append(contentsOf: $0) }
+                }
             } else {
                 integers[k]!.map { Int64($0).littleEndian }.withUnsafeBytes { out.append(contentsOf: $0) }
             }
@@ -187,6 +192,25 @@ public struct SafeTensorsFile: Sendable {
             throw TensorFileError(.writeFailed, "cannot write: \(error.localizedDescription)", path: path)
         }
     }
+}
+
+/// The floating-point type a tensor file stores its values as.
+public enum FloatPrecision: String, CaseIterable, Sendable {
+    case f32, f16, bf16
+    /// The dtype's name in a safetensors header (`F32`, `F16`, `BF16`).
+    public var safetensorsName: String { rawValue.uppercased() }
+    /// Bytes per value.
+    public var width: Int { self == .f32 ? 4 : 2 }
+    /// The name PyTorch gives the type (`float32`, `float16`, `bfloat16`), as transformers' configs write it.
+    public var torchName: String { ["f32": "float32", "f16": "float16", "bf16": "bfloat16"][rawValue]! }
+}
+
+/// `x` rounded to bfloat16 (nearest, ties to even, as PyTorch's `.to(torch.bfloat16)`), as its bits.
+@inline(__always)
+func bfloat16Bits(_ x: Float) -> UInt16 {
+    if x.isNaN { return 0x7FC0 }
+    let b = x.bitPattern
+    return UInt16(truncatingIfNeeded: (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
 }
 
 /// IEEE half-precision conversion.

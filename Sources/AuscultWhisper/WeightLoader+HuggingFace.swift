@@ -66,13 +66,14 @@ enum HuggingFaceLoader {
         return try WhisperWeights(dims: dims, tensors: tensors, source: dir, format: "Hugging Face")
     }
 
-    /// Writes `weights` as a Hugging Face directory: `model.safetensors` (F32) and `config.json`.
-    static func write(_ w: WhisperWeights, to dir: String) throws {
+    /// Writes `weights` as a Hugging Face directory: `model.safetensors` (in `precision`) and `config.json`.
+    static func write(_ w: WhisperWeights, to dir: String, precision: FloatPrecision = .f32) throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var out = [String: Tensor]()
         for (k, t) in w.tensors { out[hfName(k)] = t }
         try SafeTensorsFile.write(
-            out, metadata: ["format": "pt"], to: (dir as NSString).appendingPathComponent("model.safetensors"))
+            out, metadata: ["format": "pt"], precision: precision,
+            to: (dir as NSString).appendingPathComponent("model.safetensors"))
         let d = w.dims
         let cfg: [String: Any] = [
             "architectures": ["WhisperForConditionalGeneration"], "model_type": "whisper",
@@ -82,17 +83,22 @@ enum HuggingFaceLoader {
             "vocab_size": d.n_vocab, "max_target_positions": d.n_text_ctx,
             "decoder_attention_heads": d.n_text_head, "decoder_layers": d.n_text_layer,
             "activation_function": "gelu", "scale_embedding": false, "tie_word_embeddings": true,
-            "torch_dtype": "float32",
+            "dtype": precision.torchName, "torch_dtype": precision.torchName,
             "decoder_start_token_id": d.isMultilingual ? 50258 : 50257,
             "eos_token_id": d.isMultilingual ? 50257 : 50256, "pad_token_id": d.isMultilingual ? 50257 : 50256,
             "bos_token_id": d.isMultilingual ? 50257 : 50256,
         ]
         let json = try JSONSerialization.data(withJSONObject: cfg, options: [.prettyPrinted, .sortedKeys])
-        try json.write(to: URL(fileURLWithPath: (dir as NSString).appendingPathComponent("config.json")))
+        try json.write(
+            to: URL(fileURLWithPath: (dir as NSString).appendingPathComponent("config.json")), options: .atomic)
     }
 }
 
 extension WhisperWeights {
-    /// Writes these weights as a Hugging Face transformers directory (`config.json` + `model.safetensors`).
-    public func writeHuggingFace(to dir: String) throws { try HuggingFaceLoader.write(self, to: dir) }
+    /// Writes these weights alone as a Hugging Face transformers directory (`config.json` +
+    /// `model.safetensors` in `precision`); `LoadedModel.writeHuggingFace` adds the tokenizer,
+    /// feature extractor and generation files transformers needs to transcribe with it.
+    public func writeHuggingFace(to dir: String, precision: FloatPrecision = .f32) throws {
+        try HuggingFaceLoader.write(self, to: dir, precision: precision)
+    }
 }

@@ -1,9 +1,10 @@
 import AuscultAudio
-import AuscultTensor
 import AuscultWhisper
 import Foundation
 import Testing
 import _TestSupport
+
+@testable import AuscultTensor
 
 @Suite("Model formats load to the same model")
 struct ModelFormatTests {
@@ -19,24 +20,45 @@ struct ModelFormatTests {
     }
 
     @Test(
-        "a Hugging Face directory written by convert gives the same tokens as the CTranslate2 original",
+        "a Hugging Face directory written by convert loads on its own and gives the CTranslate2 original's tokens",
         arguments: ["tiny.en", "base"])
     func huggingFaceRoundTrip(model: String) throws {
         let original = try Fixtures.loaded(model)
         let dir = try Fixtures.temporaryDirectory() + "/hf"
-        try original.model.weights.writeHuggingFace(to: dir)
+        try original.writeHuggingFace(to: dir)
         #expect(try WeightLoader.detect(dir) == .huggingFace)
-        let hf = try WhisperWeights(
-            dims: original.model.dims, tensors: WeightLoader.load(dir).tensors, source: dir, format: "hf")
-        for (k, t) in original.model.weights.tensors { #expect(hf.tensors[k] == t, "\(k)") }
-        let tok = try WhisperTokenizer(
-            directory: Fixtures.model(model), multilingual: original.model.dims.isMultilingual,
-            vocabularySize: original.model.dims.n_vocab)
-        let reloaded = LoadedModel(path: dir, model: Whisper(weights: hf), tokenizer: tok)
+        // Its own tokenizer.json (with the timestamp tokens added) is the one it loads with.
+        #expect(ModelStore.tokenizerDirectory(for: dir, multilingual: original.model.dims.isMultilingual) == dir)
+        let reloaded = try LoadedModel(dir)
+        for (k, t) in original.model.weights.tensors { #expect(reloaded.model.weights.tensors[k] == t, "\(k)") }
+        #expect(reloaded.tokenizer.vocabulary == original.tokenizer.vocabulary)
         let refs = try Fixtures.transcripts(model)
         let want = Self.ids.map { id in refs.first { $0.id == id }!.tokens }
         #expect(try tokens(reloaded) == want)
         #expect(try tokens(original) == want)
+    }
+
+    @Test("convert --dtype f16 and bf16 store each weight rounded to nearest, ties to even")
+    func halfPrecisionConversion() throws {
+        let original = try Fixtures.loaded("tiny.en")
+        for precision in [FloatPrecision.f16, .bf16] {
+            let dir = try Fixtures.temporaryDirectory() + "/hf-" + precision.rawValue
+            try original.model.weights.writeHuggingFace(to: dir, precision: precision)
+            let file = try SafeTensorsFile(path: dir + "/model.safetensors")
+            #expect(file.entries["model.encoder.conv1.weight"]?.dtype == precision.safetensorsName)
+            let reloaded = try WeightLoader.load(dir)
+            for (k, t) in original.model.weights.tensors {
+                let rounded = t.scalars.map { x -> Float in
+                    precision == .f16 ? Float(Float16(x)) : Float(bitPattern: UInt32(bfloat16Bits(x)) << 16)
+                }
+                #expect(reloaded.tensors[k]?.scalars == rounded, "\(precision) \(k)")
+            }
+        }
+        // bfloat16 rounding: ties go to the even neighbour, NaN stays NaN, overflow goes to infinity.
+        #expect(bfloat16Bits(Float(bitPattern: 0x3F80_8000)) == 0x3F80)
+        #expect(bfloat16Bits(Float(bitPattern: 0x3F81_8000)) == 0x3F82)
+        #expect(bfloat16Bits(.nan) == 0x7FC0)
+        #expect(bfloat16Bits(.greatestFiniteMagnitude) == 0x7F80)
     }
 
     @Test("an openai-whisper .pt checkpoint written by torch.save loads to the same tensors as its safetensors twin")
