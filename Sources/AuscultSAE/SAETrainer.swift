@@ -49,6 +49,8 @@ public struct SAELogLine: Codable, Sendable {
 
 /// Trains an SAE on rows held in memory (from an `ActivationStore`).
 public final class SAETrainer {
+    /// The rate of BatchTopK's threshold average (SAELens's `topk_threshold_lr` default).
+    static let thresholdRate: Float = 0.01
     public private(set) var sae: SparseAutoencoder
     public let options: SAETrainingOptions
     public private(set) var step = 0
@@ -134,7 +136,7 @@ public final class SAETrainer {
     @discardableResult
     public func update(_ x: Tensor) -> (stats: SAEBatchStats, lr: Float) {
         let dead = sinceFired.map { $0 >= options.deadAfter }
-        var (stats, g, fired) = sae.stepGradients(x, dead: dead)
+        var (stats, g, fired, smallest) = sae.stepGradients(x, dead: dead)
         sae.projectDecoderGradient(&g)
         let norm = g.norm
         if norm > options.clipNorm {
@@ -148,6 +150,13 @@ public final class SAETrainer {
         adam[3].step(&sae.bDec.storage, g.bDec.storage, lr: lr, t: step + 1)
         sae.renormalizeDecoder()
         let b = x.shape[0], m = sae.config.dSAE
+        if sae.config.architecture == .batchtopk, let smallest {
+            // BatchTopK's inference threshold: an exponential moving average of the smallest
+            // activation the batch selection kept (SAELens's topk_threshold, rate 0.01 from 0).
+            let old = sae.threshold?.storage.first ?? 0
+            let new = (1 - Self.thresholdRate) * old + Self.thresholdRate * smallest
+            sae.threshold = Tensor(shape: [m], storage: [Float](repeating: new, count: m))
+        }
         for i in 0..<m { sinceFired[i] = fired[i] ? 0 : sinceFired[i] + b }
         step += 1
         return (stats, lr)

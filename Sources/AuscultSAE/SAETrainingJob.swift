@@ -62,6 +62,10 @@ public struct SAETrainingJob {
     public func run(
         rows: Tensor, progress: ProgressReporter? = nil, resuming: ((Int) -> Void)? = nil
     ) throws -> SAETrainingSummary {
+        guard config.architecture.isTrainable else {
+            throw StoreError(
+                .mismatch, "a \(config.architecture.rawValue) SAE is loaded, not trained (relu, topk, batchtopk)")
+        }
         guard rows.rank == 2, rows.shape[1] == config.dIn, rows.shape[0] > 0 else {
             throw StoreError(.mismatch, "training rows of shape \(rows.shape) for an SAE reading \(config.dIn) values")
         }
@@ -85,7 +89,7 @@ public struct SAETrainingJob {
             let differ =
                 recorded.map { r in Set(r.keys).union(wanted.keys).sorted().filter { r[$0] != wanted[$0] } }
                 ?? (sae.config == config ? [] : ["architecture or sizes"])
-            guard differ.isEmpty, sae.config == config else {
+            guard differ.isEmpty, sae.config == config, sae.applyBDecToInput else {
                 throw StoreError(
                     .occupied,
                     "\(directory) holds an SAE trained with other settings (\(differ.joined(separator: ", ")) "

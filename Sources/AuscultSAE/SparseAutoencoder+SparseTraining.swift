@@ -64,6 +64,11 @@ extension SparseAutoencoder {
         switch config.architecture {
         case .relu:
             for r in 0..<b { for i in 0..<m where z.storage[r * m + i] > 0 { out.append(r, i, z.storage[r * m + i]) } }
+        case .jumprelu:
+            let theta = threshold?.storage ?? [Float](repeating: 0, count: m)
+            for r in 0..<b {
+                for i in 0..<m where z.storage[r * m + i] > max(0, theta[i]) { out.append(r, i, z.storage[r * m + i]) }
+            }
         case .topk:
             let k = min(config.k, m)
             var picked = [Int32](repeating: -1, count: b * k)

@@ -60,19 +60,28 @@ extension SparseAutoencoder {
         return (stats, grads, a)
     }
 
-    /// Loss, statistics, gradients and, for each latent, whether it fired in the batch (the
-    /// trainer's step; no dense latent matrix is built on the sparse path).
-    func stepGradients(_ x: Tensor, dead: [Bool]?) -> (stats: SAEBatchStats, grads: SAEGradients, fired: [Bool]) {
+    /// Loss, statistics, gradients, for each latent whether it fired in the batch, and the smallest
+    /// positive activation (nil if none fired; BatchTopK's threshold follows it) — the trainer's
+    /// step; no dense latent matrix is built on the sparse path.
+    func stepGradients(
+        _ x: Tensor, dead: [Bool]?
+    ) -> (stats: SAEBatchStats, grads: SAEGradients, fired: [Bool], smallest: Float?) {
         var fired = [Bool](repeating: false, count: config.dSAE)
         let z = preActivations(x)  // computed once: the dense fallback (ReLU early on) reuses it
         if let (stats, grads, active) = sparseLossAndGradients(x, z: z, dead: dead, residual: nil) {
             for i in active.latent { fired[Int(i)] = true }
-            return (stats, grads, fired)
+            return (stats, grads, fired, active.value.min())
         }
         let (stats, grads, a) = denseLossAndGradients(x, z: z, dead: dead, residual: nil)
         let m = config.dSAE
-        for r in 0..<x.shape[0] { for i in 0..<m where a.storage[r * m + i] > 0 { fired[i] = true } }
-        return (stats, grads, fired)
+        var smallest: Float?
+        for r in 0..<x.shape[0] {
+            for i in 0..<m where a.storage[r * m + i] > 0 {
+                fired[i] = true
+                smallest = min(smallest ?? .infinity, a.storage[r * m + i])
+            }
+        }
+        return (stats, grads, fired, smallest)
     }
 
     /// The loss and gradients with dense products throughout (the reference for the sparse path).
@@ -81,7 +90,7 @@ extension SparseAutoencoder {
     ) -> (stats: SAEBatchStats, grads: SAEGradients, latents: Tensor) {
         let b = x.shape[0], d = config.dIn, m = config.dSAE
         let z = given ?? preActivations(x)
-        let a = activate(z)
+        let a = activate(z, byBatch: true)
         let xhat = decode(a)
         var mse = 0.0, variance = 0.0
         var mean = [Double](repeating: 0, count: d)

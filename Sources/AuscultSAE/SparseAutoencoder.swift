@@ -1,7 +1,9 @@
 // Sparse autoencoders in SAELens's layout (W_enc [d_in, d_sae], b_enc, W_dec [d_sae, d_in], b_dec)
 // with three activation rules: ReLU + L1 (Bricken et al. 2023), TopK with the AuxK loss for dead
 // latents (Gao et al. 2024, "Scaling and evaluating sparse autoencoders"), and BatchTopK (Bussmann
-// et al. 2024). Forward and backward are written out by hand on BLAS products.
+// et al. 2024), whose inference uses the threshold learnt in training (as SAELens saves it, as a
+// JumpReLU threshold); JumpReLU (Rajamanoharan et al. 2024) runs for inference. Forward and
+// backward are written out by hand on BLAS products.
 import AuscultTensor
 import AuscultWhisper
 import Dispatch
@@ -13,8 +15,14 @@ public enum SAEArchitecture: String, Codable, Sendable, CaseIterable {
     case relu
     /// a = ReLU of the k largest z per row.
     case topk
-    /// a = ReLU of the k·B largest z over the whole batch.
+    /// Training: a = ReLU of the k·B largest z over the whole batch. Inference: a = z where z
+    /// exceeds the threshold learnt in training (so a clip's latents do not depend on its batch).
     case batchtopk
+    /// a = z where z > θ (one learnt threshold per latent), else 0. Loaded, not trained.
+    case jumprelu
+
+    /// Whether `auscult train-sae` trains this architecture (JumpReLU SAEs are only loaded).
+    public var isTrainable: Bool { self != .jumprelu }
 }
 
 /// Hyper-parameters of an SAE's loss.
@@ -46,6 +54,11 @@ public struct SparseAutoencoder: Sendable {
     public var bEnc: Tensor  // [d_sae]
     public var wDec: Tensor  // [d_sae, d_in]
     public var bDec: Tensor  // [d_in]
+    /// Per-latent threshold `[d_sae]`: JumpReLU's, or BatchTopK's learnt one (every entry the same)
+    /// that inference applies; nil for a BatchTopK SAE before training, which selects by batch.
+    public var threshold: Tensor?
+    /// Whether b_dec is subtracted from the input before encoding (SAELens's `apply_b_dec_to_input`).
+    public var applyBDecToInput = true
 
     /// Random unit-norm decoder rows (seeded), encoder initialised as the decoder's transpose,
     /// zero biases (b_dec is usually set from the data afterwards).
@@ -65,15 +78,22 @@ public struct SparseAutoencoder: Sendable {
         bEnc = Tensor(zeros: [m]); bDec = Tensor(zeros: [d])
     }
 
-    public init(config: SAEConfig, wEnc: Tensor, bEnc: Tensor, wDec: Tensor, bDec: Tensor) {
+    public init(
+        config: SAEConfig, wEnc: Tensor, bEnc: Tensor, wDec: Tensor, bDec: Tensor, threshold: Tensor? = nil,
+        applyBDecToInput: Bool = true
+    ) {
         self.config = config; self.wEnc = wEnc; self.bEnc = bEnc; self.wDec = wDec; self.bDec = bDec
+        self.threshold = threshold; self.applyBDecToInput = applyBDecToInput
     }
 
-    /// Pre-activations `z = (x − b_dec) W_enc + b_enc` `[B, d_sae]` for inputs `[B, d_in]`.
+    /// Pre-activations `z = (x − b_dec) W_enc + b_enc` `[B, d_sae]` for inputs `[B, d_in]`
+    /// (`x W_enc + b_enc` when `applyBDecToInput` is false).
     public func preActivations(_ x: Tensor) -> Tensor {
         let b = x.shape[0], d = config.dIn, m = config.dSAE
         var centred = x
-        for r in 0..<b { for j in 0..<d { centred.storage[r * d + j] -= bDec.storage[j] } }
+        if applyBDecToInput {
+            for r in 0..<b { for j in 0..<d { centred.storage[r * d + j] -= bDec.storage[j] } }
+        }
         var z = Tensor(shape: [b, m]) { out in for r in 0..<b { for i in 0..<m { out[r * m + i] = bEnc.storage[i] } } }
         _ = BLAS.configured
         // Rows split across workers: OpenBLAS runs single-threaded here (BLAS.configured).
@@ -94,11 +114,23 @@ public struct SparseAutoencoder: Sendable {
         return z
     }
 
-    /// Latent activations `[B, d_sae]` from pre-activations by the architecture's rule.
-    public func activate(_ z: Tensor) -> Tensor {
+    /// Latent activations `[B, d_sae]` from pre-activations by the architecture's rule (BatchTopK
+    /// by its learnt threshold, row by row, once it has one).
+    public func activate(_ z: Tensor) -> Tensor { activate(z, byBatch: false) }
+
+    /// Latent activations; `byBatch` makes BatchTopK select the k·B largest of the batch (training).
+    func activate(_ z: Tensor, byBatch: Bool) -> Tensor {
         let b = z.shape[0], m = config.dSAE
         var a = Tensor(zeros: z.shape)
         switch config.architecture {
+        case .jumprelu,
+            .batchtopk where !byBatch && threshold != nil:
+            let theta = threshold?.storage ?? [Float](repeating: 0, count: m)
+            for r in 0..<b {
+                for i in 0..<m where z.storage[r * m + i] > theta[i] {
+                    a.storage[r * m + i] = max(0, z.storage[r * m + i])
+                }
+            }
         case .relu:
             for i in 0..<z.count { a.storage[i] = max(0, z.storage[i]) }
         case .topk:

@@ -16,7 +16,8 @@ struct Auscult: ParsableCommand {
         subcommands: [
             Transcribe.self, Ablate.self, Layers.self, LensCommand.self, Patch.self, Attribute.self, Optimize.self,
             Probe.self, Collect.self, TrainSAE.self, EvalSAE.self, Index.self, Features.self, Hooks.self, Cache.self,
-            Convert.self, Bench.self, Tokens.self, Heads.self, Paths.self, Losses.self, StudioCommand.self,
+            EncodeSAE.self, Convert.self, Bench.self, Tokens.self, Heads.self, Paths.self, Losses.self,
+            StudioCommand.self,
         ])
 }
 

@@ -83,7 +83,9 @@ struct TrainSAE: ParsableCommand {
     }
 
     func validate() throws {
-        guard SAEArchitecture(rawValue: arch) != nil else { throw ValidationError("--arch is relu, topk or batchtopk") }
+        guard let a = SAEArchitecture(rawValue: arch), a.isTrainable else {
+            throw ValidationError("--arch \(arch): relu, topk or batchtopk (JumpReLU SAEs are loaded, not trained)")
+        }
         guard SAETrainingOptions.BDecInit(rawValue: bDecInit) != nil else {
             throw ValidationError("--b-dec-init is mean or median")
         }

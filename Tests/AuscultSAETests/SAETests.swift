@@ -37,7 +37,7 @@ extension SplitMix64 {
 struct SAETests {
     @Test(
         "gradients of every architecture (with AuxK on dead latents) match central finite differences",
-        arguments: SAEArchitecture.allCases)
+        arguments: SAEArchitecture.allCases.filter(\.isTrainable))
     func gradientCheck(_ arch: SAEArchitecture) {
         let (x, _) = plantedData(rows: 6, d: 8, atoms: 12, active: 2, seed: 1)
         var sae = SparseAutoencoder(
@@ -81,7 +81,7 @@ struct SAETests {
 
     @Test(
         "the sparse training path gives the dense path's loss and gradients, AuxK included",
-        arguments: SAEArchitecture.allCases)
+        arguments: SAEArchitecture.allCases.filter(\.isTrainable))
     func sparseMatchesDense(_ arch: SAEArchitecture) throws {
         let (x, _) = plantedData(rows: 70, d: 16, atoms: 40, active: 3, seed: 5)
         var sae = SparseAutoencoder(
@@ -132,8 +132,78 @@ struct SAETests {
     }
 
     @Test(
+        "BatchTopK learns its threshold as a moving average of the smallest kept activation; a row's latents then do not depend on its batch mates, and the checkpoint saves it as SAELens's JumpReLU and loads back"
+    )
+    func batchTopKThreshold() throws {
+        let (x, _) = plantedData(rows: 512, d: 16, atoms: 24, active: 2, seed: 11)
+        let config = SAEConfig(architecture: .batchtopk, dIn: 16, dSAE: 48, k: 2)
+        var o = SAETrainingOptions()
+        o.steps = 40; o.batchSize = 64; o.learningRate = 2e-3; o.warmupSteps = 5; o.deadAfter = 1000
+        let untrained = SparseAutoencoder(config: config, seed: 12)
+        #expect(untrained.threshold == nil)
+        // The average, step by step: the smallest activation each batch's top k·B kept.
+        let t = SAETrainer(sae: untrained, data: x, options: o)
+        var expected: Float = 0
+        for step in 0..<o.steps {
+            let batch = t.batch(step)
+            let kept = t.sae.activate(t.sae.preActivations(batch), byBatch: true).storage.filter { $0 > 0 }
+            t.update(batch)
+            if let smallest = kept.min() { expected = 0.99 * expected + 0.01 * smallest }
+            let theta = try #require(t.sae.threshold)
+            #expect(theta.shape == [48] && Set(theta.storage).count == 1)
+            expectClose(Double(theta.storage[0]), Double(expected), tolerance: 1e-6, "threshold at step \(step)")
+        }
+        #expect(expected > 0)
+        // Inference by the threshold: one row alone gives what it gives among 64.
+        let sae = t.sae
+        let together = sae(t.batch(0)).latents
+        let alone = sae(Tensor(shape: [1, 16], storage: Array(t.batch(0).storage[0..<16]))).latents
+        #expect(Array(together.storage[0..<48]) == alone.storage)
+        let z = sae.preActivations(t.batch(0))
+        for i in 0..<(64 * 48) { #expect(together.storage[i] == (z.storage[i] > expected ? z.storage[i] : 0)) }
+        // Saved as SAELens saves a trained BatchTopK SAE (JumpReLU, threshold in every latent).
+        let dir = try Fixtures.temporaryDirectory()
+        try SAECheckpoint.save(sae, to: dir, hook: "h", model: "m")
+        let cfg =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/cfg.json")))
+            as! [String: Any]
+        let meta = try #require(cfg["metadata"] as? [String: Any])
+        #expect(cfg["architecture"] as? String == "jumprelu" && cfg["k"] as? Int == 2)
+        #expect(meta["training_architecture"] as? String == "batchtopk" && meta["hook_name"] as? String == "h")
+        #expect(cfg["hook_name"] == nil, "SAELens 6 keeps hook_name under metadata only")
+        let w = try SafeTensorsFile(path: dir + "/sae_weights.safetensors")
+        #expect(try w.tensor("threshold").storage == sae.threshold!.storage)
+        let loaded = try SAECheckpoint.load(dir)
+        #expect(loaded.config == config && loaded.threshold?.storage == sae.threshold!.storage)
+    }
+
+    @Test(
+        "JumpReLU keeps a pre-activation only above its latent's threshold; apply_b_dec_to_input=false encodes x itself"
+    )
+    func jumpReLUAndInputBias() throws {
+        // Identity encoder and decoder on 3 dimensions, b_dec = 1, thresholds 0.5, 2, -1 (a negative
+        // threshold still passes no negative activation: SAELens multiplies ReLU(z) by the mask).
+        let eye = Tensor(shape: [3, 3], storage: [1, 0, 0, 0, 1, 0, 0, 0, 1])
+        var sae = SparseAutoencoder(
+            config: SAEConfig(architecture: .jumprelu, dIn: 3, dSAE: 3), wEnc: eye, bEnc: Tensor(zeros: [3]),
+            wDec: eye, bDec: Tensor(shape: [3], storage: [1, 1, 1]),
+            threshold: Tensor(shape: [3], storage: [0.5, 2, -1]))
+        let x = Tensor(shape: [2, 3], storage: [2, 2.5, 0.5, 1.2, 4, 3])
+        // z = x − 1 = [1, 1.5, −0.5], [0.2, 3, 2].
+        #expect(sae(x).latents.storage == [1, 0, 0, 0, 3, 2])
+        sae.applyBDecToInput = false  // z = x = [2, 2.5, 0.5], [1.2, 4, 3]
+        #expect(sae(x).latents.storage == [2, 2.5, 0.5, 1.2, 4, 3])
+        #expect(sae(x).reconstruction.storage == [3, 3.5, 1.5, 2.2, 5, 4])
+        let dir = try Fixtures.temporaryDirectory()
+        try SAECheckpoint.save(sae, to: dir, hook: "h", model: "m")
+        let loaded = try SAECheckpoint.load(dir)
+        #expect(loaded.config.architecture == .jumprelu && loaded.applyBDecToInput == false)
+        #expect(loaded(x).latents.storage == sae(x).latents.storage)
+    }
+
+    @Test(
         "each architecture recovers at least 90 % of a planted dictionary's directions with cosine > 0.9",
-        arguments: SAEArchitecture.allCases)
+        arguments: SAEArchitecture.allCases.filter(\.isTrainable))
     func recovery(_ arch: SAEArchitecture) throws {
         let (x, dict) = plantedData(rows: 8192, d: 32, atoms: 48, active: 3, seed: 5)
         let sae = SparseAutoencoder(config: SAEConfig(architecture: arch, dIn: 32, dSAE: 96, k: 3, l1: 0.2), seed: 6)

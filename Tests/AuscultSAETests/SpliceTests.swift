@@ -77,8 +77,9 @@ struct SpliceTests {
             (try saved(nil, ["b_dec": Tensor(shape: [4], storage: [0, .nan, 0, 0])]), .notFinite, "b_dec"),
             (try Fixtures.temporaryDirectory(), .missingFile, "cfg.json"),
             // What would change the SAE's output is refused by name, never dropped.
-            (try saved(["apply_b_dec_to_input": false]), .unsupported, "apply_b_dec_to_input = false"),
-            (try saved(["metadata": ["apply_b_dec_to_input": false]]), .unsupported, "apply_b_dec_to_input"),
+            (try saved(["reshape_activations": "hook_z"]), .unsupported, "reshape_activations = 'hook_z'"),
+            (try saved(["architecture": "jumprelu"]), .missingTensor, "needs its 'threshold'"),
+            (try saved(["architecture": "jumprelu"], ["threshold": Tensor(zeros: [7])]), .shapeMismatch, "threshold"),
             (try saved(["rescale_acts_by_decoder_norm": true]), .unsupported, "rescale_acts_by_decoder_norm"),
             (try saved(["normalize_activations": "expected_average_only_in"]), .unsupported, "expected_average"),
             (try saved(nil, ["threshold": Tensor(zeros: [8])]), .unsupported, "threshold"),
