@@ -83,8 +83,11 @@ let package = Package(
             exclude: ["README.md"]),
 
         .target(
-            name: "_TestSupport", dependencies: ["AuscultTensor", "AuscultAudio", "AuscultWhisper", "AuscultSAE"],
+            name: "_TestSupport",
+            dependencies: ["AuscultTensor", "AuscultAudio", "AuscultWhisper", "AuscultSAE", "AuscultLens"],
             exclude: ["README.md"]),
+        // The fuzzing harness (scripts/fuzz.sh); built plainly it replays inputs.
+        .executableTarget(name: "auscult-fuzz", dependencies: ["_TestSupport"]),
         .testTarget(name: "AuscultTensorTests", dependencies: ["AuscultTensor", "_TestSupport"]),
         .testTarget(name: "AuscultAudioTests", dependencies: ["AuscultAudio", "_TestSupport"]),
         .testTarget(

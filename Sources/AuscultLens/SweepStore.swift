@@ -18,6 +18,7 @@ public struct SweepStore {
         self.directory = directory
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try OutputLock.hold(directory)
         if fresh { try? fm.removeItem(atPath: jsonlPath) }
         try Self.claim(directory, settings: settings, fresh: fresh, holdsResults: fm.fileExists(atPath: jsonlPath))
     }
@@ -38,6 +39,7 @@ public struct SweepStore {
     /// with other settings, refuses (unless `fresh`) and names the settings that differ, so a
     /// resumed run never mixes in another run's results.
     public static func claim(_ directory: String, settings: [String: String], fresh: Bool, holdsResults: Bool) throws {
+        try OutputLock.hold(directory)
         let store = SweepStore(reading: directory)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]

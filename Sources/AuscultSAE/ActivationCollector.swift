@@ -44,6 +44,7 @@ public struct ActivationCollector {
         _ items: [DatasetItem], into store: ActivationStore, shard k: Int = 0, of n: Int = 1,
         progress: ProgressReporter? = nil, failed: (DatasetItem, Error) -> Void = { _, _ in }
     ) throws {
+        try OutputLock.hold(store.directory)
         let mine = items.enumerated().filter { $0.offset % n == k }.map(\.element)
         let done = store.storedIDs
         let todo = mine.filter { !done.contains($0.id) }

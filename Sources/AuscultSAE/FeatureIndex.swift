@@ -116,6 +116,7 @@ public struct FeatureIndexBuilder {
         _ items: [DatasetItem], path: String, fresh: Bool = false, progress: ProgressReporter? = nil,
         failed: (DatasetItem, Error) -> Void = { _, _ in }
     ) throws {
+        try OutputLock.hold(path)
         if fresh { try? FileManager.default.removeItem(atPath: path) }
         let db = try SQLiteDatabase(path: path)
         try createSchema(db)

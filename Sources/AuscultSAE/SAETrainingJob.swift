@@ -77,6 +77,7 @@ public struct SAETrainingJob {
         }
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try OutputLock.hold(directory)
         let wanted = settings(rows: rows.shape[0])
         var trainer = SAETrainer(
             sae: SparseAutoencoder(config: config, seed: options.seed), data: rows, options: options)
