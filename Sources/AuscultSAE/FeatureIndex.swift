@@ -283,8 +283,14 @@ public struct FeatureIndexBuilder {
             "top": "\(top)", "samples": "\(samples)", "coactive": "\(coactive)", "separation": "\(separation)",
             "version": FeatureIndex.currentVersion, "prompt": decoding.contextSettings["prompt"] ?? "",
             "prefix": decoding.contextSettings["prefix"] ?? "",
+            // What the features are made of, by content: a model or SAE replaced at the same path
+            // (retrained in place) is another index, not this one resumed.
+            "model_sha256": loaded.contentHash, "sae_sha256": saeHash,
         ]
     }
+
+    /// The SAE's content hash, or "none" for an index of neurons.
+    var saeHash: String { if case .sae(let sae, _, _) = source { return sae.contentHash } else { return "none" } }
 
     /// Settings an index made before they existed lacks; there they read as empty.
     static let settingsAddedLater: Set<String> = ["prompt", "prefix"]

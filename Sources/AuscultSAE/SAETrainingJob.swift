@@ -27,7 +27,7 @@ public struct SAETrainingSummary: Codable, Sendable {
 /// `summary.json`, `report.html`), resuming from the checkpoint there.
 ///
 /// A checkpoint is resumed only when it was made by the same training: the same architecture
-/// and sizes, hook, model, rows, and every option that shapes the run (steps, batch size,
+/// and sizes, hook, model, rows (by content: SHA-256 of their values), and every option that shapes the run (steps, batch size,
 /// learning rate, warm-up, seed, dead-after, b_dec start), recorded in `run.json`. Anything else
 /// is refused, naming what differs, instead of continuing another run's optimiser.
 public struct SAETrainingJob {
@@ -78,7 +78,11 @@ public struct SAETrainingJob {
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try OutputLock.hold(directory)
-        let wanted = settings(rows: rows.shape[0])
+        var wanted = settings(rows: rows.shape[0])
+        // The rows by content: a store collected again (another model, other clips) is other data.
+        var hasher = SHA256Hasher()
+        hasher.update(rows.scalars)
+        wanted["data_sha256"] = hasher.hexDigest()
         var trainer = SAETrainer(
             sae: SparseAutoencoder(config: config, seed: options.seed), data: rows, options: options)
         var resumedFrom = 0

@@ -51,3 +51,22 @@ extension SparseAutoencoder {
         return (chosen, Tensor(shape: [n, m], storage: latents), Tensor(shape: [n, d], storage: reconstruction))
     }
 }
+
+extension SparseAutoencoder {
+    /// SHA-256 of what determines the SAE's output — architecture, k, whether b_dec is subtracted
+    /// first, and every parameter's shape and float32 values (the threshold included) — so a
+    /// result made with it can tell a retrained SAE at the same path from the one it was made with.
+    public var contentHash: String {
+        var h = SHA256Hasher()
+        h.update("\(config.architecture.rawValue) k=\(config.k) apply_b_dec_to_input=\(applyBDecToInput)")
+        let parts: [(String, Tensor?)] = [
+            ("W_enc", wEnc), ("b_enc", bEnc), ("W_dec", wDec), ("b_dec", bDec), ("threshold", threshold),
+        ]
+        for (name, t) in parts {
+            guard let t else { continue }
+            h.update(name + "[" + t.shape.map(String.init).joined(separator: ",") + "]")
+            h.update(t.scalars)
+        }
+        return h.hexDigest()
+    }
+}

@@ -126,6 +126,17 @@ struct FeatureIndexTests {
         let text = try prefixed.db.rows("SELECT transcript FROM clips ORDER BY id")[0][0].text ?? ""
         let expected = try loaded.run(.file(items[0].path), options: builder.decoding).text
         #expect(text == expected, "\(text) vs \(expected)")
+        // An SAE retrained in place (same path, other weights) makes another index: refused by name.
+        var sae = SparseAutoencoder(config: SAEConfig(architecture: .topk, dIn: 1536, dSAE: 32, k: 4), seed: 1)
+        var saeBuilder = try FeatureIndexBuilder(loaded: loaded, source: .sae(sae, hook: Self.hook, path: "sae/"))
+        saeBuilder.top = 2
+        try saeBuilder.build(Array(items.prefix(1)), path: dir + "/sae.sqlite")
+        sae.bEnc = Tensor(zeros: [32], value: 0.5)
+        saeBuilder = try FeatureIndexBuilder(loaded: loaded, source: .sae(sae, hook: Self.hook, path: "sae/"))
+        saeBuilder.top = 2
+        #expect { try saeBuilder.build(items, path: dir + "/sae.sqlite") } throws: {
+            ($0 as? StoreError)?.code == .occupied && "\($0)".contains("sae_sha256")
+        }
     }
 
     @Test("auscult index and features: a latent's examples as text and JSON, clear errors for bad queries")
