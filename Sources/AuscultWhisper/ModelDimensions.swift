@@ -28,6 +28,26 @@ public struct ModelDimensions: Sendable, Equatable, Codable {
     /// Number of language tokens: 100 for large-v3 (n_vocab 51 866), else 99.
     public var numLanguages: Int { n_vocab - 51_765 - (isMultilingual ? 1 : 0) }
 
+    /// Refuses sizes no Whisper checkpoint has — a count that is not positive or beyond any
+    /// model (up to 2^16 positions or widths, 1024 layers or heads, 2^20 tokens), or heads that do
+    /// not divide their width — naming `source` and the size, before any shape is built from them.
+    public func validate(source: String) throws {
+        let limits: [(String, Int, Int)] = [
+            ("n_mels", n_mels, 1024), ("n_audio_ctx", n_audio_ctx, 1 << 16), ("n_audio_state", n_audio_state, 1 << 16),
+            ("n_audio_head", n_audio_head, 1024), ("n_audio_layer", n_audio_layer, 1024), ("n_vocab", n_vocab, 1 << 20),
+            ("n_text_ctx", n_text_ctx, 1 << 16), ("n_text_state", n_text_state, 1 << 16),
+            ("n_text_head", n_text_head, 1024), ("n_text_layer", n_text_layer, 1024),
+        ]
+        for (name, value, limit) in limits where !(1...limit).contains(value) {
+            throw ModelLoadError(.corruptModel, "\(source): \(name) is \(value); a Whisper model has 1…\(limit)")
+        }
+        for (heads, width, name) in [(n_audio_head, n_audio_state, "audio"), (n_text_head, n_text_state, "text")]
+        where width % heads != 0 {
+            throw ModelLoadError(
+                .corruptModel, "\(source): n_\(name)_head \(heads) does not divide n_\(name)_state \(width)")
+        }
+    }
+
     /// The expected tensor shapes of an openai-whisper state dict with these dimensions.
     public func expectedShapes() -> [String: [Int]] {
         var s = [String: [Int]]()

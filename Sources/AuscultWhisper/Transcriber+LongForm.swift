@@ -1,7 +1,8 @@
 // Long audio in successive 30 s windows, following openai-whisper `transcribe.py`: one log-mel of
 // the whole (30 s-padded) audio, a seek pointer advanced by the last timestamp of each window,
 // the previous text as prompt, temperature fallback on repetitive or unlikely output, and
-// no-speech skipping. (Word timestamps and clip_timestamps are not implemented.)
+// no-speech skipping; hook handlers (interventions, an SAE) run on every window. (Word timestamps
+// and clip_timestamps are not implemented.)
 import AuscultAudio
 import AuscultTensor
 import CZlib
@@ -59,9 +60,11 @@ public func compressionRatio(_ text: String) -> Double {
 
 extension LoadedModel {
     /// Transcribes all of `samples` (16 kHz) window by window; `progress` gets frames done / total.
+    /// `hooks`, given how many encoder frames of a window hold audio, makes the handler that
+    /// window's encoder and decoder passes run through (a fresh one per window).
     public func transcribe(
         _ samples: [Float], options: TranscribeOptions = TranscribeOptions(),
-        progress: ((Int, Int) -> Void)? = nil
+        progress: ((Int, Int) -> Void)? = nil, hooks: ((_ audioFrames: Int) throws -> HookHandler?)? = nil
     ) throws -> Transcript {
         let nFrames = LogMel.windowFrames
         let mel = LogMel(nMels: model.dims.n_mels).compute(samples + [Float](repeating: 0, count: LogMel.windowSamples))
@@ -79,11 +82,13 @@ extension LoadedModel {
         while seek < contentFrames {
             let timeOffset = Double(seek) * 0.01
             let segmentSize = min(nFrames, contentFrames - seek)
-            let audio = try model.encode(Self.window(mel, from: seek, count: segmentSize))
+            // Two log-mel frames make one encoder frame (the second convolution's stride).
+            let handler = try hooks?(min(model.dims.n_audio_ctx, (segmentSize + 1) / 2))
+            let audio = try model.encode(Self.window(mel, from: seek, count: segmentSize), hooks: handler)
             var opts = options.decoding
             opts.language = language
             opts.prompt = Array(allTokens[promptResetSince...])
-            let result = try decodeWithFallback(audio, opts, options)
+            let result = try decodeWithFallback(audio, opts, options, hooks: handler)
             if let nst = options.noSpeechThreshold, result.noSpeechProb > nst,
                 !(options.logprobThreshold.map { result.avgLogprob > $0 } ?? false)
             {
@@ -152,7 +157,9 @@ extension LoadedModel {
 
     /// `decode_with_fallback`: retry at higher temperatures while the result is too repetitive
     /// (compression ratio) or too unlikely (average log-probability), unless it is silence.
-    func decodeWithFallback(_ audio: Tensor, _ base: DecodingOptions, _ t: TranscribeOptions) throws -> DecodingResult {
+    func decodeWithFallback(
+        _ audio: Tensor, _ base: DecodingOptions, _ t: TranscribeOptions, hooks: HookHandler? = nil
+    ) throws -> DecodingResult {
         var result: DecodingResult?
         for (i, temp) in t.temperatures.enumerated() {
             var o = base
@@ -162,12 +169,12 @@ extension LoadedModel {
                 o.beamSize = nil
                 // best_of: sample several candidates and keep the most likely (length-normalised).
                 let batch = Tensor.concatenate([Tensor](repeating: audio, count: t.bestOf))
-                let cands = try decoder.decode(audio: batch, options: o)
+                let cands = try decoder.decode(audio: batch, options: o, hooks: hooks)
                 result = cands.max { a, b in
                     a.sumLogprob / Double(max(1, a.tokens.count)) < b.sumLogprob / Double(max(1, b.tokens.count))
                 }
             } else {
-                result = try decoder.decode(audio: audio, options: o)[0]
+                result = try decoder.decode(audio: audio, options: o, hooks: hooks)[0]
             }
             let r = result!
             var fallback = false

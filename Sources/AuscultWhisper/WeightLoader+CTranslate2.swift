@@ -27,6 +27,12 @@ enum CTranslate2Loader {
                     throw ModelLoadError(.missingTensor, "\(path): quantised '\(name)' has no '\(name)_scale'")
                 }
                 let scale = try decode(s, data: data, name: name + "_scale", path: path)
+                guard scale.count == 1 || scale.count == t.shape[0] else {
+                    throw ModelLoadError(
+                        .corruptModel,
+                        "\(path): '\(name)_scale' holds \(scale.count) scales for the \(t.shape[0]) rows of '\(name)' "
+                            + "(1 or one per row)")
+                }
                 let cols = t.count / max(1, t.shape[0])
                 for r in 0..<t.shape[0] {
                     let inv = 1 / (scale.count == 1 ? scale.storage[0] : scale.storage[r])
@@ -37,7 +43,11 @@ enum CTranslate2Loader {
         }
         func scalar(_ name: String) throws -> Int {
             guard let v = vars[name] else { throw ModelLoadError(.missingTensor, "\(path): no variable '\(name)'") }
-            return Int(try decode(v, data: data, name: name, path: path).storage[0])
+            let x = try decode(v, data: data, name: name, path: path).storage[0]
+            guard x.isFinite, x.magnitude < 1e9 else {
+                throw ModelLoadError(.corruptModel, "\(path): variable '\(name)' is \(x), not a count")
+            }
+            return Int(x)
         }
         func layers(_ side: String) -> Int {
             var n = 0
@@ -174,7 +184,17 @@ enum CTranslate2Loader {
     }
 
     static func decode(_ v: Variable, data: Data, name: String, path: String) throws -> Tensor {
-        let count = v.shape.reduce(1, *)
+        var count = 1
+        for dim in v.shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: dim)
+            guard !overflow, dim > 0 else {
+                throw ModelLoadError(
+                    .corruptModel,
+                    "\(path): variable '\(name)' has shape \(v.shape): every size must be positive and "
+                        + "their product must fit the file")
+            }
+            count = product
+        }
         let width: Int
         switch v.dtype {
         case 0, 3: width = 4
@@ -182,10 +202,11 @@ enum CTranslate2Loader {
         case 2, 4, 5: width = 2
         default: throw ModelLoadError(.corruptModel, "\(path): variable '\(name)' has unknown dtype \(v.dtype)")
         }
-        guard count * width == v.bytes else {
+        guard count.multipliedReportingOverflow(by: width) == (v.bytes, false) else {
             throw ModelLoadError(
                 .corruptModel,
-                "\(path): variable '\(name)' holds \(v.bytes) bytes, its shape \(v.shape) needs \(count * width)")
+                "\(path): variable '\(name)' holds \(v.bytes) bytes, its shape \(v.shape) needs \(count) values of "
+                    + "\(width) bytes")
         }
         return data.withUnsafeBytes { raw in
             let p = raw.baseAddress! + v.offset

@@ -55,6 +55,7 @@ enum HuggingFaceLoader {
             n_vocab: try int("vocab_size"), n_text_ctx: try int("max_target_positions"),
             n_text_state: try int("d_model"),
             n_text_head: try int("decoder_attention_heads"), n_text_layer: try int("decoder_layers"))
+        try dims.validate(source: configPath)
         var byHF = [String: String]()
         for key in dims.expectedShapes().keys { byHF[hfName(key)] = key }
         var tensors = [String: Tensor]()

@@ -14,6 +14,7 @@ public struct WhisperWeights: Sendable {
     /// Checks that every expected tensor is present with the right shape and nothing else is,
     /// as mlx-swift's `update(parameters:verify:)` does; the error names the first offending key.
     public init(dims: ModelDimensions, tensors: [String: Tensor], source: String, format: String) throws {
+        try dims.validate(source: source)
         let expected = dims.expectedShapes()
         for key in expected.keys.sorted() {
             guard let t = tensors[key] else {

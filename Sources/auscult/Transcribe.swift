@@ -29,8 +29,8 @@ struct Transcribe: ParsableCommand {
             """)
 
     @OptionGroup var modelOptions: ModelOptions
-    @OptionGroup(title: "Interventions (window mode)") var interventions: InterventionOptions
-    @OptionGroup(title: "Sparse autoencoder (window mode)") var saeOptions: SAEOptions
+    @OptionGroup(title: "Interventions") var interventions: InterventionOptions
+    @OptionGroup(title: "Sparse autoencoder") var saeOptions: SAEOptions
     @OptionGroup(title: "Prompt and prefix") var promptOptions: PromptOptions
     @Option(help: "Output format: text, json or jsonl.") var format: OutputFormat = .text
     @Option(help: "Beam width (default: greedy).") var beamSize: Int?
@@ -94,12 +94,39 @@ struct Transcribe: ParsableCommand {
         // Bad hook names are refused before any work.
         if !edits.isEmpty { try loaded.validate(interventions: edits) }
         let spliced = try saeOptions.load(loaded)
+        let model = loaded.model
+        let keepError = saeOptions.keepError
+        /// The handler of one batch of clips whose encoder frames holding audio are `frames`
+        /// (interventions, then the SAE splice on those frames), or nil when neither is asked for.
+        let handler: @Sendable ([Int]) throws -> HookHandler? = { frames in
+            var handlers = [HookHandler]()
+            if !edits.isEmpty { handlers.append(try Interventions(edits, model: model)) }
+            if let spliced {
+                handlers.append(
+                    try SAESplice(
+                        sae: spliced.sae, hook: spliced.hook, edits: spliced.edits, keepError: keepError, frames: frames
+                    ))
+            }
+            return handlers.isEmpty ? nil : handlers.count == 1 ? handlers[0] : HookChain(handlers)
+        }
+        // A decoder swap runs its donor beside each file, and words are timed on one window:
+        // both stay in window mode, which says so when it cuts a file.
+        let windowOnly = edits.contains(where: \.runsBeside) || wordTimestamps
         for item in items {
-            if mode == .window || !edits.isEmpty || spliced != nil || wordTimestamps {
+            let duration = AudioClip.duration(of: item.path)
+            if mode == .window || windowOnly || (mode == .auto && (duration ?? 0) <= 30) {
+                // A file whose header cannot be read goes the window way, which reports it.
+                if let duration, duration > 30 {
+                    let why =
+                        mode == .window
+                        ? "--mode window" : windowOnly ? "--word-timestamps and decoder swaps work on one window" : ""
+                    FileHandle.standardError.write(
+                        Data(
+                            "note: \(item.path) is \(String(format: "%.1f", duration)) s; only its first 30 s are read (\(why))\n"
+                                .utf8))
+                }
                 windowItems.append(item); continue
             }
-            // A file whose header cannot be read goes the window way, which reports it.
-            if mode == .auto && (AudioClip.duration(of: item.path) ?? 0) <= 30 { windowItems.append(item); continue }
             do {
                 let clip = try AudioClip(contentsOf: item.path)
                 var topts = TranscribeOptions()
@@ -107,7 +134,9 @@ struct Transcribe: ParsableCommand {
                 topts.decoding.language = options.language
                 topts.decoding.prefix = options.prefix
                 topts.initialPrompt = options.prompt ?? []
-                let t = try loaded.transcribe(clip.samples, options: topts)
+                let hooks: ((Int) throws -> HookHandler?)? =
+                    edits.isEmpty && spliced == nil ? nil : { frames in try handler([frames]) }
+                let t = try loaded.transcribe(clip.samples, options: topts, hooks: hooks)
                 let textTokens = t.segments.flatMap(\.tokens).filter { $0 < loaded.tokenizer.eot }
                 let segs: [[String: Any]] = t.segments.map {
                     [
@@ -124,27 +153,17 @@ struct Transcribe: ParsableCommand {
                 fail(error, item)
             }
         }
-        let model = loaded.model
         var makeHooks: (@Sendable ([DatasetItem]) throws -> HookHandler?)? = nil
         let nAudio = model.dims.n_audio_ctx
-        let keepError = saeOptions.keepError
         if !edits.isEmpty || spliced != nil {
             makeHooks = { batch -> HookHandler? in
-                var handlers = [HookHandler]()
-                if !edits.isEmpty { handlers.append(try Interventions(edits, model: model)) }
-                if let spliced {
-                    // Splice on the frames that hold audio (the SAE never saw the padding).
-                    let frames = batch.map { item in
+                // Splice on the frames that hold audio (the SAE never saw the padding).
+                try handler(
+                    batch.map { item in
                         AudioClip.duration(of: item.path).map {
                             LoadedClip.validFrames(samples: Int(($0 * 16_000).rounded()), maxFrames: nAudio)
                         } ?? nAudio
-                    }
-                    handlers.append(
-                        try SAESplice(
-                            sae: spliced.sae, hook: spliced.hook, edits: spliced.edits, keepError: keepError,
-                            frames: frames))
-                }
-                return handlers.count == 1 ? handlers[0] : HookChain(handlers)
+                    })
             }
         }
         if edits.contains(where: \.runsBeside) {

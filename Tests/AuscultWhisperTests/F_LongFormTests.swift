@@ -33,6 +33,36 @@ struct LongFormTests {
         #expect(progressCalls >= 2)
     }
 
+    @Test(
+        "interventions run on every window: one that changes nothing keeps the transcript, one that changes the encoder changes it, and each window gets its own handler for the frames holding audio"
+    )
+    func interventionsPerWindow() throws {
+        let loaded = try Fixtures.loaded("tiny.en")
+        let audio = try AudioClip(contentsOf: Fixtures.path("Tests/Fixtures/longform/long.wav"))
+        let clean = try loaded.transcribe(audio.samples)
+        var frames = [Int](), recorders = [ActivationRecorder]()
+        let identity = try loaded.transcribe(
+            audio.samples,
+            hooks: { audioFrames in
+                frames.append(audioFrames)
+                let recorder = ActivationRecorder { $0 == "encoder.blocks.3.hook_resid_post" }
+                recorders.append(recorder)
+                return HookChain([
+                    try Interventions([.scale(.encoder(3).residPost, by: 1)], model: loaded.model), recorder,
+                ])
+            })
+        #expect(identity.segments.map(\.tokens) == clean.segments.map(\.tokens))
+        // The 36 s file is read in windows that start at each seek; each window's handler saw its pass.
+        let seeks = Array(Set(clean.segments.map(\.seek))).sorted()
+        #expect(frames.count == seeks.count && frames.count >= 2)
+        #expect(frames.first == 1500 && frames.dropFirst().allSatisfy { $0 > 0 && $0 < 1500 })
+        #expect(recorders.allSatisfy { $0.store["encoder.blocks.3.hook_resid_post"]?.shape == [1, 1500, 384] })
+        let steered = try loaded.transcribe(
+            audio.samples,
+            hooks: { _ in try Interventions([.scale(.encoder(1).residPost, by: 0.3)], model: loaded.model) })
+        #expect(steered.text != clean.text)
+    }
+
     @Test("compression ratio is zlib's, as openai-whisper computes it")
     func compression() {
         // len(text.encode()) / len(zlib.compress(text.encode())) computed by Python 3.11.
