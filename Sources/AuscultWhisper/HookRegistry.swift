@@ -93,11 +93,8 @@ public struct HookRegistry: Sendable {
         let c = canonical(pattern)
         if index[c] != nil { return [c] }
         if pattern.contains("*") || pattern.contains("?") {
-            let re =
-                "^"
-                + NSRegularExpression.escapedPattern(for: pattern)
-                .replacingOccurrences(of: "\\*", with: ".*").replacingOccurrences(of: "\\?", with: ".") + "$"
-            let hits = names.filter { Regex.matches(re, $0) }
+            let glob = Array(pattern.utf8)
+            let hits = names.filter { Self.globMatches(glob, Array($0.utf8)) }
             if !hits.isEmpty { return hits }
             throw HookError(
                 .unknownHook,
@@ -123,10 +120,33 @@ public struct HookRegistry: Sendable {
 
     /// The three names with the smallest edit distance to `name`.
     public func closest(_ name: String, count: Int = 3) -> [String] {
-        let target = Array(canonical(name).utf8)
+        // Names are under 60 characters; a longer query is compared by its first 120 (edit
+        // distance costs the product of the lengths, and this runs on any text a user types).
+        let target = Array(canonical(name).utf8.prefix(120))
         let scored: [(name: String, distance: Int)] = names.map { ($0, Self.editDistance(Array($0.utf8), target)) }
         let sorted = scored.sorted { a, b in a.distance != b.distance ? a.distance < b.distance : a.name < b.name }
         return sorted.prefix(count).map { $0.name }
+    }
+
+    /// Whether `text` matches the glob `pattern` (`*` any run, `?` one character), in at most
+    /// |pattern| · |text| steps: on a mismatch the last `*` takes one more character, the greedy
+    /// scheme that never backtracks further (a regular expression of many `.*` did, exponentially).
+    static func globMatches(_ pattern: [UInt8], _ text: [UInt8]) -> Bool {
+        let star = UInt8(ascii: "*"), any = UInt8(ascii: "?")
+        var p = 0, t = 0, starAt = -1, resume = 0
+        while t < text.count {
+            if p < pattern.count && (pattern[p] == any || pattern[p] == text[t]) {
+                p += 1; t += 1
+            } else if p < pattern.count && pattern[p] == star {
+                starAt = p; resume = t; p += 1
+            } else if starAt >= 0 {
+                p = starAt + 1; resume += 1; t = resume
+            } else {
+                return false
+            }
+        }
+        while p < pattern.count && pattern[p] == star { p += 1 }
+        return p == pattern.count
     }
 
     static func editDistance(_ a: [UInt8], _ b: [UInt8]) -> Int {

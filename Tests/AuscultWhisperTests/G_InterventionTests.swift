@@ -56,6 +56,15 @@ struct HookPointTests {
         #expect(try reg.resolve("encoder.blocks.2.mlp.1") == ["encoder.blocks.2.mlp.hook_post"])
         #expect(try reg.resolve("encoder.blocks.*.hook_resid_post").count == 4)
         #expect(try reg.resolveList("decoder.blocks.?.hook_mlp_out, audio.hook_mel").count == 5)
+        let patterns = try reg.resolve("*.blocks.3.*attn*.hook_pattern")
+        #expect(
+            Set(patterns) == [
+                "decoder.blocks.3.attn.hook_pattern", "decoder.blocks.3.cross_attn.hook_pattern",
+                "encoder.blocks.3.attn.hook_pattern",
+            ], "\(patterns)")
+        #expect(try reg.resolve("*hook_mel") == ["audio.hook_mel"])
+        // A glob of many stars that matches nothing is answered at once (it once backtracked for minutes).
+        #expect(throws: HookError.self) { try reg.resolve(String(repeating: "*", count: 24) + "swpaen        `z") }
         #expect { try reg.resolve("encoder.blocks.2.hook_resid_pots") } throws: {
             "\($0)".contains("unknown hook point 'encoder.blocks.2.hook_resid_pots'")
                 && "\($0)".contains("encoder.blocks.2.hook_resid_post")
