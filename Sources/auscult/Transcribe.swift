@@ -120,10 +120,9 @@ struct Transcribe: ParsableCommand {
                     let why =
                         mode == .window
                         ? "--mode window" : windowOnly ? "--word-timestamps and decoder swaps work on one window" : ""
-                    FileHandle.standardError.write(
-                        Data(
-                            "note: \(item.path) is \(String(format: "%.1f", duration)) s; only its first 30 s are read (\(why))\n"
-                                .utf8))
+                    let seconds = String(format: "%.1f", duration)
+                    let note = "note: \(item.path) is \(seconds) s; only its first 30 s are read (\(why))\n"
+                    FileHandle.standardError.write(Data(note.utf8))
                 }
                 windowItems.append(item); continue
             }
