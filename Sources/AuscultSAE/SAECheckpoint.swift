@@ -32,9 +32,10 @@ public enum SAECheckpoint {
         // BatchTopK with a learnt threshold is saved as SAELens saves it for inference: JumpReLU,
         // the threshold in every latent; `metadata.training_architecture` and `k` let Auscult
         // load it back as BatchTopK and resume training.
+        let trained = c.architecture == .relu ? "standard" : c.architecture.rawValue  // SAELens's name
         let asJumpReLU = c.architecture == .jumprelu || (c.architecture == .batchtopk && sae.threshold != nil)
         var cfg: [String: Any] = [
-            "architecture": asJumpReLU ? "jumprelu" : c.architecture == .relu ? "standard" : c.architecture.rawValue,
+            "architecture": asJumpReLU ? "jumprelu" : trained,
             "d_in": c.dIn, "d_sae": c.dSAE, "dtype": "float32", "device": "cpu",
             "apply_b_dec_to_input": sae.applyBDecToInput, "normalize_activations": "none",
             "reshape_activations": "none",
@@ -43,7 +44,7 @@ public enum SAECheckpoint {
                 "sae_lens_version": "6.0.0", "sae_lens_training_version": NSNull(),
                 "hook_name": hook, "model_name": model, "model_class_name": "auscult",
                 "hook_head_index": NSNull(), "prepend_bos": false,
-                "training_architecture": c.architecture == .relu ? "standard" : c.architecture.rawValue,
+                "training_architecture": trained,
             ] as [String: Any],
             // Auscult's training settings (SAELens ignores keys it does not know).
             "l1_coefficient": c.l1, "k_aux": c.kAux, "aux_coefficient": c.auxCoefficient,

@@ -27,8 +27,9 @@ public struct SAETrainingSummary: Codable, Sendable {
 /// `summary.json`, `report.html`), resuming from the checkpoint there.
 ///
 /// A checkpoint is resumed only when it was made by the same training: the same architecture
-/// and sizes, hook, model, rows (by content: SHA-256 of their values), and every option that shapes the run (steps, batch size,
-/// learning rate, warm-up, seed, dead-after, b_dec start), recorded in `run.json`. Anything else
+/// and sizes, hook, model, rows (by content: SHA-256 of their values), and every option that
+/// shapes the run (steps, batch size, learning rate, warm-up, seed, dead-after, b_dec start),
+/// recorded in `run.json`. Anything else
 /// is refused, naming what differs, instead of continuing another run's optimiser.
 public struct SAETrainingJob {
     public let directory: String

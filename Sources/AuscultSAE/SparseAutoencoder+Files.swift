@@ -62,11 +62,7 @@ extension SparseAutoencoder {
         let parts: [(String, Tensor?)] = [
             ("W_enc", wEnc), ("b_enc", bEnc), ("W_dec", wDec), ("b_dec", bDec), ("threshold", threshold),
         ]
-        for (name, t) in parts {
-            guard let t else { continue }
-            h.update(name + "[" + t.shape.map(String.init).joined(separator: ",") + "]")
-            h.update(t.scalars)
-        }
+        for case (let name, let t?) in parts { h.update(t, named: name) }
         return h.hexDigest()
     }
 }

@@ -48,6 +48,12 @@ public struct SHA256Hasher {
     public mutating func update(_ data: Data) { data.withUnsafeBytes { update($0) } }
     public mutating func update(_ text: String) { update(Data(text.utf8)) }
     public mutating func update(_ values: [Float]) { values.withUnsafeBytes { update($0) } }
+    /// Feeds `name[shape]` and then the tensor's float32 values: how a model's or an SAE's content
+    /// hash takes in each of its tensors.
+    public mutating func update(_ tensor: Tensor, named name: String) {
+        update(name + "[" + tensor.shape.map(String.init).joined(separator: ",") + "]")
+        update(tensor.storage)
+    }
 
     /// The digest as 64 lowercase hex digits (the hasher is consumed).
     public mutating func hexDigest() -> String {

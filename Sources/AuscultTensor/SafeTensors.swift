@@ -58,13 +58,8 @@ public struct SafeTensorsFile: Sendable {
                     .corrupt, "entry '\(k)' is malformed or points outside the file's data", path: path)
             }
             // The element count must not wrap: a shape is checked against its byte range on access.
-            var elements = 1
-            for dim in sh {
-                let (product, overflow) = elements.multipliedReportingOverflow(by: dim)
-                guard dim >= 0, !overflow else {
-                    throw TensorFileError(.corrupt, "entry '\(k)' has an impossible shape \(sh)", path: path)
-                }
-                elements = product
+            guard Tensor.elementCount(sh) != nil else {
+                throw TensorFileError(.corrupt, "entry '\(k)' has an impossible shape \(sh)", path: path)
             }
             entries[k] = Entry(dtype: dt, shape: sh, range: off[0]..<off[1])
         }

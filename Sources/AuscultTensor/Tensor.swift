@@ -5,6 +5,18 @@
 /// Shapes are written outermost first, as in PyTorch: a `[F, d]` tensor holds `F` rows of `d`
 /// contiguous floats.
 public struct Tensor: Sendable, Equatable {
+    /// The number of elements of `shape`, or nil when a size is negative or their product does
+    /// not fit an Int: what a reader of a file checks before trusting a shape it was given.
+    public static func elementCount(_ shape: [Int]) -> Int? {
+        var count = 1
+        for dim in shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: dim)
+            guard dim >= 0, !overflow else { return nil }
+            count = product
+        }
+        return count
+    }
+
     /// Extent of each axis, outermost first.
     public private(set) var shape: [Int]
     /// The elements in row-major order; `storage.count == shape.product`.

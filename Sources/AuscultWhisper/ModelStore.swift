@@ -88,11 +88,7 @@ public struct LoadedModel: Sendable {
         hashBox.value {
             var h = SHA256Hasher()
             let tensors = model.weights.tensors
-            for name in tensors.keys.sorted() {
-                let t = tensors[name]!
-                h.update(name + "[" + t.shape.map(String.init).joined(separator: ",") + "]")
-                h.update(t.storage)
-            }
+            for name in tensors.keys.sorted() { h.update(tensors[name]!, named: name) }
             return h.hexDigest()
         }
     }

@@ -184,16 +184,11 @@ enum CTranslate2Loader {
     }
 
     static func decode(_ v: Variable, data: Data, name: String, path: String) throws -> Tensor {
-        var count = 1
-        for dim in v.shape {
-            let (product, overflow) = count.multipliedReportingOverflow(by: dim)
-            guard !overflow, dim > 0 else {
-                throw ModelLoadError(
-                    .corruptModel,
-                    "\(path): variable '\(name)' has shape \(v.shape): every size must be positive and "
-                        + "their product must fit the file")
-            }
-            count = product
+        guard v.shape.allSatisfy({ $0 > 0 }), let count = Tensor.elementCount(v.shape) else {
+            throw ModelLoadError(
+                .corruptModel,
+                "\(path): variable '\(name)' has shape \(v.shape): every size must be positive and "
+                    + "their product must fit the file")
         }
         let width: Int
         switch v.dtype {
