@@ -18,10 +18,23 @@ enum Pickle {
             guard width > 0 else {
                 throw ModelLoadError(.corruptModel, "\(file): tensor '\(name)' has unsupported storage \(dtype)")
             }
-            let count = size.reduce(1, *)
-            var maxIndex = offset
-            for (s, st) in zip(size, stride) where s > 0 { maxIndex += (s - 1) * st }
-            guard count == 0 || (maxIndex + 1) * width <= bytes.count else {
+            // Sizes, strides and offset come from the file: the last element's byte must be
+            // computed without wrapping before it is compared with the storage.
+            guard let count = Tensor.elementCount(size), size.count == stride.count, offset >= 0,
+                stride.allSatisfy({ $0 >= 0 })
+            else {
+                throw ModelLoadError(
+                    .corruptModel, "\(file): tensor '\(name)' has an impossible size \(size) or stride \(stride)")
+            }
+            var maxIndex = offset, wrapped = false
+            for (s, st) in zip(size, stride) where s > 0 {
+                let (step, o1) = (s - 1).multipliedReportingOverflow(by: st)
+                let (sum, o2) = maxIndex.addingReportingOverflow(step)
+                wrapped = wrapped || o1 || o2
+                maxIndex = sum
+            }
+            let (end, o3) = (maxIndex &+ 1).multipliedReportingOverflow(by: width)
+            guard count == 0 || (!wrapped && !o3 && maxIndex < Int.max && end <= bytes.count) else {
                 throw ModelLoadError(.corruptModel, "\(file): tensor '\(name)' points past its storage")
             }
             return bytes.withUnsafeBytes { raw in
