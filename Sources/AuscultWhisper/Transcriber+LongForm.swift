@@ -1,8 +1,9 @@
 // Long audio in successive 30 s windows, following openai-whisper `transcribe.py`: one log-mel of
 // the whole (30 s-padded) audio, a seek pointer advanced by the last timestamp of each window,
 // the previous text as prompt, temperature fallback on repetitive or unlikely output, and
-// no-speech skipping; hook handlers (interventions, an SAE) run on every window. (Word timestamps
-// and clip_timestamps are not implemented.)
+// no-speech skipping; hook handlers (interventions, an SAE) run on every window; word timestamps
+// per window (`add_word_timestamps`), with the seek moved to the last word's end. (clip_timestamps,
+// carry_initial_prompt and hallucination_silence_threshold are not implemented.)
 import AuscultAudio
 import AuscultTensor
 import CZlib
@@ -21,6 +22,8 @@ public struct Segment: Sendable, Codable, Equatable {
     public var avgLogprob: Double
     public var compressionRatio: Double
     public var noSpeechProb: Double
+    /// The segment's words with their times, when `TranscribeOptions.wordTimestamps` asks for them.
+    public var words: [WordTiming]? = nil
 }
 
 /// The result of transcribing a whole file.
@@ -44,6 +47,13 @@ public struct TranscribeOptions: Sendable {
     public var initialPrompt: [Int] = []
     /// Sampled candidates per window when the temperature is above 0.
     public var bestOf: Int = 5
+    /// Times every word from the alignment heads, window by window; the next window then starts
+    /// at the last word's end (openai-whisper's `word_timestamps`).
+    public var wordTimestamps = false
+    /// Marks joined to the word after them when timing words (openai-whisper's default).
+    public var prependPunctuations = "\"'“¿([{-"
+    /// Marks joined to the word before them when timing words (openai-whisper's default).
+    public var appendPunctuations = "\"'.。,，!！?？:：”)]}、"
     public init() { decoding.withoutTimestamps = false }
 }
 
@@ -79,8 +89,9 @@ extension LoadedModel {
         var allTokens = options.initialPrompt
         var segments = [Segment]()
         var promptResetSince = 0
+        var lastSpeech = 0.0
         while seek < contentFrames {
-            let timeOffset = Double(seek) * 0.01
+            let timeOffset = Double(seek * 160) / 16_000
             let segmentSize = min(nFrames, contentFrames - seek)
             // Two log-mel frames make one encoder frame (the second convolution's stride).
             let handler = try hooks?(min(model.dims.n_audio_ctx, (segmentSize + 1) / 2))
@@ -133,9 +144,21 @@ extension LoadedModel {
                 current.append(segment(timeOffset, timeOffset + duration, tokens))
                 seek += segmentSize
             }
+            if options.wordTimestamps {
+                try addWordTimestamps(
+                    &current, audio: audio, segmentFrames: segmentSize, language: language, lastSpeech: lastSpeech,
+                    options: options)
+                // The next window starts where the last word ended, unless this one ended in silence.
+                let lastWordEnd = current.reversed().lazy.compactMap { $0.words?.last?.end }.first ?? current.last?.end
+                if !singleTimestampEnding, let end = lastWordEnd, end > timeOffset {
+                    seek = Int((end * 100).rounded(.toNearestOrEven))
+                }
+                if let end = lastWordEnd { lastSpeech = end }
+            }
             for i in current.indices
             where current[i].start == current[i].end || current[i].text.trimmingCharacters(in: .whitespaces).isEmpty {
                 current[i].text = ""; current[i].tokens = []
+                if options.wordTimestamps { current[i].words = [] }
             }
             for var s in current { s.id = segments.count; segments.append(s); allTokens += s.tokens }
             if !options.conditionOnPreviousText || result.temperature > 0.5 { promptResetSince = allTokens.count }

@@ -13,6 +13,13 @@ public struct WordTiming: Codable, Sendable, Equatable {
     /// Seconds from the start of the clip (20 ms resolution).
     public var start: Double
     public var end: Double
+    /// The mean probability of the word's tokens under the teacher-forced pass (softmax over the
+    /// text vocabulary, as find_alignment's `text_token_probs`); nil when timed from patterns alone.
+    public var probability: Double?
+
+    public init(word: String, tokens: [Int], start: Double, end: Double, probability: Double? = nil) {
+        self.word = word; self.tokens = tokens; self.start = start; self.end = end; self.probability = probability
+    }
 }
 
 /// The cross-attention heads whose patterns follow the speech in time, per model (openai-whisper's
@@ -71,11 +78,27 @@ extension LoadedModel {
         let rec = ActivationRecorder { name in
             layers.contains { name == "decoder.blocks.\($0).cross_attn.hook_pattern" }
         }
-        _ = try model.decode(
+        let logits = try model.decode(
             [tokens], cache: try model.makeCache(audio: audio, audioIndex: [0], hooks: rec), hooks: rec)
-        return try timeWords(
+        var words = try timeWords(
             crossAttention: { rec.store["decoder.blocks.\($0).cross_attn.hook_pattern"] }, inputTokens: tokens,
             promptCount: prompt.count + 1, samples: samples, heads: heads)
+        // Each text token's probability where it is predicted (from the position before it),
+        // over the text vocabulary only: find_alignment's `logits[len(sot_sequence):, :eot]`.
+        let rows = logits.select(0, axis: 0)
+        let probs = textTokens.indices.map { i -> Double in
+            let row = rows.row(prompt.count + i).scalars[..<tok.eot]
+            let top = Double(row.max() ?? 0)
+            let total = row.reduce(0.0) { $0 + exp(Double($1) - top) }
+            return exp(Double(row[textTokens[i]]) - top) / total
+        }
+        var first = 0
+        for w in words.indices {
+            let n = words[w].tokens.count
+            words[w].probability = probs[first..<(first + n)].reduce(0, +) / Double(n)
+            first += n
+        }
+        return words
     }
 
     /// Times the words of a teacher-forced input from cross-attention patterns already computed:

@@ -45,8 +45,9 @@ struct Transcribe: ParsableCommand {
     @Flag(help: "Decode with timestamp tokens (window mode; long mode always uses them).") var timestamps = false
     @Flag(
         help: ArgumentHelp(
-            "Time every word from the alignment heads' cross-attention (window mode; words with start and end in "
-                + "json/jsonl, [start–end] word in text).")
+            "Time every word from the alignment heads' cross-attention (words with start, end and probability in "
+                + "json/jsonl, [start–end] word in text; in long mode per segment too, as openai-whisper's "
+                + "word_timestamps).")
     )
     var wordTimestamps = false
     @Option(help: "Dataset folder (LibriSpeech *.trans.txt, metadata.csv or a CSV/JSONL manifest).") var data: String?
@@ -109,17 +110,16 @@ struct Transcribe: ParsableCommand {
             }
             return handlers.isEmpty ? nil : handlers.count == 1 ? handlers[0] : HookChain(handlers)
         }
-        // A decoder swap runs its donor beside each file, and words are timed on one window:
-        // both stay in window mode, which says so when it cuts a file.
-        let windowOnly = edits.contains(where: \.runsBeside) || wordTimestamps
+        // A decoder swap runs its donor beside each file: it stays in window mode, which says so
+        // when it cuts a file.
+        let windowOnly = edits.contains(where: \.runsBeside)
         for item in items {
             let duration = AudioClip.duration(of: item.path)
             if mode == .window || windowOnly || (mode == .auto && (duration ?? 0) <= 30) {
                 // A file whose header cannot be read goes the window way, which reports it.
                 if let duration, duration > 30 {
                     let why =
-                        mode == .window
-                        ? "--mode window" : windowOnly ? "--word-timestamps and decoder swaps work on one window" : ""
+                        mode == .window ? "--mode window" : windowOnly ? "decoder swaps work on one window" : ""
                     let seconds = String(format: "%.1f", duration)
                     let note = "note: \(item.path) is \(seconds) s; only its first 30 s are read (\(why))\n"
                     FileHandle.standardError.write(Data(note.utf8))
@@ -133,21 +133,25 @@ struct Transcribe: ParsableCommand {
                 topts.decoding.language = options.language
                 topts.decoding.prefix = options.prefix
                 topts.initialPrompt = options.prompt ?? []
+                topts.wordTimestamps = wordTimestamps
                 let hooks: ((Int) throws -> HookHandler?)? =
                     edits.isEmpty && spliced == nil ? nil : { frames in try handler([frames]) }
                 let t = try loaded.transcribe(clip.samples, options: topts, hooks: hooks)
                 let textTokens = t.segments.flatMap(\.tokens).filter { $0 < loaded.tokenizer.eot }
                 let segs: [[String: Any]] = t.segments.map {
-                    [
+                    var seg: [String: Any] = [
                         "id": $0.id, "start": $0.start, "end": $0.end, "text": $0.text, "tokens": $0.tokens,
                         "avg_logprob": $0.avgLogprob, "no_speech_prob": $0.noSpeechProb, "temperature": $0.temperature,
                     ]
+                    if let words = $0.words { seg["words"] = words.map(Self.wordRow) }
+                    return seg
                 }
-                record(
-                    [
-                        "file": item.path, "id": item.id, "text": t.text.trimmingCharacters(in: .whitespaces),
-                        "tokens": textTokens, "language": t.language, "segments": segs,
-                    ], item)
+                var row: [String: Any] = [
+                    "file": item.path, "id": item.id, "text": t.text.trimmingCharacters(in: .whitespaces),
+                    "tokens": textTokens, "language": t.language, "segments": segs,
+                ]
+                if wordTimestamps { row["words"] = t.segments.flatMap { $0.words ?? [] }.map(Self.wordRow) }
+                record(row, item)
             } catch {
                 fail(error, item)
             }
@@ -198,11 +202,7 @@ struct Transcribe: ParsableCommand {
                     "file": item.path, "id": item.id, "text": r.text, "tokens": r.tokens,
                     "avg_logprob": r.avgLogprob, "no_speech_prob": r.noSpeechProb, "language": r.language,
                 ]
-                if let words = r.words {
-                    row["words"] = words.map {
-                        ["word": $0.word, "start": $0.start, "end": $0.end, "tokens": $0.tokens] as [String: Any]
-                    }
-                }
+                if let words = r.words { row["words"] = words.map(Self.wordRow) }
                 record(row, item)
             }
         }
@@ -226,6 +226,13 @@ struct Transcribe: ParsableCommand {
             FileHandle.standardError.write(line.data(using: .utf8)!)
         }
         if failures > 0 && rows.isEmpty { throw ExitCode(1) }
+    }
+
+    /// One timed word as JSON (openai-whisper's word dictionary, with its tokens).
+    static func wordRow(_ w: WordTiming) -> [String: Any] {
+        var row: [String: Any] = ["word": w.word, "start": w.start, "end": w.end, "tokens": w.tokens]
+        if let p = w.probability { row["probability"] = p }
+        return row
     }
 
     /// Prints one result as it arrives (json collects them for the end instead).

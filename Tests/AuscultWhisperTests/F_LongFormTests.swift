@@ -63,6 +63,68 @@ struct LongFormTests {
         #expect(steered.text != clean.text)
     }
 
+    struct WordsReference: Decodable {
+        struct Word: Decodable { var word: String; var start: Double; var end: Double; var probability: Double }
+        struct Seg: Decodable {
+            var seek: Int; var start: Double; var end: Double; var tokens: [Int]; var words: [Word]
+        }
+        var model: String; var text: String; var segments: [Seg]
+    }
+
+    @Test(
+        "word timestamps window by window: segments, seeks (moved to each window's last word), words, their times and probabilities match openai-whisper's transcribe(word_timestamps=True)",
+        arguments: ["tiny.en", "base"])
+    func wordTimestamps(model: String) throws {
+        let lines = try String(contentsOfFile: Fixtures.path("Tests/Fixtures/longform/words.jsonl"), encoding: .utf8)
+        let ref = try lines.split(separator: "\n").map {
+            try JSONDecoder().decode(WordsReference.self, from: Data($0.utf8))
+        }.first { $0.model == model }!
+        let audio = try AudioClip(contentsOf: Fixtures.path("Tests/Fixtures/longform/long.wav"))
+        var options = TranscribeOptions()
+        options.decoding.language = "en"
+        options.wordTimestamps = true
+        let t = try Fixtures.loaded(model).transcribe(audio.samples, options: options)
+        #expect(t.text == ref.text)
+        #expect(t.segments.map(\.seek) == ref.segments.map(\.seek))
+        #expect(t.segments.map(\.tokens) == ref.segments.map(\.tokens))
+        var words = 0, exact = 0
+        for (a, b) in zip(t.segments, ref.segments) {
+            let got = a.words ?? []
+            #expect(got.map(\.word) == b.words.map(\.word), "segment at \(b.start)")
+            // One 20 ms frame of slack: float rounding may move a DTW step by one frame.
+            expectClose(a.start, b.start, tolerance: 0.0201, "segment start")
+            expectClose(a.end, b.end, tolerance: 0.0201, "segment end")
+            for (g, r) in zip(got, b.words) {
+                words += 1
+                if abs(g.start - r.start) < 1e-9 && abs(g.end - r.end) < 1e-9 { exact += 1 }
+                #expect(
+                    abs(g.start - r.start) <= 0.0201 && abs(g.end - r.end) <= 0.0201,
+                    "'\(r.word)': \(g.start)–\(g.end) vs \(r.start)–\(r.end)")
+                expectClose(g.probability ?? -1, r.probability, tolerance: 5e-4, "probability of '\(r.word)'")
+            }
+        }
+        #expect(words == ref.segments.reduce(0) { $0 + $1.words.count } && words > 80)
+        #expect(exact * 10 >= words * 9, "\(exact) of \(words) word times identical")
+    }
+
+    @Test("transcribe --mode long --word-timestamps prints each segment's words and the file's words in JSON")
+    func wordTimestampsCommandLine() throws {
+        let lines = try String(contentsOfFile: Fixtures.path("Tests/Fixtures/longform/words.jsonl"), encoding: .utf8)
+        let ref = try JSONDecoder().decode(WordsReference.self, from: Data(lines.split(separator: "\n")[0].utf8))
+        #expect(ref.model == "tiny.en")
+        let file = Fixtures.path("Tests/Fixtures/longform/long.wav")
+        let r = try AuscultCLI.run(["transcribe", "--word-timestamps", "--format", "json", file])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(!r.err.contains("only its first 30 s"), "\(r.err)")
+        let rows = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [[String: Any]]
+        let row = try #require(rows?.first)
+        let words = try #require(row["words"] as? [[String: Any]])
+        #expect(words.compactMap { $0["word"] as? String } == ref.segments.flatMap(\.words).map(\.word))
+        let segments = try #require(row["segments"] as? [[String: Any]])
+        #expect(segments.map { ($0["words"] as? [[String: Any]])?.count ?? -1 } == ref.segments.map(\.words.count))
+        #expect(words.allSatisfy { ($0["probability"] as? Double).map { $0 > 0 && $0 <= 1 } ?? false })
+    }
+
     @Test("compression ratio is zlib's, as openai-whisper computes it")
     func compression() {
         // len(text.encode()) / len(zlib.compress(text.encode())) computed by Python 3.11.

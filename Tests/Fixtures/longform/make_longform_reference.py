@@ -4,8 +4,10 @@
   .venv-bench/bin/python Tests/Fixtures/longform/make_longform_reference.py
 
 Writes long.wav (jfk + ls_1089-134686-0000 + lj_LJ002-0020 + ls_1272-141231-0002, 16 kHz int16:
-public domain and CC BY 4.0 LibriSpeech, see data/clips/LICENSES.md) and transcribe.jsonl with
-each model's segments (default transcribe settings, language "en", fp16 off).
+public domain and CC BY 4.0 LibriSpeech, see data/clips/LICENSES.md), transcribe.jsonl with
+each model's segments (default transcribe settings, language "en", fp16 off), and words.jsonl with
+the same run with word_timestamps=True (the model's alignment heads from whisper._ALIGNMENT_HEADS):
+segments with their words, times and probabilities.
 """
 import json, os, sys
 import numpy as np, soundfile as sf, torch, whisper
@@ -27,3 +29,13 @@ with open(os.path.join(HERE, "transcribe.jsonl"), "w") as f:
                  "temperature": s["temperature"]} for s in r["segments"]]
         f.write(json.dumps({"model": name, "text": r["text"], "segments": segs}) + "\n")
         print(name, len(audio) / 16000, "s:", r["text"])
+with open(os.path.join(HERE, "words.jsonl"), "w") as f:
+    for name in ["tiny.en", "base"]:
+        model = openai_model(hf_dir(name))
+        model.set_alignment_heads(whisper._ALIGNMENT_HEADS[name])
+        r = whisper.transcribe(model, audio, language="en", fp16=False, word_timestamps=True)
+        segs = [{"seek": s["seek"], "start": s["start"], "end": s["end"], "text": s["text"], "tokens": s["tokens"],
+                 "words": [{"word": w["word"], "start": w["start"], "end": w["end"],
+                            "probability": w["probability"]} for w in s["words"]]} for s in r["segments"]]
+        f.write(json.dumps({"model": name, "text": r["text"], "segments": segs}) + "\n")
+        print(name, "words:", sum(len(s["words"]) for s in segs))
