@@ -4,17 +4,11 @@ import AuscultWhisper
 import Foundation
 
 extension Sweep {
-    /// Checks a component's heads: attention hook points only, each below the block's head count.
+    /// Checks a component's heads with the intervention engine's rule (attention hook points only,
+    /// each below the block's head count).
     func checkHeads(_ comp: Component) throws {
         guard let heads = comp.heads, let hook = comp.hook else { return }
-        let nh = comp.side == .encoder ? model.dims.n_audio_head : model.dims.n_text_head
-        if hook.contains("mlp.") {
-            throw ConditionError(
-                .invalidSelector, "\(hook) has no heads: heads select parts of attention hook points, not of MLP ones")
-        }
-        guard heads.allSatisfy({ $0 >= 0 && $0 < nh }) else {
-            throw ConditionError(.invalidSelector, "\(comp.name): heads outside 0..<\(nh)")
-        }
+        _ = try Interventions([Intervention(hook: hook, kind: .zero, heads: heads)], model: model)
     }
 
     /// The hook points a component ablates: its hook, or every point of its pattern when together.

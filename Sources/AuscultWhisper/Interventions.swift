@@ -115,6 +115,8 @@ public final class Interventions: HookHandler, @unchecked Sendable {
     /// The residual stream entering each block with a block-level intervention, kept at its
     /// `hook_resid_pre` for the `hook_resid_post` of the same step.
     private var blockInputs: [String: Tensor] = [:]
+    /// Resolved points whose first axis is encoder frames (F), where frames select.
+    private var frameAxis = Set<String>()
     /// Another handler that sees the activations after the interventions (e.g. a recorder).
     public var next: HookHandler?
 
@@ -130,6 +132,12 @@ public final class Interventions: HookHandler, @unchecked Sendable {
                         + "LoadedModel.run or runWithCache, or give the donor's activation (Intervention.resample)")
             }
             if it.isBlockLevel {
+                guard it.heads == nil, it.frames == nil, it.positions == nil else {
+                    throw ConditionError(
+                        .invalidSelector,
+                        "\(it.description): a block's write is changed whole; heads, frames and positions select "
+                            + "parts of hook points (e.g. \(it.hook).attn.hook_z with heads)")
+                }
                 guard Regex.matches("^(encoder|decoder)\\.blocks\\.\\d+$", it.hook),
                     registry.point(it.hook + ".hook_resid_post") != nil
                 else {
@@ -151,12 +159,16 @@ public final class Interventions: HookHandler, @unchecked Sendable {
                             + "(with heads), attn.hook_result, ln*.hook_normalized or the block outputs"
                     )
                 }
+                if let point = registry.point(name) { try Self.checkSelectors(it, at: point, dims: registry.dims) }
+                if registry.point(name)?.shape.first == "F" { frameAxis.insert(name) }
                 it.hook = name
                 resolved.append(it)
             }
         }
         self.items = resolved
         self.next = next
+        encoderHeads = registry.dims.n_audio_head
+        decoderHeads = registry.dims.n_text_head
         for it in resolved {
             if it.isBlockLevel {
                 byHook[it.hook + ".hook_resid_pre", default: []].append(it)
@@ -263,7 +275,9 @@ public final class Interventions: HookHandler, @unchecked Sendable {
         // x: [rows, seq, rest…]; element (r, s, j) at ((r * seq) + s) * inner + j.
         let rows = x.shape[0], seq = x.rank >= 3 ? x.shape[1] : 1
         let inner = x.count / max(1, rows * seq)
-        let encoderSide = name.hasPrefix("encoder.") || name.hasPrefix("audio.")
+        // Frames select along an F axis (the encoder's points, cross-attention keys and values),
+        // positions along a T axis.
+        let encoderSide = frameAxis.contains(name)
         let headCount = x.rank == 4 ? x.shape[2] : nil
         var cols = Array(0..<inner)
         if let heads = it.heads {
@@ -343,16 +357,64 @@ public final class Interventions: HookHandler, @unchecked Sendable {
 
     /// Heads of the attention a `[…, d]` hook belongs to (encoder or decoder side).
     private func headsOf(_ name: String) -> Int { name.hasPrefix("encoder.") ? encoderHeads : decoderHeads }
-    public var encoderHeads = 1
-    public var decoderHeads = 1
+    public private(set) var encoderHeads = 1
+    public private(set) var decoderHeads = 1
+
+    /// Refuses selectors that cannot apply at `point` or fall outside it, before any work: heads
+    /// on a point without a head axis (MLP, residual, LayerNorm; the attention outputs split their
+    /// width by head), frames on a point without an F axis or past `n_audio_ctx`, positions on a
+    /// point without a T axis or past `n_text_ctx`.
+    static func checkSelectors(_ it: Intervention, at point: HookPoint, dims: ModelDimensions) throws {
+        let name = point.name, axis = point.shape.first
+        let at = (it.hook == name ? "" : " at \(name)") + " [\(point.shape.joined(separator: ", "))]"
+        if let heads = it.heads {
+            let headAxis = point.shape.count == 3
+            let splitByHead = name.hasSuffix(".hook_attn_out") || name.hasSuffix(".hook_cross_attn_out")
+            guard headAxis || splitByHead else {
+                throw ConditionError(
+                    .invalidSelector,
+                    "\(it.description)\(at): heads select parts of attention hook points "
+                        + "(attn.hook_q|k|v|z|result, hook_attn_out), not of this one")
+            }
+            let nh = name.hasPrefix("encoder.") ? dims.n_audio_head : dims.n_text_head
+            if let bad = heads.first(where: { $0 < 0 || $0 >= nh }) {
+                throw ConditionError(.invalidSelector, "\(it.description): head \(bad) is outside 0..<\(nh)")
+            }
+        }
+        if let frames = it.frames {
+            guard axis == "F" else {
+                throw ConditionError(
+                    .invalidSelector,
+                    "\(it.description)\(at): frames select encoder frames; this point has "
+                        + "token positions")
+            }
+            guard frames.lowerBound >= 0, frames.upperBound <= dims.n_audio_ctx, !frames.isEmpty else {
+                throw ConditionError(
+                    .invalidSelector,
+                    "\(it.description): frames \(frames.lowerBound):\(frames.upperBound) fall outside the "
+                        + "\(dims.n_audio_ctx) encoder frames (0:\(dims.n_audio_ctx), 20 ms each)")
+            }
+        }
+        if let positions = it.positions {
+            guard axis == "T" else {
+                throw ConditionError(
+                    .invalidSelector,
+                    "\(it.description)\(at): positions select decoder tokens; this point has "
+                        + "encoder frames")
+            }
+            if let bad = positions.first(where: { $0 < 0 || $0 >= dims.n_text_ctx }) {
+                throw ConditionError(
+                    .invalidSelector,
+                    "\(it.description): position \(bad) is outside the text context 0..<\(dims.n_text_ctx)")
+            }
+        }
+    }
 }
 
 extension Interventions {
     /// Interventions for `model`, with head counts taken from its dimensions.
     public convenience init(_ items: [Intervention], model: Whisper, next: HookHandler? = nil) throws {
         try self.init(items, registry: HookRegistry(dims: model.dims), next: next)
-        encoderHeads = model.dims.n_audio_head
-        decoderHeads = model.dims.n_text_head
     }
 }
 

@@ -69,6 +69,12 @@ struct InterventionOptions: ParsableArguments {
             return a..<b
         }
         let pos = try positions.map { Set(try Self.ints($0, "--positions")) }
+        if h != nil || f != nil || pos != nil, zero.isEmpty && scale.isEmpty && swap.isEmpty && mean.isEmpty {
+            throw ValidationError(
+                "--heads, --frames and --positions restrict --zero, --scale, --swap and --mean"
+                    + (skip.isEmpty ? "; none is given" : "; --skip removes whole blocks")
+                    + (conditions.isEmpty ? "" : " (a --condition takes its own: 'zero HOOK heads=0,3')"))
+        }
         func spec(
             _ verb: ConditionSpec.Verb, _ target: String, factor: Float? = nil, source: String? = nil
         ) throws

@@ -201,6 +201,43 @@ struct HookPointTests {
         #expect((100..<200).allSatisfy { f in (0..<64).allSatisfy { at(f, 2, $0) == 0 } })
         #expect((0..<64).contains { at(99, 2, $0) != 0 } && (0..<64).contains { at(150, 1, $0) != 0 })
     }
+
+    @Test(
+        "selectors that cannot apply or fall outside the activation are refused before any work, naming the value"
+    )
+    func selectorRefusals() throws {
+        let model = try Fixtures.loaded("tiny.en").model
+        let cases: [(Intervention, String)] = [
+            (Intervention(hook: "encoder.blocks.1.hook_mlp_out", kind: .zero, heads: [1]), "heads select parts"),
+            (Intervention(hook: "encoder.blocks.1.mlp.hook_post", kind: .zero, heads: [0]), "heads select parts"),
+            (Intervention(hook: "decoder.blocks.1.hook_resid_post", kind: .zero, heads: [1]), "heads select parts"),
+            (Intervention(hook: "encoder.blocks.1.attn.hook_z", kind: .zero, heads: [6]), "head 6 is outside 0..<6"),
+            (Intervention(hook: "encoder.blocks.1", kind: .skip, heads: [0]), "changed whole"),
+            (Intervention(hook: "encoder.blocks.1", kind: .skip, frames: 3..<9), "changed whole"),
+            (Intervention(hook: "decoder.blocks.1", kind: .skip, positions: [3]), "changed whole"),
+            (Intervention(hook: "decoder.blocks.1.hook_mlp_out", kind: .zero, frames: 0..<10), "frames select"),
+            (Intervention(hook: "encoder.blocks.1.hook_mlp_out", kind: .zero, positions: [3]), "positions select"),
+            (Intervention(hook: "audio.hook_mel", kind: .zero, frames: 0..<10), "frames select"),
+            (Intervention(hook: "encoder.blocks.1.hook_mlp_out", kind: .zero, frames: 1400..<1600), "1400:1600"),
+            (Intervention(hook: "decoder.blocks.1.hook_mlp_out", kind: .zero, positions: [2, 448]), "position 448"),
+        ]
+        for (it, words) in cases {
+            do {
+                _ = try Interventions([it], model: model)
+                Issue.record("\(it.description) was accepted")
+            } catch let e as ConditionError {
+                #expect(e.code == .invalidSelector && e.message.contains(words), "\(e.message)")
+            }
+        }
+        // What does apply is kept: heads on an attention output, frames on cross-attention keys,
+        // the last frame and the last position of the context.
+        let fine = [
+            Intervention(hook: "encoder.blocks.1.hook_attn_out", kind: .zero, heads: [2], frames: 0..<1500),
+            Intervention(hook: "decoder.blocks.0.cross_attn.hook_k", kind: .zero, heads: [1], frames: 10..<20),
+            Intervention(hook: "decoder.blocks.0.hook_mlp_out", kind: .zero, positions: [447]),
+        ]
+        #expect(try Interventions(fine, model: model).items.count == 3)
+    }
 }
 
 @Suite("Decoder swaps run the donor beside the clip on the same tokens")

@@ -46,6 +46,17 @@ struct CLITests {
             "transcribe", "--zero", "decoder.blocks.1.hook_mlp_out", "--frames", "0:10", Fixtures.clip("jfk"),
         ])
         #expect(decoderFrames.status != 0 && decoderFrames.err.contains("decoder targets take positions"))
+        // Selectors on a flag that takes none, or past the activation, are refused, not ignored.
+        let refused: [([String], String)] = [
+            (["--skip", "decoder.blocks.1", "--heads", "0"], "--skip removes whole blocks"),
+            (["--zero", "encoder.blocks.1.hook_mlp_out", "--heads", "1"], "heads select parts"),
+            (["--zero", "encoder.blocks.1.hook_mlp_out", "--frames", "1600:1700"], "1600:1700"),
+            (["--zero", "decoder.blocks.1.hook_mlp_out", "--positions", "500"], "position 500"),
+        ]
+        for (args, words) in refused {
+            let r = try run(["transcribe"] + args + [Fixtures.clip("jfk")])
+            #expect(r.status != 0 && r.err.contains(words) && r.out.isEmpty, "\(args): \(r.err)")
+        }
     }
 
     @Test("a dataset whose references hold no words gets no word error rate, not 0.00 %")
