@@ -27,7 +27,8 @@ extension LoadedModel {
         else {
             throw ModelLoadError(.tokenizerMissing, "\(tokenizerPath): missing or unreadable tokenizer.json")
         }
-        try HuggingFaceLoader.write(model.weights, to: dir, precision: precision)
+        try HuggingFaceLoader.write(
+            model.weights, to: dir, precision: precision, tokens: (tokenizer.sot, tokenizer.eot))
         func file(_ name: String) -> URL { URL(fileURLWithPath: (dir as NSString).appendingPathComponent(name)) }
         func writeJSON(_ object: Any, _ name: String) throws {
             let json = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])

@@ -68,7 +68,12 @@ enum HuggingFaceLoader {
     }
 
     /// Writes `weights` as a Hugging Face directory: `model.safetensors` (in `precision`) and `config.json`.
-    static func write(_ w: WhisperWeights, to dir: String, precision: FloatPrecision = .f32) throws {
+    /// `tokens` gives the start-of-transcript and end-of-text ids from the model's tokenizer; without
+    /// one they follow openai-whisper's vocabularies (GPT-2's for English-only models, the
+    /// multilingual one's, one id further, otherwise).
+    static func write(
+        _ w: WhisperWeights, to dir: String, precision: FloatPrecision = .f32, tokens: (sot: Int, eot: Int)? = nil
+    ) throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var out = [String: Tensor]()
         for (k, t) in w.tensors { out[hfName(k)] = t }
@@ -76,6 +81,7 @@ enum HuggingFaceLoader {
             out, metadata: ["format": "pt"], precision: precision,
             to: (dir as NSString).appendingPathComponent("model.safetensors"))
         let d = w.dims
+        let (sot, eot) = tokens ?? (d.isMultilingual ? (50258, 50257) : (50257, 50256))
         let cfg: [String: Any] = [
             "architectures": ["WhisperForConditionalGeneration"], "model_type": "whisper",
             "num_mel_bins": d.n_mels, "max_source_positions": d.n_audio_ctx, "d_model": d.n_audio_state,
@@ -85,9 +91,7 @@ enum HuggingFaceLoader {
             "decoder_attention_heads": d.n_text_head, "decoder_layers": d.n_text_layer,
             "activation_function": "gelu", "scale_embedding": false, "tie_word_embeddings": true,
             "dtype": precision.torchName, "torch_dtype": precision.torchName,
-            "decoder_start_token_id": d.isMultilingual ? 50258 : 50257,
-            "eos_token_id": d.isMultilingual ? 50257 : 50256, "pad_token_id": d.isMultilingual ? 50257 : 50256,
-            "bos_token_id": d.isMultilingual ? 50257 : 50256,
+            "decoder_start_token_id": sot, "eos_token_id": eot, "pad_token_id": eot, "bos_token_id": eot,
         ]
         let json = try JSONSerialization.data(withJSONObject: cfg, options: [.prettyPrinted, .sortedKeys])
         try json.write(
