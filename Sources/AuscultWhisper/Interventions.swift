@@ -159,8 +159,10 @@ public final class Interventions: HookHandler, @unchecked Sendable {
                             + "(with heads), attn.hook_result, ln*.hook_normalized or the block outputs"
                     )
                 }
-                if let point = registry.point(name) { try Self.checkSelectors(it, at: point, dims: registry.dims) }
-                if registry.point(name)?.shape.first == "F" { frameAxis.insert(name) }
+                if let point = registry.point(name) {
+                    try Self.checkSelectors(it, at: point, dims: registry.dims)
+                    if point.shape.first == "F" { frameAxis.insert(name) }
+                }
                 it.hook = name
                 resolved.append(it)
             }
