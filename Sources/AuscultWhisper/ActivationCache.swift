@@ -172,19 +172,7 @@ public struct ActivationCache: Sendable {
                     + "[C, \(scale.shape[0]), d]"
             )
         }
-        let c = stack.shape[0], seq = stack.shape[1], d = stack.shape[2]
-        return Tensor(shape: stack.shape) { out in
-            for k in 0..<c {
-                for p in 0..<seq {
-                    let base = (k * seq + p) * d
-                    var mean = 0.0
-                    for j in 0..<d { mean += Double(stack.storage[base + j]) }
-                    mean /= Double(d)
-                    let s = Double(scale.storage[p])
-                    for j in 0..<d { out[base + j] = Float((Double(stack.storage[base + j]) - mean) / s) }
-                }
-            }
-        }
+        return stack.centered(dividingRowsBy: scale)
     }
 
     /// Each component's direct contribution to the logit of `tokens[p]` at each position p (minus
@@ -203,9 +191,10 @@ public struct ActivationCache: Sendable {
             )
         }
         try checkVocabulary(tokens + (incorrect ?? []))
-        let wu = loaded.model.weights["decoder.token_embedding.weight"].storage
+        let wu = loaded.model.weights["decoder.token_embedding.weight"]  // [V, d]
         let directions = (0..<tokens.count).map { p in
-            (0..<d).map { j in Double(wu[tokens[p] * d + j]) - (incorrect.map { Double(wu[$0[p] * d + j]) } ?? 0) }
+            let right = wu.row(tokens[p]).scalars, wrong = incorrect.map { wu.row($0[p]).scalars }
+            return (0..<d).map { j in Double(right[j]) - (wrong.map { Double($0[j]) } ?? 0) }
         }
         return try logitAttrs(stack, directions: directions)
     }
@@ -223,24 +212,14 @@ public struct ActivationCache: Sendable {
                 .shapeMismatch,
                 "logitAttrs: stack \(stack.shape) needs [C, \(raw.count), \(d)] for \(raw.count) directions of \(d)")
         }
-        let gamma = loaded.model.weights["decoder.ln.weight"].storage
-        let directions = raw.map { r in (0..<d).map { Double(gamma[$0]) * r[$0] } }
-        let c = stack.shape[0], t = raw.count
-        return Tensor(shape: [c, t]) { out in
-            for k in 0..<c {
-                for p in 0..<t {
-                    var s = 0.0
-                    for j in 0..<d { s += Double(stack.storage[(k * t + p) * d + j]) * directions[p][j] }
-                    out[k * t + p] = Float(s)
-                }
-            }
-        }
+        let gamma = loaded.model.weights["decoder.ln.weight"].scalars
+        return stack.dots(alongLastAxisWith: raw.map { r in (0..<d).map { Double(gamma[$0]) * r[$0] } })
     }
 
     /// `β · direction` of the final LayerNorm for each direction `[T][d]` (see `logitAttrs(_:directions:)`).
     public func logitBias(directions: [[Double]]) -> [Double] {
         let d = dims.n_text_state
-        let beta = loaded.model.weights["decoder.ln.bias"].storage
+        let beta = loaded.model.weights["decoder.ln.bias"].scalars
         return directions.map { r in (0..<min(d, r.count)).reduce(0.0) { $0 + Double(beta[$1]) * r[$1] } }
     }
 
@@ -248,9 +227,12 @@ public struct ActivationCache: Sendable {
     public func logitBias(tokens: [Int]) throws -> [Double] {
         try checkVocabulary(tokens)
         let d = dims.n_text_state
-        let beta = loaded.model.weights["decoder.ln.bias"].storage
-        let wu = loaded.model.weights["decoder.token_embedding.weight"].storage
-        return tokens.map { t in (0..<d).reduce(0.0) { $0 + Double(beta[$1]) * Double(wu[t * d + $1]) } }
+        let beta = loaded.model.weights["decoder.ln.bias"].scalars
+        let wu = loaded.model.weights["decoder.token_embedding.weight"]  // [V, d]
+        return tokens.map { t in
+            let row = wu.row(t).scalars
+            return (0..<d).reduce(0.0) { $0 + Double(beta[$1]) * Double(row[$1]) }
+        }
     }
 
     // MARK: Export

@@ -33,7 +33,7 @@ public enum AudioInput: Sendable, ExpressibleByStringLiteral {
                     .invalidArgument,
                     "log-mel input has shape \(mel.shape); the model reads [\(dims.n_mels), \(2 * frames)]")
             }
-            guard let bad = mel.storage.firstIndex(where: { !$0.isFinite }) else {
+            guard let bad = mel.firstNonFiniteIndex else {
                 let n = valid ?? frames
                 guard n >= 1 && n <= frames else {
                     throw WhisperError(.invalidArgument, "log-mel input: audioFrames \(n) outside 1…\(frames)")
@@ -41,7 +41,7 @@ public enum AudioInput: Sendable, ExpressibleByStringLiteral {
                 return (mel, n)
             }
             throw WhisperError(
-                .invalidArgument, "log-mel input holds \(mel.storage[bad]) at element \(bad); values must be finite")
+                .invalidArgument, "log-mel input holds \(mel.scalars[bad]) at element \(bad); values must be finite")
         }
     }
 

@@ -95,46 +95,9 @@ public final class ActivationRecorder: HookHandler {
         if let old = store[name], context.positionOffset > 0, old.rank == x.rank, old.rank >= 2,
             old.shape[0] == x.shape[0]
         {
-            store[name] = Self.join(old, x, axis: old.rank == 4 ? 2 : 1)
+            store[name] = Tensor.joined(old, x, axis: old.rank == 4 ? 2 : 1)
         } else {
             store[name] = x
         }
-    }
-
-    /// Concatenates along `axis`, zero-padding every later axis to the larger extent.
-    ///
-    /// When the later axes agree (every tensor but a growing self-attention pattern) each outer
-    /// index is two contiguous block copies; otherwise elements are placed one by one.
-    static func join(_ a: Tensor, _ b: Tensor, axis: Int) -> Tensor {
-        var shape = a.shape
-        shape[axis] = a.shape[axis] + b.shape[axis]
-        for ax in (axis + 1)..<a.rank { shape[ax] = max(a.shape[ax], b.shape[ax]) }
-        if Array(a.shape[(axis + 1)...]) == Array(b.shape[(axis + 1)...]) {
-            let outer = a.shape[..<axis].reduce(1, *), inner = a.shape[(axis + 1)...].reduce(1, *)
-            let na = a.shape[axis] * inner, nb = b.shape[axis] * inner
-            var out = [Float]()
-            out.reserveCapacity(outer * (na + nb))
-            for o in 0..<outer {
-                out.append(contentsOf: a.storage[(o * na)..<((o + 1) * na)])
-                out.append(contentsOf: b.storage[(o * nb)..<((o + 1) * nb)])
-            }
-            return Tensor(shape: shape, storage: out)
-        }
-        var out = Tensor(zeros: shape)
-        func copy(_ t: Tensor, offset: Int) {
-            var idx = [Int](repeating: 0, count: t.rank)
-            for i in 0..<t.count {
-                var rem = i
-                for ax in stride(from: t.rank - 1, through: 0, by: -1) {
-                    idx[ax] = rem % t.shape[ax]; rem /= t.shape[ax]
-                }
-                var o = 0
-                for ax in 0..<t.rank { o = o * shape[ax] + idx[ax] + (ax == axis ? offset : 0) }
-                out.storage[o] = t.storage[i]
-            }
-        }
-        copy(a, offset: 0)
-        copy(b, offset: a.shape[axis])
-        return out
     }
 }

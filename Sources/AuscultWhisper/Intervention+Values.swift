@@ -78,14 +78,13 @@ extension Intervention {
         positions: Set<Int>? = nil
     ) throws -> Intervention {
         guard !clips.isEmpty else { throw ConditionError(.unsupported, "mean of '\(hook.name)' over no clips") }
-        var sum = [Double]()
-        var shape = [Int]()
-        for clip in clips {
-            let a = try model.activation(hook, on: clip, tokens: tokens)
-            if sum.isEmpty { sum = [Double](repeating: 0, count: a.count); shape = a.shape }
-            for i in 0..<a.count { sum[i] += Double(a.storage[i]) }
+        let activations = try clips.map { try model.activation(hook, on: $0, tokens: tokens) }
+        if let other = activations.first(where: { $0.shape != activations[0].shape }) {
+            throw HookError(
+                .shapeMismatch,
+                "mean of '\(hook.name)': activations of shapes \(activations[0].shape) and \(other.shape)")
         }
-        let mean = Tensor(shape: shape, storage: sum.map { Float($0 / Double(clips.count)) })
+        let mean = Tensor.mean(activations)
         return Intervention(hook: hook.name, kind: .mean(mean), heads: heads, frames: frames, positions: positions)
     }
 }

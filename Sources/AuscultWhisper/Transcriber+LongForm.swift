@@ -169,13 +169,10 @@ extension LoadedModel {
 
     /// `mel[:, from : from + count]` padded with zeros (in log-mel space, as `pad_or_trim` does) to 3000 frames.
     static func window(_ mel: Tensor, from: Int, count: Int) -> Tensor {
-        let nMels = mel.shape[0], total = mel.shape[1], n = LogMel.windowFrames
-        return Tensor(shape: [1, nMels, n]) { out in
-            out.initialize(repeating: 0)
-            for m in 0..<nMels {
-                for t in 0..<min(count, total - from) { out[m * n + t] = mel.storage[m * total + from + t] }
-            }
-        }
+        let nMels = mel.shape[0], n = LogMel.windowFrames, taken = min(count, mel.shape[1] - from)
+        var out = Tensor(zeros: [nMels, n])
+        out.replaceSlice(0..<taken, axis: 1, with: mel.slice(from..<(from + taken), axis: 1))
+        return out.reshaped([1, nMels, n])
     }
 
     /// `decode_with_fallback`: retry at higher temperatures while the result is too repetitive

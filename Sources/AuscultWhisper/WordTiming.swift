@@ -148,9 +148,9 @@ extension LoadedModel {
                 "word timing: no cross-attention pattern [\(h), \(t), \(f)] from decoder block \(layer)")
         }
         var w = [[Float]](repeating: [], count: t)
+        let pattern = p.reshaped([h, t, f]).select(head, axis: 0).slice(0..<nFrames, axis: 1)  // [t, nFrames]
         for i in 0..<t {
-            let base = (head * t + i) * f
-            var row = Array(p.storage[base..<(base + nFrames)])
+            var row = pattern.row(i).scalars
             let s = row.reduce(0, +)
             for j in row.indices { row[j] /= s }
             w[i] = row
