@@ -129,18 +129,18 @@ public struct Lens {
         let store = rec.store.mapValues { $0.reshaped(Array($0.shape.dropFirst())) }
         // Decoder lens.
         let finalLogits = logits.reshaped([t, v])
-        let finalLogp = logSoftmaxRows(finalLogits)
-        let finalTop = (0..<t).map { argmax(finalLogits, row: $0) }
+        let finalLogp = finalLogits.logSoftmaxRows()
+        let finalTop = finalLogits.argmax(axis: -1)
         var layers = [LensLayer]()
         let layerNames = ["embed"] + (0..<dims.n_text_layer).map { "decoder.blocks.\($0)" }
         for (li, name) in layerNames.enumerated() {
             let resid =
                 li == 0 ? store["decoder.blocks.0.hook_resid_pre"]! : store["decoder.blocks.\(li - 1).hook_resid_post"]!
             let lg = model.unembed(resid.reshaped([t, d]))
-            let lp = logSoftmaxRows(lg)
+            let lp = lg.logSoftmaxRows()
             var layer = LensLayer(layer: name, top1: [], topk: [], finalProb: [], finalRank: [], kl: [])
             for p in 0..<t {
-                let row = Array(lp[(p * v)..<((p + 1) * v)])
+                let row = lp[p]
                 let order = topIndices(row, k: topK)
                 layer.top1.append(order[0])
                 layer.topk.append(order.map { TokenProb(id: $0, text: loaded.tokenizer.decode([$0]), p: exp(row[$0])) })
@@ -148,7 +148,7 @@ public struct Lens {
                 layer.finalProb.append(exp(row[f]))
                 layer.finalRank.append(row.reduce(0) { $0 + ($1 > row[f] ? 1 : 0) })
                 var kl = 0.0
-                for j in 0..<v { let pf = finalLogp[p * v + j]; kl += exp(pf) * (pf - row[j]) }
+                for j in 0..<v { let pf = finalLogp[p][j]; kl += exp(pf) * (pf - row[j]) }
                 layer.kl.append(kl)
             }
             layers.append(layer)
@@ -180,37 +180,16 @@ public struct Lens {
     /// `((c_p − mean(c_p)) / σ_p) · (γ ⊙ W_U[t])` to the logit of t, σ_p the final LayerNorm's
     /// cached scale. The parts sum to the logit minus `β · W_U[t]`.
     func attribute(_ cache: ActivationCache, finalLogits: Tensor) throws -> Attribution {
-        let tokens = cache.tokens, t = tokens.count, v = model.dims.n_vocab
+        let tokens = cache.tokens, t = tokens.count
         // Targets: the next token at each position (the last position predicts end-of-text's successor: itself).
         let targets = (0..<t).map { $0 + 1 < t ? tokens[$0 + 1] : tokens[$0] }
         let (stack, names) = try cache.headDecomposition()
         let attrs = try cache.logitAttrs(try cache.applyLNToStack(stack), tokens: targets)
         let values = (0..<names.count).map { c in (0..<t).map { Double(attrs[c, $0]) } }
-        let logits = (0..<t).map { Double(finalLogits.storage[$0 * v + targets[$0]]) }
+        let logits = (0..<t).map { Double(finalLogits[$0, targets[$0]]) }
         return Attribution(
             components: names, values: values, targets: targets,
             bias: try cache.logitBias(tokens: targets), logits: logits)
-    }
-
-    func logSoftmaxRows(_ x: Tensor) -> [Double] {
-        let v = x.shape.last!, rows = x.count / v
-        var out = [Double](repeating: 0, count: x.count)
-        for r in 0..<rows {
-            var m = -Double.infinity
-            for j in 0..<v { m = max(m, Double(x.storage[r * v + j])) }
-            var s = 0.0
-            for j in 0..<v { s += exp(Double(x.storage[r * v + j]) - m) }
-            let lse = m + log(s)
-            for j in 0..<v { out[r * v + j] = Double(x.storage[r * v + j]) - lse }
-        }
-        return out
-    }
-
-    func argmax(_ x: Tensor, row: Int) -> Int {
-        let v = x.shape.last!
-        var best = 0
-        for j in 0..<v where x.storage[row * v + j] > x.storage[row * v + best] { best = j }
-        return best
     }
 
     func topIndices(_ row: [Double], k: Int) -> [Int] {

@@ -211,7 +211,7 @@ public struct PathAnalysis {
                 LoadedModel.silence, names: Self.decompositionNames, tokens: tokens, interventions: hooks,
                 logits: true)
             let noCross = try loaded.run(audio, tokens: tokens, interventions: hooks + crossOff, logits: true)
-            for (k, run) in [clean, silence, noCross].enumerated() {
+            for run in [clean, silence, noCross] {
                 let (l, c) = try Self.losses(run.logits, targets: targets, from: from)
                 losses.append(l); correct.append(c)
             }

@@ -155,10 +155,10 @@ extension Lens {
         let rec = ActivationRecorder { names.contains($0) }
         let logits = try model.decode([seq], cache: try model.makeCache(audio: audio, audioIndex: [0]), hooks: rec)
         let t = seq.count
-        let lp = logSoftmaxRows(logits.reshaped([t, dims.n_vocab]))
+        let lp = logits.reshaped([t, dims.n_vocab]).logSoftmaxRows()
         return (
             names.map { rec.store[$0]!.reshaped([t, dims.n_text_state]) },
-            Tensor(shape: [t, dims.n_vocab], storage: lp.map(Float.init))
+            Tensor(rows: lp.map { $0.map(Float.init) })
         )
     }
 
@@ -186,15 +186,10 @@ extension Lens {
         let (eval, evalFinal) = try gather(evalPaths)
         var lens = TunedLens(layers: train.count, d: dims.n_text_state)
         _ = lens.train(model: model, streams: train, finalLogp: trainFinal, steps: steps, progress: progress)
-        let v = dims.n_vocab, n = evalFinal.shape[0]
-        func argmaxRows(_ x: Tensor) -> [Int] {
-            (0..<n).map { r in
-                var b = 0; for j in 0..<v where x.storage[r * v + j] > x.storage[r * v + b] { b = j }; return b
-            }
-        }
-        let target = argmaxRows(evalFinal)
+        let n = evalFinal.shape[0]
+        let target = evalFinal.argmax(axis: -1)
         func agreement(_ h: Tensor) -> Double {
-            Double(zip(argmaxRows(model.unembed(h)), target).filter { $0 == $1 }.count) / Double(n)
+            Double(zip(model.unembed(h).argmax(axis: -1), target).filter { $0 == $1 }.count) / Double(n)
         }
         let summary = TunedLensSummary(
             layers: ["embed"] + (0..<dims.n_text_layer).map { "decoder.blocks.\($0)" }, positions: n,

@@ -43,6 +43,21 @@ extension Tensor {
         }
     }
 
+    /// Log-softmax along the last axis in Double, one array per row (every leading axis
+    /// flattened): `[…, V]` gives `count / V` rows of V log-probabilities.
+    public func logSoftmaxRows() -> [[Double]] {
+        let v = shape.last ?? 0, rows = v == 0 ? 0 : count / v
+        return (0..<rows).map { r in
+            let row = storage[(r * v)..<((r + 1) * v)]
+            var m = -Double.infinity
+            for x in row { m = max(m, Double(x)) }
+            var s = 0.0
+            for x in row { s += exp(Double(x) - m) }
+            let lse = m + log(s)
+            return row.map { Double($0) - lse }
+        }
+    }
+
     /// The elementwise mean of tensors of one shape, accumulated in Double and rounded once.
     public static func mean(_ tensors: [Tensor]) -> Tensor {
         guard let first = tensors.first else { return Tensor(zeros: [0]) }

@@ -35,6 +35,16 @@ struct TensorRowsTests {
         }
     }
 
+    @Test("log-softmax rows exponentiate to probabilities that sum to one, and keep the logits' differences")
+    func logSoftmax() {
+        let rows = Tensor([1, 2, 3, 1000, 1000, 0], shape: [2, 3]).logSoftmaxRows()
+        #expect(rows.count == 2 && rows.allSatisfy { $0.count == 3 })
+        for r in rows { #expect(abs(r.map { exp($0) }.reduce(0, +) - 1) < 1e-12) }
+        #expect(abs((rows[0][2] - rows[0][0]) - 2) < 1e-12)
+        // Large logits do not overflow: two equal ones get log(1/2) each, the third almost nothing.
+        #expect(abs(rows[1][0] - log(0.5)) < 1e-12 && rows[1][2] < -999)
+    }
+
     @Test("the mean of tensors is elementwise, and the first non-finite element is found")
     func meanAndFinite() {
         let a = Tensor([1, 2, 3], shape: [3]), b = Tensor([3, 4, 8], shape: [3])
