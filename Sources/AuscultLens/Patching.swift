@@ -228,13 +228,13 @@ public struct Patching {
         for l in 0..<dims.n_audio_layer {
             var feats = [Tensor]()
             var at = 0
+            let clean = cleanStreams[l].row(0), corrupt = corruptStreams[l].row(0)  // [F, d]
             while at < windows.count {
                 let batch = Array(windows[at..<min(windows.count, at + encoderBatch)])
                 at += batch.count
                 let inputs = batch.map { w -> Tensor in
-                    var x = corruptStreams[l].row(0)
-                    let d = x.shape[1]
-                    for f in w { for j in 0..<d { x.storage[f * d + j] = cleanStreams[l].storage[f * d + j] } }
+                    var x = corrupt
+                    x.replaceSlice(w, axis: 0, with: clean.slice(w, axis: 0))
                     return x
                 }
                 let out = try model.encodeBlocks(Tensor.stack(inputs), from: l)
