@@ -116,11 +116,6 @@ extension LoadedModel {
         }
     }
 
-    /// Python's `word in marks`: a substring test, so the empty word counts too.
-    static func isPunctuation(_ word: String, in marks: String) -> Bool {
-        word.isEmpty || marks.range(of: word, options: .literal) != nil
-    }
-
     /// The median of `x` (numpy's: the mean of the two middle values for an even count), 0 when empty.
     static func median(_ x: [Double]) -> Double {
         guard !x.isEmpty else { return 0 }

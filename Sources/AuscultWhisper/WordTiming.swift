@@ -85,13 +85,10 @@ extension LoadedModel {
             promptCount: prompt.count + 1, samples: samples, heads: heads)
         // Each text token's probability where it is predicted (from the position before it),
         // over the text vocabulary only: find_alignment's `logits[len(sot_sequence):, :eot]`.
-        let rows = logits.select(0, axis: 0)
-        let probs = textTokens.indices.map { i -> Double in
-            let row = rows.row(prompt.count + i).scalars[..<tok.eot]
-            let top = Double(row.max() ?? 0)
-            let total = row.reduce(0.0) { $0 + exp(Double($1) - top) }
-            return exp(Double(row[textTokens[i]]) - top) / total
-        }
+        let predicting = prompt.count..<(prompt.count + textTokens.count)
+        let logProbs = logits.select(0, axis: 0).slice(predicting, axis: 0).slice(0..<tok.eot, axis: 1)
+            .logSoftmaxRows()
+        let probs = textTokens.indices.map { exp(logProbs[$0][textTokens[$0]]) }
         var first = 0
         for w in words.indices {
             let n = words[w].tokens.count
@@ -219,7 +216,7 @@ extension LoadedModel {
         for (s, ts) in zip(subwords, subTokens) {
             let trimmed = s.trimmingCharacters(in: .whitespaces)
             let special = ts[0] >= tokenizer.eot
-            let isPunctuation = trimmed.isEmpty || punctuation.contains(trimmed)
+            let isPunctuation = Self.isPunctuation(trimmed, in: punctuation)
             if special || s.hasPrefix(" ") || isPunctuation || words.isEmpty {
                 words.append(s); wordTokens.append(ts)
             } else {
@@ -227,6 +224,11 @@ extension LoadedModel {
             }
         }
         return (words, wordTokens)
+    }
+
+    /// Python's `word in marks`: a substring test, so the empty word counts too.
+    static func isPunctuation(_ word: String, in marks: String) -> Bool {
+        word.isEmpty || marks.range(of: word, options: .literal) != nil
     }
 
     /// Median over a sliding window of odd `width` with reflected edges (scipy's / whisper's
