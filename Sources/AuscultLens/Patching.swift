@@ -182,7 +182,7 @@ public struct Patching {
                 var out = [Double](repeating: 0, count: rows.count)
                 try loaded.decoder.teacherForced(
                     audio: audio, rows: rows, sequences: rows.map { _ in seq }, chunk: 12, hooks: handler
-                ) { i, p, lg, _ in
+                ) { i, p, lg in
                     if p == position { out[i] = Double(lg[a]) - Double(lg[b]) }
                 }
                 return out

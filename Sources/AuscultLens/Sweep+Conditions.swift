@@ -20,9 +20,7 @@ extension Sweep {
     func mean(_ tensors: [Tensor]) -> Tensor {
         var m = tensors[0]
         for t in tensors.dropFirst() { m += t }
-        let inv = 1 / Float(tensors.count)
-        for i in m.storage.indices { m.storage[i] *= inv }
-        return m
+        return m * (1 / Float(tensors.count))
     }
 
     // MARK: encoder

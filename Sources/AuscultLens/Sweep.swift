@@ -235,21 +235,11 @@ final class PositionMeans: HookHandler {
     func isActive(_ name: String) -> Bool { names.contains(name) }
     func visit(_ name: String, _ x: inout Tensor, _ ctx: HookContext) throws {
         guard names.contains(name) else { return }
-        let rows = x.shape[0], n = x.shape[1], w = x.count / (rows * n)
-        width[name] = w
+        let rows = x.shape[0], n = x.shape[1]
+        width[name] = x.count / (rows * n)
         var s = sums[name] ?? [], c = counts[name] ?? []
-        let need = ctx.positionOffset + n
-        if s.count < need * w {
-            s += [Double](repeating: 0, count: need * w - s.count); c += [Int](repeating: 0, count: need - c.count)
-        }
-        for r in 0..<rows {
-            let len = lengths[ctx.sequences[r]]
-            for p in 0..<n where ctx.positionOffset + p < len {
-                let at = ctx.positionOffset + p
-                c[at] += 1
-                for j in 0..<w { s[at * w + j] += Double(x.storage[(r * n + p) * w + j]) }
-            }
-        }
+        x.accumulatePositions(
+            into: &s, counts: &c, offset: ctx.positionOffset, lengths: (0..<rows).map { lengths[ctx.sequences[$0]] })
         sums[name] = s; counts[name] = c
     }
 

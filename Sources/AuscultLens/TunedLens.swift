@@ -32,89 +32,37 @@ public struct TunedLens: Sendable {
     public mutating func train(
         model: Whisper, streams: [Tensor], finalLogp: Tensor, steps: Int = 150, lr: Float = 1e-3,
         progress: ((Int, Int) -> Void)? = nil
-    ) -> (before: [Double], after: [Double]) {
+    ) throws -> (before: [Double], after: [Double]) {
         var before = [Double](), after = [Double]()
         for l in streams.indices {
             var adamA = Adam(count: weights[l].count), adamB = Adam(count: biases[l].count)
-            before.append(Self.kl(model: model, translated: translate(streams[l], layer: l), finalLogp: finalLogp).loss)
+            before.append(
+                try Self.kl(model: model, translated: translate(streams[l], layer: l), finalLogp: finalLogp).loss)
             for step in 0..<steps {
                 let h = streams[l]
-                let (loss, gradH) = Self.kl(
-                    model: model, translated: translate(h, layer: l), finalLogp: finalLogp, gradient: true)
-                _ = loss
-                // h' = h + A h + b: dA = gradHᵀ·h / 1, db = Σ_rows gradH.
-                let n = h.shape[0], d = h.shape[1]
-                var gA = Tensor(zeros: [d, d]), gB = Tensor(zeros: [d])
-                gradH!.storage.withUnsafeBufferPointer { g in
-                    h.storage.withUnsafeBufferPointer { x in
-                        gA.storage.withUnsafeMutableBufferPointer { o in
-                            // gA[i][j] = Σ_n g[n][i] · x[n][j]
-                            BLAS.gemmTN(
-                                m: d, n: d, k: n, a: g.baseAddress!, lda: d, b: x.baseAddress!, ldb: d,
-                                c: o.baseAddress!, ldc: d)
-                        }
-                    }
-                }
-                for r in 0..<n { for j in 0..<d { gB.storage[j] += gradH!.storage[r * d + j] } }
-                adamA.step(&weights[l].storage, gA.storage, lr: lr, t: step + 1)
-                adamB.step(&biases[l].storage, gB.storage, lr: lr, t: step + 1)
+                let gradH = try Self.kl(
+                    model: model, translated: translate(h, layer: l), finalLogp: finalLogp, gradient: true
+                ).grad!
+                // h' = h + A h + b: dA[i][j] = Σ_rows gradH[i] · h[j], db = Σ_rows gradH.
+                adamA.step(&weights[l], gradH.transposedMatmul(h), lr: lr, t: step + 1)
+                adamB.step(&biases[l], gradH.sum(axis: 0), lr: lr, t: step + 1)
                 progress?(l * steps + step + 1, streams.count * steps)
             }
-            after.append(Self.kl(model: model, translated: translate(streams[l], layer: l), finalLogp: finalLogp).loss)
+            after.append(
+                try Self.kl(model: model, translated: translate(streams[l], layer: l), finalLogp: finalLogp).loss)
         }
         return (before, after)
     }
 
     /// Mean KL(final ‖ lens) over rows for translated streams `[N, d]`, and optionally its
-    /// gradient with respect to the translated streams (through the final LayerNorm).
+    /// gradient with respect to the translated streams (through the unembedding and the final
+    /// LayerNorm, by the model's backend).
     public static func kl(
         model: Whisper, translated h: Tensor, finalLogp: Tensor, gradient: Bool = false
-    ) -> (loss: Double, grad: Tensor?) {
-        let n = h.shape[0], d = h.shape[1], v = model.dims.n_vocab
-        let logits = model.unembed(h)  // [N, V]
-        var loss = 0.0
-        var gz = gradient ? Tensor(zeros: [n, v]) : Tensor(zeros: [0])
-        for r in 0..<n {
-            var m = -Float.infinity
-            for j in 0..<v { m = max(m, logits.storage[r * v + j]) }
-            var s = 0.0
-            for j in 0..<v { s += exp(Double(logits.storage[r * v + j] - m)) }
-            let lse = Double(m) + log(s)
-            for j in 0..<v {
-                let lq = Double(logits.storage[r * v + j]) - lse, lp = Double(finalLogp.storage[r * v + j])
-                let p = exp(lp)
-                loss += p * (lp - lq)
-                if gradient { gz.storage[r * v + j] = Float((exp(lq) - p) / Double(n)) }
-            }
-        }
-        loss /= Double(n)
-        guard gradient else { return (loss, nil) }
-        // Back through the unembedding: dy = gz · W_U  [N, d].
-        let wu = model.weights["decoder.token_embedding.weight"]
-        var dy = Tensor(zeros: [n, d])
-        gz.storage.withUnsafeBufferPointer { g in
-            wu.storage.withUnsafeBufferPointer { w in
-                dy.storage.withUnsafeMutableBufferPointer { o in
-                    BLAS.gemmNN(
-                        m: n, n: d, k: v, a: g.baseAddress!, lda: v, b: w.baseAddress!, ldb: d, c: o.baseAddress!,
-                        ldc: d)
-                }
-            }
-        }
-        // Back through LayerNorm: y = γ ⊙ (h − μ)/σ + β.
-        let gamma = model.weights["decoder.ln.weight"].storage
-        var gh = Tensor(zeros: [n, d])
-        for r in 0..<n {
-            let row = (0..<d).map { Double(h.storage[r * d + $0]) }
-            let mu = row.reduce(0, +) / Double(d)
-            let sigma = (row.map { ($0 - mu) * ($0 - mu) }.reduce(0, +) / Double(d) + 1e-5).squareRoot()
-            let xhat = row.map { ($0 - mu) / sigma }
-            let dx = (0..<d).map { Double(dy.storage[r * d + $0]) * Double(gamma[$0]) }
-            let meanDx = dx.reduce(0, +) / Double(d)
-            let meanDxX = zip(dx, xhat).map(*).reduce(0, +) / Double(d)
-            for j in 0..<d { gh.storage[r * d + j] = Float((dx[j] - meanDx - xhat[j] * meanDxX) / sigma) }
-        }
-        return (loss, gh)
+    ) throws -> (loss: Double, grad: Tensor?) {
+        let (loss, dLogits) = model.unembed(h).klDivergence(fromLogProbabilities: finalLogp, gradient: gradient)
+        guard let dLogits else { return (loss, nil) }
+        return (loss, try model.unembedBackward(dLogits, residual: h))
     }
 }
 
@@ -185,7 +133,7 @@ extension Lens {
         let (train, trainFinal) = try gather(trainPaths)
         let (eval, evalFinal) = try gather(evalPaths)
         var lens = TunedLens(layers: train.count, d: dims.n_text_state)
-        _ = lens.train(model: model, streams: train, finalLogp: trainFinal, steps: steps, progress: progress)
+        _ = try lens.train(model: model, streams: train, finalLogp: trainFinal, steps: steps, progress: progress)
         let n = evalFinal.shape[0]
         let target = evalFinal.argmax(axis: -1)
         func agreement(_ h: Tensor) -> Double {
@@ -193,9 +141,10 @@ extension Lens {
         }
         let summary = TunedLensSummary(
             layers: ["embed"] + (0..<dims.n_text_layer).map { "decoder.blocks.\($0)" }, positions: n,
-            klLogitLens: eval.map { TunedLens.kl(model: model, translated: $0, finalLogp: evalFinal).loss },
-            klTunedLens: eval.indices.map {
-                TunedLens.kl(model: model, translated: lens.translate(eval[$0], layer: $0), finalLogp: evalFinal).loss
+            klLogitLens: try eval.map { try TunedLens.kl(model: model, translated: $0, finalLogp: evalFinal).loss },
+            klTunedLens: try eval.indices.map {
+                try TunedLens.kl(model: model, translated: lens.translate(eval[$0], layer: $0), finalLogp: evalFinal)
+                    .loss
             },
             top1LogitLens: eval.map(agreement),
             top1TunedLens: eval.indices.map { agreement(lens.translate(eval[$0], layer: $0)) },

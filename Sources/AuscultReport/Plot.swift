@@ -232,16 +232,15 @@ public enum PNG {
         _ = compress2(&packed, &destLen, raw, uLong(raw.count), 6)
         packed.removeLast(packed.count - Int(destLen))
         var out = Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
+        func bigEndianBytes(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (24 - 8 * $0)) } }
         func chunk(_ type: String, _ body: [UInt8]) {
-            var len = UInt32(body.count).bigEndian
-            out.append(Data(bytes: &len, count: 4))
+            out.append(contentsOf: bigEndianBytes(UInt32(body.count)))
             let tb = Array(type.utf8) + body
             out.append(contentsOf: tb)
-            var crc = UInt32(crc32(0, tb, uInt(tb.count))).bigEndian
-            out.append(Data(bytes: &crc, count: 4))
+            out.append(contentsOf: bigEndianBytes(UInt32(crc32(0, tb, uInt(tb.count)))))
         }
         var ihdr = [UInt8]()
-        for v in [UInt32(width), UInt32(height)] { ihdr += withUnsafeBytes(of: v.bigEndian, Array.init) }
+        for v in [UInt32(width), UInt32(height)] { ihdr += bigEndianBytes(v) }
         ihdr += [8, 2, 0, 0, 0]
         chunk("IHDR", ihdr)
         chunk("IDAT", packed)

@@ -95,18 +95,11 @@ public final class ActivationStore {
         defer { try? h.close() }
         try h.truncate(atOffset: UInt64(known * manifest.width * manifest.dtype.bytes))
         try h.seekToEnd()
-        try h.write(contentsOf: encode(x.storage))
+        try h.write(contentsOf: x.encoded(as: manifest.dtype == .f16 ? .f16 : .f32))
         try h.synchronize()
         manifest.clips.append(StoredClip(id: id, shard: shard, offset: known, frames: x.shape[0]))
         mapped[shard] = nil
         try saveManifest()
-    }
-
-    func encode(_ v: [Float]) -> Data {
-        switch manifest.dtype {
-        case .f32: return v.withUnsafeBufferPointer { Data(buffer: $0) }
-        case .f16: return v.map { Float16($0) }.withUnsafeBufferPointer { Data(buffer: $0) }
-        }
     }
 
     func saveManifest() throws {
@@ -138,18 +131,7 @@ public final class ActivationStore {
                 .corrupt,
                 "\(shard): \(data.count) bytes, rows up to \(offset + count) need \(end); the shard is truncated")
         }
-        return data.withUnsafeBytes { raw in
-            Tensor(shape: [count, w]) { out in
-                switch manifest.dtype {
-                case .f32:
-                    let src = raw.baseAddress!.advanced(by: start)
-                    for i in 0..<(count * w) { out[i] = src.loadUnaligned(fromByteOffset: i * 4, as: Float.self) }
-                case .f16:
-                    let src = raw.baseAddress!.advanced(by: start)
-                    HalfPrecision.toFloat(src, count: count * w, out: out.baseAddress!)
-                }
-            }
-        }
+        return Tensor(decoding: data, byteOffset: start, as: manifest.dtype == .f16 ? .f16 : .f32, shape: [count, w])
     }
 
     /// Merges stores written by separate shards (`--shard k/N` on many machines) into `directory`:

@@ -106,8 +106,8 @@ public enum SAECheckpoint {
             if let shape, t.shape != shape {
                 throw SAEFileError(.shapeMismatch, "\(f.path): '\(name)' is \(t.shape), expected \(shape)")
             }
-            if let bad = t.storage.firstIndex(where: { !$0.isFinite }) {
-                throw SAEFileError(.notFinite, "\(f.path): '\(name)' holds \(t.storage[bad]) at flat index \(bad)")
+            if let bad = t.firstNonFiniteIndex {
+                throw SAEFileError(.notFinite, "\(f.path): '\(name)' holds \(t.scalars[bad]) at flat index \(bad)")
             }
             return t
         }
@@ -186,9 +186,7 @@ public enum SAECheckpoint {
             let enc = try matrix(f, "encoder.weight")
             let dSAE = enc.shape[0], dIn = enc.shape[1]
             let wDec = try tensor(f, "W_dec", [dSAE, dIn])
-            let wEnc = Tensor(shape: [dIn, dSAE]) { out in
-                for i in 0..<dSAE { for j in 0..<dIn { out[j * dSAE + i] = enc.storage[i * dIn + j] } }
-            }
+            let wEnc = enc.transposed()  // sparsify's encoder.weight is [d_sae, d_in]
             let config = SAEConfig(architecture: .topk, dIn: dIn, dSAE: dSAE, k: try k(dSAE: dSAE))
             return SparseAutoencoder(
                 config: config, wEnc: wEnc, bEnc: try tensor(f, "encoder.bias", [dSAE]), wDec: wDec,
@@ -239,7 +237,7 @@ public enum SAECheckpoint {
         guard FileManager.default.fileExists(atPath: path) else { return nil }
         let f = try SafeTensorsFile(path: path)
         let step = Int(f.metadata["step"] ?? "") ?? 0
-        let moments = try (0..<8).map { try f.tensor("adam.\($0)").storage }
-        return (step, moments, try f.tensor("since_fired").storage.map { Int($0) })
+        let moments = try (0..<8).map { try f.tensor("adam.\($0)").scalars }
+        return (step, moments, try f.tensor("since_fired").scalars.map { Int($0) })
     }
 }

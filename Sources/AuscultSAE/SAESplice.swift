@@ -122,37 +122,23 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
                     + "another hook or model?"
             )
         }
-        // Gather the spliced rows of every batch row into one matrix.
-        var spans = [(start: Int, count: Int)]()
+        // The spliced positions of every batch row, as rows of d values of x seen as [b·n, d].
+        var spliced = [Int]()
         for r in 0..<b {
             let clip = r < context.clips.count ? context.clips[r] : r
             let sequence = r < context.sequences.count ? context.sequences[r] : r
             var valid = name.hasPrefix("encoder.") ? min(n, frames.map { clip < $0.count ? $0[clip] : n } ?? n) : n
             if let sequences, !sequences.contains(sequence) { valid = 0 }
-            spans.append((r * n * d, valid))
+            spliced += (0..<valid).map { r * n + $0 }
         }
-        let total = spans.reduce(0) { $0 + $1.count }
+        let total = spliced.count
         guard total > 0 else { return }
         if mode == .zero {
             // The baseline needs no SAE: its statistics are those of the other modes' runs.
-            x.storage.withUnsafeMutableBufferPointer { dst in
-                for s in spans where s.count > 0 {
-                    (dst.baseAddress! + s.start).update(repeating: 0, count: s.count * d)
-                }
-            }
+            x.replaceRows(spliced, width: d, with: Tensor(zeros: [total, d]))
             return
         }
-        var input = [Float](repeating: 0, count: total * d)
-        var at = 0
-        for s in spans {
-            input.withUnsafeMutableBufferPointer { dst in
-                x.storage.withUnsafeBufferPointer { src in
-                    (dst.baseAddress! + at).update(from: src.baseAddress! + s.start, count: s.count * d)
-                }
-            }
-            at += s.count * d
-        }
-        let xin = Tensor(shape: [total, d], storage: input)
+        let xin = x.reshaped([b * n, d]).gather(rows: spliced)
         let z = sae.preActivations(xin)
         var a = sae.activate(z)
         let clean = sae.decode(a)
@@ -165,31 +151,19 @@ public final class SAESplice: HookHandler, @unchecked Sendable {
             if edits.isEmpty {
                 out = keepError ? xin : clean
             } else {
-                let m = sae.config.dSAE
-                for r in 0..<total {
+                a.updateRows(Array(0..<total)) { _, row in
                     for e in edits {
                         switch e.kind {
-                        case .scale(let s): a.storage[r * m + e.latent] *= s
-                        case .clamp(let v): a.storage[r * m + e.latent] = v
+                        case .scale(let s): row[e.latent] *= s
+                        case .clamp(let v): row[e.latent] = v
                         }
                     }
                 }
-                var edited = sae.decode(a)
-                if keepError {
-                    for i in edited.storage.indices { edited.storage[i] += xin.storage[i] - clean.storage[i] }
-                }
-                out = edited
+                let edited = sae.decode(a)
+                out = keepError ? edited + (xin - clean) : edited
             }
         }
-        at = 0
-        for s in spans {
-            x.storage.withUnsafeMutableBufferPointer { dst in
-                out.storage.withUnsafeBufferPointer { src in
-                    (dst.baseAddress! + s.start).update(from: src.baseAddress! + at, count: s.count * d)
-                }
-            }
-            at += s.count * d
-        }
+        x.replaceRows(spliced, width: d, with: out)
     }
 }
 
@@ -198,16 +172,17 @@ extension SpliceStats {
     public mutating func add(_ x: Tensor, _ xhat: Tensor, _ a: Tensor) {
         let n = x.shape[0], d = sum.count, m = fired.count
         rows += n
+        let xs = x.scalars, xh = xhat.scalars, av = a.scalars
         for r in 0..<n {
             var e = 0.0
             for j in 0..<d {
-                let v = Double(x.storage[r * d + j])
-                let diff = Double(xhat.storage[r * d + j]) - v
+                let v = Double(xs[r * d + j])
+                let diff = Double(xh[r * d + j]) - v
                 e += diff * diff
                 sum[j] += v; sumSquares[j] += v * v
             }
             squaredError += e
-            for i in 0..<m where a.storage[r * m + i] > 0 { fired[i] += 1; activeTotal += 1 }
+            for i in 0..<m where av[r * m + i] > 0 { fired[i] += 1; activeTotal += 1 }
         }
     }
 }

@@ -70,8 +70,9 @@ public final class SAETrainer {
         var g = SplitMix64(seed: options.seed)
         for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(g.next() % UInt64(i + 1))) }
         let n = data.shape[0], d = sae.config.dIn
+        let values = data.scalars
         var mean = [Float](repeating: 0, count: d)
-        for r in 0..<n { for j in 0..<d { mean[j] += data.storage[r * d + j] / Float(n) } }
+        for r in 0..<n { for j in 0..<d { mean[j] += values[r * d + j] / Float(n) } }
         self.sae.bDec = Tensor(
             shape: [d], storage: options.bDecInit == .median ? Self.geometricMedian(data, start: mean) : mean)
     }
@@ -80,16 +81,16 @@ public final class SAETrainer {
     /// Weiszfeld's iteration from `start` (at most 100 steps, until it moves less than 1e-6 of
     /// its norm); rows closer than 1e-8 to the estimate are skipped, avoiding a division by zero.
     public static func geometricMedian(_ x: Tensor, start: [Float], iterations: Int = 100) -> [Float] {
-        let n = x.shape[0], d = x.shape[1]
+        let n = x.shape[0], d = x.shape[1], values = x.scalars
         var y = start.map(Double.init)
         for _ in 0..<iterations {
             var num = [Double](repeating: 0, count: d), den = 0.0
             for r in 0..<n {
                 var dist = 0.0
-                for j in 0..<d { let v = Double(x.storage[r * d + j]) - y[j]; dist += v * v }
+                for j in 0..<d { let v = Double(values[r * d + j]) - y[j]; dist += v * v }
                 dist = dist.squareRoot()
                 guard dist > 1e-8 else { continue }
-                for j in 0..<d { num[j] += Double(x.storage[r * d + j]) / dist }
+                for j in 0..<d { num[j] += Double(values[r * d + j]) / dist }
                 den += 1 / dist
             }
             guard den > 0 else { break }
@@ -104,13 +105,8 @@ public final class SAETrainer {
 
     /// The batch of `step`: consecutive rows of a seeded shuffle, wrapping around.
     func batch(_ step: Int) -> Tensor {
-        let n = data.shape[0], d = sae.config.dIn, b = min(options.batchSize, n)
-        return Tensor(shape: [b, d]) { out in
-            for r in 0..<b {
-                let src = order[(step * b + r) % n]
-                for j in 0..<d { out[r * d + j] = data.storage[src * d + j] }
-            }
-        }
+        let n = data.shape[0], b = min(options.batchSize, n)
+        return data.gather(rows: (0..<b).map { order[(step * b + $0) % n] })
     }
 
     /// Runs until `options.steps`, calling `log` every `logEvery` steps and `checkpoint` every
@@ -144,16 +140,16 @@ public final class SAETrainer {
             g.scale(by: s)
         }
         let lr = options.rate(at: step)
-        adam[0].step(&sae.wEnc.storage, g.wEnc.storage, lr: lr, t: step + 1)
-        adam[1].step(&sae.bEnc.storage, g.bEnc.storage, lr: lr, t: step + 1)
-        adam[2].step(&sae.wDec.storage, g.wDec.storage, lr: lr, t: step + 1)
-        adam[3].step(&sae.bDec.storage, g.bDec.storage, lr: lr, t: step + 1)
+        adam[0].step(&sae.wEnc, g.wEnc, lr: lr, t: step + 1)
+        adam[1].step(&sae.bEnc, g.bEnc, lr: lr, t: step + 1)
+        adam[2].step(&sae.wDec, g.wDec, lr: lr, t: step + 1)
+        adam[3].step(&sae.bDec, g.bDec, lr: lr, t: step + 1)
         sae.renormalizeDecoder()
         let b = x.shape[0], m = sae.config.dSAE
         if sae.config.architecture == .batchtopk, let smallest {
             // BatchTopK's inference threshold: an exponential moving average of the smallest
             // activation the batch selection kept (SAELens's topk_threshold, rate 0.01 from 0).
-            let old = sae.threshold?.storage.first ?? 0
+            let old = sae.threshold?.scalars.first ?? 0
             let new = (1 - Self.thresholdRate) * old + Self.thresholdRate * smallest
             sae.threshold = Tensor(shape: [m], storage: [Float](repeating: new, count: m))
         }
@@ -169,7 +165,7 @@ public final class SAETrainer {
         var at = 0
         while at < n {
             let rows = min(chunk, n - at)
-            let x = Tensor(shape: [rows, d], storage: Array(data.storage[(at * d)..<((at + rows) * d)]))
+            let x = data.rows(at..<(at + rows))
             let (a, xhat) = sae(x)
             stats.add(x, xhat, a)
             at += rows

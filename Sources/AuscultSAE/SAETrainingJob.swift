@@ -70,10 +70,10 @@ public struct SAETrainingJob {
         guard rows.rank == 2, rows.shape[1] == config.dIn, rows.shape[0] > 0 else {
             throw StoreError(.mismatch, "training rows of shape \(rows.shape) for an SAE reading \(config.dIn) values")
         }
-        if let bad = rows.storage.firstIndex(where: { !$0.isFinite }) {
+        if let bad = rows.firstNonFiniteIndex {
             throw StoreError(
                 .corrupt,
-                "row \(bad / config.dIn) of the training data holds \(rows.storage[bad]); values must be "
+                "row \(bad / config.dIn) of the training data holds \(rows.scalars[bad]); values must be "
                     + "finite")
         }
         let fm = FileManager.default

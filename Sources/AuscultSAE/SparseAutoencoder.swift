@@ -6,7 +6,6 @@
 // backward are written out by hand on BLAS products.
 import AuscultTensor
 import AuscultWhisper
-import Dispatch
 import Foundation
 
 /// How latents are selected.
@@ -87,31 +86,9 @@ public struct SparseAutoencoder: Sendable {
     }
 
     /// Pre-activations `z = (x − b_dec) W_enc + b_enc` `[B, d_sae]` for inputs `[B, d_in]`
-    /// (`x W_enc + b_enc` when `applyBDecToInput` is false).
+    /// (`x W_enc + b_enc` when `applyBDecToInput` is false), rows split across workers.
     public func preActivations(_ x: Tensor) -> Tensor {
-        let b = x.shape[0], d = config.dIn, m = config.dSAE
-        var centred = x
-        if applyBDecToInput {
-            for r in 0..<b { for j in 0..<d { centred.storage[r * d + j] -= bDec.storage[j] } }
-        }
-        var z = Tensor(shape: [b, m]) { out in for r in 0..<b { for i in 0..<m { out[r * m + i] = bEnc.storage[i] } } }
-        _ = BLAS.configured
-        // Rows split across workers: OpenBLAS runs single-threaded here (BLAS.configured).
-        let workers = b >= 64 && b * m * d >= 1 << 22 ? Threading.workers : 1
-        centred.storage.withUnsafeBufferPointer { xp in
-            wEnc.storage.withUnsafeBufferPointer { wp in
-                z.storage.withUnsafeMutableBufferPointer { zp in
-                    let xs = Shared(xp.baseAddress!), ws = Shared(wp.baseAddress!), zs = Shared(zp.baseAddress!)
-                    DispatchQueue.concurrentPerformIfNeeded(workers) { w in
-                        let r0 = b * w / workers, r1 = b * (w + 1) / workers
-                        BLAS.gemmNN(
-                            m: r1 - r0, n: m, k: d, a: xs.base + r0 * d, lda: d, b: ws.base, ldb: m, beta: 1,
-                            c: zs.base + r0 * m, ldc: m)
-                    }
-                }
-            }
-        }
-        return z
+        (applyBDecToInput ? x.subtractingRows(bDec) : x).matmul(wEnc, bias: bEnc, splittingRows: true)
     }
 
     /// Latent activations `[B, d_sae]` from pre-activations by the architecture's rule (BatchTopK
@@ -120,126 +97,29 @@ public struct SparseAutoencoder: Sendable {
 
     /// Latent activations; `byBatch` makes BatchTopK select the k·B largest of the batch (training).
     func activate(_ z: Tensor, byBatch: Bool) -> Tensor {
-        let b = z.shape[0], m = config.dSAE
-        var a = Tensor(zeros: z.shape)
+        activeEntries(z, byBatch: byBatch).dense(rows: z.shape[0], columns: config.dSAE)
+    }
+
+    /// The active latents of `z` `[B, d_sae]` by the architecture's rule (values above zero
+    /// only; every other latent's activation is 0).
+    func activeEntries(_ z: Tensor, byBatch: Bool = true) -> SparseEntries {
         switch config.architecture {
         case .jumprelu,
             .batchtopk where !byBatch && threshold != nil:
-            let theta = threshold?.storage ?? [Float](repeating: 0, count: m)
-            for r in 0..<b {
-                for i in 0..<m where z.storage[r * m + i] > theta[i] {
-                    a.storage[r * m + i] = max(0, z.storage[r * m + i])
-                }
-            }
-        case .relu:
-            for i in 0..<z.count { a.storage[i] = max(0, z.storage[i]) }
-        case .topk:
-            for r in 0..<b {
-                for i in Self.topIndices(z.storage, from: r * m, count: m, k: config.k) {
-                    a.storage[r * m + i] = max(0, z.storage[r * m + i])
-                }
-            }
-        case .batchtopk:
-            for i in Self.topIndices(z.storage, from: 0, count: z.count, k: min(z.count, config.k * b)) {
-                a.storage[i] = max(0, z.storage[i])
-            }
+            return z.positiveEntries(above: threshold?.scalars)
+        case .relu: return z.positiveEntries()
+        case .topk: return z.largestPositiveEntriesPerRow(config.k)
+        case .batchtopk: return z.largestPositiveEntries(config.k * z.shape[0])
         }
-        return a
     }
 
     /// Reconstruction `a W_dec + b_dec` `[B, d_in]`.
-    public func decode(_ a: Tensor) -> Tensor {
-        let b = a.shape[0], d = config.dIn, m = config.dSAE
-        var y = Tensor(shape: [b, d]) { out in for r in 0..<b { for j in 0..<d { out[r * d + j] = bDec.storage[j] } } }
-        a.storage.withUnsafeBufferPointer { ap in
-            wDec.storage.withUnsafeBufferPointer { wp in
-                y.storage.withUnsafeMutableBufferPointer { yp in
-                    BLAS.gemmNN(
-                        m: b, n: d, k: m, a: ap.baseAddress!, lda: m, b: wp.baseAddress!, ldb: d, beta: 1,
-                        c: yp.baseAddress!, ldc: d)
-                }
-            }
-        }
-        return y
-    }
+    public func decode(_ a: Tensor) -> Tensor { a.matmul(wDec, bias: bDec) }
 
     /// Encodes and reconstructs `x` `[B, d_in]`.
     public func callAsFunction(_ x: Tensor) -> (latents: Tensor, reconstruction: Tensor) {
         let a = activate(preActivations(x))
         return (a, decode(a))
-    }
-
-    /// Indices of the `k` largest of `v[from..<from+count]` (relative to `from`; ties go to the
-    /// lower index), in no particular order.
-    ///
-    /// Small k (k ≤ count/8, TopK's 32 of 3072) keeps a min-heap of the best k seen while
-    /// scanning: most values lose one comparison against the heap's root, and the scan needs no
-    /// copy (it was a quarter of a training step as quickselect). Larger k uses quickselect.
-    static func topIndices(_ v: [Float], from: Int, count: Int, k: Int) -> [Int] {
-        guard k < count else { return Array(0..<count) }
-        guard k > 0 else { return [] }
-        if k * 8 <= count {
-            return v.withUnsafeBufferPointer { topIndicesByHeap($0.baseAddress! + from, count: count, k: k) }
-        }
-        var vals = Array(v[from..<(from + count)])
-        let kth = select(&vals, k - 1)
-        var out = [Int]()
-        out.reserveCapacity(k)
-        for i in 0..<count where v[from + i] > kth { out.append(i) }
-        if out.count < k { for i in 0..<count where v[from + i] == kth { out.append(i); if out.count == k { break } } }
-        return out
-    }
-
-    /// The k best of `p[0..<count]` by (value descending, index ascending), by a size-k min-heap
-    /// ordered worst first: a later value enters only if strictly greater than the worst kept.
-    static func topIndicesByHeap(_ p: UnsafePointer<Float>, count: Int, k: Int) -> [Int] {
-        var heapV = [Float](repeating: 0, count: k), heapI = [Int](repeating: 0, count: k)
-        // "a is worse than b": smaller value, or equal value and larger index.
-        @inline(__always) func worse(_ av: Float, _ ai: Int, _ bv: Float, _ bi: Int) -> Bool {
-            av < bv || (av == bv && ai > bi)
-        }
-        heapV.withUnsafeMutableBufferPointer { hv in
-            heapI.withUnsafeMutableBufferPointer { hi in
-                func siftDown(_ start: Int) {
-                    var i = start
-                    while true {
-                        let l = 2 * i + 1, r = l + 1
-                        var w = i
-                        if l < k && worse(hv[l], hi[l], hv[w], hi[w]) { w = l }
-                        if r < k && worse(hv[r], hi[r], hv[w], hi[w]) { w = r }
-                        if w == i { return }
-                        hv.swapAt(i, w); hi.swapAt(i, w)
-                        i = w
-                    }
-                }
-                for i in 0..<k { hv[i] = p[i]; hi[i] = i }
-                for i in stride(from: k / 2 - 1, through: 0, by: -1) { siftDown(i) }
-                for i in k..<count where p[i] > hv[0] {
-                    hv[0] = p[i]; hi[0] = i
-                    siftDown(0)
-                }
-            }
-        }
-        return heapI
-    }
-
-    /// The value that would sit at `index` if `a` were sorted in descending order (Hoare
-    /// quickselect with a median-of-three pivot; `a` is reordered).
-    static func select(_ a: inout [Float], _ index: Int) -> Float {
-        var lo = 0, hi = a.count - 1
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2
-            let x = a[lo], y = a[mid], z = a[hi]
-            let pivot = max(min(x, y), min(max(x, y), z))
-            var i = lo, j = hi
-            while i <= j {
-                while a[i] > pivot { i += 1 }
-                while a[j] < pivot { j -= 1 }
-                if i <= j { a.swapAt(i, j); i += 1; j -= 1 }
-            }
-            if index <= j { hi = j } else if index >= i { lo = i } else { return a[index] }
-        }
-        return a[lo]
     }
 }
 

@@ -163,13 +163,12 @@ final class NeuronEdit: HookHandler, @unchecked Sendable {
         guard neuron < width else {
             throw StudioError(.badRequest, "neuron \(neuron): \(hook) has 0…\(width - 1)")
         }
-        for r in 0..<b {
-            for f in 0..<min(n, frames) {
-                let i = (r * n + f) * width + neuron
-                switch edit {
-                case .scale(let s): x.storage[i] *= s
-                case .clamp(let v): x.storage[i] = v
-                }
+        // x as rows of one position's `width` values: row r · n + f is frame f of clip r.
+        let rows = (0..<b).flatMap { r in (0..<min(n, frames)).map { r * n + $0 } }
+        x.updateRows(rows, width: width) { _, row in
+            switch edit {
+            case .scale(let s): row[neuron] *= s
+            case .clamp(let v): row[neuron] = v
             }
         }
     }

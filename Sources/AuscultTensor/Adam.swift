@@ -13,6 +13,12 @@ public struct Adam: Sendable {
         self.beta1 = beta1; self.beta2 = beta2; self.epsilon = epsilon
     }
 
+    /// One bias-corrected step of the tensor `p` along the gradient `g` of its shape.
+    public mutating func step(_ p: inout Tensor, _ g: Tensor, lr: Float, t: Int) {
+        precondition(p.shape == g.shape, "Adam step: parameter \(p.shape), gradient \(g.shape)")
+        step(&p.storage, g.storage, lr: lr, t: t)
+    }
+
     /// One bias-corrected step of `p` along gradient `g` at learning rate `lr`; `t` counts from 1.
     ///
     /// Large tensors are split across `Threading.workers` (an SAE's two 1.2 M-element matrices

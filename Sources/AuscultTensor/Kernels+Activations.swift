@@ -126,4 +126,11 @@ extension Tensor {
 
     /// In-place element-wise sum.
     public static func += (lhs: inout Tensor, rhs: Tensor) { lhs = lhs + rhs }
+
+    /// Every element times `factor` (in Float, as `x *= factor` element by element).
+    public static func * (lhs: Tensor, factor: Float) -> Tensor {
+        var t = lhs
+        for i in t.storage.indices { t.storage[i] *= factor }
+        return t
+    }
 }

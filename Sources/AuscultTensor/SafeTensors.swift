@@ -92,29 +92,18 @@ public struct SafeTensorsFile: Sendable {
                 .corrupt, "tensor '\(name)' holds \(e.range.count) bytes, shape \(e.shape) needs \(count * width)",
                 path: path)
         }
-        let start = base + e.range.lowerBound
-        return data.withUnsafeBytes { raw in
-            let p = raw.baseAddress! + start
-            return Tensor(shape: e.shape) { out in
-                switch e.dtype {
-                case "F32": for i in 0..<count { out[i] = p.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) }
-                case "I32":
-                    for i in 0..<count { out[i] = Float(p.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
-                case "I64":
-                    for i in 0..<count { out[i] = Float(p.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)) }
-                case "F64":
-                    for i in 0..<count { out[i] = Float(p.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
-                case "F16": HalfPrecision.toFloat(p, count: count, out: out.baseAddress!)
-                case "BF16":
-                    for i in 0..<count {
-                        out[i] = Float(
-                            bitPattern: UInt32(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16)
-                    }
-                case "U8", "BOOL": for i in 0..<count { out[i] = Float(p.load(fromByteOffset: i, as: UInt8.self)) }
-                default: for i in 0..<count { out[i] = Float(p.load(fromByteOffset: i, as: Int8.self)) }
-                }
+        let element: StoredElement =
+            switch e.dtype {
+            case "F32": .f32
+            case "I32": .i32
+            case "I64": .i64
+            case "F64": .f64
+            case "F16": .f16
+            case "BF16": .bf16
+            case "U8", "BOOL": .u8
+            default: .i8
             }
-        }
+        return Tensor(decoding: data, byteOffset: base + e.range.lowerBound, as: element, shape: e.shape)
     }
 
     /// Integer tensor `name` (I32 or I64) as `[Int]`.
@@ -173,12 +162,7 @@ public struct SafeTensorsFile: Sendable {
         out.append(json)
         for k in keys {
             if let t = tensors[k] {
-                switch precision {
-                case .f32: t.storage.withUnsafeBytes { out.append(contentsOf: $0) }
-                case .f16, .bf16:
-                    let half = t.storage.map { precision == .f16 ? Float16($0).bitPattern : bfloat16Bits($0) }
-                    half.map { $0.littleEndian }.withUnsafeBytes { out.append(contentsOf: $0) }
-                }
+                out.append(t.encoded(as: precision))
             } else {
                 integers[k]!.map { Int64($0).littleEndian }.withUnsafeBytes { out.append(contentsOf: $0) }
             }

@@ -194,3 +194,118 @@ extension Tensor {
         return out
     }
 }
+
+extension Tensor {
+    /// `selfᵀ · other`: `[N, a]` and `[N, b]` give `[a, b]`, the sum over rows of outer products
+    /// (a weight's gradient from the layer's output gradient and its input).
+    public func transposedMatmul(_ other: Tensor) -> Tensor {
+        precondition(
+            rank == 2 && other.rank == 2 && shape[0] == other.shape[0],
+            "transposedMatmul: \(shape)ᵀ · \(other.shape)")
+        let n = shape[0], a = shape[1], b = other.shape[1]
+        _ = BLAS.configured
+        return Tensor(shape: [a, b]) { out in
+            out.initialize(repeating: 0)
+            guard n > 0 else { return }
+            storage.withUnsafeBufferPointer { x in
+                other.storage.withUnsafeBufferPointer { y in
+                    BLAS.gemmTN(
+                        m: a, n: b, k: n, a: x.baseAddress!, lda: a, b: y.baseAddress!, ldb: b,
+                        c: out.baseAddress!, ldc: b)
+                }
+            }
+        }
+    }
+}
+
+extension Tensor {
+    /// `self · w + bias`: `[B, k]` times `w` `[k, n]` (not PyTorch's `[out, in]`: an SAE's
+    /// W_enc and W_dec) plus `bias` `[n]` on every row (nil: none) → `[B, n]`.
+    ///
+    /// With `splittingRows`, rows go to `Threading.workers` separate products when B ≥ 64 and
+    /// the product is large (OpenBLAS runs single-threaded here, `BLAS.configured`).
+    public func matmul(_ w: Tensor, bias: Tensor? = nil, splittingRows: Bool = false) -> Tensor {
+        precondition(rank == 2 && w.rank == 2 && w.shape[0] == shape[1], "matmul: \(shape) · \(w.shape)")
+        let b = shape[0], k = shape[1], n = w.shape[1]
+        precondition(bias.map { $0.count == n } ?? true, "matmul: bias of \(bias?.count ?? 0) for \(n) columns")
+        var out = Tensor(shape: [b, n]) { out in
+            if let bias {
+                bias.storage.withUnsafeBufferPointer { bp in
+                    for r in 0..<b { (out.baseAddress! + r * n).initialize(from: bp.baseAddress!, count: n) }
+                }
+            } else {
+                out.initialize(repeating: 0)
+            }
+        }
+        guard b > 0 && n > 0 else { return out }
+        _ = BLAS.configured
+        let workers = splittingRows && b >= 64 && b * n * k >= 1 << 22 ? Threading.workers : 1
+        storage.withUnsafeBufferPointer { xp in
+            w.storage.withUnsafeBufferPointer { wp in
+                out.storage.withUnsafeMutableBufferPointer { op in
+                    let p = GemmPointers(a: xp.baseAddress!, w: wp.baseAddress!, c: op.baseAddress!)
+                    DispatchQueue.concurrentPerformIfNeeded(workers) { i in
+                        let r0 = b * i / workers, r1 = b * (i + 1) / workers
+                        BLAS.gemmNN(
+                            m: r1 - r0, n: n, k: k, a: p.a + r0 * k, lda: k, b: p.w, ldb: n, beta: 1,
+                            c: p.c + r0 * n, ldc: n)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// `c = op(a) · op(b)` (or `c += …` with `accumulate`) for 2-d tensors, op a transpose where
+    /// asked; `c`'s shape is the product's.
+    public static func multiply(
+        _ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false, into c: inout Tensor,
+        accumulate: Bool = false
+    ) {
+        precondition(a.rank == 2 && b.rank == 2 && c.rank == 2 && !(transposeA && transposeB), "multiply: shapes")
+        let m = c.shape[0], n = c.shape[1]
+        let k = transposeA ? a.shape[0] : a.shape[1]
+        precondition(
+            (transposeA ? a.shape[1] : a.shape[0]) == m && (transposeB ? b.shape[1] : b.shape[0]) == k
+                && (transposeB ? b.shape[0] : b.shape[1]) == n,
+            "multiply: \(a.shape) · \(b.shape) into \(c.shape)")
+        _ = BLAS.configured
+        a.storage.withUnsafeBufferPointer { ap in
+            b.storage.withUnsafeBufferPointer { bp in
+                c.storage.withUnsafeMutableBufferPointer { cp in
+                    let beta: Float = accumulate ? 1 : 0
+                    if !accumulate { cp.update(repeating: 0) }
+                    if transposeA {
+                        BLAS.gemmTN(
+                            m: m, n: n, k: k, a: ap.baseAddress!, lda: a.shape[1], b: bp.baseAddress!, ldb: b.shape[1],
+                            beta: beta, c: cp.baseAddress!, ldc: n)
+                    } else if transposeB {
+                        BLAS.gemmNT(
+                            m: m, n: n, k: k, a: ap.baseAddress!, lda: a.shape[1], b: bp.baseAddress!, ldb: b.shape[1],
+                            beta: beta, c: cp.baseAddress!, ldc: n)
+                    } else {
+                        BLAS.gemmNN(
+                            m: m, n: n, k: k, a: ap.baseAddress!, lda: a.shape[1], b: bp.baseAddress!, ldb: b.shape[1],
+                            beta: beta, c: cp.baseAddress!, ldc: n)
+                    }
+                }
+            }
+        }
+    }
+
+    /// `self += alpha · w · x` for `self` `[n]`, `w` `[n, k]` and `x` `[k]` (one BLAS sgemv).
+    public mutating func addProduct(_ w: Tensor, _ x: Tensor, alpha: Float = 1) {
+        precondition(w.rank == 2 && w.shape[0] == count && w.shape[1] == x.count, "addProduct: \(w.shape) · \(x.shape)")
+        _ = BLAS.configured
+        let n = count, k = x.count
+        w.storage.withUnsafeBufferPointer { wp in
+            x.storage.withUnsafeBufferPointer { xp in
+                storage.withUnsafeMutableBufferPointer { yp in
+                    BLAS.gemv(
+                        n: n, k: k, alpha: alpha, w: wp.baseAddress!, ldw: k, x: xp.baseAddress!, beta: 1,
+                        y: yp.baseAddress!)
+                }
+            }
+        }
+    }
+}

@@ -112,3 +112,126 @@ extension Tensor {
         return out
     }
 }
+
+extension Tensor {
+    /// The mean over rows of KL(target ‖ softmax(self)) for logits `[N, V]` and target
+    /// log-probabilities `targetLogp` `[N, V]`, in Double, and on request its gradient with
+    /// respect to the logits, `(softmax(self) − exp(target)) / N` `[N, V]`.
+    public func klDivergence(
+        fromLogProbabilities targetLogp: Tensor, gradient: Bool = false
+    ) -> (loss: Double, gradient: Tensor?) {
+        precondition(rank == 2 && targetLogp.shape == shape, "klDivergence: \(shape) against \(targetLogp.shape)")
+        let n = shape[0], v = shape[1]
+        var loss = 0.0
+        var grad = gradient ? [Float](repeating: 0, count: count) : []
+        for r in 0..<n {
+            var m = -Float.infinity
+            for j in 0..<v { m = max(m, storage[r * v + j]) }
+            var s = 0.0
+            for j in 0..<v { s += exp(Double(storage[r * v + j] - m)) }
+            let lse = Double(m) + log(s)
+            for j in 0..<v {
+                let lq = Double(storage[r * v + j]) - lse, lp = Double(targetLogp.storage[r * v + j])
+                let p = exp(lp)
+                loss += p * (lp - lq)
+                if gradient { grad[r * v + j] = Float((exp(lq) - p) / Double(n)) }
+            }
+        }
+        return (loss / Double(max(n, 1)), gradient ? Tensor(shape: shape, storage: grad) : nil)
+    }
+
+    /// Adds each row's first positions into running per-position sums: `self` `[R, n, w]` holds
+    /// positions `offset ..< offset + n` of R sequences, row r counting only positions below
+    /// `lengths[r]`. `sums` (`[positions · w]`, Double) and `counts` (`[positions]`) grow to
+    /// `offset + n` positions as needed; elements are added in row order, one at a time.
+    public func accumulatePositions(
+        into sums: inout [Double], counts: inout [Int], offset: Int, lengths: [Int]
+    ) {
+        precondition(rank >= 2 && lengths.count == shape[0], "accumulatePositions: \(shape), \(lengths.count) lengths")
+        let rows = shape[0], n = shape[1], w = rows * n == 0 ? 0 : count / (rows * n)
+        let need = offset + n
+        if sums.count < need * w { sums += [Double](repeating: 0, count: need * w - sums.count) }
+        if counts.count < need { counts += [Int](repeating: 0, count: need - counts.count) }
+        for r in 0..<rows {
+            for p in 0..<n where offset + p < lengths[r] {
+                let at = offset + p
+                counts[at] += 1
+                for j in 0..<w { sums[at * w + j] += Double(storage[(r * n + p) * w + j]) }
+            }
+        }
+    }
+}
+
+extension Tensor {
+    /// Each slice along the first axis times the reciprocal of its scale (`scales` holds one
+    /// scale, or one per slice): a quantised weight's rows brought back to floats, `x · (1/s)` in
+    /// Float as CTranslate2 dequantises.
+    public func dividingRows(by scales: Tensor) -> Tensor {
+        let rows = shape.first ?? 0
+        precondition(scales.count == 1 || scales.count == rows, "dividingRows: \(scales.count) scales for \(rows) rows")
+        let cols = count / Swift.max(1, rows)
+        var out = self
+        for r in 0..<rows {
+            let inv = 1 / (scales.count == 1 ? scales.storage[0] : scales.storage[r])
+            for c in 0..<cols { out.storage[r * cols + c] *= inv }
+        }
+        return out
+    }
+}
+
+extension Tensor {
+    /// Each row along the last axis minus `v` (its width), element by element in Float.
+    public func subtractingRows(_ v: Tensor) -> Tensor {
+        let d = shape.last ?? 0
+        precondition(v.count == d, "subtractingRows: \(v.shape) from rows of \(d)")
+        var out = self
+        for r in 0..<(d == 0 ? 0 : count / d) { for j in 0..<d { out.storage[r * d + j] -= v.storage[j] } }
+        return out
+    }
+
+    /// `v` repeated as `rows` rows: `[rows, v.count]`.
+    public static func repeating(row v: Tensor, count rows: Int) -> Tensor {
+        Tensor(shape: [rows, v.count]) { out in
+            v.storage.withUnsafeBufferPointer { vp in
+                for r in 0..<rows { (out.baseAddress! + r * v.count).initialize(from: vp.baseAddress!, count: v.count) }
+            }
+        }
+    }
+
+    /// Σ x² over every element, in Float with 8 partial sums (a gradient's squared L2 norm).
+    public var sumOfSquares: Float {
+        storage.withUnsafeBufferPointer { RowMath.dot($0.count, $0.baseAddress!, $0.baseAddress!) }
+    }
+
+    /// Each row of `[m, d]` minus its component along the same row of `directions` `[m, d]`
+    /// (unit rows): `g − (g · w) w`, keeping a step on the unit sphere.
+    public func removingComponents(alongRowsOf directions: Tensor) -> Tensor {
+        precondition(rank == 2 && directions.shape == shape, "removingComponents: \(shape) along \(directions.shape)")
+        let m = shape[0], d = shape[1]
+        var out = self
+        directions.storage.withUnsafeBufferPointer { w in
+            out.storage.withUnsafeMutableBufferPointer { g in
+                for i in 0..<m {
+                    let wi = w.baseAddress! + i * d, gi = g.baseAddress! + i * d
+                    RowMath.axpy(d, -RowMath.dot(d, gi, wi), wi, gi)
+                }
+            }
+        }
+        return out
+    }
+
+    /// Each row of `[m, d]` divided by its L2 norm (at least `minimumNorm`).
+    public func rowsNormalized(minimumNorm: Float = 1e-12) -> Tensor {
+        precondition(rank == 2, "rowsNormalized: \(shape)")
+        let m = shape[0], d = shape[1]
+        var out = self
+        out.storage.withUnsafeMutableBufferPointer { w in
+            for i in 0..<m {
+                let wi = w.baseAddress! + i * d
+                let n = Swift.max(RowMath.dot(d, wi, wi).squareRoot(), minimumNorm)
+                for j in 0..<d { wi[j] /= n }
+            }
+        }
+        return out
+    }
+}

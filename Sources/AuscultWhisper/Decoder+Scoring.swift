@@ -23,10 +23,10 @@ extension WhisperDecoder {
         try teacherForced(
             audio: audio, rows: rows, sequences: sequences, chunk: chunk, groups: groups, wanted: wanted,
             kv: kv, hooks: hooks
-        ) { i, p, row, v in
+        ) { i, p, row in
             let seq = sequences[i]
             guard p + 1 >= from, p + 1 < seq.count else { return }
-            out[i][p + 1 - from] = Double(row[seq[p + 1]]) - LogSoftmax.logSumExp(row, 0..<v)
+            out[i][p + 1 - from] = Double(row[seq[p + 1]]) - row.logSumExp()
         }
         return out
     }
@@ -43,7 +43,7 @@ extension WhisperDecoder {
     public func teacherForced(
         audio: Tensor, rows: [Int], sequences: [[Int]], chunk: Int = 16, groups: [Int]? = nil,
         wanted: [Bool]? = nil, kv: CrossAttentionKV? = nil, hooks: HookHandler? = nil,
-        read: (_ sequence: Int, _ position: Int, _ logits: UnsafePointer<Float>, _ vocab: Int) -> Void
+        read: (_ sequence: Int, _ position: Int, _ logits: Tensor.Row) -> Void
     ) throws {
         guard rows.count == sequences.count, sequences.allSatisfy({ !$0.isEmpty }),
             wanted.map({ $0.count == sequences.count }) ?? true
@@ -82,11 +82,11 @@ extension WhisperDecoder {
             let padded = idx.map { sequences[$0] + [Int](repeating: tokenizer.eot, count: n - sequences[$0].count) }
             let logits = try model.decode(
                 padded, cache: sub, logitRows: want.count < idx.count ? want : nil, hooks: hooks)
-            logits.storage.withUnsafeBufferPointer { buf in
-                for k in want {
-                    let i = idx[k]
-                    for p in 0..<sequences[i].count { read(i, p, buf.baseAddress! + (k * n + p) * v, v) }
-                }
+            var wantedRow = [Bool](repeating: false, count: idx.count)
+            for k in want { wantedRow[k] = true }
+            logits.reshaped([idx.count * n, v]).forEachRow { r, row in
+                let (k, p) = r.quotientAndRemainder(dividingBy: n)
+                if wantedRow[k], p < sequences[idx[k]].count { read(idx[k], p, row) }
             }
         }
     }

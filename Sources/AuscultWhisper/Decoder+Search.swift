@@ -24,17 +24,13 @@ struct TokenSearch {
     ) throws -> (Tensor, [Double]) {
         let v = model.dims.n_vocab, n = tokens[0].count, s = tokens.count
         let logits = try model.decode(tokens, cache: cache, logitRows: logitRows, hooks: hooks)
-        var last = Tensor(zeros: [s, v])
+        let rows = logits.reshaped([s * n, v])
         var noSpeech = [Double](repeating: 0, count: s)
-        logits.storage.withUnsafeBufferPointer { src in
-            last.storage.withUnsafeMutableBufferPointer { dst in
-                for i in 0..<s {
-                    (dst.baseAddress! + i * v).update(from: src.baseAddress! + (i * n + n - 1) * v, count: v)
-                    let row = src.baseAddress! + (i * n + sotIndex) * v
-                    noSpeech[i] = exp(Double(row[decoder.tokenizer.noSpeech]) - LogSoftmax.logSumExp(row, 0..<v))
-                }
-            }
+        rows.forEachRow { r, row in
+            guard r % n == sotIndex else { return }
+            noSpeech[r / n] = exp(Double(row[decoder.tokenizer.noSpeech]) - row.logSumExp())
         }
+        let last = rows.gather(rows: (0..<s).map { $0 * n + n - 1 })
         return (last, noSpeech)
     }
 
@@ -62,45 +58,34 @@ struct TokenSearch {
             var next = [Int](repeating: 0, count: active.count)
             var picked = [Int: Int]()
             if options.temperature > 0 {
-                logits.storage.withUnsafeMutableBufferPointer { buf in
-                    for (r, clip) in active.enumerated() {
-                        let row = buf.baseAddress! + r * v
-                        filters.apply(row, vocab: v, tokens: tokens[clip])
-                        let lse = LogSoftmax.logSumExp(row, 0..<v)
-                        let pick = Sampling.sample(row, vocab: v, temperature: options.temperature, rng: &rng)
-                        sums[clip] += Double(row[pick]) - lse
-                        picked[clip] = pick
-                        next[r] = pick
-                    }
+                logits.updateRows(Array(active.indices)) { r, row in
+                    let clip = active[r]
+                    filters.apply(row, tokens: tokens[clip])
+                    let lse = row.read.logSumExp()
+                    let pick = row.read.sample(temperature: options.temperature, uniform: rng.nextDouble())
+                    sums[clip] += Double(row[pick]) - lse
+                    picked[clip] = pick
+                    next[r] = pick
                 }
             } else {
-                // Rows are independent: filter, normalise and take the argmax across workers
-                // (three passes over 51 864 logits per row; a 240-row batch step spent 10 % of its
-                // time here on one core).
+                // Rows are independent: filter, normalise and take the argmax across workers.
                 let n = active.count
                 let workers = n >= 8 ? min(Threading.workers, n) : 1
-                var deltas = [Double](repeating: 0, count: n)
-                let activeRows = active, tokenLists = active.map { tokens[$0] }
+                let tokenLists = active.map { tokens[$0] }
                 let follows = active.map { seq in tokensFrom.map { $0[seq] != seq } ?? false }
                 let filters = self.filters
-                logits.storage.withUnsafeMutableBufferPointer { buf in
-                    next.withUnsafeMutableBufferPointer { nb in
-                        deltas.withUnsafeMutableBufferPointer { db in
-                            let ptr = PickPointers(
-                                logits: buf.baseAddress!, next: nb.baseAddress!, delta: db.baseAddress!)
-                            DispatchQueue.concurrentPerformIfNeeded(workers) { w in
-                                for r in (n * w / workers)..<(n * (w + 1) / workers) where !follows[r] {
-                                    let row = ptr.logits + r * v
-                                    filters.apply(row, vocab: v, tokens: tokenLists[r])
-                                    let (pick, lse) = Kernels.argmaxLogSumExp(row, count: v)
-                                    ptr.next[r] = pick
-                                    ptr.delta[r] = Double(row[pick]) - lse
-                                }
-                            }
-                        }
-                    }
+                let picks = logits.mapRowsConcurrently(workers: workers, include: { !follows[$0] }) { r, row in
+                    filters.apply(row, tokens: tokenLists[r])
+                    let (pick, lse) = row.read.argmaxLogSumExp()
+                    return (pick, Double(row[pick]) - lse)
                 }
-                for (r, clip) in activeRows.enumerated() { sums[clip] += deltas[r]; picked[clip] = next[r] }
+                for (r, clip) in active.enumerated() {
+                    if let (pick, delta) = picks[r] {
+                        next[r] = pick
+                        sums[clip] += delta
+                    }
+                    picked[clip] = next[r]
+                }
             }
             if let tokensFrom {
                 // Sequences feed the token their source picked (sources are in the same batch, so active too).
@@ -140,39 +125,35 @@ struct TokenSearch {
         for step in 0..<sampleLen {
             var nextSeqs = [[Int]](), nextSums = [Double](), sources = [Int]()
             var newlyFinished = [[([Int], Double)]](repeating: [], count: clips.count)
-            logits.storage.withUnsafeMutableBufferPointer { buf in
-                for (ci, _) in clips.enumerated() {
-                    var cands = [([Int], Double, Int)]()  // sequence, score, source row
-                    var seen = [[Int]: Int]()
-                    for j in 0..<width {
-                        let idx = ci * width + j
-                        let row = buf.baseAddress! + idx * v
-                        filters.apply(row, vocab: v, tokens: seqs[idx])
-                        let lse = LogSoftmax.logSumExp(row, 0..<v)
-                        for t in Self.topK(row, v, width + 1) {
-                            let seq = seqs[idx] + [t]
-                            let score = sums[idx] + Double(row[t]) - lse
-                            if let at = seen[seq] {
-                                cands[at] = (seq, score, idx)
-                            } else {
-                                seen[seq] = cands.count; cands.append((seq, score, idx))
-                            }
-                        }
-                    }
-                    // Stable sort by descending score (Python's sorted(..., reverse=True) keeps ties in order).
-                    let order = cands.indices.sorted {
-                        cands[$0].1 > cands[$1].1 || (cands[$0].1 == cands[$1].1 && $0 < $1)
-                    }
-                    var saved = 0
-                    for k in order {
-                        let (seq, score, src) = cands[k]
-                        if seq.last == eot {
-                            newlyFinished[ci].append((seq, score))
+            for ci in clips.indices {
+                var cands = [([Int], Double, Int)]()  // sequence, score, source row
+                var seen = [[Int]: Int]()
+                logits.updateRows((0..<width).map { ci * width + $0 }) { idx, row in
+                    filters.apply(row, tokens: seqs[idx])
+                    let lse = row.read.logSumExp()
+                    for t in row.read.topK(width + 1) {
+                        let seq = seqs[idx] + [t]
+                        let score = sums[idx] + Double(row[t]) - lse
+                        if let at = seen[seq] {
+                            cands[at] = (seq, score, idx)
                         } else {
-                            nextSeqs.append(seq); nextSums.append(score); sources.append(src)
-                            saved += 1
-                            if saved == width { break }
+                            seen[seq] = cands.count; cands.append((seq, score, idx))
                         }
+                    }
+                }
+                // Stable sort by descending score (Python's sorted(..., reverse=True) keeps ties in order).
+                let order = cands.indices.sorted {
+                    cands[$0].1 > cands[$1].1 || (cands[$0].1 == cands[$1].1 && $0 < $1)
+                }
+                var saved = 0
+                for k in order {
+                    let (seq, score, src) = cands[k]
+                    if seq.last == eot {
+                        newlyFinished[ci].append((seq, score))
+                    } else {
+                        nextSeqs.append(seq); nextSums.append(score); sources.append(src)
+                        saved += 1
+                        if saved == width { break }
                     }
                 }
             }
@@ -225,40 +206,6 @@ struct TokenSearch {
             return cands.isEmpty ? ([], 0) : cands[bestIdx]
         }
         return Outcome(best: best, noSpeech: noSpeech)
-    }
-
-    /// Indices of the k largest entries of `row`, largest first (ties: lower index first).
-    static func topK(_ row: UnsafePointer<Float>, _ n: Int, _ k: Int) -> [Int] {
-        var top = [(Float, Int)]()
-        for i in 0..<n {
-            let x = row[i]
-            if top.count < k || x > top[top.count - 1].0 {
-                var at = top.count
-                while at > 0 && top[at - 1].0 < x { at -= 1 }
-                top.insert((x, i), at: at)
-                if top.count > k { top.removeLast() }
-            }
-        }
-        return top.map(\.1)
-    }
-}
-
-/// Output pointers of the per-row pick, handed to workers that write disjoint rows.
-struct PickPointers: @unchecked Sendable {
-    let logits: UnsafeMutablePointer<Float>, next: UnsafeMutablePointer<Int>, delta: UnsafeMutablePointer<Double>
-}
-
-/// Temperature sampling from logits with a seeded generator.
-enum Sampling {
-    static func sample(_ row: UnsafePointer<Float>, vocab: Int, temperature: Double, rng: inout SplitMix64) -> Int {
-        var m = -Float.infinity
-        for t in 0..<vocab { m = max(m, row[t]) }
-        var w = [Double](repeating: 0, count: vocab)
-        var z = 0.0
-        for t in 0..<vocab { let e = exp(Double(row[t] - m) / temperature); w[t] = e; z += e }
-        var u = rng.nextDouble() * z
-        for t in 0..<vocab { u -= w[t]; if u <= 0 && w[t] > 0 { return t } }
-        return (0..<vocab).last { w[$0] > 0 } ?? 0
     }
 }
 

@@ -50,23 +50,22 @@ public struct WhisperDecoder: Sendable {
         let cache = try model.makeCache(audio: audio, audioIndex: Array(0..<a))
         let logits = try model.decode([[Int]](repeating: [tokenizer.sot], count: a), cache: cache)
         let v = model.dims.n_vocab
-        return logits.storage.withUnsafeBufferPointer { buf in
-            (0..<a).map { i in
-                let row = buf.baseAddress! + i * v
-                var m = -Float.infinity
-                for t in tokenizer.languageTokens { m = max(m, row[t]) }
-                var z = 0.0
-                for t in tokenizer.languageTokens { z += exp(Double(row[t] - m)) }
-                var probs = [String: Double]()
-                var best = (code: "en", p: -1.0)
-                for (code, t) in zip(tokenizer.languageCodes, tokenizer.languageTokens) {
-                    let p = exp(Double(row[t] - m)) / z
-                    probs[code] = p
-                    if p > best.p { best = (code, p) }
-                }
-                return (best.code, probs)
+        var out = [(code: String, probs: [String: Double])]()
+        logits.reshaped([a, v]).forEachRow { _, row in
+            var m = -Float.infinity
+            for t in tokenizer.languageTokens { m = max(m, row[t]) }
+            var z = 0.0
+            for t in tokenizer.languageTokens { z += exp(Double(row[t] - m)) }
+            var probs = [String: Double]()
+            var best = (code: "en", p: -1.0)
+            for (code, t) in zip(tokenizer.languageCodes, tokenizer.languageTokens) {
+                let p = exp(Double(row[t] - m)) / z
+                probs[code] = p
+                if p > best.p { best = (code, p) }
             }
+            out.append((best.code, probs))
         }
+        return out
     }
 
     /// Decodes every clip of `audio` `[A, F, d]` (one 30 s window each) with `options`.

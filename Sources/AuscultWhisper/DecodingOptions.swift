@@ -53,50 +53,38 @@ struct LogitFilters {
     let timestamps: Bool
     let maxInitialTimestampIndex: Int?
 
-    /// Applies every filter to one row of logits for a sequence whose tokens so far are `tokens`.
-    func apply(_ logits: UnsafeMutablePointer<Float>, vocab: Int, tokens: [Int]) {
-        if tokens.count == sampleBegin { for t in blank { logits[t] = -.infinity } }
-        for t in suppress { logits[t] = -.infinity }
-        if timestamps { applyTimestampRules(logits, vocab: vocab, tokens: tokens) }
+    /// Applies every filter to one row of logits `[V]` for a sequence whose tokens so far are
+    /// `tokens`.
+    func apply(_ logits: Tensor.MutableRow, tokens: [Int]) {
+        if tokens.count == sampleBegin { logits.fill(blank, with: -.infinity) }
+        logits.fill(suppress, with: -.infinity)
+        if timestamps { applyTimestampRules(logits, tokens: tokens) }
     }
 
-    private func applyTimestampRules(_ logits: UnsafeMutablePointer<Float>, vocab: Int, tokens: [Int]) {
-        let tb = tokenizer.timestampBegin, eot = tokenizer.eot
+    private func applyTimestampRules(_ logits: Tensor.MutableRow, tokens: [Int]) {
+        let tb = tokenizer.timestampBegin, eot = tokenizer.eot, vocab = logits.count
         logits[tokenizer.noTimestamps] = -.infinity
         let seq = Array(tokens[sampleBegin...])
         let lastWas = seq.count >= 1 && seq[seq.count - 1] >= tb
         let penultimateWas = seq.count < 2 || seq[seq.count - 2] >= tb
         if lastWas {
-            if penultimateWas {
-                for t in tb..<vocab { logits[t] = -.infinity }
-            } else {
-                for t in 0..<eot { logits[t] = -.infinity }
-            }
+            logits.fill(penultimateWas ? tb..<vocab : 0..<eot, with: -.infinity)
         }
         if let lastTs = seq.last(where: { $0 >= tb }) {
             let limit = (lastWas && !penultimateWas) ? lastTs : lastTs + 1
-            if limit > tb { for t in tb..<min(limit, vocab) { logits[t] = -.infinity } }
+            if limit > tb { logits.fill(tb..<min(limit, vocab), with: -.infinity) }
         }
         if tokens.count == sampleBegin {
-            for t in 0..<tb { logits[t] = -.infinity }
+            logits.fill(0..<tb, with: -.infinity)
             if let m = maxInitialTimestampIndex, tb + m + 1 < vocab {
-                for t in (tb + m + 1)..<vocab { logits[t] = -.infinity }
+                logits.fill((tb + m + 1)..<vocab, with: -.infinity)
             }
         }
         // If the timestamps together outweigh every text token, force a timestamp.
-        let lse = LogSoftmax.logSumExp(logits, 0..<vocab)
-        let tsLogprob = LogSoftmax.logSumExp(logits, tb..<vocab) - lse
-        var maxText = -Double.infinity
-        for t in 0..<tb { maxText = max(maxText, Double(logits[t])) }
-        if tsLogprob > maxText - lse { for t in 0..<tb { logits[t] = -.infinity } }
-    }
-}
-
-/// log-softmax helpers over Float logits.
-enum LogSoftmax {
-    /// log Σ exp(x[i]) over `r` (see `Kernels.logSumExp`: vectorised, the sum in double).
-    static func logSumExp(_ x: UnsafePointer<Float>, _ r: Range<Int>) -> Double {
-        Kernels.logSumExp(x + r.lowerBound, count: r.count)
+        let lse = logits.read.logSumExp()
+        let tsLogprob = logits.read.logSumExp(tb..<vocab) - lse
+        let maxText = tb > 0 ? Double(logits.read.max(0..<tb)) : -Double.infinity
+        if tsLogprob > maxText - lse { logits.fill(0..<tb, with: -.infinity) }
     }
 }
 

@@ -243,27 +243,25 @@ public final class Interventions: HookHandler, @unchecked Sendable {
             donorRow = r
         default: break
         }
-        x.storage.withUnsafeMutableBufferPointer { buf in
-            input.storage.withUnsafeBufferPointer { pre in
-                original.storage.withUnsafeBufferPointer { post in
-                    for r in rows {
-                        let o = r * rowSize
-                        switch it.kind {
-                        case .blockWrite(.table(let t)):
-                            let perRow = t.count == inner
-                            for s in 0..<seq {
-                                let at = perRow ? 0 : (ctx.positionOffset + s) * inner
-                                for j in 0..<inner {
-                                    buf[o + s * inner + j] = pre[o + s * inner + j] + t.storage[at + j]
-                                }
-                            }
-                        case .blockWrite(.fromSequence):
-                            let d = donorRow! * rowSize
-                            for j in 0..<rowSize { buf[o + j] = pre[o + j] + (post[d + j] - pre[d + j]) }
-                        default:
-                            for j in 0..<rowSize { buf[o + j] = pre[o + j] }
+        // Row r of x is the sequence's `rowSize` elements; the output is the kept input plus the write.
+        x.updateRows(rows, width: rowSize) { r, out in
+            input.withRow(r, width: rowSize) { pre in
+                out.assign(0..<rowSize, from: pre)
+                switch it.kind {
+                case .blockWrite(.table(let t)):
+                    let perRow = t.count == inner
+                    for s in 0..<seq {
+                        t.withRow(perRow ? 0 : ctx.positionOffset + s, width: inner) { write in
+                            out.add((s * inner)..<((s + 1) * inner), from: write, at: 0)
                         }
                     }
+                case .blockWrite(.fromSequence):
+                    original.withRow(donorRow!, width: rowSize) { post in
+                        input.withRow(donorRow!, width: rowSize) { donorPre in
+                            for j in 0..<rowSize { out[j] = pre[j] + (post[j] - donorPre[j]) }
+                        }
+                    }
+                default: break
                 }
             }
         }
@@ -281,14 +279,15 @@ public final class Interventions: HookHandler, @unchecked Sendable {
         // positions along a T axis.
         let encoderSide = frameAxis.contains(name)
         let headCount = x.rank == 4 ? x.shape[2] : nil
-        var cols = Array(0..<inner)
+        // The columns touched, as ranges: every column, or the selected heads' slices.
+        var ranges = [0..<inner]
         if let heads = it.heads {
             let nh = headCount ?? headsOf(name)
             let width = inner / nh
             guard heads.allSatisfy({ $0 >= 0 && $0 < nh }) else {
                 throw HookError(.invalidSelector, "\(it.description): heads \(heads) outside 0..<\(nh)")
             }
-            cols = heads.flatMap { hd in (hd * width)..<((hd + 1) * width) }
+            ranges = heads.map { hd in (hd * width)..<((hd + 1) * width) }
         }
         // Replacement activations must cover every position this step touches.
         let needed = (ctx.positionOffset + seq) * inner
@@ -317,42 +316,38 @@ public final class Interventions: HookHandler, @unchecked Sendable {
             if encoderSide { return it.frames.map { $0.contains(abs) } ?? true }
             return it.positions.map { $0.contains(abs) } ?? true
         }
-        var donorBase: Int?
+        // x as rows of `inner` elements: row r * seq + s is position s of sequence row r.
+        let targets = rowList.flatMap { r in (0..<seq).filter(selected).map { r * seq + $0 } }
         if case .fromSequence(let d) = it.kind {
-            guard let r = rowOf[d] else {
+            guard let donor = rowOf[d] else {
                 throw HookError(.invalidValue, "\(it.description): sequence \(d) is not in the batch")
             }
-            donorBase = r * seq * inner
+            for t in targets { x.copyElements(ofRow: donor * seq + t % seq, toRow: t, width: inner, ranges) }
+            return
         }
-        x.storage.withUnsafeMutableBufferPointer { buf in
-            for r in rowList {
-                let clip = r < ctx.clips.count ? ctx.clips[r] : r
-                for s in 0..<seq where selected(s) {
-                    let base = (r * seq + s) * inner
-                    let abs = ctx.positionOffset + s
-                    switch it.kind {
-                    case .zero: for j in cols { buf[base + j] = 0 }
-                    case .scale(let f): for j in cols { buf[base + j] *= f }
-                    case .add(let v): for j in cols { buf[base + j] += v.storage[j % v.count] }
-                    case .mean(let m), .replace(let m):
-                        let perRow = m.count == inner
-                        for j in cols { buf[base + j] = perRow ? m.storage[j] : m.storage[abs * inner + j] }
-                    case .resample(let donors):
-                        if let d = donors[clip] {
-                            let perRow = d.count == inner
-                            for j in cols { buf[base + j] = perRow ? d.storage[j] : d.storage[abs * inner + j] }
-                        }
-                    case .patch(let clean):
-                        let cseq = clean.shape[1]
-                        if abs < cseq && clip < clean.shape[0] {
-                            for j in cols { buf[base + j] = clean.storage[(clip * cseq + abs) * inner + j] }
-                        }
-                    case .fromSequence:
-                        let d = donorBase! + s * inner
-                        for j in cols { buf[base + j] = buf[d + j] }
-                    case .skip, .blockWrite, .fromAudio: break
+        x.updateRows(targets, width: inner) { t, row in
+            let (r, s) = t.quotientAndRemainder(dividingBy: seq)
+            let clip = r < ctx.clips.count ? ctx.clips[r] : r
+            let abs = ctx.positionOffset + s
+            switch it.kind {
+            case .zero: for c in ranges { row.fill(c, with: 0) }
+            case .scale(let f): for c in ranges { row.scale(c, by: f) }
+            case .add(let v):
+                v.withRow(0, width: v.count) { v in for c in ranges { for j in c { row[j] += v[j % v.count] } } }
+            case .mean(let m), .replace(let m):
+                m.withRow(m.count == inner ? 0 : abs, width: inner) { m in for c in ranges { row.assign(c, from: m) } }
+            case .resample(let donors):
+                if let donor = donors[clip] {
+                    donor.withRow(donor.count == inner ? 0 : abs, width: inner) { d in
+                        for c in ranges { row.assign(c, from: d) }
                     }
                 }
+            case .patch(let clean):
+                let cseq = clean.shape[1]
+                if abs < cseq && clip < clean.shape[0] {
+                    clean.withRow(clip * cseq + abs, width: inner) { p in for c in ranges { row.assign(c, from: p) } }
+                }
+            case .skip, .blockWrite, .fromAudio, .fromSequence: break
             }
         }
     }

@@ -37,23 +37,12 @@ enum Pickle {
             guard count == 0 || (!wrapped && !o3 && maxIndex < Int.max && end <= bytes.count) else {
                 throw ModelLoadError(.corruptModel, "\(file): tensor '\(name)' points past its storage")
             }
-            return bytes.withUnsafeBytes { raw in
-                Tensor(shape: size.isEmpty ? [1] : size) { out in
-                    for i in 0..<count {
-                        var rem = i, idx = offset
-                        for ax in stride.indices.reversed() { idx += (rem % size[ax]) * stride[ax]; rem /= size[ax] }
-                        switch dtype {
-                        case "FloatStorage": out[i] = raw.loadUnaligned(fromByteOffset: 4 * idx, as: Float.self)
-                        case "HalfStorage":
-                            out[i] = Float(
-                                Float16(bitPattern: raw.loadUnaligned(fromByteOffset: 2 * idx, as: UInt16.self)))
-                        default:
-                            out[i] = Float(
-                                bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: 2 * idx, as: UInt16.self)) << 16)
-                        }
-                    }
-                }
-            }
+            var contiguous = [Int](repeating: 1, count: size.count)
+            for ax in size.indices.dropLast().reversed() { contiguous[ax] = contiguous[ax + 1] * size[ax + 1] }
+            let element: StoredElement = dtype == "FloatStorage" ? .f32 : dtype == "HalfStorage" ? .f16 : .bf16
+            return Tensor(
+                decoding: bytes, byteOffset: offset * width, as: element, shape: size.isEmpty ? [1] : size,
+                strides: size.isEmpty ? nil : stride == contiguous ? nil : stride)
         }
     }
 

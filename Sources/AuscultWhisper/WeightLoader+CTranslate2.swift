@@ -33,17 +33,16 @@ enum CTranslate2Loader {
                         "\(path): '\(name)_scale' holds \(scale.count) scales for the \(t.shape[0]) rows of '\(name)' "
                             + "(1 or one per row)")
                 }
-                let cols = t.count / max(1, t.shape[0])
-                for r in 0..<t.shape[0] {
-                    let inv = 1 / (scale.count == 1 ? scale.storage[0] : scale.storage[r])
-                    for c in 0..<cols { t.storage[r * cols + c] *= inv }
-                }
+                t = t.dividingRows(by: scale)
             }
             return t
         }
         func scalar(_ name: String) throws -> Int {
             guard let v = vars[name] else { throw ModelLoadError(.missingTensor, "\(path): no variable '\(name)'") }
-            let x = try decode(v, data: data, name: name, path: path).storage[0]
+            let values = try decode(v, data: data, name: name, path: path).scalars
+            guard values.count == 1, let x = values.first else {
+                throw ModelLoadError(.corruptModel, "\(path): variable '\(name)' holds \(values.count) values, not one")
+            }
             guard x.isFinite, x.magnitude < 1e9 else {
                 throw ModelLoadError(.corruptModel, "\(path): variable '\(name)' is \(x), not a count")
             }
@@ -132,15 +131,11 @@ enum CTranslate2Loader {
         func u8() throws -> UInt8 { try need(1); defer { o += 1 }; return data[data.startIndex + o] }
         func u16() throws -> Int {
             try need(2); defer { o += 2 }
-            return data.withUnsafeBytes {
-                Int(UInt16(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt16.self)))
-            }
+            return LittleEndian.uint(data, at: o, bytes: 2)!
         }
         func u32() throws -> Int {
             try need(4); defer { o += 4 }
-            return data.withUnsafeBytes {
-                Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt32.self)))
-            }
+            return LittleEndian.uint(data, at: o, bytes: 4)!
         }
         func str() throws -> String {
             let n = try u16(); try need(n)
@@ -203,22 +198,15 @@ enum CTranslate2Loader {
                 "\(path): variable '\(name)' holds \(v.bytes) bytes, its shape \(v.shape) needs \(count) values of "
                     + "\(width) bytes")
         }
-        return data.withUnsafeBytes { raw in
-            let p = raw.baseAddress! + v.offset
-            return Tensor(shape: v.shape.isEmpty ? [1] : v.shape) { out in
-                switch v.dtype {
-                case 0: for i in 0..<count { out[i] = p.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) }
-                case 3: for i in 0..<count { out[i] = Float(p.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
-                case 1: for i in 0..<count { out[i] = Float(p.load(fromByteOffset: i, as: Int8.self)) }
-                case 2: for i in 0..<count { out[i] = Float(p.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self)) }
-                case 4: HalfPrecision.toFloat(p, count: count, out: out.baseAddress!)
-                default:
-                    for i in 0..<count {
-                        out[i] = Float(
-                            bitPattern: UInt32(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16)
-                    }
-                }
+        let element: StoredElement =
+            switch v.dtype {
+            case 0: .f32
+            case 1: .i8
+            case 2: .i16
+            case 3: .i32
+            case 4: .f16
+            default: .bf16
             }
-        }
+        return Tensor(decoding: data, byteOffset: v.offset, as: element, shape: v.shape.isEmpty ? [1] : v.shape)
     }
 }

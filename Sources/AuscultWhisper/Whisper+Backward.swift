@@ -24,6 +24,16 @@ extension Whisper {
         return names
     }
 
+    /// The gradient with respect to decoder residual streams `[N, d]` of a scalar whose gradient
+    /// with respect to their logits `unembed(residual)` is `dLogits` `[N, V]`: back through the
+    /// unembedding and the final LayerNorm (a lens reading any stream as the last one).
+    public func unembedBackward(_ dLogits: Tensor, residual: Tensor) throws -> Tensor {
+        guard let backend = backend as? any BackwardBackend else {
+            throw GradientError(.unsupportedBackend, "the \(backend.name) backend has no backward operations")
+        }
+        return backend.layerNormBackward(backend.linearBackward(dLogits, unembedding), input: residual, lnFinal)
+    }
+
     /// Gradients of a scalar at every hook point on its path, from its gradient with respect to
     /// the logits `dLogits` `[T, V]` of one clip's teacher-forced run (`backward(seeds:…)`).
     public func backward(

@@ -1,4 +1,5 @@
 // A minimal reader for uncompressed ("stored") zip archives, as torch.save writes them.
+import AuscultTensor
 import Foundation
 
 struct ZipArchive {
@@ -10,22 +11,22 @@ struct ZipArchive {
     init(_ data: Data) throws {
         self.data = data
         func u16(_ o: Int) throws -> Int {
-            guard o >= 0, o + 2 <= data.count else { throw Problem(description: "truncated at \(o)") }
-            return data.withUnsafeBytes {
-                Int(UInt16(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt16.self)))
+            guard let v = LittleEndian.uint(data, at: o, bytes: 2) else {
+                throw Problem(description: "truncated at \(o)")
             }
+            return v
         }
         func u32(_ o: Int) throws -> Int {
-            guard o >= 0, o + 4 <= data.count else { throw Problem(description: "truncated at \(o)") }
-            return data.withUnsafeBytes {
-                Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt32.self)))
+            guard let v = LittleEndian.uint(data, at: o, bytes: 4) else {
+                throw Problem(description: "truncated at \(o)")
             }
+            return v
         }
         func u64(_ o: Int) throws -> Int {
-            guard o >= 0, o + 8 <= data.count else { throw Problem(description: "truncated at \(o)") }
-            return data.withUnsafeBytes {
-                Int(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt64.self)))
+            guard let v = LittleEndian.uint(data, at: o, bytes: 8) else {
+                throw Problem(description: "truncated at \(o)")
             }
+            return v
         }
         var eocd = -1
         var o = data.count - 22

@@ -84,14 +84,14 @@ struct TunedLensTests {
         let (layers, final) = try lens.streams(Fixtures.clip("ls_1089-134691-0000"))
         let h = layers[2].rows(0..<3)
         let f = final.rows(0..<3)
-        let (_, grad) = TunedLens.kl(model: loaded.model, translated: h, finalLogp: f, gradient: true)
+        let (_, grad) = try TunedLens.kl(model: loaded.model, translated: h, finalLogp: f, gradient: true)
         for (r, j) in [(0, 5), (1, 100), (2, 383)] {
             let eps: Float = 1e-2
             var up = h, down = h
             up.storage[r * 384 + j] += eps; down.storage[r * 384 + j] -= eps
             let numeric =
-                (TunedLens.kl(model: loaded.model, translated: up, finalLogp: f).loss
-                    - TunedLens.kl(model: loaded.model, translated: down, finalLogp: f).loss) / Double(2 * eps)
+                (try TunedLens.kl(model: loaded.model, translated: up, finalLogp: f).loss
+                    - (try TunedLens.kl(model: loaded.model, translated: down, finalLogp: f).loss)) / Double(2 * eps)
             expectClose(
                 Double(grad!.storage[r * 384 + j]), numeric, tolerance: 2e-3 + 0.05 * abs(numeric), "d/dh[\(r)][\(j)]")
         }

@@ -1,6 +1,5 @@
+import AuscultTensor
 import Testing
-
-@testable import AuscultSAE
 
 @Suite("Top-k selection")
 struct TopKSelectionTests {
@@ -17,7 +16,7 @@ struct TopKSelectionTests {
                 let value = Float(Int(next() % 7) - 3)
                 v.append(dead ? -Float.infinity : value)
             }
-            let got = Set(SparseAutoencoder.topIndices(v, from: 3, count: n, k: k))
+            let got = Set(Selection.largest(v, from: 3, count: n, k: k))
             let order: [Int] = (0..<n).sorted { (a: Int, b: Int) -> Bool in
                 let x = v[3 + a], y = v[3 + b]
                 return x > y || (x == y && a < b)

@@ -137,13 +137,14 @@ public enum LensReport {
     static func pool(
         _ t: Tensor, head: Int, rows: Int, cols: Int, maxCells: Int
     ) -> (values: [[Double]], rowStarts: [Int], colStarts: [Int]) {
-        let q = t.shape[1], k = t.shape[2]
+        let k = t.shape[2]
         let rs = max(1, Int((Double(rows) / Double(maxCells)).rounded(.up))),
             cs = max(1, Int((Double(cols) / Double(maxCells)).rounded(.up)))
         let nr = (rows + rs - 1) / rs, nc = (cols + cs - 1) / cs
         var out = [[Double]](repeating: [Double](repeating: 0, count: nc), count: nr)
+        let plane = t.select(head, axis: 0).scalars  // [q, k]
         for i in 0..<rows {
-            for j in 0..<cols { out[i / rs][j / cs] += Double(t.storage[(head * q + i) * k + j]) }
+            for j in 0..<cols { out[i / rs][j / cs] += Double(plane[i * k + j]) }
         }
         for i in 0..<nr {
             for j in 0..<nc {

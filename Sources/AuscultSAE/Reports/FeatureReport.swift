@@ -67,8 +67,8 @@ public enum WAV {
     /// Mono `samples` in [-1, 1] at `rate` Hz as a WAV file.
     public static func pcm16(_ samples: [Float], rate: Int) -> Data {
         var d = Data()
-        func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { d.append(contentsOf: $0) } }
-        func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { d.append(contentsOf: $0) } }
+        func u32(_ v: UInt32) { for k in 0..<4 { d.append(UInt8(truncatingIfNeeded: v >> (8 * k))) } }
+        func u16(_ v: UInt16) { for k in 0..<2 { d.append(UInt8(truncatingIfNeeded: v >> (8 * k))) } }
         let bytes = UInt32(samples.count * 2)
         d.append(contentsOf: Array("RIFF".utf8)); u32(36 + bytes); d.append(contentsOf: Array("WAVE".utf8))
         d.append(contentsOf: Array("fmt ".utf8)); u32(16); u16(1); u16(1); u32(UInt32(rate)); u32(UInt32(rate * 2));
