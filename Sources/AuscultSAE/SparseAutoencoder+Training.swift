@@ -13,10 +13,10 @@ public struct SAEGradients: Sendable {
 
     /// Multiplies every gradient by `s` (norm clipping).
     public mutating func scale(by s: Float) {
-        wEnc = wEnc * s
-        bEnc = bEnc * s
-        wDec = wDec * s
-        bDec = bDec * s
+        wEnc *= s
+        bEnc *= s
+        wDec *= s
+        bDec *= s
     }
 }
 
@@ -169,9 +169,9 @@ extension SparseAutoencoder {
     /// Removes from each decoder row's gradient its component along the (unit) row, so a step
     /// moves along the unit sphere; call before the optimiser step, `renormalizeDecoder` after.
     public func projectDecoderGradient(_ g: inout SAEGradients) {
-        g.wDec = g.wDec.removingComponents(alongRowsOf: wDec)
+        g.wDec.removeComponents(alongRowsOf: wDec)
     }
 
     /// Scales every decoder row to unit norm.
-    public mutating func renormalizeDecoder() { wDec = wDec.rowsNormalized(minimumNorm: 1e-12) }
+    public mutating func renormalizeDecoder() { wDec.normalizeRows(minimumNorm: 1e-12) }
 }

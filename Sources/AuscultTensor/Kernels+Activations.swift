@@ -130,7 +130,14 @@ extension Tensor {
     /// Every element times `factor` (in Float, as `x *= factor` element by element).
     public static func * (lhs: Tensor, factor: Float) -> Tensor {
         var t = lhs
-        for i in t.storage.indices { t.storage[i] *= factor }
+        t *= factor
         return t
+    }
+
+    /// Multiplies every element by `factor` in place.
+    public static func *= (lhs: inout Tensor, factor: Float) {
+        lhs.storage.withUnsafeMutableBufferPointer { x in
+            for i in x.indices { x[i] *= factor }
+        }
     }
 }

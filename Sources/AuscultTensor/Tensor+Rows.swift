@@ -203,35 +203,31 @@ extension Tensor {
         storage.withUnsafeBufferPointer { RowMath.dot($0.count, $0.baseAddress!, $0.baseAddress!) }
     }
 
-    /// Each row of `[m, d]` minus its component along the same row of `directions` `[m, d]`
-    /// (unit rows): `g − (g · w) w`, keeping a step on the unit sphere.
-    public func removingComponents(alongRowsOf directions: Tensor) -> Tensor {
-        precondition(rank == 2 && directions.shape == shape, "removingComponents: \(shape) along \(directions.shape)")
+    /// Removes from each row of `[m, d]` its component along the same row of `directions`
+    /// `[m, d]` (unit rows), in place: `g ← g − (g · w) w`, keeping a step on the unit sphere.
+    public mutating func removeComponents(alongRowsOf directions: Tensor) {
+        precondition(rank == 2 && directions.shape == shape, "removeComponents: \(shape) along \(directions.shape)")
         let m = shape[0], d = shape[1]
-        var out = self
         directions.storage.withUnsafeBufferPointer { w in
-            out.storage.withUnsafeMutableBufferPointer { g in
+            storage.withUnsafeMutableBufferPointer { g in
                 for i in 0..<m {
                     let wi = w.baseAddress! + i * d, gi = g.baseAddress! + i * d
                     RowMath.axpy(d, -RowMath.dot(d, gi, wi), wi, gi)
                 }
             }
         }
-        return out
     }
 
-    /// Each row of `[m, d]` divided by its L2 norm (at least `minimumNorm`).
-    public func rowsNormalized(minimumNorm: Float = 1e-12) -> Tensor {
-        precondition(rank == 2, "rowsNormalized: \(shape)")
+    /// Divides each row of `[m, d]` by its L2 norm (at least `minimumNorm`), in place.
+    public mutating func normalizeRows(minimumNorm: Float = 1e-12) {
+        precondition(rank == 2, "normalizeRows: \(shape)")
         let m = shape[0], d = shape[1]
-        var out = self
-        out.storage.withUnsafeMutableBufferPointer { w in
+        storage.withUnsafeMutableBufferPointer { w in
             for i in 0..<m {
                 let wi = w.baseAddress! + i * d
                 let n = Swift.max(RowMath.dot(d, wi, wi).squareRoot(), minimumNorm)
                 for j in 0..<d { wi[j] /= n }
             }
         }
-        return out
     }
 }

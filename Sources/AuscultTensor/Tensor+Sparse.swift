@@ -50,14 +50,15 @@ public struct SparseEntries: Sendable {
 
     /// `base + S · w` for this sparse `S` `[B, m]` and `w` `[m, d]`: row r of `base` `[B, d]`
     /// plus, entry by entry in order, value · row `column` of `w`.
-    public func product(_ w: Tensor, adding base: Tensor) -> Tensor {
+    public func product(_ w: Tensor, adding base: consuming Tensor) -> Tensor {
         let d = w.shape.last ?? 0
         precondition(w.rank == 2 && base.rank == 2 && base.shape[1] == d, "sparse product: \(w.shape), \(base.shape)")
-        var out = base
-        let starts = rowStarts(base.shape[0])
+        let rows = base.shape[0]
+        var out = consume base
+        let starts = rowStarts(rows)
         w.storage.withUnsafeBufferPointer { wp in
             out.storage.withUnsafeMutableBufferPointer { op in
-                for r in 0..<base.shape[0] {
+                for r in 0..<rows {
                     for e in starts[r]..<starts[r + 1] {
                         RowMath.axpy(d, value[e], wp.baseAddress! + Int(column[e]) * d, op.baseAddress! + r * d)
                     }
