@@ -41,7 +41,9 @@ struct StudioBrowserTests {
         let session = try await BrowserSession()
         defer { Task { await session.close() } }
         try await session.open(base + "#/features/neurons/\(feature)")
-        try await session.wait(for: "document.body.dataset.cards === 'drawn'")
+        // Each card's trace runs the encoder on its clip; beside the other pages' model work on two
+        // cores that took over 30 s once (the steering and inspection waits allow 60 s likewise).
+        try await session.wait(for: "document.body.dataset.cards === 'drawn'", seconds: 60)
         #expect(
             try await session.run("return document.querySelectorAll('#top-examples .example').length;") as? Int
                 == page.top.count)
