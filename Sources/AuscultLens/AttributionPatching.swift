@@ -177,37 +177,3 @@ public struct AttributionPatching {
     /// Progress steps `run` reports (real patching's, the estimate, integrated gradients' steps).
     public var steps: Int { patching.steps + 1 + (integratedGradientSteps ?? 0) }
 }
-
-/// Rank statistics.
-public enum Statistics {
-    /// Spearman's ρ: Pearson's correlation of the ranks (ties share their mean rank); 0 when
-    /// either side is constant.
-    public static func spearman(_ a: [Double], _ b: [Double]) -> Double { spearmanIfDefined(a, b) ?? 0 }
-
-    /// Spearman's ρ, nil when either side is constant (or there are fewer than two values).
-    public static func spearmanIfDefined(_ a: [Double], _ b: [Double]) -> Double? {
-        precondition(a.count == b.count, "spearman: \(a.count) against \(b.count) values")
-        guard a.count >= 2 else { return nil }
-        let ra = ranks(a), rb = ranks(b), n = Double(a.count)
-        let ma = ra.reduce(0, +) / n, mb = rb.reduce(0, +) / n
-        var sab = 0.0, saa = 0.0, sbb = 0.0
-        for i in ra.indices {
-            sab += (ra[i] - ma) * (rb[i] - mb); saa += (ra[i] - ma) * (ra[i] - ma); sbb += (rb[i] - mb) * (rb[i] - mb)
-        }
-        return saa > 0 && sbb > 0 ? sab / (saa * sbb).squareRoot() : nil
-    }
-
-    /// 1-based ranks, ties given the mean of the ranks they span.
-    public static func ranks(_ x: [Double]) -> [Double] {
-        let order = x.indices.sorted { x[$0] < x[$1] }
-        var out = [Double](repeating: 0, count: x.count)
-        var i = 0
-        while i < order.count {
-            var j = i
-            while j + 1 < order.count && x[order[j + 1]] == x[order[i]] { j += 1 }
-            for k in i...j { out[order[k]] = Double(i + j) / 2 + 1 }
-            i = j + 1
-        }
-        return out
-    }
-}

@@ -1,5 +1,6 @@
 // One row of a sweep's results (the `results.json` contract of ablate and layers) and the
 // per-condition summary a report ranks components by.
+import AuscultTensor
 import Foundation
 
 /// The outcome of one condition on one clip.
@@ -75,13 +76,6 @@ public struct ConditionSummary: Codable, Sendable {
     /// The WER at or below which a run counts as readable.
     public static let readableWER = 0.5
 
-    /// The median of `values` (the mean of the middle two for an even count; 0 when empty).
-    static func median(_ values: [Double]) -> Double {
-        let v = values.sorted()
-        guard !v.isEmpty else { return 0 }
-        return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
-    }
-
     /// Summaries of `entries` grouped by condition, most damaging (largest mean CE increase) first,
     /// the clean condition last.
     public static func rank(_ entries: [SweepEntry]) -> [ConditionSummary] {
@@ -103,7 +97,7 @@ public struct ConditionSummary: Codable, Sendable {
                 meanCE: g.map(\.ce).reduce(0, +) / Double(g.count),
                 meanCEDelta: g.map(\.ceDelta).reduce(0, +) / Double(g.count),
                 changed: g.filter { e in cleanTokens[e.clip].map { $0 != e.tokens } ?? false }.count,
-                degenerate: g.filter(\.degenerate).count, medianWER: median(g.map(\.wer)),
+                degenerate: g.filter(\.degenerate).count, medianWER: Statistics.median(g.map(\.wer)),
                 readable: Double(g.filter { $0.wer <= readableWER && !$0.degenerate }.count) / Double(g.count))
         }
         return out.sorted { a, b in

@@ -22,7 +22,7 @@ extension LoadedModel {
         var alignment = try alignWords(
             audio: audio, textTokens: perSegment.flatMap { $0 }, samples: segmentFrames * 160, language: language)
         let durations = alignment.map { $0.end - $0.start }.filter { $0 != 0 }
-        let median = min(0.7, Self.median(durations))
+        let median = min(0.7, Statistics.median(durations))
         let maxDuration = median * 2
         // Words at sentence boundaries are no longer than twice the median word.
         if !durations.isEmpty {
@@ -114,13 +114,6 @@ extension LoadedModel {
             }
             j += 1
         }
-    }
-
-    /// The median of `x` (numpy's: the mean of the two middle values for an even count), 0 when empty.
-    static func median(_ x: [Double]) -> Double {
-        guard !x.isEmpty else { return 0 }
-        let s = x.sorted(), n = s.count
-        return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2
     }
 
     /// Seconds rounded to hundredths (Python's `round(x, 2)`; times here are never near a tie).

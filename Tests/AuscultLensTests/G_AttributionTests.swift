@@ -1,5 +1,6 @@
 import AuscultAudio
 import AuscultLens
+import AuscultTensor
 import AuscultWhisper
 import Foundation
 import Testing
@@ -14,6 +15,13 @@ struct AttributionTests {
         #expect(abs(Statistics.spearman([1, 2, 3, 4], [4, 3, 2, 1]) + 1) < 1e-12)
         #expect(Statistics.spearman([1, 1, 1], [1, 2, 3]) == 0)
         expectClose(Statistics.spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]), 0.8, tolerance: 1e-12, "ρ")
+    }
+
+    @Test("the median is the middle value, the mean of the middle two for an even count, and 0 for none")
+    func median() {
+        #expect(Statistics.median([5, 1, 3]) == 3)
+        #expect(Statistics.median([4, 1, 3, 2]) == 2.5)
+        #expect(Statistics.median([]) == 0)
     }
 
     /// Floor on the head grids' rank correlation of estimate and measurement (all heads of
