@@ -45,9 +45,9 @@ extension Tensor {
         let rows = shape[0], cols = shape[1], tile = 32
         let workers = rows * cols >= 1 << 18 ? Threading.workers : 1
         return Tensor(shape: [cols, rows]) { out in
-            let o = SendableRowBase(pointer: out.baseAddress!)
+            let o = SendablePointer(out.baseAddress!)
             storage.withUnsafeBufferPointer { src in
-                let s = SendableRowBase(pointer: UnsafeMutablePointer(mutating: src.baseAddress!))
+                let s = SendablePointer(src.baseAddress!)
                 let colTiles = (cols + tile - 1) / tile
                 DispatchQueue.concurrentPerformIfNeeded(workers) { w in
                     for ct in (colTiles * w / workers)..<(colTiles * (w + 1) / workers) {

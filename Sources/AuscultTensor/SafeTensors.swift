@@ -78,31 +78,19 @@ public struct SafeTensorsFile: Sendable {
             throw TensorFileError(.corrupt, "no tensor named '\(name)'", path: path)
         }
         let count = e.shape.reduce(1, *)  // checked not to wrap when the header was read
-        let width: Int
-        switch e.dtype {
-        case "F32", "I32": width = 4
-        case "F16", "BF16": width = 2
-        case "I64", "F64": width = 8
-        case "U8", "I8", "BOOL": width = 1
-        default:
+        let elements: [String: StoredElement] = [
+            "F32": .f32, "I32": .i32, "I64": .i64, "F64": .f64, "F16": .f16, "BF16": .bf16, "U8": .u8, "BOOL": .u8,
+            "I8": .i8,
+        ]
+        guard let element = elements[e.dtype] else {
             throw TensorFileError(.unsupportedDType, "tensor '\(name)' has unsupported dtype \(e.dtype)", path: path)
         }
+        let width = element.byteWidth
         guard count.multipliedReportingOverflow(by: width) == (e.range.count, false) else {
             throw TensorFileError(
                 .corrupt, "tensor '\(name)' holds \(e.range.count) bytes, shape \(e.shape) needs \(count * width)",
                 path: path)
         }
-        let element: StoredElement =
-            switch e.dtype {
-            case "F32": .f32
-            case "I32": .i32
-            case "I64": .i64
-            case "F64": .f64
-            case "F16": .f16
-            case "BF16": .bf16
-            case "U8", "BOOL": .u8
-            default: .i8
-            }
         return Tensor(decoding: data, byteOffset: base + e.range.lowerBound, as: element, shape: e.shape)
     }
 

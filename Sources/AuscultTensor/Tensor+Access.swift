@@ -152,21 +152,31 @@ extension Tensor {
         for o in 0..<outer {
             for i in 0..<inner {
                 let at = { (j: Int) in self.storage[(o * n + j) * inner + i] }
-                var top = [Int]()
-                for j in 0..<n {
-                    let v = at(j)
-                    if v.isNaN { continue }
-                    if top.count == k, v <= at(top[k - 1]) { continue }
-                    var p = top.count
-                    while p > 0 && at(top[p - 1]) < v { p -= 1 }
-                    top.insert(j, at: p)
-                    if top.count > k { top.removeLast() }
-                }
+                let top = Self.largestFirst(count: n, k: k, skippingNaN: true, at)
                 indices.append(top)
                 values.append(top.map(at))
             }
         }
         return (values, indices)
+    }
+
+    /// Indices of the `k` largest of `count` values `value(0) …`, largest first, the earlier
+    /// index first on ties: one pass keeping the best k in order, each value compared with the
+    /// worst kept. NaNs are skipped with `skippingNaN`, else one enters only while fewer than k are
+    /// kept (it compares below everything after).
+    @inlinable
+    static func largestFirst(count: Int, k: Int, skippingNaN: Bool, _ value: (Int) -> Float) -> [Int] {
+        var top = [(value: Float, index: Int)]()
+        for i in 0..<count {
+            let x = value(i)
+            if skippingNaN && x.isNaN { continue }
+            if top.count >= k && !(x > top[top.count - 1].value) { continue }
+            var at = top.count
+            while at > 0 && top[at - 1].value < x { at -= 1 }
+            top.insert((x, i), at: at)
+            if top.count > k { top.removeLast() }
+        }
+        return top.map(\.index)
     }
 
     /// Sum along `axis`, which is removed (in Double, rounded once).

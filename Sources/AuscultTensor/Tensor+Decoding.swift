@@ -20,11 +20,16 @@ public enum StoredElement: Sendable {
 extension Tensor {
     /// The tensor of `shape` whose elements are stored as `element` from byte `byteOffset` of
     /// `data`: contiguous, or element i at element offset Σ index·stride with `strides`
-    /// (PyTorch's strided storages). The caller checks the bytes are there; a range past the end
-    /// stops the process.
-    public init(decoding data: Data, byteOffset: Int, as element: StoredElement, shape: [Int], strides: [Int]? = nil) {
+    /// (PyTorch's strided storages; row-major strides read as contiguous). The caller checks the
+    /// bytes are there; a range past the end stops the process.
+    public init(
+        decoding data: Data, byteOffset: Int, as element: StoredElement, shape: [Int], strides given: [Int]? = nil
+    ) {
         let count = shape.reduce(1, *), w = element.byteWidth
         let size = shape
+        var rowMajor = [Int](repeating: 1, count: size.count)
+        for ax in size.indices.dropLast().reversed() { rowMajor[ax] = rowMajor[ax + 1] * size[ax + 1] }
+        let strides = given == rowMajor ? nil : given
         var last = count == 0 ? -1 : 0
         if let strides {
             precondition(strides.count == size.count, "decoding: \(strides.count) strides for shape \(size)")

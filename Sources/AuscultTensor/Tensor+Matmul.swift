@@ -202,19 +202,9 @@ extension Tensor {
         precondition(
             rank == 2 && other.rank == 2 && shape[0] == other.shape[0],
             "transposedMatmul: \(shape)ᵀ · \(other.shape)")
-        let n = shape[0], a = shape[1], b = other.shape[1]
-        _ = BLAS.configured
-        return Tensor(shape: [a, b]) { out in
-            out.initialize(repeating: 0)
-            guard n > 0 else { return }
-            storage.withUnsafeBufferPointer { x in
-                other.storage.withUnsafeBufferPointer { y in
-                    BLAS.gemmTN(
-                        m: a, n: b, k: n, a: x.baseAddress!, lda: a, b: y.baseAddress!, ldb: b,
-                        c: out.baseAddress!, ldc: b)
-                }
-            }
-        }
+        var out = Tensor(zeros: [shape[1], other.shape[1]])
+        Tensor.multiply(self, other, transposeA: true, into: &out)
+        return out
     }
 }
 

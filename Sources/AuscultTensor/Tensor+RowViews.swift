@@ -26,16 +26,21 @@ extension Tensor {
             return base[i]
         }
 
+        /// Stops the process unless `range` lies within the row.
+        @inlinable func check(_ range: Range<Int>) {
+            precondition(range.lowerBound >= 0 && range.upperBound <= count, "row range \(range) outside 0..<\(count)")
+        }
+
         /// log Σ exp over `range` (max-shifted, vectorised, summed in Double; -∞ when empty).
         @inlinable public func logSumExp(_ range: Range<Int>? = nil) -> Double {
             let r = range ?? 0..<count
-            precondition(r.lowerBound >= 0 && r.upperBound <= count, "row range \(r) outside 0..<\(count)")
+            check(r)
             return Kernels.logSumExp(base + r.lowerBound, count: r.count)
         }
 
         /// The largest element over `range` (-∞ when empty).
         public func max(_ range: Range<Int>) -> Float {
-            precondition(range.lowerBound >= 0 && range.upperBound <= count, "row range \(range) outside 0..<\(count)")
+            check(range)
             var m = -Float.infinity
             for i in range { m = Swift.max(m, base[i]) }
             return m
@@ -47,19 +52,10 @@ extension Tensor {
             Kernels.argmaxLogSumExp(base, count: count)
         }
 
-        /// Indices of the `k` largest elements, largest first (ties: lower index first).
+        /// Indices of the `k` largest elements, largest first (ties: lower index first; a NaN
+        /// enters only while fewer than `k` are kept, as openai-whisper's beam search never meets).
         public func topK(_ k: Int) -> [Int] {
-            var top = [(Float, Int)]()
-            for i in 0..<count {
-                let x = base[i]
-                if top.count < k || x > top[top.count - 1].0 {
-                    var at = top.count
-                    while at > 0 && top[at - 1].0 < x { at -= 1 }
-                    top.insert((x, i), at: at)
-                    if top.count > k { top.removeLast() }
-                }
-            }
-            return top.map(\.1)
+            Tensor.largestFirst(count: count, k: k, skippingNaN: false) { base[$0] }
         }
 
         /// An index drawn from softmax(row / `temperature`) with the uniform number `u` in [0, 1):
@@ -107,7 +103,7 @@ extension Tensor {
 
         /// Sets the elements in `range` to `value`.
         @inlinable public func fill(_ range: Range<Int>, with value: Float) {
-            precondition(range.lowerBound >= 0 && range.upperBound <= count, "row range \(range) outside 0..<\(count)")
+            read.check(range)
             (base + range.lowerBound).update(repeating: value, count: range.count)
         }
 
@@ -119,22 +115,22 @@ extension Tensor {
         /// Copies `source`'s elements `sourceStart ..< sourceStart + range.count` onto `range`.
         @inlinable public func assign(_ range: Range<Int>, from source: Row, at sourceStart: Int? = nil) {
             let start = sourceStart ?? range.lowerBound
-            precondition(range.lowerBound >= 0 && range.upperBound <= count, "row range \(range) outside 0..<\(count)")
-            precondition(start >= 0 && start + range.count <= source.count, "source range outside 0..<\(source.count)")
+            read.check(range)
+            source.check(start..<(start + range.count))
             (base + range.lowerBound).update(from: source.base + start, count: range.count)
         }
 
         /// Multiplies the elements in `range` by `factor`.
         @inlinable public func scale(_ range: Range<Int>, by factor: Float) {
-            precondition(range.lowerBound >= 0 && range.upperBound <= count, "row range \(range) outside 0..<\(count)")
+            read.check(range)
             for i in range { base[i] *= factor }
         }
 
         /// Adds `source[i]` (i counted from `sourceStart`) to each element in `range`.
         @inlinable public func add(_ range: Range<Int>, from source: Row, at sourceStart: Int? = nil) {
             let start = sourceStart ?? range.lowerBound
-            precondition(range.lowerBound >= 0 && range.upperBound <= count, "row range \(range) outside 0..<\(count)")
-            precondition(start >= 0 && start + range.count <= source.count, "source range outside 0..<\(source.count)")
+            read.check(range)
+            source.check(start..<(start + range.count))
             for (k, i) in range.enumerated() { base[i] += source.base[start + k] }
         }
     }
@@ -217,12 +213,12 @@ extension Tensor {
     public mutating func mapRowsConcurrently<T: Sendable>(
         workers: Int, include: (Int) -> Bool = { _ in true }, _ body: @Sendable (Int, MutableRow) -> T
     ) -> [T?] {
-        let n = shape.last ?? 0, rows = n == 0 ? 0 : count / n
+        let n = rowWidth(nil), rows = n == 0 ? 0 : count / n
         let wanted = (0..<rows).map(include)
         let results = RowResults<T>(count: rows)
         let workers = Swift.max(1, Swift.min(workers, rows))
         storage.withUnsafeMutableBufferPointer { buf in
-            let base = SendableRowBase(pointer: buf.baseAddress!)
+            let base = SendablePointer(buf.baseAddress!)
             DispatchQueue.concurrentPerformIfNeeded(workers) { w in
                 for r in (rows * w / workers)..<(rows * (w + 1) / workers) where wanted[r] {
                     results.set(r, body(r, MutableRow(base.pointer + r * n, count: n)))
@@ -233,9 +229,11 @@ extension Tensor {
     }
 }
 
-/// The start of a tensor's storage, handed to workers that touch disjoint rows.
-struct SendableRowBase: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<Float>
+/// A buffer's start handed to workers that read it or write disjoint parts of it.
+struct SendablePointer<Element>: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Element>
+    init(_ p: UnsafeMutablePointer<Element>) { pointer = p }
+    init(_ p: UnsafePointer<Element>) { pointer = UnsafeMutablePointer(mutating: p) }
 }
 
 /// Per-row results written by workers at disjoint indices.

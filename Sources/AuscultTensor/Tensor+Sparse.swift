@@ -168,8 +168,8 @@ extension Tensor {
         let workers = b >= 64 ? Threading.workers : 1
         storage.withUnsafeBufferPointer { zp in
             picked.withUnsafeMutableBufferPointer { pb in
-                let z = SendableRowBase(pointer: UnsafeMutablePointer(mutating: zp.baseAddress!))
-                let out = SendableIndexBase(pointer: pb.baseAddress!)
+                let z = SendablePointer(zp.baseAddress!)
+                let out = SendablePointer(pb.baseAddress!)
                 DispatchQueue.concurrentPerformIfNeeded(workers) { w in
                     for r in (b * w / workers)..<(b * (w + 1) / workers) {
                         let top = Selection.largest(z.pointer + r * m, count: m, k: k).sorted()
@@ -200,11 +200,6 @@ extension Tensor {
         for f in flat where storage[f] > 0 { out.append(f / m, f % m, storage[f]) }
         return out
     }
-}
-
-/// Indices handed to workers that write disjoint parts of them.
-struct SendableIndexBase: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<Int32>
 }
 
 /// Dot products and scaled sums of rows.

@@ -14,10 +14,13 @@ enum Pickle {
         var stride: [Int]
 
         func materialise(_ bytes: Data, name: String, file: String) throws -> Tensor {
-            let width = dtype == "FloatStorage" ? 4 : (dtype == "HalfStorage" || dtype == "BFloat16Storage") ? 2 : 0
-            guard width > 0 else {
+            let elements: [String: StoredElement] = [
+                "FloatStorage": .f32, "HalfStorage": .f16, "BFloat16Storage": .bf16,
+            ]
+            guard let element = elements[dtype] else {
                 throw ModelLoadError(.corruptModel, "\(file): tensor '\(name)' has unsupported storage \(dtype)")
             }
+            let width = element.byteWidth
             // Sizes, strides and offset come from the file: the last element's byte must be
             // computed without wrapping before it is compared with the storage.
             guard let count = Tensor.elementCount(size), size.count == stride.count, offset >= 0,
@@ -37,12 +40,9 @@ enum Pickle {
             guard count == 0 || (!wrapped && !o3 && maxIndex < Int.max && end <= bytes.count) else {
                 throw ModelLoadError(.corruptModel, "\(file): tensor '\(name)' points past its storage")
             }
-            var contiguous = [Int](repeating: 1, count: size.count)
-            for ax in size.indices.dropLast().reversed() { contiguous[ax] = contiguous[ax + 1] * size[ax + 1] }
-            let element: StoredElement = dtype == "FloatStorage" ? .f32 : dtype == "HalfStorage" ? .f16 : .bf16
             return Tensor(
                 decoding: bytes, byteOffset: offset * width, as: element, shape: size.isEmpty ? [1] : size,
-                strides: size.isEmpty ? nil : stride == contiguous ? nil : stride)
+                strides: size.isEmpty ? nil : stride)
         }
     }
 

@@ -185,28 +185,18 @@ enum CTranslate2Loader {
                 "\(path): variable '\(name)' has shape \(v.shape): every size must be positive and "
                     + "their product must fit the file")
         }
-        let width: Int
-        switch v.dtype {
-        case 0, 3: width = 4
-        case 1: width = 1
-        case 2, 4, 5: width = 2
-        default: throw ModelLoadError(.corruptModel, "\(path): variable '\(name)' has unknown dtype \(v.dtype)")
+        // CTranslate2's DataType order: float32, int8, int16, int32, float16, bfloat16.
+        let elements: [StoredElement] = [.f32, .i8, .i16, .i32, .f16, .bf16]
+        guard Int(v.dtype) < elements.count else {
+            throw ModelLoadError(.corruptModel, "\(path): variable '\(name)' has unknown dtype \(v.dtype)")
         }
+        let element = elements[Int(v.dtype)], width = element.byteWidth
         guard count.multipliedReportingOverflow(by: width) == (v.bytes, false) else {
             throw ModelLoadError(
                 .corruptModel,
                 "\(path): variable '\(name)' holds \(v.bytes) bytes, its shape \(v.shape) needs \(count) values of "
                     + "\(width) bytes")
         }
-        let element: StoredElement =
-            switch v.dtype {
-            case 0: .f32
-            case 1: .i8
-            case 2: .i16
-            case 3: .i32
-            case 4: .f16
-            default: .bf16
-            }
         return Tensor(decoding: data, byteOffset: v.offset, as: element, shape: v.shape.isEmpty ? [1] : v.shape)
     }
 }
